@@ -1,0 +1,44 @@
+"""otelfin: OpenTelemetry tracing, metrics and logs for payment services.
+
+The public surface is small on purpose::
+
+    import otelfin
+    otelfin.configure(service_name="payment-gateway")
+
+    @otelfin.traced(attributes={"payment.channel": "channel"})
+    def process_payment(req, channel): ...
+
+    log = otelfin.get_logger()
+"""
+
+from __future__ import annotations
+
+from importlib.metadata import PackageNotFoundError, version
+from typing import Any
+
+from otelfin._config import Config, configure, get_config, shutdown
+from otelfin._errors import OtelfinError
+from otelfin.instrument._traced import traced
+
+try:
+    __version__ = version("otelfin")
+except PackageNotFoundError:  # pragma: no cover - running from a source tree
+    __version__ = "0.0.0"
+
+__all__ = [
+    "configure",
+    "shutdown",
+    "traced",
+    "get_logger",
+    "OtelfinError",
+    "Config",
+    "get_config",
+    "__version__",
+]
+
+
+def get_logger(**bound: Any) -> Any:
+    """A structlog logger writing JSON lines through otelfin's chain (see otelfin.logging)."""
+    from otelfin.logging import get_logger as _get_logger
+
+    return _get_logger(**bound)

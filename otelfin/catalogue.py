@@ -1,0 +1,372 @@
+"""The error-code catalogue: loading, merging and linting.
+
+A catalogue is YAML (format in the README). It is parsed into PyYAML's node tree rather than
+with ``safe_load`` so that every finding can name ``file:line`` and duplicate keys, which
+``safe_load`` silently collapses, are caught.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
+from importlib import resources
+from pathlib import Path
+from types import MappingProxyType
+from typing import Any
+
+import yaml
+
+__all__ = [
+    "CODE_PATTERN",
+    "SEVERITIES",
+    "Catalogue",
+    "CatalogueError",
+    "ErrorCode",
+    "Finding",
+    "default_catalogue",
+    "lint_files",
+    "load_catalogue",
+]
+
+#: ``DOMAIN-NNN``: an upper-case domain of 2-12 letters/digits (starting with a letter), a dash and
+#: exactly three digits.
+CODE_PATTERN = re.compile(r"[A-Z][A-Z0-9]{1,11}-[0-9]{3}")
+SEVERITIES = ("info", "warning", "error", "critical")
+#: Severities that describe an expected business outcome (a decline), not a fault.
+BUSINESS_SEVERITIES = frozenset({"info", "warning"})
+
+_GRPC_STATUSES = frozenset(
+    {
+        "OK",
+        "CANCELLED",
+        "UNKNOWN",
+        "INVALID_ARGUMENT",
+        "DEADLINE_EXCEEDED",
+        "NOT_FOUND",
+        "ALREADY_EXISTS",
+        "PERMISSION_DENIED",
+        "RESOURCE_EXHAUSTED",
+        "FAILED_PRECONDITION",
+        "ABORTED",
+        "OUT_OF_RANGE",
+        "UNIMPLEMENTED",
+        "INTERNAL",
+        "UNAVAILABLE",
+        "DATA_LOSS",
+        "UNAUTHENTICATED",
+    }
+)
+_CODE_FIELDS = frozenset(
+    {
+        "message",
+        "severity",
+        "retryable",
+        "http_status",
+        "grpc_status",
+        "description",
+        "owner",
+    }
+)
+_TOP_FIELDS = frozenset({"version", "domains", "codes"})
+
+
+@dataclass(frozen=True, slots=True)
+class ErrorCode:
+    """One registered error code."""
+
+    code: str
+    message: str
+    severity: str = "error"
+    retryable: bool = False
+    http_status: int | None = None
+    grpc_status: str | None = None
+    description: str | None = None
+    owner: str | None = None
+    source: str = "<unknown>"
+
+    @property
+    def domain(self) -> str:
+        """The part before the dash, e.g. ``PAY`` for ``PAY-012``."""
+        return self.code.split("-", 1)[0]
+
+    @property
+    def is_business_outcome(self) -> bool:
+        """True for expected outcomes (severity info/warning) such as a decline."""
+        return self.severity in BUSINESS_SEVERITIES
+
+
+@dataclass(frozen=True, slots=True)
+class Finding:
+    """A problem found in a catalogue file, located at ``path:line``."""
+
+    path: str
+    line: int
+    reason: str
+
+    def __str__(self) -> str:
+        return f"{self.path}:{self.line}: {self.reason}"
+
+
+class CatalogueError(ValueError):
+    """A catalogue file could not be loaded; ``findings`` lists every problem."""
+
+    def __init__(self, findings: Iterable[Finding]) -> None:
+        self.findings = tuple(findings)
+        super().__init__("\n".join(str(f) for f in self.findings) or "invalid catalogue")
+
+
+@dataclass(frozen=True)
+class Catalogue(Mapping[str, ErrorCode]):
+    """An immutable mapping of code to :class:`ErrorCode`, plus the declared domains."""
+
+    codes: Mapping[str, ErrorCode] = field(default_factory=dict)
+    domains: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)
+    sources: tuple[str, ...] = ()
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "codes", MappingProxyType(dict(self.codes)))
+        object.__setattr__(self, "domains", MappingProxyType(dict(self.domains)))
+
+    def __getitem__(self, code: str) -> ErrorCode:
+        return self.codes[code]
+
+    def __iter__(self) -> Iterator[str]:
+        return iter(self.codes)
+
+    def __len__(self) -> int:
+        return len(self.codes)
+
+    def __contains__(self, code: object) -> bool:
+        return code in self.codes
+
+    def __hash__(self) -> int:
+        return hash(self.sources)
+
+    def merged(self, other: Catalogue) -> Catalogue:
+        """Return a catalogue with ``other``'s codes and domains laid over this one's."""
+        return Catalogue(
+            codes={**self.codes, **other.codes},
+            domains={**self.domains, **other.domains},
+            sources=self.sources + other.sources,
+        )
+
+
+class _Parsed:
+    """The result of reading one file: its codes, domains and findings."""
+
+    def __init__(self, path: str) -> None:
+        self.path = path
+        self.codes: dict[str, ErrorCode] = {}
+        self.domains: dict[str, dict[str, Any]] = {}
+        self.findings: list[Finding] = []
+
+    def find(self, node: yaml.Node | None, reason: str) -> None:
+        line = node.start_mark.line + 1 if node is not None else 1
+        self.findings.append(Finding(self.path, line, reason))
+
+
+def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    return loader.construct_object(node, deep=True)
+
+
+def _pairs(
+    parsed: _Parsed, node: yaml.Node, what: str
+) -> list[tuple[str, yaml.Node, yaml.Node]]:
+    """The ``(key, key_node, value_node)`` pairs of a mapping node; flags duplicate keys."""
+    if not isinstance(node, yaml.MappingNode):
+        parsed.find(node, f"{what} must be a mapping")
+        return []
+    seen: dict[str, int] = {}
+    out = []
+    for key_node, value_node in node.value:
+        if not isinstance(key_node, yaml.ScalarNode):
+            parsed.find(key_node, f"{what}: keys must be plain strings")
+            continue
+        key = str(key_node.value)
+        if key in seen:
+            parsed.find(key_node, f"duplicate key {key!r} in {what} (first at line {seen[key]})")
+            continue
+        seen[key] = key_node.start_mark.line + 1
+        out.append((key, key_node, value_node))
+    return out
+
+
+def _parse_text(text: str, path: str) -> _Parsed:
+    parsed = _Parsed(path)
+    loader = yaml.SafeLoader(text)
+    try:
+        try:
+            root = loader.get_single_node()
+        except yaml.MarkedYAMLError as exc:
+            mark = exc.problem_mark or exc.context_mark
+            line = mark.line + 1 if mark is not None else 1
+            parsed.findings.append(
+                Finding(path, line, f"malformed YAML: {exc.problem or exc.context}")
+            )
+            return parsed
+        except yaml.YAMLError as exc:
+            parsed.findings.append(Finding(path, 1, f"malformed YAML: {exc}"))
+            return parsed
+        if root is None:
+            parsed.findings.append(Finding(path, 1, "empty catalogue"))
+            return parsed
+        top = _pairs(parsed, root, "catalogue")
+        sections = {key: (key_node, value) for key, key_node, value in top}
+        for key, key_node, _ in top:
+            if key not in _TOP_FIELDS:
+                parsed.find(key_node, f"unknown top-level key {key!r}")
+        if "version" in sections:
+            version_node = sections["version"][1]
+            if _scalar(loader, version_node) != 1:
+                parsed.find(version_node, "unsupported catalogue version (expected 1)")
+        if "domains" in sections:
+            for name, key_node, value in _pairs(parsed, sections["domains"][1], "domains"):
+                if not re.fullmatch(r"[A-Z][A-Z0-9]{1,11}", name):
+                    parsed.find(key_node, f"bad domain name {name!r} (expected e.g. PAY)")
+                info = _scalar(loader, value)
+                parsed.domains[name] = dict(info) if isinstance(info, dict) else {}
+        if "codes" not in sections:
+            parsed.find(root, "missing 'codes' section")
+            return parsed
+        for code, key_node, value in _pairs(parsed, sections["codes"][1], "codes"):
+            entry = _parse_code(parsed, loader, code, key_node, value, "domains" in sections)
+            if entry is not None:
+                parsed.codes[code] = entry
+        return parsed
+    finally:
+        loader.dispose()
+
+
+def _parse_code(
+    parsed: _Parsed,
+    loader: yaml.SafeLoader,
+    code: str,
+    key_node: yaml.Node,
+    node: yaml.Node,
+    check_domain: bool,
+) -> ErrorCode | None:
+    ok = True
+    if not CODE_PATTERN.fullmatch(code):
+        parsed.find(key_node, f"bad code format {code!r} (expected DOMAIN-NNN, e.g. PAY-012)")
+        ok = False
+    elif check_domain and code.split("-", 1)[0] not in parsed.domains:
+        parsed.find(key_node, f"{code}: unknown domain {code.split('-', 1)[0]!r}")
+        ok = False
+    fields: dict[str, Any] = {}
+    for name, name_node, value_node in _pairs(parsed, node, code):
+        if name not in _CODE_FIELDS:
+            parsed.find(name_node, f"{code}: unknown field {name!r}")
+            ok = False
+            continue
+        fields[name] = (_scalar(loader, value_node), value_node)
+    if not isinstance(node, yaml.MappingNode):
+        return None
+
+    def bad(field_name: str, reason: str) -> None:
+        nonlocal ok
+        where = fields[field_name][1] if field_name in fields else node
+        parsed.find(where, f"{code}: {reason}")
+        ok = False
+
+    message = fields.get("message", (None, None))[0]
+    if not isinstance(message, str) or not message.strip():
+        bad("message", "'message' is required and must be a non-empty string")
+    severity = fields.get("severity", ("error", None))[0]
+    if severity not in SEVERITIES:
+        bad("severity", f"unknown severity {severity!r} (expected one of {', '.join(SEVERITIES)})")
+    retryable = fields.get("retryable", (False, None))[0]
+    if not isinstance(retryable, bool):
+        bad("retryable", f"'retryable' must be true or false, not {retryable!r}")
+    http_status = fields.get("http_status", (None, None))[0]
+    if http_status is not None and (
+        not isinstance(http_status, int)
+        or isinstance(http_status, bool)
+        or not 100 <= http_status <= 599
+    ):
+        bad("http_status", f"bad http_status {http_status!r} (expected an integer 100-599)")
+    grpc_status = fields.get("grpc_status", (None, None))[0]
+    if grpc_status is not None and grpc_status not in _GRPC_STATUSES:
+        bad("grpc_status", f"bad grpc_status {grpc_status!r} (expected a gRPC status name)")
+    for text_field in ("description", "owner"):
+        value = fields.get(text_field, (None, None))[0]
+        if value is not None and not isinstance(value, str):
+            bad(text_field, f"{text_field!r} must be a string")
+    if not ok:
+        return None
+    owner = fields.get("owner", (None, None))[0]
+    if owner is None:
+        owner = parsed.domains.get(code.split("-", 1)[0], {}).get("owner")
+    return ErrorCode(
+        code=code,
+        message=str(message),
+        severity=str(severity),
+        retryable=bool(retryable),
+        http_status=http_status,
+        grpc_status=grpc_status,
+        description=fields.get("description", (None, None))[0],
+        owner=owner,
+        source=f"{parsed.path}:{key_node.start_mark.line + 1}",
+    )
+
+
+def _read(path: str | Path) -> _Parsed:
+    name = str(path)
+    try:
+        text = Path(path).read_text(encoding="utf-8")
+    except (OSError, UnicodeDecodeError) as exc:
+        parsed = _Parsed(name)
+        parsed.findings.append(Finding(name, 1, f"cannot read: {exc}"))
+        return parsed
+    return _parse_text(text, name)
+
+
+_DEFAULT: Catalogue | None = None
+
+
+def default_catalogue() -> Catalogue:
+    """The catalogue packaged with otelfin (``otelfin/errorcodes.yaml``), loaded once."""
+    global _DEFAULT
+    if _DEFAULT is None:
+        text = resources.files("otelfin").joinpath("errorcodes.yaml").read_text("utf-8")
+        parsed = _parse_text(text, "otelfin/errorcodes.yaml")
+        if parsed.findings:  # pragma: no cover - guarded by the test-suite
+            raise CatalogueError(parsed.findings)
+        _DEFAULT = Catalogue(parsed.codes, parsed.domains, (parsed.path,))
+    return _DEFAULT
+
+
+def load_catalogue(
+    *paths: str | Path, include_default: bool = True
+) -> Catalogue:
+    """Load catalogue files, later files overriding earlier ones, over the packaged default.
+
+    Raises :class:`CatalogueError` naming ``file:line`` for every problem found.
+    """
+    catalogue = default_catalogue() if include_default else Catalogue()
+    findings: list[Finding] = []
+    for path in paths:
+        parsed = _read(path)
+        findings.extend(parsed.findings)
+        catalogue = catalogue.merged(Catalogue(parsed.codes, parsed.domains, (parsed.path,)))
+    if findings:
+        raise CatalogueError(findings)
+    return catalogue
+
+
+def lint_files(paths: Iterable[str | Path]) -> list[Finding]:
+    """Every finding in the given catalogue files (duplicates across files included)."""
+    findings: list[Finding] = []
+    first_seen: dict[str, str] = {}
+    for path in paths:
+        parsed = _read(path)
+        findings.extend(parsed.findings)
+        for code, entry in parsed.codes.items():
+            if code in first_seen:
+                line = int(entry.source.rsplit(":", 1)[1])
+                findings.append(
+                    Finding(parsed.path, line, f"duplicate code {code} (also at {first_seen[code]})")
+                )
+            else:
+                first_seen[code] = entry.source
+    return findings

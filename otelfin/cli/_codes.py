@@ -1,0 +1,80 @@
+"""``otelfin codes lint`` and ``otelfin codes list``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from typing import Any
+
+from otelfin.catalogue import CatalogueError, lint_files, load_catalogue
+
+
+def register(sub: Any) -> None:
+    codes = sub.add_parser("codes", help="lint and list error-code catalogues")
+    codes_sub = codes.add_subparsers(dest="codes_command", metavar="ACTION", required=True)
+
+    lint = codes_sub.add_parser(
+        "lint",
+        help="check catalogue files (format, duplicates, domains, severities, statuses)",
+        description="Report every problem as file:line: reason. Exit 1 when any is found.",
+    )
+    lint.add_argument("files", nargs="+", metavar="FILE")
+    lint.add_argument("--format", choices=("text", "json"), default="text")
+    lint.set_defaults(func=_lint)
+
+    listing = codes_sub.add_parser(
+        "list", help="print the effective catalogue (packaged default plus your files)"
+    )
+    listing.add_argument("--catalogue", action="append", default=[], metavar="FILE")
+    listing.add_argument("--no-default", action="store_true", help="leave out the packaged codes")
+    listing.add_argument("--format", choices=("text", "json", "markdown"), default="text")
+    listing.set_defaults(func=_list)
+
+
+def _lint(args: argparse.Namespace) -> int:
+    findings = lint_files(args.files)
+    if args.format == "json":
+        print(json.dumps([{"path": f.path, "line": f.line, "reason": f.reason} for f in findings]))
+    else:
+        for finding in findings:
+            print(finding)
+        noun = "problem" if len(findings) == 1 else "problems"
+        print(f"{len(findings)} {noun} in {len(args.files)} file(s)", file=sys.stderr)
+    return 1 if findings else 0
+
+
+def _list(args: argparse.Namespace) -> int:
+    try:
+        catalogue = load_catalogue(*args.catalogue, include_default=not args.no_default)
+    except CatalogueError as exc:
+        print(exc, file=sys.stderr)
+        return 2
+    entries = sorted(catalogue.values(), key=lambda e: e.code)
+    if args.format == "json":
+        rows = [
+            {
+                "code": e.code,
+                "message": e.message,
+                "severity": e.severity,
+                "retryable": e.retryable,
+                "http_status": e.http_status,
+                "grpc_status": e.grpc_status,
+                "owner": e.owner,
+                "description": e.description,
+            }
+            for e in entries
+        ]
+        print(json.dumps(rows, indent=2))
+    elif args.format == "markdown":
+        print("| code | message | severity | retryable | HTTP | gRPC | owner |")
+        print("|---|---|---|---|---|---|---|")
+        for e in entries:
+            print(
+                f"| {e.code} | {e.message} | {e.severity} | {'yes' if e.retryable else 'no'} "
+                f"| {e.http_status or ''} | {e.grpc_status or ''} | {e.owner or ''} |"
+            )
+    else:
+        for e in entries:
+            print(f"{e.code:<12} {e.severity:<9} {e.message}")
+    return 0

@@ -1,0 +1,3 @@
+"""otelfin logging pillar."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""otelfin metrics pillar."""
+
+__all__: list[str] = []

@@ -1,0 +1,3 @@
+"""otelfin propagation pillar."""
+
+__all__: list[str] = []
