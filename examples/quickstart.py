@@ -40,7 +40,11 @@ def main() -> None:
     if os.path.exists(spans_file):
         os.remove(spans_file)
     otelfin.configure("quickstart-gateway", spans_file=spans_file, span_processor="simple")
-    for amount, balance, channel in [(25.0, 100.0, "pos"), (80.0, 50.0, "pos"), (900, 5000, "ecom")]:
+    for amount, balance, channel in [
+        (25.0, 100.0, "pos"),
+        (80.0, 50.0, "pos"),
+        (900, 5000, "ecom"),
+    ]:
         try:
             print("ok     ", process_payment(amount, balance, channel=channel))
         except otelfin.OtelfinError as exc:

@@ -69,6 +69,7 @@ class _State:
         self.owns_provider = False
         self.processor: _exporters.SwappableSpanProcessor | None = None
         self.providers_with_processor: set[int] = set()
+        self.export_key: tuple[Any, ...] = (None, None, None, None)
 
 
 _state = _State()
@@ -326,6 +327,21 @@ def _setup_tracing(
         _state.owns_provider = False
     _state.provider = provider
 
+    export_key = (
+        id(span_exporter),
+        config.traces_exporter,
+        config.spans_file,
+        config.span_processor,
+    )
+    if (
+        _state.processor is not None
+        and _state.processor.delegate is not None
+        and _state.export_key == export_key
+        and id(provider) in _state.providers_with_processor
+    ):
+        return  # same exporter and processor: keep them (and their buffered spans)
+    reused = span_exporter is not None and _state.export_key[0] == id(span_exporter)
+    _state.export_key = export_key
     if span_exporter is not None:
         exporter: SpanExporter | None = span_exporter
     else:
@@ -343,7 +359,8 @@ def _setup_tracing(
             if config.span_processor == "simple"
             else BatchSpanProcessor(guarded)
         )
-    _state.processor.swap(delegate)
+    # An exporter object handed in again must not be shut down with the processor it leaves.
+    _state.processor.swap(delegate, shutdown_old=not reused)
 
 
 # Each pillar exposes ``_install(config)`` and ``_uninstall()`` in its package; configure()
@@ -392,6 +409,7 @@ def shutdown(timeout_millis: int = 30000) -> None:
             except Exception as exc:
                 _internal.report("shutdown.flush", exc)
             processor.swap(None)
+            _state.export_key = (None, None, None, None)
         if _state.owns_provider and _state.provider is not None:
             try:
                 _state.provider.shutdown()

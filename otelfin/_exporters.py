@@ -194,10 +194,20 @@ class SwappableSpanProcessor(SpanProcessor):
     def __init__(self) -> None:
         self.delegate: SpanProcessor | None = None
 
-    def swap(self, delegate: SpanProcessor | None) -> None:
+    def swap(self, delegate: SpanProcessor | None, *, shutdown_old: bool = True) -> None:
+        """Route spans to ``delegate``; the old delegate is flushed and (by default) shut down.
+
+        ``shutdown_old=False`` is for an old delegate whose exporter the new one reuses.
+        """
         old, self.delegate = self.delegate, delegate
         if old is not None:
-            _shutdown_processor(old)
+            if shutdown_old:
+                _shutdown_processor(old)
+            else:
+                try:
+                    old.force_flush()
+                except Exception as exc:
+                    _internal.report("processor.force_flush", exc)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         delegate = self.delegate
@@ -254,6 +264,4 @@ def make_exporter(kind: str, spans_file: str | None) -> SpanExporter | None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter()
-    raise ValueError(
-        f"unknown traces exporter {kind!r} (expected none, console, jsonl or otlp)"
-    )
+    raise ValueError(f"unknown traces exporter {kind!r} (expected none, console, jsonl or otlp)")

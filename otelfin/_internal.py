@@ -36,7 +36,7 @@ def report(where: str, exc: BaseException | None = None, detail: str = "") -> No
             message += f" ({type(exc).__name__}: {exc})"
         message += "; further failures here are counted, not logged"
         _log.warning(message)
-    except Exception:  # noqa: BLE001 - logging itself is broken; nothing left to tell
+    except Exception:
         pass
 
 

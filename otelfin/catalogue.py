@@ -170,15 +170,13 @@ def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     return loader.construct_object(node, deep=True)
 
 
-def _pairs(
-    parsed: _Parsed, node: yaml.Node, what: str
-) -> list[tuple[str, yaml.Node, yaml.Node]]:
+def _pairs(parsed: _Parsed, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
     """The ``(key, key_node, value_node)`` pairs of a mapping node; flags duplicate keys."""
     if not isinstance(node, yaml.MappingNode):
         parsed.find(node, f"{what} must be a mapping")
         return []
     seen: dict[str, int] = {}
-    out = []
+    out: list[tuple[str, yaml.Node, yaml.Node]] = []
     for key_node, value_node in node.value:
         if not isinstance(key_node, yaml.ScalarNode):
             parsed.find(key_node, f"{what}: keys must be plain strings")
@@ -200,10 +198,13 @@ def _parse_text(text: str, path: str) -> _Parsed:
             root = loader.get_single_node()
         except yaml.MarkedYAMLError as exc:
             mark = exc.problem_mark or exc.context_mark
+            reason = f"malformed YAML: {exc.problem or exc.context}"
+            if exc.context_mark is not None and "end of stream" in str(exc.problem):
+                # An unterminated quote or bracket: where it opened is what the reader needs.
+                reason = f"malformed YAML: {exc.context} starting here was never closed"
+                mark = exc.context_mark
             line = mark.line + 1 if mark is not None else 1
-            parsed.findings.append(
-                Finding(path, line, f"malformed YAML: {exc.problem or exc.context}")
-            )
+            parsed.findings.append(Finding(path, line, reason))
             return parsed
         except yaml.YAMLError as exc:
             parsed.findings.append(Finding(path, 1, f"malformed YAML: {exc}"))
@@ -265,7 +266,7 @@ def _parse_code(
 
     def bad(field_name: str, reason: str) -> None:
         nonlocal ok
-        where = fields[field_name][1] if field_name in fields else node
+        where = fields[field_name][1] if field_name in fields else key_node
         parsed.find(where, f"{code}: {reason}")
         ok = False
 
@@ -336,9 +337,7 @@ def default_catalogue() -> Catalogue:
     return _DEFAULT
 
 
-def load_catalogue(
-    *paths: str | Path, include_default: bool = True
-) -> Catalogue:
+def load_catalogue(*paths: str | Path, include_default: bool = True) -> Catalogue:
     """Load catalogue files, later files overriding earlier ones, over the packaged default.
 
     Raises :class:`CatalogueError` naming ``file:line`` for every problem found.
@@ -364,9 +363,8 @@ def lint_files(paths: Iterable[str | Path]) -> list[Finding]:
         for code, entry in parsed.codes.items():
             if code in first_seen:
                 line = int(entry.source.rsplit(":", 1)[1])
-                findings.append(
-                    Finding(parsed.path, line, f"duplicate code {code} (also at {first_seen[code]})")
-                )
+                reason = f"duplicate code {code} (also at {first_seen[code]})"
+                findings.append(Finding(parsed.path, line, reason))
             else:
                 first_seen[code] = entry.source
     return findings

@@ -14,9 +14,7 @@ __all__ = ["main"]
 
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func`` to a callable
 # taking the parsed namespace and returning the exit status.
-_COMMAND_MODULES = (
-    "otelfin.cli._codes",
-)
+_COMMAND_MODULES = ("otelfin.cli._codes",)
 
 
 class _Parser(argparse.ArgumentParser):

@@ -180,6 +180,7 @@ def instrument_methods(entries: Iterable[str | IncludeEntry]) -> list[IncludeEnt
             if module is not None:
                 _apply_to_module(module, module_entries, generation)
             else:
+
                 def hook(mod: ModuleType, e: list[IncludeEntry] = module_entries) -> None:
                     _apply_to_module(mod, e, generation)
 

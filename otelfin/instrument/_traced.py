@@ -21,7 +21,7 @@ import inspect
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from time import perf_counter
-from typing import Any, Protocol, TypeVar, cast, overload
+from typing import Any, Protocol, TypeVar, overload
 
 from opentelemetry import trace
 from opentelemetry.context import attach, detach
@@ -112,7 +112,9 @@ _Extractor = Callable[[tuple[Any, ...], dict[str, Any]], Any]
 def _to_attribute(value: Any) -> AttributeValue | None:
     if value is None or isinstance(value, (str, bool, int, float)):
         return value
-    if isinstance(value, (list, tuple)) and all(isinstance(v, (str, bool, int, float)) for v in value):
+    if isinstance(value, (list, tuple)) and all(
+        isinstance(v, (str, bool, int, float)) for v in value
+    ):
         return tuple(value)
     return str(value)
 
@@ -201,7 +203,8 @@ def _start(
     spec: TracedSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
 ) -> tuple[Span, dict[str, AttributeValue]]:
     attrs = spec.attributes(args, kwargs)
-    return _tracer(spec.tracer_provider).start_span(spec.name, kind=spec.kind, attributes=attrs), attrs
+    tracer = _tracer(spec.tracer_provider)
+    return tracer.start_span(spec.name, kind=spec.kind, attributes=attrs), attrs
 
 
 def _record_error(
@@ -248,9 +251,7 @@ def _record_error(
         observer(spec, perf_counter() - t0, attrs, code, exc, span)
 
 
-def _finish(
-    spec: TracedSpec, span: Span, attrs: dict[str, AttributeValue], t0: float
-) -> None:
+def _finish(spec: TracedSpec, span: Span, attrs: dict[str, AttributeValue], t0: float) -> None:
     observer = _observer
     if observer is not None:
         try:
@@ -355,8 +356,8 @@ def _wrap_generator(func: Callable[..., Any], spec: TracedSpec) -> Callable[...,
             while True:
                 try:
                     if to_throw is not None:
-                        exc, to_throw = to_throw, None
-                        item = gen.throw(exc)
+                        pending, to_throw = to_throw, None
+                        item = gen.throw(pending)
                     else:
                         item = gen.send(to_send)
                 except StopIteration as stop:
@@ -424,8 +425,8 @@ def _wrap_async_generator(func: Callable[..., Any], spec: TracedSpec) -> Callabl
             while True:
                 try:
                     if to_throw is not None:
-                        exc, to_throw = to_throw, None
-                        item = await agen.athrow(exc)
+                        pending, to_throw = to_throw, None
+                        item = await agen.athrow(pending)
                     else:
                         item = await agen.asend(to_send)
                 except StopAsyncIteration:
@@ -458,6 +459,13 @@ def _wrap_async_generator(func: Callable[..., Any], spec: TracedSpec) -> Callabl
     return wrapper
 
 
+def _callable_extractor(callback: Callable[..., Any]) -> _Extractor:
+    def extract(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
+        return callback(*args, **kwargs)
+
+    return extract
+
+
 def _make_spec(
     func: Callable[..., Any],
     name: str | None,
@@ -483,8 +491,7 @@ def _make_spec(
         if isinstance(source, str):
             extractors.append((attr, _param_extractor(func, attr, source)))
         elif callable(source):
-            callback = cast(Callable[..., Any], source)
-            extractors.append((attr, lambda a, k, cb=callback: cb(*a, **k)))
+            extractors.append((attr, _callable_extractor(source)))
         elif isinstance(source, (bool, int, float)):
             static[attr] = source
         else:
