@@ -1,3 +1,212 @@
-"""otelfin metrics pillar."""
+"""Metrics: RED metrics from ``@traced``, bucket design, label policy, exemplars, P99 reports.
 
-__all__: list[str] = []
+``otelfin.configure()`` installs a call observer on ``@traced`` that records
+``otelfin_request_duration_seconds`` (with ``otelfin_requests_total`` derived from it) and
+``otelfin_request_errors_total``, and serves ``/metrics`` when ``metrics_port`` is set.
+Pillar options (``configure(**more)``):
+
+``metrics_registry``
+    a ``CollectorRegistry`` (default: prometheus_client's global one).
+``metrics_labels``
+    extra labels taken from span attributes (default ``("channel",)``), checked by the label
+    policy; ``metrics_allow_labels`` names reviewed extra names.
+``metrics_slo`` / ``metrics_p99`` / ``metrics_buckets``
+    bucket design for the duration histogram (default SLO 0.25 s).
+``metrics_max_series``
+    per-metric series cap (default 1000).
+``metrics_exemplars``
+    attach trace exemplars (default True; off in multiprocess mode).
+``metrics_addr``
+    bind address of the ``/metrics`` server (default ``0.0.0.0``).
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from prometheus_client import REGISTRY, CollectorRegistry
+
+from otelfin.instrument import _traced
+from otelfin.metrics._buckets import (
+    DEFAULT_PROMETHEUS_BUCKETS,
+    BucketDesign,
+    WindowAccuracy,
+    evaluate_buckets,
+    histogram_quantile,
+    latency_buckets,
+    suggest_buckets,
+)
+from otelfin.metrics._collectors import InternalErrorsCollector, RequestsCollector, safe_unregister
+from otelfin.metrics._labels import (
+    ALLOWED_LABELS,
+    DEFAULT_MAX_SERIES,
+    DENIED_LABELS,
+    OTHER,
+    LabelPolicyError,
+    SeriesGuard,
+    _forget_overflow_counter,
+    check_label_names,
+    overflow_counter,
+)
+from otelfin.metrics._red import (
+    DURATION_METRIC,
+    ERRORS_METRIC,
+    REQUESTS_METRIC,
+    CallRecorder,
+    RedMetrics,
+    is_multiprocess,
+    latency_histogram,
+    red_metrics,
+)
+from otelfin.metrics._server import MetricsServer, multiprocess_registry, start_metrics_server
+
+if TYPE_CHECKING:
+    from otelfin._config import Config
+
+__all__ = [
+    # bucket design
+    "latency_buckets",
+    "suggest_buckets",
+    "evaluate_buckets",
+    "histogram_quantile",
+    "BucketDesign",
+    "WindowAccuracy",
+    "DEFAULT_PROMETHEUS_BUCKETS",
+    # instruments and label policy
+    "latency_histogram",
+    "red_metrics",
+    "RedMetrics",
+    "CallRecorder",
+    "check_label_names",
+    "LabelPolicyError",
+    "SeriesGuard",
+    "overflow_counter",
+    "ALLOWED_LABELS",
+    "DENIED_LABELS",
+    "DEFAULT_MAX_SERIES",
+    "OTHER",
+    "DURATION_METRIC",
+    "REQUESTS_METRIC",
+    "ERRORS_METRIC",
+    # exposition
+    "start_metrics_server",
+    "multiprocess_registry",
+    "MetricsServer",
+    "InternalErrorsCollector",
+    "RequestsCollector",
+    "is_multiprocess",
+    "current_metrics",
+    "metrics_server",
+]
+
+
+class _State:
+    def __init__(self) -> None:
+        self.lock = threading.RLock()
+        self.key: tuple[Any, ...] | None = None
+        self.metrics: RedMetrics | None = None
+        self.recorder: CallRecorder | None = None
+        self.internal: InternalErrorsCollector | None = None
+        self.server: MetricsServer | None = None
+        self.server_key: tuple[Any, ...] | None = None
+
+
+_state = _State()
+
+
+def current_metrics() -> RedMetrics | None:
+    """The RED instruments ``configure()`` created, or None."""
+    return _state.metrics
+
+
+def metrics_server() -> MetricsServer | None:
+    """The ``/metrics`` server ``configure(metrics_port=...)`` started, or None."""
+    return _state.server
+
+
+def _tuple_option(options: Any, name: str, default: Sequence[Any]) -> tuple[Any, ...]:
+    value = options.get(name, default)
+    if isinstance(value, str):
+        value = [part.strip() for part in value.split(",") if part.strip()]
+    try:
+        return tuple(value)
+    except TypeError:
+        raise TypeError(f"configure({name}=...) must be a sequence, not {value!r}") from None
+
+
+def _install(config: Config) -> None:
+    """Create the RED metrics, hook ``@traced`` and start ``/metrics`` (configure calls this)."""
+    options = config.options
+    registry: CollectorRegistry = options.get("metrics_registry") or REGISTRY
+    labels = _tuple_option(options, "metrics_labels", ("channel",))
+    allow = _tuple_option(options, "metrics_allow_labels", ())
+    buckets = options.get("metrics_buckets")
+    slo = options.get("metrics_slo", 0.25)
+    p99 = options.get("metrics_p99")
+    max_series = int(options.get("metrics_max_series", DEFAULT_MAX_SERIES))
+    exemplars = bool(options.get("metrics_exemplars", True))
+    key = (id(registry), labels, allow, tuple(buckets or ()), slo, p99, max_series)
+    with _state.lock:
+        if _state.metrics is None or _state.key != key:
+            _drop_metrics()
+            _state.metrics = red_metrics(
+                labels=labels,
+                allow=allow,
+                buckets=buckets,
+                slo=slo,
+                p99=p99,
+                max_series=max_series,
+                registry=registry,
+            )
+            _state.key = key
+            _state.internal = InternalErrorsCollector()
+            registry.register(_state.internal)
+        _state.recorder = CallRecorder(_state.metrics, config.service_name, exemplars=exemplars)
+        _traced.set_call_observer(_state.recorder)
+        _setup_server(config, registry)
+
+
+def _setup_server(config: Config, registry: CollectorRegistry) -> None:
+    port = config.metrics_port
+    addr = str(config.options.get("metrics_addr", "0.0.0.0"))
+    server_key = (port, addr, id(registry))
+    if _state.server is not None and _state.server_key == server_key:
+        return
+    _stop_server()
+    if port is None:
+        return
+    serve: CollectorRegistry | None = registry
+    if registry is REGISTRY and is_multiprocess():
+        serve = multiprocess_registry()
+    _state.server = start_metrics_server(port, addr, serve)
+    _state.server_key = server_key
+
+
+def _stop_server() -> None:
+    server, _state.server = _state.server, None
+    _state.server_key = None
+    if server is not None:
+        server.stop()
+
+
+def _drop_metrics() -> None:
+    metrics, _state.metrics = _state.metrics, None
+    if metrics is not None:
+        metrics.unregister()
+        safe_unregister(metrics.registry, _state.internal)
+        _forget_overflow_counter(metrics.registry)
+    _state.internal = None
+    _state.key = None
+
+
+def _uninstall() -> None:
+    """Unhook ``@traced``, stop the server and remove otelfin's metrics from the registry."""
+    with _state.lock:
+        current = _traced._observer
+        if current is not None and current is _state.recorder:
+            _traced.set_call_observer(None)
+        _state.recorder = None
+        _stop_server()
+        _drop_metrics()

@@ -1,0 +1,81 @@
+"""Custom collectors: series computed at scrape time, so they cost nothing per call."""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Iterable, Iterator
+from typing import Any, Protocol
+
+from prometheus_client.core import CounterMetricFamily, Metric
+
+from otelfin import _internal
+
+__all__ = ["InternalErrorsCollector", "RequestsCollector"]
+
+
+class _Source(Protocol):
+    def collect(self) -> Iterable[Metric]: ...
+
+
+class RequestsCollector:
+    """``<prefix>_requests_total``, derived from a duration histogram's ``_count``.
+
+    A histogram's ``_count`` already counts every request; a separate counter would double the
+    per-call cost for the same number. This collector republishes the count under the
+    conventional RED name at scrape time. ``source`` is the histogram itself or, in
+    multiprocess mode, a ``MultiProcessCollector`` (the count then covers every worker).
+    """
+
+    def __init__(self, source: _Source, histogram_name: str, name: str, documentation: str):
+        self._source = source
+        self._histogram = histogram_name
+        self._name = name
+        self._documentation = documentation
+
+    def describe(self) -> list[Metric]:
+        return [CounterMetricFamily(self._name, self._documentation)]
+
+    def collect(self) -> Iterator[Metric]:
+        family: CounterMetricFamily | None = None
+        for metric in self._source.collect():
+            if metric.name != self._histogram:
+                continue
+            for sample in metric.samples:
+                if not sample.name.endswith("_count"):
+                    continue
+                if family is None:
+                    family = CounterMetricFamily(
+                        self._name, self._documentation, labels=list(sample.labels)
+                    )
+                family.add_metric(list(sample.labels.values()), sample.value)
+        yield family if family is not None else CounterMetricFamily(self._name, self._documentation)
+
+
+class InternalErrorsCollector:
+    """``otelfin_internal_errors_total{where}``: failures otelfin contained (never raised).
+
+    Mirrors :func:`otelfin._internal.internal_error_counts`; ``where`` names a code site in
+    otelfin, so its values are bounded. In multiprocess mode it reports only the process that
+    serves ``/metrics``.
+    """
+
+    name = "otelfin_internal_errors"
+
+    def describe(self) -> list[Metric]:
+        return [CounterMetricFamily(self.name, self._doc)]
+
+    _doc = "Failures inside otelfin that were contained instead of reaching the host, by place."
+
+    def collect(self) -> Iterator[Metric]:
+        family = CounterMetricFamily(self.name, self._doc, labels=["where"])
+        for where, count in sorted(_internal.internal_error_counts().items()):
+            family.add_metric([where], float(count))
+        yield family
+
+
+def safe_unregister(registry: Any, collector: Any) -> None:
+    """Unregister if registered; never raises (shutdown paths)."""
+    if registry is None or collector is None:
+        return
+    with contextlib.suppress(KeyError):
+        registry.unregister(collector)

@@ -1,0 +1,348 @@
+"""RED metrics (rate, errors, duration) and the ``@traced`` call observer that feeds them.
+
+Series (names per Prometheus conventions, base unit seconds, ``_total`` counters):
+
+* ``otelfin_request_duration_seconds{service, operation, outcome, <labels>}``: histogram.
+* ``otelfin_requests_total{...same labels}``: derived from the histogram's ``_count`` at
+  scrape time (see :class:`~otelfin.metrics._collectors.RequestsCollector`).
+* ``otelfin_request_errors_total{service, operation, error_code, <labels>}``: counter;
+  ``error_code`` is the catalogue code of the exception, or ``unclassified``.
+
+``<labels>`` are extra labels (default ``channel``) taken from the span attributes of each
+call: attribute ``channel`` or any attribute ending in ``.channel`` (``payment.channel``).
+"""
+
+from __future__ import annotations
+
+import threading
+from bisect import bisect_left
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from time import monotonic
+from typing import Any
+
+from opentelemetry.trace import Span
+from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
+from prometheus_client import values as _prom_values
+
+from otelfin import _internal
+from otelfin.catalogue import CODE_PATTERN
+from otelfin.metrics._buckets import _check_bounds, latency_buckets
+from otelfin.metrics._collectors import RequestsCollector, safe_unregister
+from otelfin.metrics._labels import DEFAULT_MAX_SERIES, SeriesGuard, check_label_names
+
+__all__ = [
+    "DURATION_METRIC",
+    "REQUESTS_METRIC",
+    "ERRORS_METRIC",
+    "RedMetrics",
+    "red_metrics",
+    "latency_histogram",
+    "CallRecorder",
+    "is_multiprocess",
+]
+
+DURATION_METRIC = "otelfin_request_duration_seconds"
+REQUESTS_METRIC = "otelfin_requests_total"
+ERRORS_METRIC = "otelfin_request_errors_total"
+UNCLASSIFIED = "unclassified"
+#: One exemplar per bucket per series at most this often (seconds). Prometheus keeps only the
+#: latest exemplar of each bucket per scrape, so refreshing it on every call buys nothing and
+#: would cost about 1 us a call (prometheus_client validates and builds the exemplar each time).
+#: Rare (slow) buckets are refreshed on nearly every hit, which is where exemplars matter.
+EXEMPLAR_INTERVAL = 1.0
+_MAX_VALUE_LENGTH = 100
+
+
+def is_multiprocess() -> bool:
+    """Whether prometheus_client stores values in ``PROMETHEUS_MULTIPROC_DIR`` files.
+
+    prometheus_client decides this when it is first imported, so the variable must be set
+    before anything imports it (in gunicorn: in the environment, not in the app module).
+    """
+    return getattr(_prom_values.ValueClass, "__name__", "") != "MutexValue"
+
+
+def latency_histogram(
+    name: str,
+    documentation: str,
+    labelnames: Sequence[str] = (),
+    *,
+    slo: float | None = None,
+    p99: float | None = None,
+    buckets: Sequence[float] | None = None,
+    allow: Iterable[str] = (),
+    registry: CollectorRegistry | None = REGISTRY,
+) -> Histogram:
+    """A prometheus_client ``Histogram`` in seconds with designed buckets and checked labels.
+
+    ``buckets`` wins; otherwise :func:`~otelfin.metrics.latency_buckets` builds them from
+    ``slo``/``p99``. Label names go through the label policy (``LabelPolicyError`` on a denied
+    or unknown name); the name must end in ``_seconds``.
+    """
+    if not name.endswith("_seconds"):
+        raise ValueError(f"latency histogram {name!r} must be named in base units: end in _seconds")
+    names = check_label_names(labelnames, allow=allow, metric=name)
+    bounds = _check_bounds(buckets) if buckets is not None else latency_buckets(slo=slo, p99=p99)
+    return Histogram(name, documentation, names, buckets=bounds, registry=registry)
+
+
+@dataclass(frozen=True)
+class RedMetrics:
+    """The RED instruments, their label names and guards, declared once."""
+
+    duration: Histogram
+    errors: Counter
+    requests: RequestsCollector
+    labels: tuple[str, ...]
+    extra_labels: tuple[str, ...]
+    buckets: tuple[float, ...]
+    duration_guard: SeriesGuard
+    errors_guard: SeriesGuard
+    registry: CollectorRegistry | None
+
+    def observe(
+        self,
+        service: str,
+        operation: str,
+        duration: float,
+        *,
+        error_code: str | None = None,
+        failed: bool = False,
+        labels: Mapping[str, str] | None = None,
+        span: Span | None = None,
+    ) -> None:
+        """Record one call outside ``@traced`` (transports, hand-written code).
+
+        ``labels`` gives values for :attr:`extra_labels`; ``span`` adds an exemplar if sampled.
+        A call is an error when ``failed`` or ``error_code`` is given.
+        """
+        error = failed or error_code is not None
+        extra = tuple(_label_value((labels or {}).get(name)) for name in self.extra_labels)
+        values = (service, operation, "error" if error else "ok", *extra)
+        child, _ = self.duration_guard.bind(values)
+        ctx = span.get_span_context() if span is not None else None
+        if ctx is not None and ctx.trace_flags.sampled:
+            child.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
+        else:
+            child.observe(duration)
+        if error:
+            self.errors_guard.child((service, operation, _code_value(error_code), *extra)).inc()
+
+    def unregister(self) -> None:
+        """Remove the instruments from their registry."""
+        for collector in (self.duration, self.errors, self.requests):
+            safe_unregister(self.registry, collector)
+
+
+def red_metrics(
+    *,
+    labels: Sequence[str] = ("channel",),
+    buckets: Sequence[float] | None = None,
+    slo: float | None = 0.25,
+    p99: float | None = None,
+    max_series: int = DEFAULT_MAX_SERIES,
+    allow: Iterable[str] = (),
+    registry: CollectorRegistry | None = REGISTRY,
+) -> RedMetrics:
+    """Create the RED instruments in ``registry``.
+
+    ``labels`` are the extra labels taken from span attributes, checked by the label policy;
+    ``buckets`` (or ``slo``/``p99`` through :func:`~otelfin.metrics.latency_buckets`) set the
+    duration histogram; ``max_series`` caps each metric's label-value combinations.
+    """
+    extra = check_label_names(labels, allow=allow, metric=DURATION_METRIC)
+    if set(extra) & {"service", "operation", "outcome", "error_code"}:
+        raise ValueError(f"labels {extra} repeat a label otelfin always sets")
+    duration_labels = ("service", "operation", "outcome", *extra)
+    error_labels = ("service", "operation", "error_code", *extra)
+    bounds = _check_bounds(buckets) if buckets is not None else latency_buckets(slo=slo, p99=p99)
+    duration = Histogram(
+        DURATION_METRIC,
+        "Duration of instrumented calls (otelfin @traced and transports).",
+        duration_labels,
+        buckets=bounds,
+        registry=registry,
+    )
+    try:
+        errors = Counter(
+            ERRORS_METRIC.removesuffix("_total"),
+            "Failed instrumented calls by catalogue error code.",
+            error_labels,
+            registry=registry,
+        )
+    except ValueError:
+        safe_unregister(registry, duration)
+        raise
+    requests = RequestsCollector(
+        duration,
+        DURATION_METRIC,
+        REQUESTS_METRIC.removesuffix("_total"),
+        "Instrumented calls (the duration histogram's count).",
+    )
+    if registry is not None:
+        registry.register(requests)
+    return RedMetrics(
+        duration=duration,
+        errors=errors,
+        requests=requests,
+        labels=duration_labels,
+        extra_labels=extra,
+        buckets=bounds,
+        duration_guard=SeriesGuard(
+            duration, DURATION_METRIC, duration_labels, max_series=max_series, registry=registry
+        ),
+        errors_guard=SeriesGuard(
+            errors, ERRORS_METRIC, error_labels, max_series=max_series, registry=registry
+        ),
+        registry=registry,
+    )
+
+
+def _label_value(value: Any) -> str:
+    if value is None:
+        return ""
+    text = value if isinstance(value, str) else str(value)
+    return text[:_MAX_VALUE_LENGTH]
+
+
+def _code_value(code: str | None) -> str:
+    # Only well-formed codes become label values: an exception may carry any string.
+    if code is not None and CODE_PATTERN.fullmatch(code):
+        return code
+    return UNCLASSIFIED
+
+
+def _exemplar(trace_id: int, span_id: int) -> dict[str, str]:
+    return {"trace_id": format(trace_id, "032x"), "span_id": format(span_id, "016x")}
+
+
+def _attribute_for(label: str, keys: Iterable[str]) -> str | None:
+    suffix = "." + label
+    for key in keys:
+        if key == label or key.endswith(suffix):
+            return key
+    return None
+
+
+class _Bound:
+    """One series' child plus the time each of its buckets last got an exemplar."""
+
+    __slots__ = ("child", "last")
+
+    def __init__(self, child: Any, buckets: int) -> None:
+        self.child = child
+        self.last = [-EXEMPLAR_INTERVAL] * (buckets + 1)
+
+
+class _SpecState:
+    """What the recorder caches per ``@traced`` function (in ``spec.cache``)."""
+
+    __slots__ = ("keys", "lock", "prefix", "recorder", "series")
+
+    def __init__(
+        self, recorder: CallRecorder, prefix: tuple[str, str], keys: tuple[str | None, ...]
+    ):
+        self.recorder = recorder
+        self.prefix = prefix
+        self.keys = keys
+        self.series: dict[Any, _Bound] = {}
+        self.lock = threading.Lock()
+
+
+_CACHE_KEY = "otelfin.metrics"
+# Per-function cache of bound children; past this the guard is asked on every call.
+_MAX_CACHED = 256
+
+
+class CallRecorder:
+    """The ``@traced`` call observer: one histogram observation per call, errors counted.
+
+    Per function it caches the bound child of each (outcome, label values) combination in
+    ``spec.cache``, so a call costs a dict lookup and ``child.observe`` (plus the exemplar
+    check), not prometheus_client's ``labels(...)`` lookup.
+    """
+
+    def __init__(self, metrics: RedMetrics, service: str, *, exemplars: bool = True) -> None:
+        self.metrics = metrics
+        self.service = service
+        self.exemplars = exemplars and not is_multiprocess()
+        self._bounds = metrics.buckets
+        self._nbuckets = len(metrics.buckets)
+
+    def _state(self, spec: Any) -> _SpecState:
+        keys = [*spec.static, *(name for name, _ in spec.extractors)]
+        state = _SpecState(
+            self,
+            (self.service, spec.name),
+            tuple(_attribute_for(label, keys) for label in self.metrics.extra_labels),
+        )
+        spec.cache[_CACHE_KEY] = state
+        return state
+
+    def __call__(
+        self,
+        spec: Any,
+        duration: float,
+        attributes: Mapping[str, Any] | None,
+        error_code: str | None,
+        exc: BaseException | None,
+        span: Span,
+    ) -> None:
+        try:
+            self._record(spec, duration, attributes, error_code, exc, span)
+        except Exception as err:  # never let metrics break the host call
+            _internal.report("metrics.observe", err)
+
+    def _record(
+        self,
+        spec: Any,
+        duration: float,
+        attributes: Mapping[str, Any] | None,
+        error_code: str | None,
+        exc: BaseException | None,
+        span: Span,
+    ) -> None:
+        state: _SpecState | None = spec.cache.get(_CACHE_KEY)
+        if state is None or state.recorder is not self:
+            state = self._state(spec)
+        outcome = "ok" if exc is None else "error"
+        keys = state.keys
+        if keys:
+            attrs = attributes or {}
+            extra = tuple(_label_value(attrs.get(k)) if k else "" for k in keys)
+            key: Any = (outcome, extra)
+        else:
+            extra = ()
+            key = outcome
+        bound = state.series.get(key)
+        if bound is None:
+            bound = self._bind(state, key, outcome, extra)
+        if self.exemplars:
+            ctx = span.get_span_context()
+            if ctx.trace_flags & 1:
+                i = bisect_left(self._bounds, duration)
+                now = monotonic()
+                if now - bound.last[i] >= EXEMPLAR_INTERVAL:
+                    bound.last[i] = now
+                    bound.child.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
+                else:
+                    bound.child.observe(duration)
+            else:
+                bound.child.observe(duration)
+        else:
+            bound.child.observe(duration)
+        if exc is not None:
+            self.metrics.errors_guard.child((*state.prefix, _code_value(error_code), *extra)).inc()
+
+    def _bind(self, state: _SpecState, key: Any, outcome: str, extra: tuple[str, ...]) -> _Bound:
+        child, folded = self.metrics.duration_guard.bind((*state.prefix, outcome, *extra))
+        bound = _Bound(child, self._nbuckets)
+        if not folded:
+            with state.lock:
+                if len(state.series) < _MAX_CACHED:
+                    bound = state.series.setdefault(key, bound)
+        return bound
+
+
+ObserverFactory = Callable[[RedMetrics, str], CallRecorder]
