@@ -98,7 +98,7 @@ def test_broken_attribute_callable_is_contained(caplog: pytest.LogCaptureFixture
     with configured_for_test() as spans, caplog.at_level(logging.WARNING, logger="otelfin"):
         assert pay(3) == 3
         assert pay(4) == 4
-    (a, b) = spans.get_finished_spans()
+    (a, _) = spans.get_finished_spans()
     assert a.attributes["amount"] == 3 and "bad" not in a.attributes
     key = next(k for k in _internal.internal_error_counts() if k.startswith("traced.attribute"))
     assert _internal.internal_error_counts()[key] == 2

@@ -184,7 +184,7 @@ def test_entry_point_is_registered() -> None:
 def test_instrumentor_applies_environment(
     spans: InMemorySpanExporter, payments_pkg: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """MethodIncludeInstrumentor().instrument() applies OTELFIN_METHODS_INCLUDE; uninstrument undoes."""
+    """The instrumentor applies OTELFIN_METHODS_INCLUDE; uninstrument() undoes it."""
     monkeypatch.setenv("OTELFIN_METHODS_INCLUDE", f"{payments_pkg}.service:score")
     instrumentor = MethodIncludeInstrumentor()
     instrumentor.instrument()

@@ -1,0 +1,58 @@
+"""Making a span current with as little machinery as possible.
+
+``opentelemetry.context.attach(trace.set_span_in_context(span))`` goes through three generic
+layers (set_value, get_current, the runtime-context object) on every call. When the runtime
+context is OpenTelemetry's default contextvars one, which is the case unless
+``OTEL_PYTHON_CONTEXT`` names another, we talk to its ContextVar directly; the effect on the
+context is identical. Anything else falls back to the public API.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from opentelemetry import context as context_api
+from opentelemetry import trace
+from opentelemetry.context import Context
+
+__all__ = ["attach_context", "context_with", "current_context", "detach"]
+
+current_context: Callable[[], Context]
+context_with: Callable[[Any, Context], Context]
+attach_context: Callable[[Context], Any]
+detach: Callable[[Any], Any]
+
+try:
+    from opentelemetry.context import _RUNTIME_CONTEXT
+    from opentelemetry.context.contextvars_context import ContextVarsRuntimeContext
+    from opentelemetry.trace.propagation import _SPAN_KEY
+
+    _var = (
+        _RUNTIME_CONTEXT._current_context
+        if type(_RUNTIME_CONTEXT) is ContextVarsRuntimeContext
+        else None
+    )
+except (ImportError, AttributeError):  # pragma: no cover - a different OpenTelemetry layout
+    _var = None
+
+if _var is not None:
+    current_context = _var.get
+
+    def context_with(span: Any, base: Context) -> Context:
+        """``base`` with ``span`` as the current span."""
+        values = base.copy()
+        values[_SPAN_KEY] = span
+        return Context(values)
+
+    attach_context = _var.set
+    detach = _var.reset
+else:  # pragma: no cover - exercised only with a custom OTEL_PYTHON_CONTEXT
+    current_context = context_api.get_current
+
+    def context_with(span: Any, base: Context) -> Context:
+        """``base`` with ``span`` as the current span."""
+        return trace.set_span_in_context(span, base)
+
+    attach_context = context_api.attach
+    detach = context_api.detach
