@@ -37,7 +37,43 @@ def _install(config: Config) -> None:
     uninstrument()
     if config.methods_include:
         instrument_methods(parse_entries(config.methods_include))
+    _install_threading()
+    from otelfin.instrument import transports
+
+    # configure(transports=False) switches transport instrumentation off; a list picks some.
+    wanted = config.options.get("transports", True)
+    if wanted is False:
+        transports.uninstall()
+    else:
+        transports.install(None if wanted is True else wanted)
+
+
+_threading_by_us = False
+
+
+def _install_threading() -> None:
+    """Carry the current context into threads and ThreadPoolExecutor tasks.
+
+    Uses the official opentelemetry-instrumentation-threading; left alone if the application
+    (or ``opentelemetry-instrument``) already instrumented threading.
+    """
+    global _threading_by_us
+    from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+
+    instrumentor = ThreadingInstrumentor()
+    if not instrumentor.is_instrumented_by_opentelemetry:
+        instrumentor.instrument()
+        _threading_by_us = True
 
 
 def _uninstall() -> None:
+    global _threading_by_us
     uninstrument()
+    if _threading_by_us:
+        from opentelemetry.instrumentation.threading import ThreadingInstrumentor
+
+        ThreadingInstrumentor().uninstrument()
+        _threading_by_us = False
+    from otelfin.instrument import transports
+
+    transports.uninstall()

@@ -1,3 +1,134 @@
-"""otelfin propagation pillar."""
+"""Propagation: one trace across HTTP, gRPC, RabbitMQ, Kafka and NATS.
 
-__all__: list[str] = []
+``otelfin.configure()`` installs :class:`OtelfinPropagator` as OpenTelemetry's global text-map
+propagator, so ``opentelemetry.propagate.inject/extract`` and every instrumentation use it.
+The carrier adapters read and write each transport's headers case-insensitively::
+
+    from otelfin.propagation import extract, inject, kafka_headers_getter, kafka_headers_setter
+
+    headers: list[tuple[str, bytes]] = []
+    inject(headers, kafka_headers_setter)         # traceparent, tracestate, baggage
+    ctx = extract(record.headers, kafka_headers_getter)
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+from opentelemetry import propagate
+from opentelemetry.context import Context
+from opentelemetry.propagators.textmap import Getter, Setter, TextMapPropagator
+
+from otelfin.propagation._carriers import (
+    AmqpHeadersGetter,
+    AmqpHeadersSetter,
+    AsgiScopeGetter,
+    CarrierGetter,
+    GrpcMetadataGetter,
+    GrpcMetadataSetter,
+    HeadersGetter,
+    HeadersSetter,
+    KafkaHeadersGetter,
+    KafkaHeadersSetter,
+    NatsHeadersGetter,
+    NatsHeadersSetter,
+    WsgiEnvironGetter,
+    amqp_headers_getter,
+    amqp_headers_setter,
+    asgi_scope_getter,
+    grpc_metadata_getter,
+    grpc_metadata_setter,
+    headers_getter,
+    headers_setter,
+    kafka_headers_getter,
+    kafka_headers_setter,
+    nats_headers_getter,
+    nats_headers_setter,
+    wsgi_environ_getter,
+)
+from otelfin.propagation._propagator import INJECT_FORMATS, OtelfinPropagator
+
+if TYPE_CHECKING:
+    from otelfin._config import Config
+
+__all__ = [
+    "OtelfinPropagator",
+    "INJECT_FORMATS",
+    "extract",
+    "inject",
+    "CarrierGetter",
+    "HeadersGetter",
+    "HeadersSetter",
+    "WsgiEnvironGetter",
+    "AsgiScopeGetter",
+    "GrpcMetadataGetter",
+    "GrpcMetadataSetter",
+    "KafkaHeadersGetter",
+    "KafkaHeadersSetter",
+    "AmqpHeadersGetter",
+    "AmqpHeadersSetter",
+    "NatsHeadersGetter",
+    "NatsHeadersSetter",
+    "headers_getter",
+    "headers_setter",
+    "wsgi_environ_getter",
+    "asgi_scope_getter",
+    "grpc_metadata_getter",
+    "grpc_metadata_setter",
+    "kafka_headers_getter",
+    "kafka_headers_setter",
+    "amqp_headers_getter",
+    "amqp_headers_setter",
+    "nats_headers_getter",
+    "nats_headers_setter",
+]
+
+
+def extract(
+    carrier: Any,
+    getter: Getter[Any] = headers_getter,
+    *,
+    context: Context | None = None,
+    propagator: TextMapPropagator | None = None,
+) -> Context:
+    """The context a carrier continues (``propagator`` defaults to the global one)."""
+    return (propagator or propagate.get_global_textmap()).extract(carrier, context, getter)
+
+
+def inject(
+    carrier: Any,
+    setter: Setter[Any] = headers_setter,
+    *,
+    context: Context | None = None,
+    propagator: TextMapPropagator | None = None,
+) -> None:
+    """Write the current (or given) context into ``carrier``."""
+    (propagator or propagate.get_global_textmap()).inject(carrier, context, setter)
+
+
+class _State:
+    previous: TextMapPropagator | None = None
+    installed: OtelfinPropagator | None = None
+
+
+def _install(config: Config) -> None:
+    """Set the global propagator from ``config.propagators`` (called by ``configure``)."""
+    current = propagate.get_global_textmap()
+    installed = _State.installed
+    wanted = tuple(p.strip().lower() for p in config.propagators if p.strip())
+    if installed is not None and current is installed and installed.formats == wanted:
+        return
+    propagator = OtelfinPropagator(config.propagators)  # ValueError for unknown formats
+    if installed is None or current is not installed:
+        _State.previous = current
+    _State.installed = propagator
+    propagate.set_global_textmap(propagator)
+
+
+def _uninstall() -> None:
+    """Put back the propagator that was global before ``configure``."""
+    installed = _State.installed
+    if installed is not None and propagate.get_global_textmap() is installed and _State.previous:
+        propagate.set_global_textmap(_State.previous)
+    _State.installed = None
+    _State.previous = None

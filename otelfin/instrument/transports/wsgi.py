@@ -1,0 +1,28 @@
+"""WSGI server middleware: a server span per request, continuing the caller's trace.
+
+WSGI has no global hook to patch, so the application is wrapped explicitly::
+
+    from otelfin.instrument.transports.wsgi import middleware
+    app = middleware(app)
+
+It is the official ``OpenTelemetryMiddleware``; extraction goes through otelfin's propagator,
+which reads the environ itself (``HTTP_TRACEPARENT``; repeated headers arrive comma-joined).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["middleware"]
+
+
+def middleware(app: Any, **kwargs: Any) -> Any:
+    """``app`` wrapped in OpenTelemetry's WSGI middleware (kwargs are passed through)."""
+    try:
+        from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
+    except ImportError as exc:
+        raise ImportError(
+            "otelfin's WSGI middleware needs opentelemetry-instrumentation-wsgi: "
+            "pip install 'otelfin[http]'"
+        ) from exc
+    return OpenTelemetryMiddleware(app, **kwargs)

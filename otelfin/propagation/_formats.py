@@ -1,0 +1,257 @@
+"""Parsers and formatters for the W3C Trace Context, W3C Baggage and B3 header formats.
+
+Hand-written rather than delegated to OpenTelemetry's propagators for two reasons, both
+measured: OpenTelemetry's ``TraceState`` applies the 2020 key grammar and drops the whole
+tracestate for keys the current W3C grammar allows (``foo@``, ``foo@@bar``, long tenant or
+vendor parts) and for duplicate keys, which fails 3 tests of the W3C suite; and running three
+separate propagators over one request reads the carrier once per header name and builds a new
+context per baggage entry, which is most of the extract cost. Every parser here returns None
+(or an empty result) for anything invalid and never raises on bad input.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Iterable, Mapping
+from urllib.parse import quote, unquote
+
+from opentelemetry.trace import TraceState
+
+__all__ = [
+    "MAX_BAGGAGE_LENGTH",
+    "MAX_TRACESTATE_MEMBERS",
+    "W3CTraceState",
+    "format_baggage",
+    "format_tracestate",
+    "parse_b3_multi",
+    "parse_b3_single",
+    "parse_baggage",
+    "parse_traceparent",
+    "parse_tracestate",
+]
+
+#: Limits from the W3C specifications; larger inbound values are ignored, never truncated
+#: into something the sender did not mean.
+MAX_TRACEPARENT_LENGTH = 512
+MAX_TRACESTATE_MEMBERS = 32
+MAX_TRACESTATE_LENGTH = 8192  # inbound: whole tracestate (all headers) larger than this is dropped
+MAX_TRACESTATE_OUT = 512  # outbound: the spec lets a vendor trim beyond 512 characters
+MAX_BAGGAGE_LENGTH = 8192
+MAX_BAGGAGE_MEMBERS = 180
+MAX_BAGGAGE_PAIR = 4096
+MAX_B3_LENGTH = 128
+
+_OWS = " \t"
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+# The key grammar of the current Trace Context draft, which the W3C suite tests: a lower-case
+# letter or digit, then up to 255 of lcalpha / digit / _ - * / @ (multi-tenant keys included).
+_TS_MEMBER = re.compile(
+    r"([a-z0-9][a-z0-9_\-*/@]{0,255})=([\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e])"
+)
+_HEX16 = re.compile(r"[0-9a-fA-F]{16}")
+_HEX_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
+_BAGGAGE_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
+_BAGGAGE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
+# Characters W3C baggage lets through unencoded (token chars for keys, baggage-octet for values).
+# "+" is always encoded: OpenTelemetry Python decodes a literal "+" as a space.
+_KEY_SAFE = "!#$&'*-.^_`|~"
+_VALUE_SAFE = "!#$&'()*-./:<>?@[]^_`{|}~"
+
+
+class W3CTraceState(TraceState):
+    """A ``TraceState`` holding members already validated by :func:`parse_tracestate`.
+
+    OpenTelemetry's constructor re-validates with an older key grammar and would drop members
+    the current W3C grammar allows; this subclass only skips that second check. ``add``,
+    ``update`` and ``delete`` still return plain (validating) ``TraceState`` objects.
+    """
+
+    def __init__(self, entries: Iterable[tuple[str, str]] | None = None) -> None:
+        self._dict = dict(entries or ())
+
+
+_EMPTY_TRACESTATE = W3CTraceState()
+
+
+def parse_traceparent(value: str) -> tuple[int, int, int] | None:
+    """``(trace_id, span_id, flags)`` from a traceparent value, or None if invalid.
+
+    Follows the spec's versioning rules: version ``ff`` is invalid; version ``00`` must be
+    exactly 55 characters; a higher version may carry more fields after a ``-``. Only the
+    sampled and random bits of the flags are kept, so unknown bits are never re-emitted.
+    """
+    if len(value) > MAX_TRACEPARENT_LENGTH:
+        return None
+    value = value.strip(_OWS)
+    match = _TRACEPARENT.match(value)
+    if match is None:
+        return None
+    version = match.group(1)
+    if version == "00":
+        if len(value) != 55:
+            return None
+    elif version == "ff" or (len(value) > 55 and value[55] != "-"):
+        return None
+    trace_id = int(match.group(2), 16)
+    span_id = int(match.group(3), 16)
+    if not trace_id or not span_id:
+        return None
+    return trace_id, span_id, int(match.group(4), 16) & 0x03
+
+
+def parse_tracestate(values: Iterable[str] | None) -> W3CTraceState:
+    """The members of one or more tracestate header values, combined in order.
+
+    Any invalid member discards the whole tracestate (the spec's rule), as do more than 32
+    members or an oversized header. Empty members and empty headers are skipped; for a
+    duplicate key the first member is kept.
+    """
+    if not values:
+        return _EMPTY_TRACESTATE
+    members: dict[str, str] = {}
+    count = 0
+    total = 0
+    for value in values:
+        total += len(value)
+        if total > MAX_TRACESTATE_LENGTH:
+            return _EMPTY_TRACESTATE
+        for raw in value.split(","):
+            member = raw.strip(_OWS)
+            if not member:
+                continue
+            match = _TS_MEMBER.fullmatch(member)
+            if match is None:
+                return _EMPTY_TRACESTATE
+            count += 1
+            if count > MAX_TRACESTATE_MEMBERS:
+                return _EMPTY_TRACESTATE
+            key = match.group(1)
+            if key not in members:
+                members[key] = match.group(2)
+    if not members:
+        return _EMPTY_TRACESTATE
+    return W3CTraceState(members.items())
+
+
+def format_tracestate(state: Mapping[str, str]) -> str:
+    """The tracestate header for ``state``, trimmed to 512 characters as the spec allows.
+
+    Trimming first drops members longer than 128 characters, then members from the end.
+    """
+    header = ",".join([f"{k}={v}" for k, v in state.items()])
+    if len(header) <= MAX_TRACESTATE_OUT:
+        return header
+    items = [f"{k}={v}" for k, v in state.items() if len(k) + len(v) + 1 <= 128]
+    while items and len(",".join(items)) > MAX_TRACESTATE_OUT:
+        items.pop()
+    return ",".join(items)
+
+
+def _b3_ids(trace_hex: str, span_hex: str) -> tuple[int, int] | None:
+    if _HEX_ID.fullmatch(trace_hex) is None or _HEX16.fullmatch(span_hex) is None:
+        return None
+    trace_id = int(trace_hex, 16)  # a 64-bit id is the low half of a 128-bit one
+    span_id = int(span_hex, 16)
+    if not trace_id or not span_id:
+        return None
+    return trace_id, span_id
+
+
+def parse_b3_single(value: str) -> tuple[int, int, int] | None:
+    """``(trace_id, span_id, flags)`` from a ``b3`` header, or None.
+
+    ``{trace}-{span}[-{sampling}[-{parent}]]``; sampling ``1`` or ``d`` (debug) means sampled,
+    ``0`` not sampled, absent means deferred, which otelfin treats as sampled so the local
+    sampler's parent-based decision keeps the trace (OpenTelemetry's B3 propagator drops it).
+    A sampling-only header (``0``) carries no parent.
+    """
+    if len(value) > MAX_B3_LENGTH:
+        return None
+    parts = value.strip(_OWS).split("-")
+    if len(parts) < 2 or len(parts) > 4:
+        return None
+    ids = _b3_ids(parts[0], parts[1])
+    if ids is None:
+        return None
+    flags = 1
+    if len(parts) >= 3:
+        sampling = parts[2]
+        if sampling == "0":
+            flags = 0
+        elif sampling not in ("1", "d"):
+            return None
+        if len(parts) == 4 and _HEX16.fullmatch(parts[3]) is None:
+            return None
+    return ids[0], ids[1], flags
+
+
+def parse_b3_multi(
+    trace_hex: str, span_hex: str, sampled: str | None, debug: str | None
+) -> tuple[int, int, int] | None:
+    """``(trace_id, span_id, flags)`` from ``X-B3-*`` values, or None.
+
+    ``X-B3-Flags: 1`` (debug) forces sampling; ``X-B3-Sampled`` is ``1``/``true`` or
+    ``0``/``false``; absent means deferred (treated as sampled, as for ``b3``).
+    """
+    if len(trace_hex) > MAX_B3_LENGTH or len(span_hex) > MAX_B3_LENGTH:
+        return None
+    ids = _b3_ids(trace_hex.strip(_OWS), span_hex.strip(_OWS))
+    if ids is None:
+        return None
+    flags = 1
+    if debug is not None and debug.strip(_OWS) == "1":
+        flags = 1
+    elif sampled is not None:
+        flag = sampled.strip(_OWS).lower()
+        if flag in ("0", "false"):
+            flags = 0
+        elif flag not in ("1", "true", "d"):
+            return None
+    return ids[0], ids[1], flags
+
+
+def parse_baggage(values: Iterable[str]) -> dict[str, str]:
+    """Baggage entries from one or more header values; invalid members are skipped.
+
+    Keys and values are percent-decoded; member properties (``;k=v``) are dropped. Headers
+    over 8192 characters in total are ignored whole, as are members over 4096 characters and
+    members after the 180th.
+    """
+    entries: dict[str, str] = {}
+    total = 0
+    count = 0
+    for value in values:
+        total += len(value)
+        if total > MAX_BAGGAGE_LENGTH:
+            return {}
+        for member in value.split(","):
+            if not member or len(member) > MAX_BAGGAGE_PAIR:
+                continue
+            name, sep, rest = member.partition("=")
+            if not sep:
+                continue
+            name = name.strip(_OWS)
+            raw_value = rest.split(";", 1)[0].strip(_OWS)
+            if _BAGGAGE_KEY.fullmatch(name) is None or _BAGGAGE_VALUE.fullmatch(raw_value) is None:
+                continue
+            count += 1
+            if count > MAX_BAGGAGE_MEMBERS:
+                return entries
+            key = unquote(name) if "%" in name else name
+            entries[key] = unquote(raw_value) if "%" in raw_value else raw_value
+    return entries
+
+
+def format_baggage(entries: Iterable[tuple[str, str]]) -> str:
+    """The baggage header for already-scrubbed ``(key, value)`` pairs, within W3C limits."""
+    parts: list[str] = []
+    length = -1
+    for key, value in entries:
+        member = quote(key, safe=_KEY_SAFE) + "=" + quote(value, safe=_VALUE_SAFE)
+        if len(member) > MAX_BAGGAGE_PAIR:
+            continue
+        if len(parts) >= MAX_BAGGAGE_MEMBERS or length + 1 + len(member) > MAX_BAGGAGE_LENGTH:
+            break
+        parts.append(member)
+        length += 1 + len(member)
+    return ",".join(parts)

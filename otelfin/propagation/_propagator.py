@@ -1,0 +1,335 @@
+"""otelfin's composite text-map propagator.
+
+Injects the configured formats (default W3C ``traceparent``/``tracestate`` + W3C baggage);
+extracts W3C Trace Context, B3 single and B3 multi and W3C baggage whatever the inject list, in
+one pass over the carrier. Precedence: a valid W3C parent wins; an absent or invalid one falls
+back to B3 (single before multi, as the B3 spec says). Baggage entries whose key names a secret
+are dropped, and card numbers in values are masked, both when baggage arrives and when it
+leaves.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.baggage import _BAGGAGE_KEY
+from opentelemetry.context import Context, get_current
+from opentelemetry.propagators.textmap import (
+    CarrierT,
+    DefaultGetter,
+    Getter,
+    Setter,
+    TextMapPropagator,
+    default_getter,
+    default_setter,
+)
+from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+
+from otelfin import _internal
+from otelfin.propagation import _carriers, _formats
+
+__all__ = ["INJECT_FORMATS", "OtelfinPropagator"]
+
+#: Inject formats otelfin implements itself; any other name is loaded from the
+#: ``opentelemetry_propagator`` entry points (``jaeger``, ``xray``, ...).
+INJECT_FORMATS = ("tracecontext", "baggage", "b3", "b3multi", "none")
+
+_WANTED = frozenset(
+    {
+        "traceparent",
+        "tracestate",
+        "baggage",
+        "b3",
+        "x-b3-traceid",
+        "x-b3-spanid",
+        "x-b3-sampled",
+        "x-b3-flags",
+    }
+)
+_MAYBE_PAN = re.compile(r"\d(?:[ -]?\d){12}")
+Collector = Callable[[Any, frozenset[str]], "_carriers.Collected"]
+
+# Getters of the official instrumentations whose carriers otelfin reads itself (one pass,
+# case-insensitive, bytes-tolerant): pika's getter returns bytes values untouched and lists no
+# keys, so without this a bytes traceparent or a "Traceparent" key would start a new trace.
+_KNOWN_GETTERS = {
+    "opentelemetry.instrumentation.wsgi.WSGIGetter": _carriers.wsgi_environ_getter.collect,
+    "opentelemetry.instrumentation.asgi.ASGIGetter": _carriers.asgi_scope_getter.collect,
+    "opentelemetry.instrumentation.pika.utils._PikaGetter": _carriers.amqp_headers_getter.collect,
+}
+_collectors: dict[type, Collector | None] = {}
+
+
+def _collector_for(getter: Getter[Any]) -> Collector | None:
+    kind = type(getter)
+    try:
+        return _collectors[kind]
+    except KeyError:
+        pass
+    found: Collector | None
+    if isinstance(getter, _carriers.CarrierGetter):
+        found = getter.collect
+    elif kind is DefaultGetter:
+        found = _carriers.headers_getter.collect
+    else:
+        found = _KNOWN_GETTERS.get(f"{kind.__module__}.{kind.__qualname__}")
+    if len(_collectors) < 256:
+        _collectors[kind] = found
+    return found
+
+
+def _generic_collect(getter: Getter[Any], carrier: Any) -> _carriers.Collected:
+    """For any other getter: its keys (case-insensitively), then the canonical names."""
+    out: _carriers.Collected = {}
+    try:
+        keys = getter.keys(carrier) or []
+    except Exception:  # a getter without keys() still has get()
+        keys = []
+    for key in keys:
+        name = key.lower() if isinstance(key, str) else None
+        if name in _WANTED and name not in out:
+            values = getter.get(carrier, key)
+            if values:
+                for value in values:
+                    _carriers._add(out, name, value)
+    for name in _WANTED - out.keys():
+        values = getter.get(carrier, name)
+        if values:
+            for value in values:
+                _carriers._add(out, name, value)
+    return out
+
+
+# --- baggage scrubbing -------------------------------------------------------------------------
+
+_scrub: Any = None
+
+
+def _scrub_module() -> Any:
+    global _scrub
+    if _scrub is None:
+        try:
+            from otelfin import _scrub as module
+        except ImportError:  # no scrubber: fail closed, see _clean_value
+            return None
+        _scrub = module
+    return _scrub
+
+
+def _is_secret(key: str) -> bool:
+    scrub = _scrub_module()
+    return bool(scrub.is_secret_key(key)) if scrub is not None else False
+
+
+def _clean_value(value: str) -> str | None:
+    """``value`` with card numbers masked; None to drop the entry."""
+    if _MAYBE_PAN.search(value) is None:
+        return value
+    scrub = _scrub_module()
+    if scrub is None:
+        return None  # no scrubber: a value that may hold a card number is dropped, not sent
+    return str(scrub.scrub_text(value))
+
+
+def _clean_entries(entries: Iterable[tuple[Any, Any]]) -> Iterator[tuple[str, str]]:
+    for key, value in entries:
+        name = str(key)
+        if _is_secret(name):
+            continue
+        text = _clean_value(str(value))
+        if text is not None:
+            yield name, text
+
+
+class OtelfinPropagator(TextMapPropagator):
+    """W3C Trace Context + W3C baggage (+ B3) in one propagator.
+
+    Args:
+        inject: formats to inject: ``tracecontext``, ``baggage``, ``b3`` (single header),
+            ``b3multi``, ``none``, or the name of any installed ``opentelemetry_propagator``
+            entry point (used for both inject and extract). Extraction of W3C, B3 single/multi
+            and baggage is always on.
+
+    Raises ``ValueError`` for a format that is neither built in nor installed.
+    """
+
+    def __init__(self, inject: Sequence[str] = ("tracecontext", "baggage")) -> None:
+        names = tuple(n.strip().lower() for n in inject if n.strip())
+        self.formats = names
+        self._w3c = "tracecontext" in names
+        self._baggage = "baggage" in names
+        self._b3 = "b3" in names
+        self._b3multi = "b3multi" in names
+        self._extra: list[TextMapPropagator] = [
+            _load_entry_point(n) for n in names if n not in INJECT_FORMATS
+        ]
+        fields: set[str] = set()
+        if self._w3c:
+            fields |= {"traceparent", "tracestate"}
+        if self._baggage:
+            fields.add("baggage")
+        if self._b3:
+            fields.add("b3")
+        if self._b3multi:
+            fields |= {"X-B3-TraceId", "X-B3-SpanId", "X-B3-Sampled"}
+        for extra in self._extra:
+            fields |= set(extra.fields)
+        self._fields = fields
+        self._baggage_cache: tuple[object, str] = (None, "")
+
+    def __repr__(self) -> str:
+        return f"OtelfinPropagator(inject={list(self.formats)!r})"
+
+    @property
+    def fields(self) -> set[str]:
+        """The header names ``inject`` may set."""
+        return set(self._fields)
+
+    # -- extract ----------------------------------------------------------------------------
+
+    def extract(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        getter: Getter[CarrierT] = default_getter,
+    ) -> Context:
+        """A context carrying the remote parent and baggage found in ``carrier``.
+
+        Never raises: a malformed or hostile carrier yields ``context`` unchanged (a new trace
+        starts), and the failure is counted once through ``otelfin._internal.report``.
+        """
+        if context is None:
+            context = Context()
+        original = context
+        try:
+            for extra in self._extra:
+                context = extra.extract(carrier, context, getter)
+            collect = _collector_for(getter)
+            if collect is not None:
+                headers = collect(carrier, _WANTED)
+            else:
+                headers = _generic_collect(getter, carrier)
+            if not headers:
+                return context
+            parent = self._parent(headers)
+            if parent is not None:
+                context = trace.set_span_in_context(NonRecordingSpan(parent), context)
+            baggage_values = headers.get("baggage")
+            if baggage_values:
+                entries = _formats.parse_baggage(baggage_values)
+                if entries:
+                    cleaned = dict(_clean_entries(entries.items()))
+                    existing = context.get(_BAGGAGE_KEY)
+                    if isinstance(existing, (dict, Mapping)) and existing:
+                        merged = dict(existing)
+                        merged.update(cleaned)
+                        cleaned = merged
+                    if cleaned:
+                        values = dict(context)
+                        values[_BAGGAGE_KEY] = cleaned
+                        context = Context(values)
+            return context
+        except Exception as exc:  # propagation never breaks the host
+            _internal.report("propagation.extract", exc)
+            return original
+
+    @staticmethod
+    def _parent(headers: Mapping[str, list[str]]) -> SpanContext | None:
+        parsed: tuple[int, int, int] | None = None
+        traceparent = headers.get("traceparent")
+        if traceparent is not None and len(traceparent) == 1:
+            parsed = _formats.parse_traceparent(traceparent[0])
+            if parsed is not None:
+                state = _formats.parse_tracestate(headers.get("tracestate"))
+                return SpanContext(parsed[0], parsed[1], True, TraceFlags(parsed[2]), state)
+        single = headers.get("b3")
+        if single:
+            parsed = _formats.parse_b3_single(single[0])
+        if parsed is None:
+            trace_ids = headers.get("x-b3-traceid")
+            span_ids = headers.get("x-b3-spanid")
+            if trace_ids and span_ids:
+                sampled = headers.get("x-b3-sampled")
+                debug = headers.get("x-b3-flags")
+                parsed = _formats.parse_b3_multi(
+                    trace_ids[0],
+                    span_ids[0],
+                    sampled[0] if sampled else None,
+                    debug[0] if debug else None,
+                )
+        if parsed is None:
+            return None
+        return SpanContext(parsed[0], parsed[1], True, TraceFlags(parsed[2]))
+
+    # -- inject -----------------------------------------------------------------------------
+
+    def inject(
+        self,
+        carrier: CarrierT,
+        context: Context | None = None,
+        setter: Setter[CarrierT] = default_setter,
+    ) -> None:
+        """Write the configured formats for ``context`` (default: the current one)."""
+        if context is None:
+            context = get_current()
+        try:
+            span_context = trace.get_current_span(context).get_span_context()
+            if span_context.is_valid:
+                trace_id = span_context.trace_id
+                span_id = span_context.span_id
+                flags = span_context.trace_flags
+                if self._w3c:
+                    setter.set(
+                        carrier, "traceparent", f"00-{trace_id:032x}-{span_id:016x}-{flags & 3:02x}"
+                    )
+                    state = span_context.trace_state
+                    if state:
+                        setter.set(carrier, "tracestate", _formats.format_tracestate(state))
+                sampled = "1" if flags & 1 else "0"
+                if self._b3:
+                    setter.set(carrier, "b3", f"{trace_id:032x}-{span_id:016x}-{sampled}")
+                if self._b3multi:
+                    setter.set(carrier, "X-B3-TraceId", f"{trace_id:032x}")
+                    setter.set(carrier, "X-B3-SpanId", f"{span_id:016x}")
+                    setter.set(carrier, "X-B3-Sampled", sampled)
+            if self._baggage:
+                baggage = context.get(_BAGGAGE_KEY)
+                if isinstance(baggage, (dict, Mapping)) and baggage:
+                    header = self._baggage_header(baggage)
+                    if header:
+                        setter.set(carrier, "baggage", header)
+        except Exception as exc:  # propagation never breaks the host
+            _internal.report("propagation.inject", exc)
+        for extra in self._extra:
+            try:
+                extra.inject(carrier, context, setter)
+            except Exception as exc:
+                _internal.report(f"propagation.inject[{type(extra).__name__}]", exc)
+
+    def _baggage_header(self, baggage: Mapping[str, object]) -> str:
+        # OpenTelemetry never mutates a baggage dict stored in a context (set_baggage copies),
+        # so the header of the last dict seen is reused while the same dict is injected again,
+        # as for every outgoing call of one request. The cache holds the dict itself, so its
+        # id cannot be reused by another object while cached.
+        cached = self._baggage_cache
+        if cached[0] is baggage:
+            return cached[1]
+        header = _formats.format_baggage(_clean_entries(baggage.items()))
+        self._baggage_cache = (baggage, header)
+        return header
+
+
+def _load_entry_point(name: str) -> TextMapPropagator:
+    from importlib.metadata import entry_points
+
+    for entry_point in entry_points(group="opentelemetry_propagator", name=name):
+        propagator = entry_point.load()()
+        if isinstance(propagator, TextMapPropagator):
+            return propagator
+    raise ValueError(
+        f"unknown propagator {name!r}: otelfin implements {', '.join(INJECT_FORMATS)}; "
+        "others must be installed as an 'opentelemetry_propagator' entry point"
+    )
