@@ -86,3 +86,29 @@ async def test_async_generators_interleaved(spans: InMemorySpanExporter) -> None
             seen[tag].add(span_id)
             assert not trace.get_current_span().get_span_context().is_valid
     assert len(seen["a"]) == 1 and len(seen["b"]) == 1 and seen["a"] != seen["b"]
+
+
+def test_context_crosses_thread_pool_submit(spans: InMemorySpanExporter) -> None:
+    """After configure(), work submitted to a ThreadPoolExecutor continues the caller's trace."""
+
+    @otelfin.traced(name="worker")
+    def worker() -> int:
+        return trace.get_current_span().get_span_context().trace_id
+
+    @otelfin.traced(name="fan_out")
+    def fan_out() -> list[int]:
+        with ThreadPoolExecutor(4) as pool:
+            futures = [pool.submit(worker) for _ in range(8)]
+            thread = threading.Thread(target=worker)
+            thread.start()
+            thread.join()
+            return [f.result() for f in futures]
+
+    trace_ids = fan_out()
+    by_name: dict[str, list] = {}
+    for span in spans.get_finished_spans():
+        by_name.setdefault(span.name, []).append(span)
+    (root,) = by_name["fan_out"]
+    assert set(trace_ids) == {root.context.trace_id}
+    assert len(by_name["worker"]) == 9
+    assert all(w.parent.span_id == root.context.span_id for w in by_name["worker"])
