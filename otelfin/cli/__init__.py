@@ -14,7 +14,10 @@ __all__ = ["main"]
 
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func`` to a callable
 # taking the parsed namespace and returning the exit status.
-_COMMAND_MODULES = ("otelfin.cli._codes",)
+_COMMAND_MODULES = (
+    "otelfin.cli._codes",
+    "otelfin.cli._metrics",
+)
 
 
 class _Parser(argparse.ArgumentParser):

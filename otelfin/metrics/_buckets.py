@@ -66,6 +66,13 @@ _MIN_SAMPLES = 200
 REFERENCE_WINDOW = 3000
 
 
+def le_text(bound: float) -> str:
+    """A bucket bound as prometheus_client writes it in the ``le`` label (``0.25``, ``1.0``)."""
+    from prometheus_client.utils import floatToGoString
+
+    return str(floatToGoString(bound))  # type: ignore[no-untyped-call]
+
+
 def _round_sig(value: float, digits: int = 3) -> float:
     if value <= 0:
         return value
@@ -259,12 +266,11 @@ def _design(xs: Sequence[float], count: int, slo: float | None, q: float) -> tup
     lo, hi = knots[0], knots[-1]
     # Atoms (a timeout, a retry delay) make equal quantile knots: put a bound just below the
     # atom so the bucket holding it is narrow, and one at its top.
-    atom_floor = exact_quantile(xs, p_lo - 3 * se)
     bounds = {k for k in knots if k > 0}
-    if lo == hi or atom_floor < lo:
-        below = xs[max(0, bisect_left(xs, lo) - 1)]
-        if below < lo:
-            bounds.add(below)
+    if len(bounds) < len(knots):
+        for atom in {k for k in knots if knots.count(k) > 1 and k > 0}:
+            below = xs[max(0, bisect_left(xs, atom) - 1)]
+            bounds.add(max(below, atom * 0.999) if below < atom else atom * 0.999)
     top = xs[-1]
     bounds.add(lo / 1.15)  # margin for drift below the band
     bounds.add(hi * 1.15)  # and above it

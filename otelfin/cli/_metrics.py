@@ -1,0 +1,222 @@
+"""``otelfin buckets suggest``, ``otelfin p99 report``, ``otelfin rules build``,
+``otelfin dashboards build``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+from pathlib import Path
+from typing import Any
+
+__all__ = ["register"]
+
+
+def register(subparsers: Any) -> None:
+    """Add the metrics commands to the ``otelfin`` parser."""
+    buckets = subparsers.add_parser("buckets", help="histogram bucket design")
+    bsub = buckets.add_subparsers(dest="buckets_command", metavar="COMMAND")
+    suggest = bsub.add_parser(
+        "suggest",
+        help="design 8-12 latency buckets from observed latencies",
+        description="Design histogram buckets from latencies (seconds, one per line) and report "
+        "the expected histogram_quantile error against prometheus_client's default buckets.",
+    )
+    suggest.add_argument("--samples", required=True, help="file of latencies in seconds, or -")
+    suggest.add_argument("--count", type=int, default=12, help="number of buckets, 8-12")
+    suggest.add_argument("--slo", type=float, help="latency SLO in seconds: a bound lands on it")
+    suggest.add_argument("--quantile", type=float, default=0.99)
+    suggest.add_argument("--format", choices=("text", "json"), default="text")
+    suggest.set_defaults(func=_buckets_suggest)
+    buckets.set_defaults(func=lambda args: _help(buckets))
+
+    p99 = subparsers.add_parser("p99", help="P99 attribution")
+    psub = p99.add_subparsers(dest="p99_command", metavar="COMMAND")
+    report = psub.add_parser(
+        "report",
+        help="rank label values by their share of the slow tail",
+        description="Estimate the quantile from a histogram, take the bucket bound at or above "
+        "it as the slow threshold, and rank each value of each --by label by its share of the "
+        "slow requests against its share of traffic.",
+    )
+    source = report.add_mutually_exclusive_group(required=True)
+    source.add_argument("--prometheus", metavar="URL", help="Prometheus base URL")
+    source.add_argument("--scrape", metavar="URL", help="a /metrics URL")
+    source.add_argument("--file", metavar="EXPOSITION", help="an exposition file, or -")
+    report.add_argument("--metric", default="otelfin_request_duration_seconds")
+    report.add_argument(
+        "--by", required=True, help="comma-separated labels, e.g. operation,channel"
+    )
+    report.add_argument("--window", default="5m", help="PromQL range with --prometheus (5m)")
+    report.add_argument("--quantile", type=float, default=0.99)
+    report.add_argument("--timeout", type=float, default=10.0)
+    report.add_argument("--format", choices=("text", "json"), default="text")
+    report.set_defaults(func=_p99_report)
+    p99.set_defaults(func=lambda args: _help(p99))
+
+    rules = subparsers.add_parser("rules", help="Prometheus rules")
+    rsub = rules.add_subparsers(dest="rules_command", metavar="COMMAND")
+    build = rsub.add_parser(
+        "build",
+        help="write recording and alerting rules",
+        description="Write Prometheus recording rules (P99 per operation, rates, slow ratios) "
+        "and alerts (SLO burn, unregistered error codes, metric overflow, internal errors).",
+    )
+    build.add_argument("--slo", type=float, default=0.25, help="latency SLO, a bucket bound")
+    build.add_argument("--objective", type=float, default=0.99, help="share faster than the SLO")
+    build.add_argument("--quantile", type=float, default=0.99)
+    build.add_argument("--metric", default="otelfin_request_duration_seconds")
+    build.add_argument("--by", default="service,operation", help="aggregation labels")
+    build.add_argument("--buckets", help="comma-separated bucket bounds, to check the SLO")
+    build.add_argument("--output", "-o", default="-", help="file to write (default stdout)")
+    build.set_defaults(func=_rules_build)
+    rules.set_defaults(func=lambda args: _help(rules))
+
+    dashboards = subparsers.add_parser("dashboards", help="Grafana dashboards")
+    dsub = dashboards.add_subparsers(dest="dashboards_command", metavar="COMMAND")
+    dbuild = dsub.add_parser("build", help="write Grafana dashboard JSON")
+    dbuild.add_argument("--output-dir", default="dashboards")
+    dbuild.add_argument("--slo", type=float, default=0.25)
+    dbuild.add_argument("--metric", default="otelfin_request_duration_seconds")
+    dbuild.set_defaults(func=_dashboards_build)
+    dashboards.set_defaults(func=lambda args: _help(dashboards))
+
+
+def _help(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return 2
+
+
+def _error(message: str) -> int:
+    print(f"otelfin: error: {message}", file=sys.stderr)
+    return 2
+
+
+def _read(path: str) -> str:
+    if path == "-":
+        return sys.stdin.read()
+    return Path(path).read_text(encoding="utf-8")
+
+
+def _buckets_suggest(args: argparse.Namespace) -> int:
+    from otelfin.metrics import suggest_buckets
+
+    try:
+        text = _read(args.samples)
+    except OSError as exc:
+        return _error(f"cannot read {args.samples}: {exc.strerror or exc}")
+    samples = []
+    for number, line in enumerate(text.splitlines(), 1):
+        line = line.strip()
+        if not line or line.startswith("#"):
+            continue
+        try:
+            samples.append(float(line))
+        except ValueError:
+            return _error(f"{args.samples}:{number}: {line[:40]!r} is not a number of seconds")
+    try:
+        design = suggest_buckets(samples, args.count, slo=args.slo, quantile=args.quantile)
+    except ValueError as exc:
+        return _error(f"{args.samples}: {exc}")
+    if args.format == "json":
+        print(json.dumps(design.as_dict(), indent=2))
+        return 0
+    acc = design.window_accuracy
+    print("buckets = [" + ", ".join(f"{b:g}" for b in design.buckets) + "]")
+    print(
+        f"P{design.quantile * 100:g} of {design.samples} samples: {design.p99_seconds:.6g}s; "
+        f"histogram_quantile estimates {design.estimated_p99_seconds:.6g}s"
+    )
+    print(f"expected error on held-out data: {design.held_out_error:.2%}")
+    print(
+        f"{acc.window}-sample windows: error p95 {acc.error_p95:.2%} vs the window's own "
+        f"sampling noise {acc.noise_p95:.2%} ({acc.ratio:.2f}x)"
+    )
+    print(
+        f"prometheus_client default buckets: error {design.default_error:.2%}, window p95 "
+        f"{design.default_window_accuracy.error_p95:.2%}"
+    )
+    for warning in design.warnings:
+        print(f"warning: {warning}")
+    return 0
+
+
+def _p99_report(args: argparse.Namespace) -> int:
+    from otelfin.metrics import _report
+
+    by = [label.strip() for label in args.by.split(",") if label.strip()]
+    try:
+        if args.prometheus:
+            report = _report.from_prometheus(
+                args.prometheus,
+                args.metric,
+                by,
+                quantile=args.quantile,
+                window=args.window,
+                timeout=args.timeout,
+            )
+        else:
+            if args.scrape:
+                series = _report.scrape(args.scrape, args.metric, timeout=args.timeout)
+                source = args.scrape
+            else:
+                try:
+                    text = _read(args.file)
+                except OSError as exc:
+                    return _error(f"cannot read {args.file}: {exc.strerror or exc}")
+                series = _report.series_from_text(text, args.metric)
+                source = args.file
+            report = _report.attribute(
+                series,
+                by,
+                metric=args.metric,
+                quantile=args.quantile,
+                window=args.window,
+                source=source,
+            )
+    except _report.ReportError as exc:
+        return _error(str(exc))
+    if args.format == "json":
+        print(json.dumps(report.as_dict(), indent=2))
+    else:
+        print(_report.format_text(report))
+    return 0
+
+
+def _rules_build(args: argparse.Namespace) -> int:
+    from otelfin.metrics._rules import build_rules, rules_yaml
+
+    try:
+        buckets = [float(b) for b in args.buckets.split(",") if b.strip()] if args.buckets else None
+        rules = build_rules(
+            slo=args.slo,
+            objective=args.objective,
+            quantile=args.quantile,
+            metric=args.metric,
+            by=[b.strip() for b in args.by.split(",") if b.strip()],
+            buckets=buckets,
+        )
+    except ValueError as exc:
+        return _error(str(exc))
+    text = rules_yaml(rules)
+    if args.output == "-":
+        sys.stdout.write(text)
+    else:
+        try:
+            Path(args.output).write_text(text, encoding="utf-8")
+        except OSError as exc:
+            return _error(f"cannot write {args.output}: {exc.strerror or exc}")
+        print(f"wrote {args.output}", file=sys.stderr)
+    return 0
+
+
+def _dashboards_build(args: argparse.Namespace) -> int:
+    from otelfin.metrics._dashboards import write_dashboards
+
+    try:
+        written = write_dashboards(Path(args.output_dir), slo=args.slo, metric=args.metric)
+    except (OSError, ValueError) as exc:
+        return _error(str(exc))
+    for path in written:
+        print(f"wrote {path}", file=sys.stderr)
+    return 0

@@ -1,0 +1,172 @@
+"""Prometheus recording and alerting rules for otelfin's metrics.
+
+* recording: P99 per service/operation, request and error rates, and the ratio of requests
+  slower than the SLO over 5m/30m/1h/6h (exact, because the SLO is a bucket bound);
+* alerting: multi-window SLO burn rate (fast: 14.4x over 1h and 5m; slow: 6x over 6h and
+  30m, the Google SRE workbook's pairs), unregistered error codes in logs, metric overflow
+  (a label hit its series cap) and failures otelfin contained.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from otelfin.metrics._buckets import le_text
+from otelfin.metrics._red import DURATION_METRIC, ERRORS_METRIC
+
+__all__ = ["build_rules", "rules_yaml", "all_expressions", "UNREGISTERED_CODES_METRIC"]
+
+#: Defined by otelfin.logging: events dropped or tagged for an unregistered error code.
+UNREGISTERED_CODES_METRIC = "otelfin_unregistered_error_codes_total"
+OVERFLOW_METRIC = "otelfin_metric_overflow_total"
+INTERNAL_ERRORS_METRIC = "otelfin_internal_errors_total"
+_SLO_WINDOWS = ("5m", "30m", "1h", "6h")
+
+
+def _check_le(slo: float, buckets: Sequence[float] | None) -> str:
+    if not slo > 0:
+        raise ValueError(f"slo must be a positive number of seconds, not {slo}")
+    if buckets is not None and float(slo) not in {float(b) for b in buckets}:
+        raise ValueError(
+            f"slo {slo} is not one of the histogram's bucket bounds {list(buckets)}: the slow "
+            "ratio would be interpolated; design buckets with latency_buckets(slo=...)"
+        )
+    return le_text(slo)
+
+
+def build_rules(
+    *,
+    slo: float = 0.25,
+    objective: float = 0.99,
+    quantile: float = 0.99,
+    metric: str = DURATION_METRIC,
+    by: Sequence[str] = ("service", "operation"),
+    buckets: Sequence[float] | None = None,
+) -> dict[str, Any]:
+    """The rule file as a dict (``{"groups": [...]}``) ready for YAML.
+
+    ``slo`` must be a bucket bound of ``metric`` (pass ``buckets`` to have it checked);
+    ``objective`` is the share of requests that must be faster than the SLO (0.99: an error
+    budget of 1%).
+    """
+    if not 0 < objective < 1:
+        raise ValueError(f"objective must be between 0 and 1, not {objective}")
+    if not 0 < quantile < 1:
+        raise ValueError(f"quantile must be between 0 and 1, not {quantile}")
+    if not by:
+        raise ValueError("rules need at least one label to aggregate by")
+    le = _check_le(slo, buckets)
+    labels = ", ".join(by)
+    level = "_".join(by)
+    base = metric.removesuffix("_seconds")
+    budget = 1 - objective
+    recording: list[dict[str, Any]] = [
+        {
+            "record": f"{level}:{metric}:p{quantile * 100:g}_5m".replace(".", "_"),
+            "expr": f"histogram_quantile({quantile}, sum by ({labels}, le) "
+            f"(rate({metric}_bucket[5m])))",
+        },
+        {
+            "record": f"{level}:{base}_requests:rate5m",
+            "expr": f"sum by ({labels}) (rate({metric}_count[5m]))",
+        },
+        {
+            "record": f"{level}:{ERRORS_METRIC.removesuffix('_total')}:rate5m",
+            "expr": f"sum by ({labels}) (rate({ERRORS_METRIC}[5m]))",
+        },
+    ]
+    for window in _SLO_WINDOWS:
+        recording.append(
+            {
+                "record": f"{level}:{base}_slow:ratio_rate{window}",
+                "expr": f"(sum by ({labels}) (rate({metric}_count[{window}])) - "
+                f'sum by ({labels}) (rate({metric}_bucket{{le="{le}"}}[{window}]))) / '
+                f"sum by ({labels}) (rate({metric}_count[{window}]))",
+            }
+        )
+
+    def slow(window: str) -> str:
+        return f"{level}:{base}_slow:ratio_rate{window}"
+
+    alerts: list[dict[str, Any]] = [
+        {
+            "alert": "OtelfinLatencySLOFastBurn",
+            "expr": f"{slow('1h')} > {14.4 * budget:g} and {slow('5m')} > {14.4 * budget:g}",
+            "for": "2m",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": f"{{{{ $labels.operation }}}} burns its {slo}s latency budget 14x "
+                "too fast",
+                "description": f"More than {14.4 * budget:.1%} of requests are slower than "
+                f"{slo}s over 1h and 5m (objective {objective:.2%}). Run "
+                f"`otelfin p99 report --prometheus URL --metric {metric} --by operation,channel`.",
+            },
+        },
+        {
+            "alert": "OtelfinLatencySLOSlowBurn",
+            "expr": f"{slow('6h')} > {6 * budget:g} and {slow('30m')} > {6 * budget:g}",
+            "for": "15m",
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": f"{{{{ $labels.operation }}}} burns its {slo}s latency budget 6x "
+                "too fast",
+                "description": f"More than {6 * budget:.1%} of requests are slower than {slo}s "
+                "over 6h and 30m.",
+            },
+        },
+        {
+            "alert": "OtelfinUnregisteredErrorCodes",
+            "expr": f"sum by (job, code) (increase({UNREGISTERED_CODES_METRIC}[15m])) > 0",
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "Logs use error code {{ $labels.code }}, which is not in the catalogue",
+                "description": "Register the code in the service catalogue (otelfin codes lint) "
+                "or fix the call site; under policy 'drop' these events are lost.",
+            },
+        },
+        {
+            "alert": "OtelfinMetricOverflow",
+            "expr": f"sum by (job, metric) (increase({OVERFLOW_METRIC}[15m])) > 0",
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "{{ $labels.metric }} hit its series cap; new label values fold "
+                "into 'other'",
+                "description": "A label is taking unbounded values. Find it and move it to "
+                "span attributes, or raise metrics_max_series if the values are bounded.",
+            },
+        },
+        {
+            "alert": "OtelfinInternalErrors",
+            "expr": f"sum by (job, where) (increase({INTERNAL_ERRORS_METRIC}[15m])) > 0",
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "otelfin contained failures at {{ $labels.where }}",
+                "description": "Telemetry is incomplete (the host is unaffected); see the "
+                "first warning on the 'otelfin' logger.",
+            },
+        },
+    ]
+    return {
+        "groups": [
+            {"name": "otelfin-recording", "rules": recording},
+            {"name": "otelfin-alerts", "rules": alerts},
+        ]
+    }
+
+
+def rules_yaml(rules: dict[str, Any]) -> str:
+    """The rule file text."""
+    header = "# Generated by `otelfin rules build`; regenerate rather than edit.\n"
+    return header + yaml.safe_dump(rules, sort_keys=False, width=120)
+
+
+def all_expressions(rules: dict[str, Any]) -> list[tuple[str, str]]:
+    """``(name, expr)`` of every rule (for evaluating each one in tests and CI)."""
+    found = []
+    for group in rules["groups"]:
+        for rule in group["rules"]:
+            found.append((rule.get("record") or rule.get("alert"), rule["expr"]))
+    return found
