@@ -3,6 +3,8 @@
 Fixtures:
     ``spans``: otelfin configured against a fresh SDK TracerProvider (set as the global one
     for the test) with a synchronous in-memory exporter; yields the exporter.
+    ``prom_registry``: a fresh prometheus_client ``CollectorRegistry`` with otelfin configured
+    (in-memory spans) to record its RED metrics there; assert with ``get_sample_value``.
 
 Nothing here runs at import time; the fixtures restore OpenTelemetry's and otelfin's globals
 afterwards.
@@ -18,8 +20,9 @@ from opentelemetry import trace
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.util._once import Once
+from prometheus_client import CollectorRegistry
 
-__all__ = ["configured_for_test", "reset_tracer_provider", "spans"]
+__all__ = ["configured_for_test", "reset_tracer_provider", "spans", "prom_registry"]
 
 
 def reset_tracer_provider() -> None:
@@ -55,3 +58,11 @@ def spans() -> Iterator[InMemorySpanExporter]:
     """otelfin configured with an in-memory span exporter; yields the exporter."""
     with configured_for_test() as exporter:
         yield exporter
+
+
+@pytest.fixture
+def prom_registry() -> Iterator[CollectorRegistry]:
+    """A fresh ``CollectorRegistry`` that otelfin's ``@traced`` metrics record into."""
+    registry = CollectorRegistry()
+    with configured_for_test(metrics_registry=registry):
+        yield registry
