@@ -1,3 +1,158 @@
-"""otelfin logging pillar."""
+"""otelfin logging pillar: JSON lines a CI job can trust.
 
-__all__: list[str] = []
+``otelfin.get_logger(**bound)`` writes one JSON object per line (``timestamp``, ``level``,
+``service_name``, ``event``, the active span's ``trace_id``/``span_id``, then the caller's
+fields), with the error-code catalogue enforced and card numbers and secrets scrubbed.
+stdlib ``logging`` records go through the same chain. :func:`processors` hands the chain to
+teams with their own structlog configuration; :func:`schema` is the record's JSON Schema
+(``otelfin/logging/schema.json``) and ``otelfin logs validate`` checks files against it.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from importlib import resources
+from typing import TYPE_CHECKING, Any
+
+from otelfin import _exporters, _scrub
+from otelfin._scrub import ScrubbingSpanExporter, find_pans, scrub_span, scrub_text, scrub_value
+from otelfin.logging import _pipeline, _stdlib
+from otelfin.logging._catalogue import (
+    CatalogueCheck,
+    UnregisteredErrorCodeError,
+    unregistered_counter,
+)
+from otelfin.logging._pipeline import (
+    LEVELS,
+    Correlate,
+    OtelfinLogger,
+    add_level,
+    exception_info,
+    get_logger,
+    processors,
+    render_json,
+    scrub_event,
+)
+from otelfin.logging._stdlib import OtelfinHandler
+
+if TYPE_CHECKING:
+    from otelfin._config import Config
+
+__all__ = [
+    "get_logger",
+    "processors",
+    "schema",
+    "capture_logs",
+    "CapturedLogs",
+    "OtelfinLogger",
+    "OtelfinHandler",
+    "CatalogueCheck",
+    "UnregisteredErrorCodeError",
+    "unregistered_counter",
+    "ScrubbingSpanExporter",
+    "scrub_text",
+    "scrub_value",
+    "find_pans",
+    "add_level",
+    "exception_info",
+    "scrub_event",
+    "Correlate",
+    "render_json",
+]
+
+
+def schema() -> dict[str, Any]:
+    """The JSON Schema of an otelfin log line (shipped as ``otelfin/logging/schema.json``)."""
+    text = resources.files("otelfin.logging").joinpath("schema.json").read_text("utf-8")
+    loaded: dict[str, Any] = json.loads(text)
+    return loaded
+
+
+class CapturedLogs(list[dict[str, Any]]):
+    """Log lines written while capturing, parsed; plus the raw ``lines`` and every catalogue
+    ``violations`` reason (including events the ``drop`` policy kept out of the output)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.lines: list[bytes] = []
+        self.violations: list[str] = []
+
+    def _line(self, line: bytes) -> None:
+        import orjson
+
+        self.lines.append(line)
+        try:
+            self.append(orjson.loads(line))
+        except orjson.JSONDecodeError:
+            self.append({"unparsable": line.decode("utf-8", "replace")})
+
+    def _violation(self, reason: str, event_dict: dict[str, Any]) -> None:
+        self.violations.append(reason)
+
+
+@contextmanager
+def capture_logs(echo: bool = False) -> Iterator[CapturedLogs]:
+    """Collect every line otelfin writes (otelfin loggers and the stdlib bridge) meanwhile.
+
+    ``echo=False`` keeps the lines out of the configured output.
+    """
+    state = _pipeline_state()
+    captured = CapturedLogs()
+    previous = (state.sink.tap, state.sink.mute, state.check.on_violation)
+    state.sink.tap = captured._line
+    state.sink.mute = not echo
+    state.check.on_violation = captured._violation
+    try:
+        yield captured
+    finally:
+        state.sink.tap, state.sink.mute, state.check.on_violation = previous
+
+
+def _pipeline_state() -> Any:
+    return _pipeline._state
+
+
+def _install(config: Config) -> None:
+    """Apply ``config`` to the logging chain (idempotent; nothing is stacked)."""
+    state = _pipeline_state()
+    options = config.options
+    _scrub.set_pan_mask(config.pan_mask)
+    _scrub.reset_secret_keys()
+    extra_keys = options.get("secret_keys")
+    if extra_keys:
+        _scrub.add_secret_keys([extra_keys] if isinstance(extra_keys, str) else extra_keys)
+    # Every span otelfin exports passes through the scrubber exactly once (GuardedExporter).
+    _exporters.set_span_scrubber(scrub_span)
+    state.service_name = config.service_name
+    state.min_level = LEVELS[config.log_level]
+    state.check.update(
+        None,
+        config.error_code_policy,
+        config.enrich_logs,
+        options.get("metrics_registry"),
+        int(options.get("max_error_code_labels", 100)),
+    )
+    state.sink.use(config.log_file, options.get("log_stream"))
+    if options.get("stdlib_bridge", True):
+        _stdlib.install(config.log_level)
+    else:
+        _stdlib.uninstall()
+
+
+def _uninstall() -> None:
+    """Flush and close the log output, detach the stdlib bridge, back to defaults.
+
+    The span scrubber stays installed: spans still queued in a batch processor are flushed
+    after the pillars are uninstalled and must be scrubbed too.
+    """
+    state = _pipeline_state()
+    _stdlib.uninstall()
+    state.sink.flush()
+    state.sink.close()
+    state.min_level = LEVELS["info"]
+    state.service_name = _pipeline.default_service_name()
+    state.check.update(None, "drop", False, None)
+    _scrub.set_pan_mask("last4")
+    _scrub.reset_secret_keys()

@@ -1,0 +1,537 @@
+"""The one PAN/secret scrubber used wherever data leaves the process.
+
+Logs, span attributes, span events (exception messages and stack traces), span status
+descriptions, span links and baggage all go through the functions here, and the log
+validator (``otelfin logs validate``) uses :func:`find_pans`, which shares the scanner with
+:func:`scrub_text`: the validator never flags what the scrubber keeps.
+
+What counts as a card number (PAN)
+    A run of 13-19 ASCII digits, optionally grouped by *single* spaces or dashes
+    (``4111 1111 1111 1111``, ``4111-1111-1111-1111``), that passes the Luhn check and is not
+    part of a longer alphanumeric token: the character before the first digit and the one after
+    the last must not be an ASCII letter or digit. So the decimal stretches inside a hex trace
+    id, a UUID, base64 or a hash never match, while ``card=4111111111111111,`` does.
+
+    Inside a longer grouped run (``4111111111111111 12 25``) every stretch of whole groups with
+    13-19 digits is a candidate, because each group boundary is a token boundary. Starting at
+    the leftmost group, the longest Luhn-valid stretch is masked; scanning resumes after it.
+
+How it is masked
+    ``last4`` (default): ``XXXXXXXXXXXX1111``; ``first6last4``: ``411111XXXXXX1111``. The mask
+    drops the separators and uses the letter ``X`` on purpose: the masked token is one
+    alphanumeric token, so the digits it keeps can never join neighbouring digits into a new
+    candidate. That makes scrubbing idempotent and :func:`find_pans` of any scrubbed text empty.
+
+Why hand-written, and why linear
+    No library implements this definition (token boundaries plus Luhn over grouped stretches).
+    The only regular expression used is ``[0-9](?:[ -]?[0-9]){12,}`` behind a digit lookbehind:
+    every character has at most one way to match it (a separator is never a digit), so the
+    engine never backtracks more than one character, and it only starts at the first digit of
+    a run. Everything else is a single pass over the candidate with prefix sums for Luhn, so
+    the cost is linear in the input (a 1 MB adversarial string is a test case).
+"""
+
+from __future__ import annotations
+
+import re
+import threading
+from collections.abc import Iterable, Iterator, Mapping, Sequence
+from typing import Any, Literal
+
+from opentelemetry.sdk.trace import Event, ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.trace import Link, Status
+
+__all__ = [
+    "REDACTED",
+    "ScrubbingSpanExporter",
+    "add_secret_keys",
+    "find_pans",
+    "get_pan_mask",
+    "is_secret_key",
+    "luhn_valid",
+    "scrub_attributes",
+    "scrub_span",
+    "scrub_text",
+    "scrub_value",
+    "set_pan_mask",
+]
+
+PanMask = Literal["last4", "first6last4"]
+
+#: What a secret value is replaced with.
+REDACTED = "[REDACTED]"
+#: The shortest text that can hold a PAN (13 digits): shorter strings skip the scan.
+_MIN_LEN = 13
+#: Deeper structures are cut here; a cyclic or absurdly deep value must not blow the stack.
+_MAX_DEPTH = 32
+
+# A digit run of 13+ digits with single space/dash separators, starting at the run's first digit.
+_CANDIDATE_B = re.compile(rb"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}")
+_SHAPE = bytes(48 if chr(i) in "0123456789 -" else 120 for i in range(256))
+_THIRTEEN = b"0" * _MIN_LEN
+_ALNUM_B = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+# Luhn: each digit's contribution when it is not doubled / when it is doubled.
+_PLAIN = (0, 1, 2, 3, 4, 5, 6, 7, 8, 9)
+_DOUBLED = (0, 2, 4, 6, 8, 1, 3, 5, 7, 9)
+
+_mask_mode: PanMask = "last4"
+
+
+def set_pan_mask(mode: str) -> None:
+    """Choose how card numbers are masked: ``last4`` (default) or ``first6last4``."""
+    global _mask_mode
+    if mode not in ("last4", "first6last4"):
+        raise ValueError(f"pan mask {mode!r} must be 'last4' or 'first6last4'")
+    _mask_mode = mode  # type: ignore[assignment]
+
+
+def get_pan_mask() -> PanMask:
+    """The mask mode in force."""
+    return _mask_mode
+
+
+def luhn_valid(digits: str) -> bool:
+    """True when a string of ASCII digits passes the Luhn (mod 10) check."""
+    total = 0
+    for i, ch in enumerate(reversed(digits)):
+        d = ord(ch) - 48
+        total += _DOUBLED[d] if i & 1 else d
+    return total % 10 == 0
+
+
+def _windows(run: str) -> Iterator[tuple[int, int, str]]:
+    """Yield ``(start, end, digits)`` within ``run`` for each PAN, left to right.
+
+    ``run`` is one candidate (digits with single separators); offsets are into ``run``. The
+    caller has already decided whether the first and last group touch a letter/digit.
+    """
+    if " " not in run and "-" not in run:  # the common case: one ungrouped number
+        if len(run) <= 19 and luhn_valid(run):
+            yield 0, len(run), run
+        return
+    # Groups: (offset of first digit, offset after last digit), and the digits themselves.
+    starts: list[int] = [0]
+    ends: list[int] = []
+    for i, ch in enumerate(run):
+        if ch == " " or ch == "-":
+            ends.append(i)
+            starts.append(i + 1)
+    ends.append(len(run))
+    digits = run.replace(" ", "").replace("-", "")
+    # counts[g]: digits before group g.
+    counts = [0]
+    for s, e in zip(starts, ends, strict=True):
+        counts.append(counts[-1] + (e - s))
+    n = len(digits)
+    # Luhn prefix sums for the two parities of "doubled": even[k] sums digits 0..k-1 doubling
+    # the even absolute positions, odd[k] doubling the odd ones. A window ending at digit
+    # b-1 doubles the positions whose parity differs from b-1's.
+    even = [0] * (n + 1)
+    odd = [0] * (n + 1)
+    for k in range(n):
+        d = ord(digits[k]) - 48
+        if k & 1:
+            even[k + 1] = even[k] + d
+            odd[k + 1] = odd[k] + _DOUBLED[d]
+        else:
+            even[k + 1] = even[k] + _DOUBLED[d]
+            odd[k + 1] = odd[k] + d
+    groups = len(starts)
+    g = 0
+    while g < groups:
+        a = counts[g]
+        found = -1
+        # Longest stretch of whole groups first (at most 19 digits, at least 13).
+        h = g
+        while h + 1 < groups and counts[h + 2] - a <= 19:
+            h += 1
+        while h >= g:
+            b = counts[h + 1]
+            if b - a < 13:
+                break
+            if b - a > 19:  # one group alone longer than any card number
+                h -= 1
+                continue
+            # Positions whose parity differs from the last digit's are doubled.
+            table = even if (b - 1) & 1 else odd
+            if (table[b] - table[a]) % 10 == 0:
+                found = h
+                break
+            h -= 1
+        if found >= 0:
+            yield starts[g], ends[found], digits[a : counts[found + 1]]
+            g = found + 1
+        else:
+            g += 1
+
+
+def _scan(data: bytes) -> Iterator[tuple[int, int, str]]:
+    """Yield ``(start, end, digits)`` for every PAN in ``data`` (ASCII-compatible bytes).
+
+    A fast pre-filter first: translate digits, spaces and dashes to ``0`` and everything else
+    to ``x``; a PAN needs 13 such characters in a row, which ``bytes.find`` locates at C speed
+    (about 0.2 us for a 200-byte line against ~3 us for the regular expression alone). Only
+    those stretches are examined further.
+    """
+    shape = data.translate(_SHAPE)
+    size = len(data)
+    pos = shape.find(_THIRTEEN)
+    while pos >= 0:
+        stop = shape.find(b"x", pos + _MIN_LEN)
+        if stop < 0:
+            stop = size
+        for m in _CANDIDATE_B.finditer(data, pos, stop):
+            yield from _candidate(data, m.start(), m.end(), m.group().decode("ascii"))
+        pos = shape.find(_THIRTEEN, stop)
+
+
+def _candidate(data: bytes, start: int, end: int, run: str) -> Iterator[tuple[int, int, str]]:
+    # A first/last group glued to a letter (or digit) belongs to a longer token: drop it.
+    if start > 0 and data[start - 1] in _ALNUM_B:
+        cut = _first_sep(run)
+        if cut < 0:
+            return
+        run = run[cut + 1 :]
+        start += cut + 1
+    if end < len(data) and data[end] in _ALNUM_B:
+        cut = _last_sep(run)
+        if cut < 0:
+            return
+        run = run[:cut]
+        end = start + cut
+    if len(run) < _MIN_LEN:
+        return
+    for a, b, digits in _windows(run):
+        yield start + a, start + b, digits
+
+
+def _first_sep(run: str) -> int:
+    i = run.find(" ")
+    j = run.find("-")
+    if i < 0:
+        return j
+    if j < 0:
+        return i
+    return min(i, j)
+
+
+def _last_sep(run: str) -> int:
+    return max(run.rfind(" "), run.rfind("-"))
+
+
+def _as_bytes(text: str) -> bytes:
+    # One byte per character (non-ASCII becomes "?", a token boundary like any non-ASCII
+    # character), so offsets into the bytes are offsets into the string.
+    return text.encode("ascii", "replace")
+
+
+def find_pans(text: str | bytes) -> list[tuple[int, int]]:
+    """``(start, end)`` offsets of every unmasked card number in ``text``.
+
+    Bytes are scanned as ASCII (any non-ASCII byte is a token boundary, as a non-ASCII character
+    is in a string), so a raw UTF-8 log line can be checked without decoding it.
+    """
+    if len(text) < _MIN_LEN:
+        return []
+    data = text if isinstance(text, bytes) else _as_bytes(text)
+    return [(a, b) for a, b, _ in _scan(data)]
+
+
+def _mask(digits: str, mode: str) -> str:
+    if mode == "first6last4":
+        return digits[:6] + "X" * (len(digits) - 10) + digits[-4:]
+    return "X" * (len(digits) - 4) + digits[-4:]
+
+
+def scrub_text(text: str, mask: str | None = None) -> str:
+    """``text`` with every card number masked (``mask``: ``last4``/``first6last4``/None=configured).
+
+    Returns the very same object when nothing needed masking.
+    """
+    if len(text) < _MIN_LEN:
+        return text
+    data = _as_bytes(text)
+    if data.translate(_SHAPE).find(_THIRTEEN) < 0:
+        return text
+    mode = mask or _mask_mode
+    out: list[str] = []
+    pos = 0
+    for a, b, digits in _scan(data):
+        out.append(text[pos:a])
+        out.append(_mask(digits, mode))
+        pos = b
+    if pos == 0:
+        return text
+    out.append(text[pos:])
+    return "".join(out)
+
+
+# --- secrets by key ------------------------------------------------------------------------
+
+_DEFAULT_SECRET_WORDS = frozenset(
+    {
+        "password",
+        "passwd",
+        "pwd",
+        "passphrase",
+        "secret",
+        "token",
+        "apikey",
+        "authorization",
+        "auth_token",
+        "cookie",
+        "setcookie",
+        "cvv",
+        "cvv2",
+        "cvc",
+        "cvc2",
+        "cvn",
+        "pin",
+        "pinblock",
+        "pan",
+        "cardnumber",
+        "creditcard",
+        "ccnumber",
+        "privatekey",
+        "clientsecret",
+        "credentials",
+        "credential",
+        "sessionid",
+        "track1",
+        "track2",
+        "trackdata",
+        "iban",
+    }
+)
+_secret_words: frozenset[str] = _DEFAULT_SECRET_WORDS
+_key_cache: dict[str, bool] = {}
+_KEY_CACHE_MAX = 4096
+_key_lock = threading.Lock()
+_WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
+
+
+def add_secret_keys(names: Iterable[str]) -> None:
+    """Treat these key names (compared without case, ``_``, ``-`` or ``.``) as secrets too."""
+    global _secret_words
+    extra = {re.sub(r"[^a-z0-9]", "", n.lower()) for n in names}
+    extra.discard("")
+    with _key_lock:
+        _secret_words = _secret_words | extra
+        _key_cache.clear()
+
+
+def reset_secret_keys() -> None:
+    """Back to the built-in secret key names (tests, reconfiguration)."""
+    global _secret_words
+    with _key_lock:
+        _secret_words = _DEFAULT_SECRET_WORDS
+        _key_cache.clear()
+
+
+def _classify_key(key: str) -> bool:
+    words = [w.lower() for w in _WORD.findall(key)]
+    if not words:
+        return False
+    secret = _secret_words
+    if "".join(words) in secret:
+        return True
+    for i, w in enumerate(words):
+        if w in secret:
+            return True
+        # Two or three adjacent words: api_key, card_number, X-Api-Key, private.key, set-cookie.
+        if i + 1 < len(words):
+            pair = w + words[i + 1]
+            if pair in secret:
+                return True
+            if i + 2 < len(words) and pair + words[i + 2] in secret:
+                return True
+    return False
+
+
+def is_secret_key(key: str) -> bool:
+    """True when a field named ``key`` holds a secret whose value must be redacted.
+
+    The key is split into words (``_``, ``-``, ``.``, spaces and camelCase); it is secret when
+    a word, or two or three adjacent words joined, is a secret name: ``password``,
+    ``db_password``, ``X-Api-Key``, ``cardNumber``, ``http.request.header.authorization``.
+    Whole words only, so ``pinned``, ``spin`` and ``company`` are not secrets.
+    """
+    cached = _key_cache.get(key)
+    if cached is not None:
+        return cached
+    result = _classify_key(key) if isinstance(key, str) else False
+    if len(_key_cache) >= _KEY_CACHE_MAX:
+        _key_cache.clear()  # keys are normally a small fixed set; a flood must not grow memory
+    _key_cache[key] = result
+    return result
+
+
+# --- values --------------------------------------------------------------------------------
+
+
+def scrub_value(value: Any, _depth: int = 0) -> Any:
+    """``value`` with card numbers masked and secret-keyed entries redacted, at any depth.
+
+    Strings are masked; integers (and floats) with 13+ digits that are card numbers become
+    masked strings; dicts, lists, tuples, sets and frozensets are rebuilt only when something
+    inside changed, otherwise the original object is returned. Anything else passes unchanged.
+    """
+    if isinstance(value, str):
+        return scrub_text(value) if len(value) >= _MIN_LEN else value
+    if isinstance(value, bool) or value is None:
+        return value
+    if isinstance(value, int):
+        if -1_000_000_000_000 < value < 1_000_000_000_000:
+            return value
+        text = str(value)
+        masked = scrub_text(text)
+        return value if masked is text else masked
+    if isinstance(value, float):
+        if -1e12 < value < 1e12 or value != value:
+            return value
+        text = repr(value)
+        masked = scrub_text(text)
+        return value if masked is text else masked
+    if _depth >= _MAX_DEPTH:
+        return "[TRUNCATED]" if isinstance(value, (Mapping, list, tuple, set, frozenset)) else value
+    if isinstance(value, Mapping):
+        return _scrub_mapping(value, _depth)
+    if isinstance(value, (list, tuple)):
+        items = [scrub_value(v, _depth + 1) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return items if isinstance(value, list) else tuple(items)
+    if isinstance(value, (set, frozenset)):
+        items = [scrub_value(v, _depth + 1) for v in value]
+        if all(a is b for a, b in zip(items, value, strict=True)):
+            return value
+        return type(value)(items) if all(_hashable(v) for v in items) else items
+    return value
+
+
+def _hashable(value: Any) -> bool:
+    try:
+        hash(value)
+    except TypeError:
+        return False
+    return True
+
+
+def _scrub_mapping(mapping: Mapping[Any, Any], depth: int) -> Any:
+    out: dict[Any, Any] | None = None
+    for key, val in mapping.items():
+        if isinstance(key, str) and is_secret_key(key):
+            new = REDACTED if val is not None else None
+        else:
+            new = scrub_value(val, depth + 1)
+        new_key = scrub_text(key) if isinstance(key, str) and len(key) >= _MIN_LEN else key
+        if new is not val or new_key is not key:
+            if out is None:
+                out = dict(mapping)
+            if new_key is not key:
+                del out[key]
+            out[new_key] = new
+    return mapping if out is None else out
+
+
+def scrub_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:
+    """Span/event/link attributes with secrets redacted and card numbers masked.
+
+    Returns the same mapping object when nothing changed.
+    """
+    if not attributes:
+        return attributes
+    out: dict[str, Any] | None = None
+    for key, val in attributes.items():
+        if is_secret_key(key):
+            new: Any = REDACTED
+        elif isinstance(val, str):
+            new = scrub_text(val) if len(val) >= _MIN_LEN else val
+        elif isinstance(val, (list, tuple)):
+            new = scrub_value(tuple(val))
+            if new is not val and all(a is b for a, b in zip(new, val, strict=True)):
+                new = val
+        else:
+            new = scrub_value(val)
+        if new is not val:
+            if out is None:
+                out = dict(attributes)
+            out[key] = new
+    return attributes if out is None else out
+
+
+def scrub_span(span: ReadableSpan) -> ReadableSpan:
+    """A copy of ``span`` with its name, attributes, events (exception message and stack trace
+    included), links and status description scrubbed; the same span when nothing changed."""
+    name = scrub_text(span.name) if span.name else span.name
+    # The SDK's properties build a new view on every access: read each once.
+    original_attributes = span.attributes
+    original_status = span.status
+    attributes = scrub_attributes(original_attributes)
+    events: Sequence[Event] = span.events
+    new_events: list[Event] | None = None
+    for i, event in enumerate(events):
+        ev_attrs = scrub_attributes(event.attributes)
+        ev_name = scrub_text(event.name)
+        if ev_attrs is not event.attributes or ev_name is not event.name:
+            if new_events is None:
+                new_events = list(events)
+            new_events[i] = Event(ev_name, ev_attrs, event.timestamp)
+    links: Sequence[Link] = span.links
+    new_links: list[Link] | None = None
+    for i, link in enumerate(links):
+        link_attrs = scrub_attributes(link.attributes)
+        if link_attrs is not link.attributes:
+            if new_links is None:
+                new_links = list(links)
+            new_links[i] = Link(link.context, link_attrs)
+    status = original_status
+    if status.description:
+        description = scrub_text(status.description)
+        if description is not status.description:
+            status = Status(status.status_code, description)
+    if (
+        name is span.name
+        and attributes is original_attributes
+        and new_events is None
+        and new_links is None
+        and status is original_status
+    ):
+        return span
+    return ReadableSpan(
+        name=name,
+        context=span.get_span_context(),
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=new_events if new_events is not None else events,
+        links=new_links if new_links is not None else links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class ScrubbingSpanExporter(SpanExporter):
+    """Wraps any exporter so every span it receives is scrubbed first.
+
+    otelfin's own exporter path is scrubbed already. Use this for span processors an application
+    added to its provider itself (a reused ``TracerProvider``), which otelfin cannot see::
+
+        provider.add_span_processor(BatchSpanProcessor(ScrubbingSpanExporter(my_exporter)))
+    """
+
+    def __init__(self, inner: SpanExporter) -> None:
+        self.inner = inner
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        return self.inner.export([scrub_span(s) for s in spans])
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self.inner.force_flush(timeout_millis))

@@ -1,0 +1,188 @@
+"""Run-time catalogue enforcement for log events: ``error_code`` must be registered.
+
+Policies (``Config.error_code_policy``):
+
+``drop`` (default)
+    The event is not written; ``otelfin_unregistered_error_codes_total{code}`` increments and
+    one warning per distinct code is logged on the ``otelfin`` logger.
+``tag``
+    The event is written with ``catalogue_violation`` saying what is wrong (and counted).
+``raise``
+    :class:`UnregisteredErrorCodeError` is raised from the log call (for tests).
+
+``error`` and ``critical`` events without any ``error_code`` are violations too.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from prometheus_client import REGISTRY, CollectorRegistry, Counter
+from structlog import DropEvent
+
+from otelfin._scrub import scrub_text
+from otelfin.catalogue import CODE_PATTERN, Catalogue
+
+__all__ = [
+    "CatalogueCheck",
+    "UnregisteredErrorCodeError",
+    "unregistered_counter",
+]
+
+_log = logging.getLogger("otelfin")
+
+METRIC = "otelfin_unregistered_error_codes"
+#: Label value for events at error/critical level without any code.
+MISSING = "missing"
+#: Label value for codes that are not even of the form DOMAIN-NNN (never used as a label).
+MALFORMED = "malformed"
+#: Label value once the distinct-code budget is spent.
+OTHER = "other"
+_NEEDS_CODE = frozenset({"error", "critical"})
+
+
+class UnregisteredErrorCodeError(ValueError):
+    """A log event broke the catalogue under policy ``raise``: unknown or missing code."""
+
+
+class _CodeCounter:
+    """The counter plus the label budget: at most ``max_codes`` distinct ``code`` values.
+
+    Codes come from application data, so a label per raw value would be unbounded (and could
+    carry anything, a card number included). Only well-formed ``DOMAIN-NNN`` codes become
+    label values, up to the budget; the rest fold into ``malformed`` / ``other``.
+    """
+
+    def __init__(self, registry: CollectorRegistry, max_codes: int) -> None:
+        self.registry = registry
+        self.max_codes = max_codes
+        self.seen: set[str] = set()
+        self.lock = threading.Lock()
+
+    def label(self, code: str | None) -> str:
+        if code is None:
+            return MISSING
+        if not CODE_PATTERN.fullmatch(code):
+            return MALFORMED
+        if code in self.seen:
+            return code
+        with self.lock:
+            if len(self.seen) < self.max_codes:
+                self.seen.add(code)
+                return code
+        return OTHER
+
+    def inc(self, code: str | None) -> None:
+        # Registered on first use: importing otelfin must not touch the global registry.
+        _counter_in(self.registry).labels(code=self.label(code)).inc()
+
+
+_counters: dict[int, tuple[CollectorRegistry, Counter]] = {}
+_counters_lock = threading.Lock()
+
+
+def _counter_in(registry: CollectorRegistry) -> Counter:
+    with _counters_lock:
+        held = _counters.get(id(registry))
+        if held is not None and held[0] is registry:
+            return held[1]
+        counter = Counter(
+            METRIC,
+            "Log events whose error_code is not in the catalogue (or missing on error/critical)",
+            labelnames=("code",),
+            registry=registry,
+        )
+        _counters[id(registry)] = (registry, counter)
+        return counter
+
+
+def unregistered_counter(registry: CollectorRegistry | None = None) -> Counter:
+    """The ``otelfin_unregistered_error_codes_total`` counter in ``registry`` (default global)."""
+    return _counter_in(registry if registry is not None else REGISTRY)
+
+
+class CatalogueCheck:
+    """The structlog processor enforcing the catalogue on ``error_code``.
+
+    Everything is decided in ``__init__`` (or :meth:`update`) so ``__call__`` stays small. A
+    ``catalogue`` of None means "the live one" (``otelfin._config.current_catalogue()``).
+    """
+
+    def __init__(
+        self,
+        catalogue: Catalogue | None = None,
+        policy: str = "drop",
+        enrich: bool = False,
+        registry: CollectorRegistry | None = None,
+        max_codes: int = 100,
+    ) -> None:
+        self.update(catalogue, policy, enrich, registry, max_codes)
+        self.warned: set[str] = set()
+        #: Called with a reason for every violation (the test capture); None when unused.
+        self.on_violation: Any = None
+
+    def update(
+        self,
+        catalogue: Catalogue | None,
+        policy: str,
+        enrich: bool,
+        registry: CollectorRegistry | None,
+        max_codes: int = 100,
+    ) -> None:
+        """Apply new settings in place (reconfiguration keeps the chain object)."""
+        if policy not in ("drop", "tag", "raise"):
+            raise ValueError(f"error_code_policy {policy!r} must be drop, tag or raise")
+        self.catalogue = catalogue
+        self.policy = policy
+        self.enrich = enrich
+        self.counter = _CodeCounter(registry if registry is not None else REGISTRY, max_codes)
+
+    def _catalogue(self) -> Catalogue:
+        if self.catalogue is not None:
+            return self.catalogue
+        from otelfin._config import current_catalogue
+
+        return current_catalogue()
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
+        code = event_dict.get("error_code")
+        if code is None:
+            if event_dict.get("level") in _NEEDS_CODE:
+                return self._violation(event_dict, None, "missing error_code on an error event")
+            return event_dict
+        entry = self._catalogue().get(code) if isinstance(code, str) else None
+        if entry is None:
+            if not isinstance(code, str):
+                event_dict["error_code"] = code = scrub_text(str(code))
+            return self._violation(event_dict, code, f"unregistered error_code {code!r}")
+        if self.enrich:
+            event_dict.setdefault("error_message", entry.message)
+            event_dict.setdefault("retryable", entry.retryable)
+            if entry.http_status is not None:
+                event_dict.setdefault("http_status", entry.http_status)
+        return event_dict
+
+    def _violation(self, event_dict: dict[str, Any], code: str | None, reason: str) -> Any:
+        reason = scrub_text(reason)
+        self.counter.inc(code)
+        hook = self.on_violation
+        if hook is not None:
+            hook(reason, event_dict)
+        if self.policy == "tag":
+            event_dict["catalogue_violation"] = reason
+            return event_dict
+        if self.policy == "raise":
+            event = scrub_text(str(event_dict.get("event")))
+            raise UnregisteredErrorCodeError(f"{reason} (event {event!r})")
+        key = code if code is not None else MISSING
+        if key not in self.warned and len(self.warned) < 1000:
+            self.warned.add(key)
+            _log.warning(
+                "otelfin: dropped a log event: %s; further events like it are only counted "
+                "in %s_total",
+                reason,
+                METRIC,
+            )
+        raise DropEvent

@@ -1,0 +1,103 @@
+"""The stdlib ``logging`` bridge: records from any library go through otelfin's chain.
+
+:class:`OtelfinHandler` turns a ``LogRecord`` into an event dict (message, ``logger``, extra
+fields, ``exc_info``) and hands it to the same chain as ``otelfin.get_logger()``: same JSON,
+same masking, same trace ids (the handler runs in the logging call's context).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from typing import Any
+
+from otelfin.logging import _pipeline
+from otelfin.logging._catalogue import UnregisteredErrorCodeError
+
+__all__ = ["OtelfinHandler", "install", "uninstall"]
+
+# Attributes every LogRecord has; anything else on a record came from ``extra=``.
+_RECORD_FIELDS = frozenset(
+    vars(logging.LogRecord("x", logging.INFO, "x", 0, "x", None, None)).keys()
+) | {"message", "asctime", "taskName"}
+
+
+def _level_name(levelno: int) -> str:
+    if levelno >= logging.CRITICAL:
+        return "critical"
+    if levelno >= logging.ERROR:
+        return "error"
+    if levelno >= logging.WARNING:
+        return "warning"
+    if levelno >= logging.INFO:
+        return "info"
+    return "debug"
+
+
+class OtelfinHandler(logging.Handler):
+    """A logging handler that writes records as otelfin JSON lines.
+
+    A record logged while another is being written on the same thread (a handler that logs,
+    a processor warning about a processor warning) is written at most one level deep, so a
+    loop can never form.
+    """
+
+    def __init__(self, level: int = logging.NOTSET) -> None:
+        super().__init__(level)
+        self._local = threading.local()
+
+    def emit(self, record: logging.LogRecord) -> None:
+        depth = getattr(self._local, "depth", 0)
+        if depth > 1:
+            return
+        self._local.depth = depth + 1
+        try:
+            try:
+                message = record.getMessage()
+            except Exception:  # a bad format string must not lose the record
+                message = f"{record.msg!s} {record.args!r}"
+            event_dict: dict[str, Any] = {"event": message, "logger": record.name}
+            for key, value in record.__dict__.items():
+                if key not in _RECORD_FIELDS and not key.startswith("_"):
+                    event_dict[key] = value
+            if record.exc_info and record.exc_info[0] is not None:
+                event_dict["exc_info"] = record.exc_info
+            _pipeline.emit(_level_name(record.levelno), event_dict)
+        except UnregisteredErrorCodeError:
+            raise
+        except Exception:  # reported the stdlib way
+            self.handleError(record)
+        finally:
+            self._local.depth = depth
+
+
+_installed: OtelfinHandler | None = None
+_previous_level: int | None = None
+
+
+def install(level: str) -> None:
+    """Attach one :class:`OtelfinHandler` to the root logger (idempotent) at ``level``."""
+    global _installed, _previous_level
+    number = _pipeline.LEVELS[level]
+    root = logging.getLogger()
+    if _installed is None:
+        _installed = OtelfinHandler()
+        root.addHandler(_installed)
+        _previous_level = root.level
+    _installed.setLevel(number)
+    # Libraries' info records must reach the handler; only ever lower the root threshold.
+    if root.level > number or root.level == logging.NOTSET:
+        root.setLevel(number)
+
+
+def uninstall() -> None:
+    """Remove the handler and restore the root logger's level."""
+    global _installed, _previous_level
+    if _installed is None:
+        return
+    root = logging.getLogger()
+    root.removeHandler(_installed)
+    if _previous_level is not None:
+        root.setLevel(_previous_level)
+    _installed = None
+    _previous_level = None
