@@ -190,10 +190,20 @@ def red_metrics(
         extra_labels=extra,
         buckets=bounds,
         duration_guard=SeriesGuard(
-            duration, DURATION_METRIC, duration_labels, max_series=max_series, registry=registry
+            duration,
+            DURATION_METRIC,
+            duration_labels,
+            max_series=max_series,
+            keep=("service", "operation", "outcome"),
+            registry=registry,
         ),
         errors_guard=SeriesGuard(
-            errors, ERRORS_METRIC, error_labels, max_series=max_series, registry=registry
+            errors,
+            ERRORS_METRIC,
+            error_labels,
+            max_series=max_series,
+            keep=("service", "operation"),
+            registry=registry,
         ),
         registry=registry,
     )

@@ -99,6 +99,7 @@ class AttributionReport:
     rows: tuple[AttributionRow, ...]
     promql: tuple[str, ...]
     source: str = ""
+    notes: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--format json`` document."""
@@ -112,6 +113,7 @@ class AttributionReport:
             "slow": self.slow,
             "rows": [row.as_dict() for row in self.rows],
             "promql": list(self.promql),
+            "notes": list(self.notes),
         }
 
 
@@ -243,6 +245,15 @@ def attribute(
     cumulative = [sum(_cum_at(s, b) for s in series) for b in bounds] + [total]
     p99 = histogram_quantile(quantile, bounds, cumulative)
     threshold = _threshold(bounds, p99)
+    notes: list[str] = []
+    while sum(_slow_of(s, threshold) for s in series) == 0 and bounds.index(threshold) > 0:
+        # Coarse buckets: nothing lies above the bound over the P99. Step down so the tail
+        # still has members, and say so.
+        threshold = bounds[bounds.index(threshold) - 1]
+        notes.append(
+            f"no request is above the bound over the P99; using le={le_text(threshold)} "
+            "(buckets are too coarse here: see `otelfin buckets suggest`)"
+        )
     threshold_le = next(
         (s.buckets[threshold][0] for s in series if threshold in s.buckets),
         le_text(threshold),
@@ -274,6 +285,7 @@ def attribute(
         rows=tuple(rows),
         promql=tuple(_promql(metric, by, quantile, window, threshold_le)),
         source=source,
+        notes=tuple(notes[-1:]),
     )
 
 
@@ -458,8 +470,8 @@ def format_text(report: AttributionReport, promql: bool = True) -> str:
         f"{report.metric}: P{report.quantile * 100:g} ~ {report.p99_seconds:.4g}s; "
         f"slow = above le={report.threshold_le}s",
         f"{_count(report.slow)} of {_count(report.requests)} requests are slow ({share:.2%})",
-        "",
     ]
+    lines += [f"note: {note}" for note in report.notes] + [""]
     header = ("label", "value", "requests", "traffic", "slow", "tail", "lift", "exemplar")
     table = [header]
     for row in report.rows:
