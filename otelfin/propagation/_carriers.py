@@ -47,6 +47,10 @@ __all__ = [
 
 Collected = dict[str, list[str]]
 _MAX_VALUE = 16384  # a single header value larger than this is ignored as hostile
+# Header names repeat across requests: remembering their lower-case form saves a str.lower()
+# per header per request; bounded so a flood of odd names cannot grow it.
+_LOWER: dict[str, str] = {}
+_LOWER_MAX = 2048
 
 
 def _text(value: Any) -> str | None:
@@ -107,6 +111,30 @@ class CarrierGetter(Getter[Any]):
     def collect(self, carrier: Any, names: frozenset[str]) -> Collected:
         """The values of the wanted headers (lower-case ``names``), in carrier order."""
         out: Collected = {}
+        if type(carrier) is dict:
+            # The common case, inlined: a plain dict of str keys and str values.
+            lower = _LOWER
+            for key, value in carrier.items():
+                if type(key) is str:
+                    name = lower.get(key)
+                    if name is None:
+                        name = key.lower()
+                        if len(lower) < _LOWER_MAX:
+                            lower[key] = name
+                    if name in names:
+                        if type(value) is str and len(value) <= _MAX_VALUE:
+                            found = out.get(name)
+                            if found is None:
+                                out[name] = [value]
+                            else:
+                                found.append(value)
+                        else:
+                            _add(out, name, value)
+                elif isinstance(key, (bytes, bytearray)):
+                    name = bytes(key).decode("latin-1").lower()
+                    if name in names:
+                        _add(out, name, value)
+            return out
         for pair in self.pairs(carrier):
             try:
                 key, value = pair

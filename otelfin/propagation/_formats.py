@@ -12,7 +12,7 @@ context per baggage entry, which is most of the extract cost. Every parser here 
 from __future__ import annotations
 
 import re
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from urllib.parse import quote, unquote
 
 from opentelemetry.trace import TraceState
@@ -45,14 +45,21 @@ _OWS = " \t"
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
 # The key grammar of the current Trace Context draft, which the W3C suite tests: a lower-case
 # letter or digit, then up to 255 of lcalpha / digit / _ - * / @ (multi-tenant keys included).
-_TS_MEMBER = re.compile(
-    r"([a-z0-9][a-z0-9_\-*/@]{0,255})=([\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e])"
-)
+_TS_KEY = r"[a-z0-9][a-z0-9_\-*/@]{0,255}"
+_TS_VALUE = r"[\x20-\x2b\x2d-\x3c\x3e-\x7e]{0,255}[\x21-\x2b\x2d-\x3c\x3e-\x7e]"
+_TS_MEMBER = re.compile(f"({_TS_KEY})=({_TS_VALUE})")
+# A whole header of valid members with optional whitespace around commas and no empty members:
+# the common case, validated with one regex; findall then cannot mis-split it, because a value
+# may contain neither "," nor "=".
+_TS_LIST = re.compile(f"[ \t]*{_TS_KEY}={_TS_VALUE}(?:[ \t]*,[ \t]*{_TS_KEY}={_TS_VALUE})*[ \t]*")
 _HEX16 = re.compile(r"[0-9a-fA-F]{16}")
 _HEX_ID = re.compile(r"[0-9a-fA-F]{16}|[0-9a-fA-F]{32}")
 _BAGGAGE_KEY = re.compile(r"[!#$%&'*+\-.^_`|~0-9A-Za-z]+")
 _BAGGAGE_VALUE = re.compile(r"[\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*")
-# Characters W3C baggage lets through unencoded (token chars for keys, baggage-octet for values).
+_BAGGAGE_PAIR = r"([!#$%&'*+\-.^_`|~0-9A-Za-z]+)=([\x21\x23-\x2b\x2d-\x3a\x3c-\x5b\x5d-\x7e]*)"
+# Plain "k=v,k=v" (no whitespace, no properties): one regex validates, findall splits.
+_BAGGAGE_SIMPLE = re.compile(f"{_BAGGAGE_PAIR}(?:,{_BAGGAGE_PAIR})*")
+_BAGGAGE_PAIRS = re.compile(_BAGGAGE_PAIR)
 # "+" is always encoded: OpenTelemetry Python decodes a literal "+" as a space.
 _KEY_SAFE = "!#$&'*-.^_`|~"
 _VALUE_SAFE = "!#$&'()*-./:<>?@[]^_`{|}~"
@@ -69,6 +76,13 @@ class W3CTraceState(TraceState):
     def __init__(self, entries: Iterable[tuple[str, str]] | None = None) -> None:
         self._dict = dict(entries or ())
 
+    @classmethod
+    def of(cls, members: dict[str, str]) -> W3CTraceState:
+        """Wrap ``members`` (already validated, not copied)."""
+        state = cls.__new__(cls)
+        state._dict = members
+        return state
+
 
 _EMPTY_TRACESTATE = W3CTraceState()
 
@@ -80,26 +94,28 @@ def parse_traceparent(value: str) -> tuple[int, int, int] | None:
     exactly 55 characters; a higher version may carry more fields after a ``-``. Only the
     sampled and random bits of the flags are kept, so unknown bits are never re-emitted.
     """
-    if len(value) > MAX_TRACEPARENT_LENGTH:
+    if len(value) != 55:
+        if len(value) > MAX_TRACEPARENT_LENGTH:
+            return None
+        value = value.strip(_OWS)
+        if len(value) < 55:
+            return None
+    if _TRACEPARENT.match(value) is None:
         return None
-    value = value.strip(_OWS)
-    match = _TRACEPARENT.match(value)
-    if match is None:
-        return None
-    version = match.group(1)
+    version = value[:2]
     if version == "00":
         if len(value) != 55:
             return None
     elif version == "ff" or (len(value) > 55 and value[55] != "-"):
         return None
-    trace_id = int(match.group(2), 16)
-    span_id = int(match.group(3), 16)
+    trace_id = int(value[3:35], 16)
+    span_id = int(value[36:52], 16)
     if not trace_id or not span_id:
         return None
-    return trace_id, span_id, int(match.group(4), 16) & 0x03
+    return trace_id, span_id, int(value[53:55], 16) & 0x03
 
 
-def parse_tracestate(values: Iterable[str] | None) -> W3CTraceState:
+def parse_tracestate(values: Sequence[str] | None) -> W3CTraceState:
     """The members of one or more tracestate header values, combined in order.
 
     Any invalid member discards the whole tracestate (the spec's rule), as do more than 32
@@ -108,29 +124,29 @@ def parse_tracestate(values: Iterable[str] | None) -> W3CTraceState:
     """
     if not values:
         return _EMPTY_TRACESTATE
-    members: dict[str, str] = {}
-    count = 0
-    total = 0
-    for value in values:
-        total += len(value)
-        if total > MAX_TRACESTATE_LENGTH:
-            return _EMPTY_TRACESTATE
-        for raw in value.split(","):
+    header = values[0] if len(values) == 1 else ",".join(values)
+    if len(header) > MAX_TRACESTATE_LENGTH:
+        return _EMPTY_TRACESTATE
+    if _TS_LIST.fullmatch(header) is not None:
+        pairs = _TS_MEMBER.findall(header)
+    else:
+        pairs = []
+        for raw in header.split(","):
             member = raw.strip(_OWS)
             if not member:
                 continue
             match = _TS_MEMBER.fullmatch(member)
             if match is None:
                 return _EMPTY_TRACESTATE
-            count += 1
-            if count > MAX_TRACESTATE_MEMBERS:
-                return _EMPTY_TRACESTATE
-            key = match.group(1)
-            if key not in members:
-                members[key] = match.group(2)
-    if not members:
+            pairs.append(match.groups())
+    if not pairs or len(pairs) > MAX_TRACESTATE_MEMBERS:
         return _EMPTY_TRACESTATE
-    return W3CTraceState(members.items())
+    members = dict(pairs)
+    if len(members) != len(pairs):  # duplicate keys: keep the first of each
+        members = {}
+        for key, value in pairs:
+            members.setdefault(key, value)
+    return W3CTraceState.of(members)
 
 
 def format_tracestate(state: Mapping[str, str]) -> str:
@@ -210,21 +226,21 @@ def parse_b3_multi(
     return ids[0], ids[1], flags
 
 
-def parse_baggage(values: Iterable[str]) -> dict[str, str]:
+def parse_baggage(values: Sequence[str]) -> dict[str, str]:
     """Baggage entries from one or more header values; invalid members are skipped.
 
     Keys and values are percent-decoded; member properties (``;k=v``) are dropped. Headers
     over 8192 characters in total are ignored whole, as are members over 4096 characters and
     members after the 180th.
     """
-    entries: dict[str, str] = {}
-    total = 0
-    count = 0
-    for value in values:
-        total += len(value)
-        if total > MAX_BAGGAGE_LENGTH:
-            return {}
-        for member in value.split(","):
+    header = values[0] if len(values) == 1 else ",".join(values)
+    if len(header) > MAX_BAGGAGE_LENGTH:
+        return {}
+    if _BAGGAGE_SIMPLE.fullmatch(header) is not None:
+        pairs = _BAGGAGE_PAIRS.findall(header)
+    else:
+        pairs = []
+        for member in header.split(","):
             if not member or len(member) > MAX_BAGGAGE_PAIR:
                 continue
             name, sep, rest = member.partition("=")
@@ -234,11 +250,17 @@ def parse_baggage(values: Iterable[str]) -> dict[str, str]:
             raw_value = rest.split(";", 1)[0].strip(_OWS)
             if _BAGGAGE_KEY.fullmatch(name) is None or _BAGGAGE_VALUE.fullmatch(raw_value) is None:
                 continue
-            count += 1
-            if count > MAX_BAGGAGE_MEMBERS:
-                return entries
-            key = unquote(name) if "%" in name else name
-            entries[key] = unquote(raw_value) if "%" in raw_value else raw_value
+            pairs.append((name, raw_value))
+    if len(pairs) > MAX_BAGGAGE_MEMBERS:
+        pairs = pairs[:MAX_BAGGAGE_MEMBERS]
+    if "%" not in header and len(header) <= MAX_BAGGAGE_PAIR:
+        return dict(pairs)  # nothing to decode and no member can be too long
+    entries: dict[str, str] = {}
+    for name, raw_value in pairs:
+        if len(name) + 1 + len(raw_value) > MAX_BAGGAGE_PAIR:
+            continue
+        key = unquote(name) if "%" in name else name
+        entries[key] = unquote(raw_value) if "%" in raw_value else raw_value
     return entries
 
 

@@ -27,6 +27,7 @@ from opentelemetry.propagators.textmap import (
     default_setter,
 )
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
+from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otelfin import _internal
 from otelfin.propagation import _carriers, _formats
@@ -61,6 +62,7 @@ _KNOWN_GETTERS = {
     "opentelemetry.instrumentation.pika.utils._PikaGetter": _carriers.amqp_headers_getter.collect,
 }
 _collectors: dict[type, Collector | None] = {}
+_HEADERS_COLLECT = _carriers.headers_getter.collect
 
 
 def _collector_for(getter: Getter[Any]) -> Collector | None:
@@ -132,6 +134,51 @@ def _clean_value(value: str) -> str | None:
     if scrub is None:
         return None  # no scrubber: a value that may hold a card number is dropped, not sent
     return str(scrub.scrub_text(value))
+
+
+# Parsed tracestate and baggage by raw header. Baggage ("tenant=acme,channel=web") and often
+# tracestate repeat from request to request, so a hit skips parsing and scrubbing. Entries are
+# shared between contexts, which is safe because OpenTelemetry never mutates a TraceState or a
+# baggage dict in place. Bounded: cleared when full. Only baggage that needed no card-number
+# masking is cached, keyed also on the scrubber's secret-key set, so reconfigured secret names
+# take effect at once.
+_CACHE_MAX = 512
+_ts_cache: dict[str, _formats.W3CTraceState] = {}
+_bg_cache: dict[str, tuple[object, dict[str, str]]] = {}
+
+
+def _tracestate(values: list[str] | None) -> _formats.W3CTraceState:
+    if not values:
+        return _formats.parse_tracestate(values)
+    header = values[0] if len(values) == 1 else ",".join(values)
+    state = _ts_cache.get(header)
+    if state is None:
+        state = _formats.parse_tracestate((header,))
+        if len(_ts_cache) >= _CACHE_MAX:
+            _ts_cache.clear()
+        _ts_cache[header] = state
+    return state
+
+
+def _baggage(values: list[str]) -> dict[str, str]:
+    header = values[0] if len(values) == 1 else ",".join(values)
+    scrub = _scrub_module()
+    words = getattr(scrub, "_secret_words", None)
+    cached = _bg_cache.get(header)
+    if cached is not None and cached[0] is words:
+        return cached[1]
+    entries = _formats.parse_baggage((header,))
+    if not entries:
+        return entries
+    if scrub is None or "%" in header or _MAYBE_PAN.search(header) is not None:
+        return dict(_clean_entries(entries.items()))
+    is_secret = scrub.is_secret_key
+    if any(is_secret(k) for k in entries):
+        entries = {k: v for k, v in entries.items() if not is_secret(k)}
+    if len(_bg_cache) >= _CACHE_MAX:
+        _bg_cache.clear()
+    _bg_cache[header] = (words, entries)
+    return entries
 
 
 def _clean_entries(entries: Iterable[tuple[Any, Any]]) -> Iterator[tuple[str, str]]:
@@ -207,44 +254,49 @@ class OtelfinPropagator(TextMapPropagator):
         try:
             for extra in self._extra:
                 context = extra.extract(carrier, context, getter)
-            collect = _collector_for(getter)
+            collect = _HEADERS_COLLECT if getter is default_getter else _collector_for(getter)
             if collect is not None:
                 headers = collect(carrier, _WANTED)
             else:
                 headers = _generic_collect(getter, carrier)
             if not headers:
                 return context
-            parent = self._parent(headers)
+            values: dict[str, object] | None = None
+            parent: SpanContext | None = None
+            traceparent = headers.get("traceparent")
+            if traceparent is not None and len(traceparent) == 1:
+                parsed = _formats.parse_traceparent(traceparent[0])
+                if parsed is not None:
+                    state = _tracestate(headers.get("tracestate"))
+                    parent = SpanContext(parsed[0], parsed[1], True, TraceFlags(parsed[2]), state)
+            if parent is None:
+                parent = self._b3_parent(headers)
             if parent is not None:
-                context = trace.set_span_in_context(NonRecordingSpan(parent), context)
+                values = dict(context)
+                values[_SPAN_KEY] = NonRecordingSpan(parent)
             baggage_values = headers.get("baggage")
             if baggage_values:
-                entries = _formats.parse_baggage(baggage_values)
-                if entries:
-                    cleaned = dict(_clean_entries(entries.items()))
+                cleaned = _baggage(baggage_values)
+                if cleaned:
                     existing = context.get(_BAGGAGE_KEY)
                     if isinstance(existing, (dict, Mapping)) and existing:
                         merged = dict(existing)
                         merged.update(cleaned)
                         cleaned = merged
                     if cleaned:
-                        values = dict(context)
+                        if values is None:
+                            values = dict(context)
                         values[_BAGGAGE_KEY] = cleaned
-                        context = Context(values)
+            if values is not None:
+                context = Context(values)  # one copy for span and baggage together
             return context
         except Exception as exc:  # propagation never breaks the host
             _internal.report("propagation.extract", exc)
             return original
 
     @staticmethod
-    def _parent(headers: Mapping[str, list[str]]) -> SpanContext | None:
+    def _b3_parent(headers: Mapping[str, list[str]]) -> SpanContext | None:
         parsed: tuple[int, int, int] | None = None
-        traceparent = headers.get("traceparent")
-        if traceparent is not None and len(traceparent) == 1:
-            parsed = _formats.parse_traceparent(traceparent[0])
-            if parsed is not None:
-                state = _formats.parse_tracestate(headers.get("tracestate"))
-                return SpanContext(parsed[0], parsed[1], True, TraceFlags(parsed[2]), state)
         single = headers.get("b3")
         if single:
             parsed = _formats.parse_b3_single(single[0])
