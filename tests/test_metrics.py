@@ -103,7 +103,7 @@ def test_result_and_exception_unchanged_when_metrics_fail(prom_registry: Collect
     spec = _traced.spec_of(fine)
     assert spec is not None
     for bound in spec.cache["otelfin.metrics"].series.values():
-        bound.child = Broken()
+        bound.observe = Broken().observe
     assert fine() == 7
     assert _internal.internal_error_counts().get("metrics.observe") == 1
     text = generate_latest(prom_registry).decode()

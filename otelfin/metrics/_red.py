@@ -238,10 +238,11 @@ def _attribute_for(label: str, keys: Iterable[str]) -> str | None:
 class _Bound:
     """One series' child plus the time each of its buckets last got an exemplar."""
 
-    __slots__ = ("child", "last")
+    __slots__ = ("child", "last", "observe")
 
     def __init__(self, child: Any, buckets: int) -> None:
         self.child = child
+        self.observe = child.observe
         self.last = [-EXEMPLAR_INTERVAL] * (buckets + 1)
 
 
@@ -299,60 +300,62 @@ class CallRecorder:
         exc: BaseException | None,
         span: Span,
     ) -> None:
+        # One flat function on purpose: this runs on every @traced call, and each helper
+        # call or generator expression here costs ~60-300 ns against a ~1.4 us budget.
         try:
-            self._record(spec, duration, attributes, error_code, exc, span)
+            state: _SpecState | None = spec.cache.get(_CACHE_KEY)
+            if state is None or state.recorder is not self:
+                state = self._state(spec)
+            keys = state.keys
+            ok = exc is None
+            if not keys:
+                key: Any = ok
+            elif len(keys) == 1:
+                k = keys[0]
+                value = attributes.get(k) if attributes is not None and k else None
+                key = (ok, value if type(value) is str else _label_value(value))
+            else:
+                attrs = attributes or {}
+                key = (ok, *[_label_value(attrs.get(k)) if k else "" for k in keys])
+            bound = state.series.get(key)
+            if bound is None:
+                bound = self._bind(state, key)
+            if self.exemplars:
+                ctx = span.get_span_context()
+                if ctx.trace_flags & 1:
+                    i = bisect_left(self._bounds, duration)
+                    now = monotonic()
+                    last = bound.last
+                    if now - last[i] >= EXEMPLAR_INTERVAL:
+                        last[i] = now
+                        bound.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
+                    else:
+                        bound.observe(duration)
+                else:
+                    bound.observe(duration)
+            else:
+                bound.observe(duration)
+            if not ok:
+                extra = _extra_of(key)
+                code = _code_value(error_code)
+                self.metrics.errors_guard.child((*state.prefix, code, *extra)).inc()
         except Exception as err:  # never let metrics break the host call
             _internal.report("metrics.observe", err)
 
-    def _record(
-        self,
-        spec: Any,
-        duration: float,
-        attributes: Mapping[str, Any] | None,
-        error_code: str | None,
-        exc: BaseException | None,
-        span: Span,
-    ) -> None:
-        state: _SpecState | None = spec.cache.get(_CACHE_KEY)
-        if state is None or state.recorder is not self:
-            state = self._state(spec)
-        outcome = "ok" if exc is None else "error"
-        keys = state.keys
-        if keys:
-            attrs = attributes or {}
-            extra = tuple(_label_value(attrs.get(k)) if k else "" for k in keys)
-            key: Any = (outcome, extra)
-        else:
-            extra = ()
-            key = outcome
-        bound = state.series.get(key)
-        if bound is None:
-            bound = self._bind(state, key, outcome, extra)
-        if self.exemplars:
-            ctx = span.get_span_context()
-            if ctx.trace_flags & 1:
-                i = bisect_left(self._bounds, duration)
-                now = monotonic()
-                if now - bound.last[i] >= EXEMPLAR_INTERVAL:
-                    bound.last[i] = now
-                    bound.child.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
-                else:
-                    bound.child.observe(duration)
-            else:
-                bound.child.observe(duration)
-        else:
-            bound.child.observe(duration)
-        if exc is not None:
-            self.metrics.errors_guard.child((*state.prefix, _code_value(error_code), *extra)).inc()
-
-    def _bind(self, state: _SpecState, key: Any, outcome: str, extra: tuple[str, ...]) -> _Bound:
-        child, folded = self.metrics.duration_guard.bind((*state.prefix, outcome, *extra))
+    def _bind(self, state: _SpecState, key: Any) -> _Bound:
+        outcome = "ok" if (key if isinstance(key, bool) else key[0]) else "error"
+        values = (*state.prefix, outcome, *_extra_of(key))
+        child, folded = self.metrics.duration_guard.bind(values)
         bound = _Bound(child, self._nbuckets)
         if not folded:
             with state.lock:
                 if len(state.series) < _MAX_CACHED:
                     bound = state.series.setdefault(key, bound)
         return bound
+
+
+def _extra_of(key: Any) -> tuple[str, ...]:
+    return () if isinstance(key, bool) else tuple(key[1:])
 
 
 ObserverFactory = Callable[[RedMetrics, str], CallRecorder]

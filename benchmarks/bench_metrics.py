@@ -1,0 +1,134 @@
+"""Per-call cost of otelfin's @traced metrics and memory under a label flood.
+
+Cost: the call observer otelfin installs on @traced (histogram observation with a cached
+child, exemplar check, label extraction) against prometheus_client's own
+``histogram.labels(...).observe()``, measured in the same run. Target (issue 4): <= 1.0x.
+
+Memory: 1,000,000 distinct label values through the observer with the default series cap,
+against prometheus_client with no cap (100,000 values, so the run stays short).
+
+Run: ``python benchmarks/bench_metrics.py [--quick]``.
+"""
+
+from __future__ import annotations
+
+import gc
+import statistics
+import sys
+import timeit
+import tracemalloc
+
+from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import CollectorRegistry, Histogram
+
+import otelfin
+from otelfin.instrument._traced import spec_of
+from otelfin.metrics import CallRecorder, latency_buckets, red_metrics
+
+
+def per_call_ns(stmt: object, number: int, repeat: int) -> float:
+    times = timeit.repeat(stmt, number=number, repeat=repeat)  # type: ignore[arg-type]
+    return statistics.median(times) / number * 1e9
+
+
+def main() -> int:
+    quick = "--quick" in sys.argv
+    number, repeat = (20_000, 5) if quick else (100_000, 9)
+    flood_n = 200_000 if quick else 1_000_000
+
+    buckets = latency_buckets(slo=0.25)
+    raw_registry = CollectorRegistry()
+    raw = Histogram(
+        "raw_seconds",
+        "raw",
+        ["service", "operation", "outcome", "channel"],
+        buckets=buckets,
+        registry=raw_registry,
+    )
+
+    def raw_observe() -> None:
+        raw.labels("payment-gateway", "authorise", "ok", "web").observe(0.012)
+
+    metrics = red_metrics(registry=CollectorRegistry())
+    recorder = CallRecorder(metrics, "payment-gateway")
+
+    @otelfin.traced(name="authorise", attributes={"payment.channel": "channel"})
+    def authorise(channel: str) -> None:
+        return None
+
+    @otelfin.traced(name="capture")
+    def capture() -> None:
+        return None
+
+    spec = spec_of(authorise)
+    plain_spec = spec_of(capture)
+    assert spec is not None and plain_spec is not None
+    tracer = TracerProvider().get_tracer("bench")
+    span = tracer.start_span("authorise")  # sampled: exemplar path is live
+    attrs = {"payment.channel": "web"}
+
+    def otelfin_observe() -> None:
+        recorder(spec, 0.012, attrs, None, None, span)
+
+    def otelfin_observe_plain() -> None:
+        recorder(plain_spec, 0.012, None, None, None, span)
+
+    results = {
+        "prometheus_client labels(...).observe()": per_call_ns(raw_observe, number, repeat),
+        "otelfin observer (channel label, sampled span)": per_call_ns(
+            otelfin_observe, number, repeat
+        ),
+        "otelfin observer (no extra label)": per_call_ns(otelfin_observe_plain, number, repeat),
+    }
+    base = results["prometheus_client labels(...).observe()"]
+    print(f"per-call cost, median of {repeat} runs x {number} calls")
+    print(f"{'case':<50} {'ns/call':>9} {'ratio':>7}")
+    for name, value in results.items():
+        print(f"{name:<50} {value:>9.0f} {value / base:>6.2f}x")
+    worst = max(v for k, v in results.items() if k.startswith("otelfin")) / base
+    print(f"target <= 1.0x: {'met' if worst <= 1.0 else 'MISSED'} ({worst:.2f}x)")
+    print()
+
+    # Memory under a flood of distinct label values.
+    flood_metrics = red_metrics(registry=CollectorRegistry())
+    flood_recorder = CallRecorder(flood_metrics, "payment-gateway")
+    gc.collect()
+    tracemalloc.start()
+    for i in range(1000):
+        flood_recorder(spec, 0.01, {"payment.channel": f"warm-{i}"}, None, None, span)
+    gc.collect()
+    warm = tracemalloc.get_traced_memory()[0]
+    for i in range(flood_n):
+        flood_recorder(spec, 0.01, {"payment.channel": f"v-{i}"}, None, None, span)
+    gc.collect()
+    after, peak = tracemalloc.get_traced_memory()
+    tracemalloc.stop()
+    series = len(flood_metrics.duration_guard)
+
+    raw_n = flood_n // 10
+    uncapped = Histogram("flood_seconds", "x", ["channel"], buckets=buckets,
+                         registry=CollectorRegistry())  # fmt: skip
+    gc.collect()
+    tracemalloc.start()
+    start = tracemalloc.get_traced_memory()[0]
+    for i in range(raw_n):
+        uncapped.labels(f"v-{i}").observe(0.01)
+    gc.collect()
+    raw_after = tracemalloc.get_traced_memory()[0]
+    tracemalloc.stop()
+    print(f"label flood: {flood_n:,} distinct channel values")
+    print(
+        f"  otelfin (cap {flood_metrics.duration_guard.max_series}): {series} series, "
+        f"memory growth after warm-up {(after - warm) / 1024:.0f} KiB, "
+        f"peak {peak / 1024 / 1024:.1f} MiB"
+    )
+    print(
+        f"  prometheus_client, no cap, {raw_n:,} values: "
+        f"{(raw_after - start) / 1024 / 1024:.1f} MiB "
+        f"({(raw_after - start) / raw_n:.0f} B per series, grows without bound)"
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
