@@ -81,8 +81,8 @@ def main() -> int:
     print(header)
     print("-" * len(header))
     failed = 0
-    for name, draw in SHAPES.items():
-        rng = random.Random(hash(name) & 0xFFFF)
+    for index, (name, draw) in enumerate(SHAPES.items()):
+        rng = random.Random(1000 + index)  # fixed seeds: the table is reproducible
         train = [draw(rng) for _ in range(train_n)]
         design = suggest_buckets(train, count=12)
         test = sorted(draw(rng) for _ in range(test_n))
