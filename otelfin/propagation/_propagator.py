@@ -60,7 +60,37 @@ _KNOWN_GETTERS = {
     "opentelemetry.instrumentation.wsgi.WSGIGetter": _carriers.wsgi_environ_getter.collect,
     "opentelemetry.instrumentation.asgi.ASGIGetter": _carriers.asgi_scope_getter.collect,
     "opentelemetry.instrumentation.pika.utils._PikaGetter": _carriers.amqp_headers_getter.collect,
+    # bytes.decode() on every value (raises on non-UTF-8) and case-sensitive names:
+    "opentelemetry.instrumentation.kafka.utils.KafkaContextGetter": (
+        _carriers.kafka_headers_getter.collect
+    ),
+    "opentelemetry.instrumentation.confluent_kafka.utils.KafkaContextGetter": (
+        _carriers.kafka_headers_getter.collect
+    ),
 }
+# Setters that append: injecting into a forwarded record's headers left two traceparents.
+_KNOWN_SETTERS: dict[str, Setter[Any]] = {
+    "opentelemetry.instrumentation.kafka.utils.KafkaContextSetter": (
+        _carriers.kafka_headers_setter
+    ),
+    "opentelemetry.instrumentation.confluent_kafka.utils.KafkaContextSetter": (
+        _carriers.kafka_headers_setter
+    ),
+}
+_setters: dict[type, Setter[Any] | None] = {}
+
+
+def _setter_for(setter: Setter[Any]) -> Setter[Any]:
+    kind = type(setter)
+    try:
+        found = _setters[kind]
+    except KeyError:
+        found = _KNOWN_SETTERS.get(f"{kind.__module__}.{kind.__qualname__}")
+        if len(_setters) < 256:
+            _setters[kind] = found
+    return setter if found is None else found
+
+
 _collectors: dict[type, Collector | None] = {}
 _HEADERS_COLLECT = _carriers.headers_getter.collect
 
@@ -327,6 +357,8 @@ class OtelfinPropagator(TextMapPropagator):
         """Write the configured formats for ``context`` (default: the current one)."""
         if context is None:
             context = get_current()
+        if setter is not default_setter:
+            setter = _setter_for(setter)
         try:
             span_context = trace.get_current_span(context).get_span_context()
             if span_context.is_valid:
