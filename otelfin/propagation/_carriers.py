@@ -96,6 +96,9 @@ class CarrierGetter(Getter[Any]):
     Subclasses only say how to iterate ``(name, value)`` pairs of their carrier.
     """
 
+    #: A plain dict carrier maps header names to values (False for ASGI scopes).
+    _dict_is_headers = True
+
     def pairs(self, carrier: Any) -> Iterable[tuple[Any, Any]]:
         """The carrier's ``(name, value)`` pairs, repeated names included."""
         if carrier is None:
@@ -111,7 +114,7 @@ class CarrierGetter(Getter[Any]):
     def collect(self, carrier: Any, names: frozenset[str]) -> Collected:
         """The values of the wanted headers (lower-case ``names``), in carrier order."""
         out: Collected = {}
-        if type(carrier) is dict:
+        if type(carrier) is dict and self._dict_is_headers:
             # The common case, inlined: a plain dict of str keys and str values.
             lower = _LOWER
             for key, value in carrier.items():
@@ -202,6 +205,8 @@ class WsgiEnvironGetter(CarrierGetter):
 
 class AsgiScopeGetter(CarrierGetter):
     """An ASGI HTTP/websocket scope: ``scope["headers"]`` is a list of ``(bytes, bytes)``."""
+
+    _dict_is_headers = False
 
     def pairs(self, carrier: Any) -> Iterable[tuple[Any, Any]]:
         if not isinstance(carrier, Mapping):

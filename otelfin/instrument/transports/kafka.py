@@ -14,6 +14,7 @@ official subclasses: create producers and consumers after ``otelfin.configure()`
 
 from __future__ import annotations
 
+import warnings
 from typing import Any
 
 from otelfin.instrument.transports._base import OfficialInstrumentor
@@ -35,7 +36,12 @@ _official = [
 
 def install(**kwargs: Any) -> bool:
     """Instrument kafka-python and confluent-kafka where installed; True when any is active."""
-    results = [instrumentor.install(**kwargs) for instrumentor in _official]
+    # kafka-python 3 warns about its own use of importlib.resources when first imported; that
+    # warning is the library's business, and under "warnings as errors" it would abort the
+    # import half-way, so it is silenced for the import only.
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        results = [instrumentor.install(**kwargs) for instrumentor in _official]
     return any(results)
 
 
