@@ -23,7 +23,7 @@ test: install
 	$(BIN)/mypy
 
 bench: install
-	$(BIN)/python benchmarks/bench_traced.py
+	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
