@@ -30,7 +30,8 @@ __all__ = ["AioPikaIteratorInstrumentor", "install", "uninstall"]
 _official = OfficialInstrumentor(
     "opentelemetry.instrumentation.aio_pika", "AioPikaInstrumentor", "aio_pika", "amqp"
 )
-_MARK = "_otelfin_aio_pika"
+# wrapt keeps attributes named _self_* on the wrapper itself (others go to the wrapped function).
+_MARK = "_self_otelfin_aio_pika"
 _STATE = "_otelfin_process"  # (span, token, task) of the message being processed
 
 

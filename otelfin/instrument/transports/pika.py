@@ -30,7 +30,8 @@ __all__ = ["PikaPublishFixInstrumentor", "install", "uninstall"]
 _official = OfficialInstrumentor(
     "opentelemetry.instrumentation.pika", "PikaInstrumentor", "pika", "amqp"
 )
-_MARK = "_otelfin_pika_fix"
+# wrapt keeps attributes named _self_* on the wrapper itself (others go to the wrapped function).
+_MARK = "_self_otelfin_pika_fix"
 
 
 def _one_publish_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
