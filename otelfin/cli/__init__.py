@@ -16,6 +16,7 @@ __all__ = ["main"]
 # taking the parsed namespace and returning the exit status.
 _COMMAND_MODULES = (
     "otelfin.cli._codes",
+    "otelfin.cli._logs",
     "otelfin.cli._metrics",
 )
 

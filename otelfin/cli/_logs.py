@@ -1,0 +1,247 @@
+"""``otelfin logs validate`` and ``otelfin logs schema``."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any, TextIO
+from xml.etree import ElementTree
+
+from otelfin.catalogue import CatalogueError, load_catalogue
+from otelfin.logging._validate import DEFAULT_MAX_LINE_BYTES, FileReport, validate_path
+
+
+def register(sub: Any) -> None:
+    logs = sub.add_parser("logs", help="validate JSON log files; print the log-line schema")
+    logs_sub = logs.add_subparsers(dest="logs_command", metavar="ACTION", required=True)
+
+    validate = logs_sub.add_parser(
+        "validate",
+        help="check JSON log lines: schema, registered error codes, no unmasked card numbers",
+        description=(
+            "Check every line of each FILE (- for stdin; gzip is detected): a JSON object with "
+            "the fields of otelfin's log schema, an error_code registered in the catalogue "
+            "(required on error/critical lines), and no unmasked card number anywhere. "
+            "Prints file:line: reason per bad line. Exit 0 clean, 1 bad lines, "
+            "2 usage error or unreadable input."
+        ),
+    )
+    validate.add_argument("files", nargs="+", metavar="FILE")
+    validate.add_argument(
+        "--catalogue",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="service catalogue laid over the packaged one (repeatable)",
+    )
+    validate.add_argument(
+        "--no-catalogue",
+        action="store_true",
+        help="skip the error-code registration check (formats are still checked)",
+    )
+    validate.add_argument("--format", choices=("text", "json", "github", "junit"), default="text")
+    validate.add_argument(
+        "--max-errors",
+        type=_positive,
+        default=None,
+        metavar="N",
+        help="stop after N bad lines",
+    )
+    validate.add_argument(
+        "--jobs",
+        "-j",
+        type=_non_negative,
+        default=1,
+        metavar="N",
+        help="worker processes for large plain files (0 = one per CPU)",
+    )
+    validate.add_argument(
+        "--max-line-bytes",
+        type=_positive,
+        default=DEFAULT_MAX_LINE_BYTES,
+        metavar="N",
+        help=f"longer lines are reported, not parsed (default {DEFAULT_MAX_LINE_BYTES})",
+    )
+    validate.set_defaults(func=_validate)
+
+    schema = logs_sub.add_parser("schema", help="print the JSON Schema of an otelfin log line")
+    schema.set_defaults(func=_schema)
+
+
+def _positive(text: str) -> int:
+    value = _non_negative(text)
+    if value == 0:
+        raise argparse.ArgumentTypeError(f"expected a positive integer, got {text!r}")
+    return value
+
+
+def _non_negative(text: str) -> int:
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+    if value < 0:
+        raise argparse.ArgumentTypeError(f"expected a non-negative integer, got {text!r}")
+    return value
+
+
+def _schema(args: argparse.Namespace) -> int:
+    from otelfin.logging import schema
+
+    print(json.dumps(schema(), indent=2))
+    return 0
+
+
+def _validate(args: argparse.Namespace) -> int:
+    if args.files.count("-") > 1:
+        print("otelfin logs validate: '-' (stdin) may be given once", file=sys.stderr)
+        return 2
+    codes: frozenset[str] | None = None
+    if not args.no_catalogue:
+        try:
+            codes = frozenset(load_catalogue(*args.catalogue))
+        except CatalogueError as exc:
+            print(f"otelfin logs validate: bad catalogue:\n{exc}", file=sys.stderr)
+            return 2
+    jobs = args.jobs or (os.cpu_count() or 1)
+    reports = _run(args.files, codes, args.max_errors, args.max_line_bytes, jobs)
+    _print(reports, args.format, args.max_errors, sys.stdout)
+    if any(r.error for r in reports):
+        return 2
+    return 1 if any(r.bad_lines for r in reports) else 0
+
+
+def _run(
+    files: Sequence[str],
+    codes: frozenset[str] | None,
+    max_errors: int | None,
+    max_line_bytes: int,
+    jobs: int,
+) -> list[FileReport]:
+    pool = None
+    if jobs > 1:
+        import multiprocessing
+
+        # spawn: safe whatever threads the caller runs; its start-up cost is paid only when a
+        # file is big enough to be split (8 MiB a chunk).
+        pool = multiprocessing.get_context("spawn").Pool(jobs)
+    reports: list[FileReport] = []
+    remaining = max_errors
+    try:
+        for path in files:
+            report = validate_path(
+                path,
+                codes,
+                max_errors=remaining,
+                max_line_bytes=max_line_bytes,
+                jobs=jobs,
+                pool=pool,
+            )
+            reports.append(report)
+            if remaining is not None:
+                remaining -= len(report.violations)
+                if remaining <= 0:
+                    report.stopped = True
+                    break
+    finally:
+        if pool is not None:
+            pool.terminate()
+            pool.join()
+    return reports
+
+
+def _print(reports: list[FileReport], fmt: str, max_errors: int | None, out: TextIO) -> None:
+    lines = sum(r.lines for r in reports)
+    bad = sum(r.bad_lines for r in reports)
+    stopped = any(r.stopped for r in reports)
+    summary = f"checked {lines} lines in {len(reports)} file(s): {bad} bad"
+    if stopped:
+        summary += f" (stopped after --max-errors {max_errors})"
+    if fmt == "json":
+        payload = {
+            "ok": not bad and not any(r.error for r in reports),
+            "lines": lines,
+            "bad_lines": bad,
+            "stopped": stopped,
+            "files": [
+                {
+                    "path": r.path,
+                    "lines": r.lines,
+                    "bad_lines": r.bad_lines,
+                    "error": r.error,
+                }
+                for r in reports
+            ],
+            "violations": [
+                {"path": v.path, "line": v.line, "reason": v.reason}
+                for r in reports
+                for v in r.violations
+            ],
+        }
+        out.write(json.dumps(payload, indent=2) + "\n")
+        return
+    if fmt == "junit":
+        out.write(_junit(reports))
+        return
+    for report in reports:
+        for v in report.violations:
+            if fmt == "github":
+                out.write(
+                    f"::error file={_gh_property(v.path)},line={v.line},"
+                    f"title=otelfin logs validate::{_gh_message(v.reason)}\n"
+                )
+            else:
+                out.write(f"{v}\n")
+        if report.error:
+            if fmt == "github":
+                out.write(
+                    f"::error file={_gh_property(report.path)}::{_gh_message(report.error)}\n"
+                )
+            print(report.error, file=sys.stderr)
+    print(summary, file=sys.stderr)
+
+
+def _gh_message(text: str) -> str:
+    return text.replace("%", "%25").replace("\r", "%0D").replace("\n", "%0A")
+
+
+def _gh_property(text: str) -> str:
+    return _gh_message(text).replace(":", "%3A").replace(",", "%2C")
+
+
+def _junit(reports: list[FileReport]) -> str:
+    failures = sum(1 for r in reports if r.bad_lines)
+    errors = sum(1 for r in reports if r.error)
+    suites = ElementTree.Element(
+        "testsuites",
+        name="otelfin logs validate",
+        tests=str(len(reports)),
+        failures=str(failures),
+        errors=str(errors),
+    )
+    suite = ElementTree.SubElement(
+        suites,
+        "testsuite",
+        name="otelfin logs validate",
+        tests=str(len(reports)),
+        failures=str(failures),
+        errors=str(errors),
+    )
+    for report in reports:
+        case = ElementTree.SubElement(suite, "testcase", classname="otelfin.logs", name=report.path)
+        if report.bad_lines:
+            failure = ElementTree.SubElement(
+                case,
+                "failure",
+                message=f"{report.bad_lines} bad line(s) of {report.lines}",
+                type="LogLineViolation",
+            )
+            failure.text = "\n".join(str(v) for v in report.violations)
+        if report.error:
+            error = ElementTree.SubElement(case, "error", message=report.error, type="InputError")
+            error.text = report.error
+    body = ElementTree.tostring(suites, encoding="unicode")
+    return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
