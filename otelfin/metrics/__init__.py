@@ -61,6 +61,7 @@ from otelfin.metrics._red import (
     red_metrics,
 )
 from otelfin.metrics._server import MetricsServer, multiprocess_registry, start_metrics_server
+from otelfin.metrics._transport import TransportMetricsProcessor
 
 if TYPE_CHECKING:
     from otelfin._config import Config
@@ -99,6 +100,7 @@ __all__ = [
     "is_multiprocess",
     "current_metrics",
     "metrics_server",
+    "TransportMetricsProcessor",
 ]
 
 
@@ -111,9 +113,29 @@ class _State:
         self.internal: InternalErrorsCollector | None = None
         self.server: MetricsServer | None = None
         self.server_key: tuple[Any, ...] | None = None
+        self.service_name = ""
+        self.transport_providers: set[int] = set()
 
 
 _state = _State()
+
+
+def _transport_target() -> tuple[RedMetrics, str] | None:
+    metrics = _state.metrics
+    return (metrics, _state.service_name) if metrics is not None else None
+
+
+_transport_processor = TransportMetricsProcessor(_transport_target)
+
+
+def _hook_transport_spans() -> None:
+    """Add the transport-span processor to otelfin's tracer provider, once per provider."""
+    from otelfin import _config
+
+    provider = _config._state.provider
+    if provider is not None and id(provider) not in _state.transport_providers:
+        provider.add_span_processor(_transport_processor)
+        _state.transport_providers.add(id(provider))
 
 
 def current_metrics() -> RedMetrics | None:
@@ -164,7 +186,9 @@ def _install(config: Config) -> None:
             _state.internal = InternalErrorsCollector()
             registry.register(_state.internal)
         _state.recorder = CallRecorder(_state.metrics, config.service_name, exemplars=exemplars)
+        _state.service_name = config.service_name
         _traced.set_call_observer(_state.recorder)
+        _hook_transport_spans()
         _setup_server(config, registry)
 
 
