@@ -10,7 +10,7 @@ observation: operation = span name, outcome from the span status, ``error_code``
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -24,11 +24,9 @@ __all__ = ["TransportMetricsProcessor"]
 _INCOMING = frozenset({SpanKind.SERVER, SpanKind.CONSUMER})
 
 
-def _channel(attributes: object) -> str | None:
+def _channel(attributes: Mapping[str, object]) -> str | None:
     """The ``channel`` label, by the same rule as ``@traced``: ``channel`` or any ``*.channel``."""
-    if not isinstance(attributes, dict) and not hasattr(attributes, "items"):
-        return None
-    for key, value in attributes.items():  # type: ignore[attr-defined]
+    for key, value in attributes.items():
         if key == "channel" or key.endswith(".channel"):
             return str(value)
     return None
