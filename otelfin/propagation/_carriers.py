@@ -283,11 +283,15 @@ class GrpcMetadataSetter(Setter[Any]):
 
 
 class KafkaHeadersSetter(Setter[Any]):
-    """Sets a header in a Kafka header list as ``(str, bytes)``, replacing an older value."""
+    """Sets a header in Kafka headers as ``bytes``, replacing an older value: a list of
+    ``(str, bytes)`` (kafka-python, confluent-kafka) or a dict (confluent-kafka accepts both)."""
 
     def set(self, carrier: Any, key: str, value: str) -> None:
         if isinstance(carrier, list):
             _set_pair(carrier, key, value.encode("utf-8"))
+        elif isinstance(carrier, MutableMapping):
+            _remove_other_spellings(carrier, key)
+            carrier[key] = value.encode("utf-8")
 
 
 class AmqpHeadersSetter(HeadersSetter):
