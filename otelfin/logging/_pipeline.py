@@ -147,7 +147,10 @@ def _default(value: Any) -> Any:
         return list(value)
     if isinstance(value, bytes):
         return scrub_text(value.decode("utf-8", "replace"))
-    return scrub_text(str(value))
+    try:
+        return scrub_text(str(value))
+    except Exception:  # a broken __str__ must not cost the line
+        return f"<unprintable {type(value).__name__}>"
 
 
 def render_json(logger: Any, method_name: str, event_dict: dict[str, Any]) -> bytes:

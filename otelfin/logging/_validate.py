@@ -363,7 +363,8 @@ def open_input(path: str, stdin: IO[bytes] | None = None) -> IO[bytes]:
         return cast("IO[bytes]", buffered)
     handle = open(path, "rb")  # noqa: SIM115 - returned to the caller, who closes it
     if handle.peek(2)[:2] == b"\x1f\x8b":
-        return gzip.GzipFile(fileobj=handle)  # type: ignore[return-value]
+        handle.close()
+        return cast("IO[bytes]", gzip.open(path, "rb"))
     return handle
 
 
