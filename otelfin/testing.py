@@ -5,6 +5,12 @@ Fixtures:
     for the test) with a synchronous in-memory exporter; yields the exporter.
     ``prom_registry``: a fresh prometheus_client ``CollectorRegistry`` with otelfin configured
     (in-memory spans) to record its RED metrics there; assert with ``get_sample_value``.
+    ``captured_logs``: every line otelfin writes during the test (parsed dicts; ``.lines``
+    raw, ``.violations`` catalogue violations, dropped events included); not echoed.
+
+Opt-in log check: the marker ``@pytest.mark.otelfin_check_logs``, the ini option
+``otelfin_check_logs = true`` or ``--otelfin-check-logs`` fail a test whose logs break the
+catalogue or carry an unmasked card number.
 
 Nothing here runs at import time; the fixtures restore OpenTelemetry's and otelfin's globals
 afterwards.
@@ -14,6 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
+from typing import TYPE_CHECKING
 
 import pytest
 from opentelemetry import trace
@@ -22,7 +29,16 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.util._once import Once
 from prometheus_client import CollectorRegistry
 
-__all__ = ["configured_for_test", "reset_tracer_provider", "spans", "prom_registry"]
+if TYPE_CHECKING:
+    from otelfin.logging import CapturedLogs
+
+__all__ = [
+    "configured_for_test",
+    "reset_tracer_provider",
+    "spans",
+    "prom_registry",
+    "captured_logs",
+]
 
 
 def reset_tracer_provider() -> None:
@@ -66,3 +82,58 @@ def prom_registry() -> Iterator[CollectorRegistry]:
     registry = CollectorRegistry()
     with configured_for_test(metrics_registry=registry):
         yield registry
+
+
+@pytest.fixture
+def captured_logs() -> Iterator[CapturedLogs]:
+    """Every log line otelfin writes during the test, parsed (``.lines``, ``.violations``)."""
+    from otelfin.logging import capture_logs
+
+    with capture_logs() as logs:
+        yield logs
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addini(
+        "otelfin_check_logs",
+        "fail tests whose otelfin logs break the catalogue or leak a card number",
+        type="bool",
+        default=False,
+    )
+    parser.addoption(
+        "--otelfin-check-logs",
+        action="store_true",
+        default=False,
+        help="fail tests whose otelfin logs break the catalogue or leak a card number",
+    )
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "otelfin_check_logs: fail the test if its otelfin logs break the catalogue or leak a PAN",
+    )
+
+
+def _check_logs_enabled(item: pytest.Item) -> bool:
+    if item.get_closest_marker("otelfin_check_logs") is not None:
+        return True
+    config = item.config
+    return bool(config.getoption("--otelfin-check-logs") or config.getini("otelfin_check_logs"))
+
+
+@pytest.hookimpl(wrapper=True)
+def pytest_runtest_call(item: pytest.Item) -> Iterator[None]:
+    """Around the test body: capture otelfin's log lines and judge them when enabled."""
+    if not _check_logs_enabled(item):
+        return (yield)
+    from otelfin.logging import capture_logs
+
+    with capture_logs(echo=True) as logs:
+        result = yield
+    problems = logs.problems()
+    if problems:
+        listing = "\n  ".join(problems[:20])
+        more = f"\n  ... and {len(problems) - 20} more" if len(problems) > 20 else ""
+        raise AssertionError(f"otelfin log check failed:\n  {listing}{more}")
+    return result

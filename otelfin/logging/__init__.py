@@ -91,6 +91,19 @@ class CapturedLogs(list[dict[str, Any]]):
     def _violation(self, reason: str, event_dict: dict[str, Any]) -> None:
         self.violations.append(reason)
 
+    def problems(self) -> list[str]:
+        """Catalogue violations (dropped events included) and lines failing the validator's
+        format and card-number checks; empty when the logs are clean."""
+        from otelfin.logging._validate import make_line_checker
+
+        check = make_line_checker(None)
+        found = [f"catalogue: {reason}" for reason in self.violations]
+        for number, line in enumerate(self.lines, 1):
+            reasons = check(line.rstrip(b"\n"))
+            if reasons:
+                found.append(f"line {number}: {'; '.join(reasons)}")
+        return found
+
 
 @contextmanager
 def capture_logs(echo: bool = False) -> Iterator[CapturedLogs]:
@@ -100,14 +113,17 @@ def capture_logs(echo: bool = False) -> Iterator[CapturedLogs]:
     """
     state = _pipeline_state()
     captured = CapturedLogs()
-    previous = (state.sink.tap, state.sink.mute, state.check.on_violation)
-    state.sink.tap = captured._line
-    state.sink.mute = not echo
-    state.check.on_violation = captured._violation
+    state.sink.taps += (captured._line,)
+    state.check.listeners += (captured._violation,)
+    if not echo:
+        state.sink.mute += 1
     try:
         yield captured
     finally:
-        state.sink.tap, state.sink.mute, state.check.on_violation = previous
+        state.sink.taps = tuple(t for t in state.sink.taps if t != captured._line)
+        state.check.listeners = tuple(h for h in state.check.listeners if h != captured._violation)
+        if not echo:
+            state.sink.mute -= 1
 
 
 def _pipeline_state() -> Any:

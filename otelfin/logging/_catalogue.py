@@ -22,6 +22,7 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from structlog import DropEvent
 
+from otelfin import _internal
 from otelfin._scrub import scrub_text
 from otelfin.catalogue import CODE_PATTERN, Catalogue
 
@@ -41,6 +42,7 @@ MALFORMED = "malformed"
 #: Label value once the distinct-code budget is spent.
 OTHER = "other"
 _NEEDS_CODE = frozenset({"error", "critical"})
+_HELP = "Log events whose error_code is not in the catalogue (or missing on error/critical)"
 
 
 class UnregisteredErrorCodeError(ValueError):
@@ -88,12 +90,16 @@ def _counter_in(registry: CollectorRegistry) -> Counter:
         held = _counters.get(id(registry))
         if held is not None and held[0] is registry:
             return held[1]
-        counter = Counter(
-            METRIC,
-            "Log events whose error_code is not in the catalogue (or missing on error/critical)",
-            labelnames=("code",),
-            registry=registry,
-        )
+        try:
+            counter = Counter(METRIC, _HELP, labelnames=("code",), registry=registry)
+        except ValueError:
+            # Already registered by an earlier copy of this module (a reload, an in-process
+            # pytest run): use that collector rather than failing every log call.
+            existing = getattr(registry, "_names_to_collectors", {}).get(METRIC + "_total")
+            if isinstance(existing, Counter):
+                counter = existing
+            else:
+                counter = Counter(METRIC, _HELP, labelnames=("code",), registry=None)
         _counters[id(registry)] = (registry, counter)
         return counter
 
@@ -120,8 +126,8 @@ class CatalogueCheck:
     ) -> None:
         self.update(catalogue, policy, enrich, registry, max_codes)
         self.warned: set[str] = set()
-        #: Called with a reason for every violation (the test capture); None when unused.
-        self.on_violation: Any = None
+        #: Called with ``(reason, event_dict)`` for every violation (test captures).
+        self.listeners: tuple[Any, ...] = ()
 
     def update(
         self,
@@ -166,10 +172,12 @@ class CatalogueCheck:
 
     def _violation(self, event_dict: dict[str, Any], code: str | None, reason: str) -> Any:
         reason = scrub_text(reason)
-        self.counter.inc(code)
-        hook = self.on_violation
-        if hook is not None:
-            hook(reason, event_dict)
+        for listener in self.listeners:
+            listener(reason, event_dict)
+        try:
+            self.counter.inc(code)
+        except Exception as exc:
+            _internal.report("logging.unregistered_counter", exc)
         if self.policy == "tag":
             event_dict["catalogue_violation"] = reason
             return event_dict

@@ -202,8 +202,9 @@ class _Sink:
         self.binary = False
         self.owned = False
         self.path: str | None = None
-        self.tap: Callable[[bytes], None] | None = None
-        self.mute = False
+        #: Listeners for every written line (test captures); ``mute`` > 0 silences output.
+        self.taps: tuple[Callable[[bytes], None], ...] = ()
+        self.mute = 0
         self.lock = threading.Lock()
 
     def use(self, path: str | None, stream: IO[Any] | None) -> None:
@@ -249,9 +250,9 @@ class _Sink:
             _internal.report("logging.flush", exc)
 
     def write(self, line: bytes) -> None:
-        tap = self.tap
-        if tap is not None:
-            tap(line)
+        if self.taps:
+            for tap in self.taps:
+                tap(line)
             if self.mute:
                 return
         stream = self.stream
