@@ -47,10 +47,28 @@ __all__ = [
 
 Collected = dict[str, list[str]]
 _MAX_VALUE = 16384  # a single header value larger than this is ignored as hostile
-# Header names repeat across requests: remembering their lower-case form saves a str.lower()
-# per header per request; bounded so a flood of odd names cannot grow it.
-_LOWER: dict[str, str] = {}
-_LOWER_MAX = 2048
+# Header names repeat across requests: remembering how each raw name classifies saves a
+# str.lower() and a set lookup per header per request; bounded so a flood of odd names
+# cannot grow it (past the bound names are classified every time).
+_KNOWN_MAX = 2048
+_known: dict[frozenset[str], dict[Any, str]] = {}
+
+
+def _known_names(names: frozenset[str]) -> dict[Any, str]:
+    known = _known.get(names)
+    if known is None:
+        known = {}
+        if len(_known) < 16:
+            _known[names] = known
+    return known
+
+
+def _classify(key: Any, names: frozenset[str], known: dict[Any, str]) -> str:
+    lowered = _name(key)
+    name = lowered if lowered is not None and lowered in names else ""
+    if len(known) < _KNOWN_MAX:
+        known[key] = name
+    return name
 
 
 def _text(value: Any) -> str | None:
@@ -115,27 +133,21 @@ class CarrierGetter(Getter[Any]):
         """The values of the wanted headers (lower-case ``names``), in carrier order."""
         out: Collected = {}
         if type(carrier) is dict and self._dict_is_headers:
-            # The common case, inlined: a plain dict of str keys and str values.
-            lower = _LOWER
+            # The common case, inlined: a plain dict. Each raw header name is classified once
+            # (wanted canonical name, or "" for not wanted) and remembered.
+            known = _known_names(names)
             for key, value in carrier.items():
-                if type(key) is str:
-                    name = lower.get(key)
-                    if name is None:
-                        name = key.lower()
-                        if len(lower) < _LOWER_MAX:
-                            lower[key] = name
-                    if name in names:
-                        if type(value) is str and len(value) <= _MAX_VALUE:
-                            found = out.get(name)
-                            if found is None:
-                                out[name] = [value]
-                            else:
-                                found.append(value)
+                name = known.get(key)
+                if name is None:
+                    name = _classify(key, names, known)
+                if name:
+                    if type(value) is str and len(value) <= _MAX_VALUE:
+                        found = out.get(name)
+                        if found is None:
+                            out[name] = [value]
                         else:
-                            _add(out, name, value)
-                elif isinstance(key, (bytes, bytearray)):
-                    name = bytes(key).decode("latin-1").lower()
-                    if name in names:
+                            found.append(value)
+                    else:
                         _add(out, name, value)
             return out
         for pair in self.pairs(carrier):
