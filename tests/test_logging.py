@@ -295,3 +295,62 @@ def test_span_scrubber_installed_by_configure() -> None:
     dumped = span.to_json()
     assert VISA not in dumped and "hunter2" not in dumped
     assert "XXXXXXXXXXXX1111" in dumped
+
+
+def test_application_processors_see_scrubbed_spans() -> None:
+    """On a reused application provider, the app's own exporter only gets masked spans."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otelfin import _exporters
+    from otelfin.testing import reset_tracer_provider
+
+    reset_tracer_provider()
+    provider = TracerProvider()
+    app_exporter = InMemorySpanExporter()
+    provider.add_span_processor(SimpleSpanProcessor(app_exporter))  # before otelfin
+    trace.set_tracer_provider(provider)
+    ours = InMemorySpanExporter()
+    otelfin.configure("payment-gateway", span_exporter=ours, span_processor="simple")
+    with provider.get_tracer("app").start_as_current_span(f"card {VISA}") as span:
+        span.set_attribute("note", f"pan {VISA}")
+        span.set_attribute("token", "secret-token")
+        span.add_event("checked", {"card": "4111 1111 1111 1111"})
+    (seen,) = app_exporter.get_finished_spans()
+    assert VISA not in seen.to_json() and "secret-token" not in seen.to_json()
+    assert seen.name == "card XXXXXXXXXXXX1111"
+    assert seen.attributes is not None and seen.attributes["token"] == "[REDACTED]"
+    assert seen.events[0].attributes == {"card": "XXXXXXXXXXXX1111"}
+    assert VISA not in ours.get_finished_spans()[0].to_json()
+    assert _exporters._scrubber is None  # scrubbed once, as it ended; not again on export
+    otelfin.shutdown()
+    assert _exporters._scrubber is not None
+    provider.shutdown()
+
+
+def test_broken_output_never_breaks_the_caller() -> None:
+    """A log stream that fails on write is contained: the call returns, the failure counted."""
+    stream = io.StringIO()
+    stream.close()
+    with configured_for_test("payment-gateway", log_stream=stream, stdlib_bridge=False):
+        otelfin.get_logger().info("lost")
+    assert _internal.internal_error_counts().get("logging.emit") == 1
+
+
+def test_own_provider_scrubs_at_export_time() -> None:
+    """On a provider otelfin created, scrubbing stays in the exporter, off the request path."""
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    from otelfin import _exporters
+    from otelfin._scrub import scrub_span
+    from otelfin.testing import reset_tracer_provider
+
+    reset_tracer_provider()
+    ours = InMemorySpanExporter()
+    otelfin.configure("payment-gateway", span_exporter=ours, span_processor="simple")
+    assert _exporters._scrubber is scrub_span
+    with trace.get_tracer("t").start_as_current_span("pay") as span:
+        span.set_attribute("note", f"pan {VISA}")
+    assert VISA not in ours.get_finished_spans()[0].to_json()
+    otelfin.shutdown()

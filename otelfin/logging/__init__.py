@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 
 from otelfin import _exporters, _scrub
 from otelfin._scrub import ScrubbingSpanExporter, find_pans, scrub_span, scrub_text, scrub_value
-from otelfin.logging import _pipeline, _stdlib
+from otelfin.logging import _pipeline, _spans, _stdlib
 from otelfin.logging._catalogue import (
     CatalogueCheck,
     UnregisteredErrorCodeError,
@@ -35,6 +35,7 @@ from otelfin.logging._pipeline import (
     render_json,
     scrub_event,
 )
+from otelfin.logging._spans import ScrubbingSpanProcessor
 from otelfin.logging._stdlib import OtelfinHandler
 
 if TYPE_CHECKING:
@@ -52,6 +53,7 @@ __all__ = [
     "UnregisteredErrorCodeError",
     "unregistered_counter",
     "ScrubbingSpanExporter",
+    "ScrubbingSpanProcessor",
     "scrub_text",
     "scrub_value",
     "find_pans",
@@ -139,8 +141,7 @@ def _install(config: Config) -> None:
     extra_keys = options.get("secret_keys")
     if extra_keys:
         _scrub.add_secret_keys([extra_keys] if isinstance(extra_keys, str) else extra_keys)
-    # Every span otelfin exports passes through the scrubber exactly once (GuardedExporter).
-    _exporters.set_span_scrubber(scrub_span)
+    _install_span_scrubbing(options.get("scrub_all_spans", "auto"))
     state.service_name = config.service_name
     state.min_level = LEVELS[config.log_level]
     state.check.update(
@@ -157,12 +158,35 @@ def _install(config: Config) -> None:
         _stdlib.uninstall()
 
 
+def _install_span_scrubbing(mode: Any) -> None:
+    """Scrub each span exactly once, either as it ends or as otelfin exports it.
+
+    ``auto``: when otelfin reuses an application's provider, whose own processors otelfin's
+    exporter cannot cover, spans are scrubbed as they end (on the ending thread, about a
+    microsecond for a typical span) so every processor sees them masked; on a provider otelfin
+    created, scrubbing stays off the request path, in the exporter. ``True``/``False`` force
+    the first/second way.
+    """
+    from otelfin import _config
+
+    provider = _config._state.provider
+    if mode == "auto":
+        wanted = provider is not None and not _config._state.owns_provider
+    else:
+        wanted = bool(mode)
+    if wanted and _spans.install(provider):
+        _exporters.set_span_scrubber(None)  # already scrubbed as they ended: once per span
+    else:
+        _exporters.set_span_scrubber(scrub_span)
+
+
 def _uninstall() -> None:
     """Flush and close the log output, detach the stdlib bridge, back to defaults.
 
-    The span scrubber stays installed: spans still queued in a batch processor are flushed
-    after the pillars are uninstalled and must be scrubbed too.
+    Export-time span scrubbing is switched (back) on, never off: spans still queued in a batch
+    processor are flushed after the pillars are uninstalled and must be scrubbed too.
     """
+    _exporters.set_span_scrubber(scrub_span)
     state = _pipeline_state()
     _stdlib.uninstall()
     state.sink.flush()
