@@ -20,6 +20,7 @@ from opentelemetry.trace import TraceState
 __all__ = [
     "MAX_BAGGAGE_LENGTH",
     "MAX_TRACESTATE_MEMBERS",
+    "LazyTraceState",
     "W3CTraceState",
     "format_baggage",
     "format_tracestate",
@@ -85,6 +86,27 @@ class W3CTraceState(TraceState):
 
 
 _EMPTY_TRACESTATE = W3CTraceState()
+
+
+class LazyTraceState(W3CTraceState):
+    """A tracestate kept as its raw header until first read, then parsed once.
+
+    Most services only hand tracestate on to the next hop, and many never do: deferring the
+    parse keeps it off the extract path. The result is exactly :func:`parse_tracestate`'s
+    (an invalid header reads as empty), whenever it is first looked at.
+    """
+
+    def __init__(self, header: str) -> None:
+        self._header = header
+        self._parsed: dict[str, str] | None = None
+
+    @property
+    def _dict(self) -> dict[str, str]:  # type: ignore[override]
+        parsed = self._parsed
+        if parsed is None:
+            parsed = parse_tracestate((self._header,))._dict
+            self._parsed = parsed
+        return parsed
 
 
 def parse_traceparent(value: str) -> tuple[int, int, int] | None:

@@ -158,12 +158,12 @@ def _is_secret(key: str) -> bool:
 
 def _clean_value(value: str) -> str | None:
     """``value`` with card numbers masked; None to drop the entry."""
+    scrub = _scrub_module()
+    if scrub is not None:
+        return str(scrub.scrub_text(value))
     if _MAYBE_PAN.search(value) is None:
         return value
-    scrub = _scrub_module()
-    if scrub is None:
-        return None  # no scrubber: a value that may hold a card number is dropped, not sent
-    return str(scrub.scrub_text(value))
+    return None  # no scrubber: a value that may hold a card number is dropped, not sent
 
 
 # Parsed tracestate and baggage by raw header. Baggage ("tenant=acme,channel=web") and often
@@ -183,7 +183,9 @@ def _tracestate(values: list[str] | None) -> _formats.W3CTraceState:
     header = values[0] if len(values) == 1 else ",".join(values)
     state = _ts_cache.get(header)
     if state is None:
-        state = _formats.parse_tracestate((header,))
+        if len(header) > _formats.MAX_TRACESTATE_LENGTH:
+            return _formats.parse_tracestate((header,))
+        state = _formats.LazyTraceState(header)
         if len(_ts_cache) >= _CACHE_MAX:
             _ts_cache.clear()
         _ts_cache[header] = state
@@ -200,11 +202,15 @@ def _baggage(values: list[str]) -> dict[str, str]:
     entries = _formats.parse_baggage((header,))
     if not entries:
         return entries
-    if scrub is None or "%" in header or _MAYBE_PAN.search(header) is not None:
+    # The scrubber returns its argument itself when it found nothing to mask. A card number in
+    # a value is one in the raw header too ("=" and "," end a digit run), unless escaped.
+    if scrub is None or "%" in header or scrub.scrub_text(header) is not header:
         return dict(_clean_entries(entries.items()))
     is_secret = scrub.is_secret_key
-    if any(is_secret(k) for k in entries):
-        entries = {k: v for k, v in entries.items() if not is_secret(k)}
+    for key in entries:
+        if is_secret(key):
+            entries = {k: v for k, v in entries.items() if not is_secret(k)}
+            break
     if len(_bg_cache) >= _CACHE_MAX:
         _bg_cache.clear()
     _bg_cache[header] = (words, entries)
