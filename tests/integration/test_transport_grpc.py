@@ -33,6 +33,15 @@ class _SyncLedger:
         for _ in request_iterator:
             yield _trace_hex()
 
+    def fan_out(self, request: bytes, ctx: Any) -> Iterator[bytes]:
+        for _ in range(2):
+            yield _trace_hex()
+
+    def fan_in(self, request_iterator: Iterator[bytes], ctx: Any) -> bytes:
+        for _ in request_iterator:
+            pass
+        return _trace_hex()
+
 
 class _AioLedger:
     async def post(self, request: bytes, ctx: Any) -> bytes:
@@ -51,6 +60,14 @@ def _handler(impl: Any) -> grpc.GenericRpcHandler:
         {
             "Post": grpc.unary_unary_rpc_method_handler(impl.post, _ident, _ident),
             "Stream": grpc.stream_stream_rpc_method_handler(impl.stream, _ident, _ident),
+            **(
+                {
+                    "FanOut": grpc.unary_stream_rpc_method_handler(impl.fan_out, _ident, _ident),
+                    "FanIn": grpc.stream_unary_rpc_method_handler(impl.fan_in, _ident, _ident),
+                }
+                if hasattr(impl, "fan_out")
+                else {}
+            ),
         },
     )
 
@@ -116,3 +133,18 @@ async def test_aio_unary_and_streaming(spans: InMemorySpanExporter) -> None:
     assert reply == expected and replies == [expected, expected]
     _check(spans, root, "Post")
     _check(spans, root, "Stream")
+
+
+def test_sync_unary_stream_and_stream_unary(
+    sync_channel: grpc.Channel, spans: InMemorySpanExporter
+) -> None:
+    """Server-streaming and client-streaming calls continue the caller's trace too."""
+    fan_out = sync_channel.unary_stream(f"/{SERVICE}/FanOut", _ident, _ident)
+    fan_in = sync_channel.stream_unary(f"/{SERVICE}/FanIn", _ident, _ident)
+    with trace.get_tracer("t").start_as_current_span("root") as root:
+        many = list(fan_out(b"x", timeout=5))
+        one = fan_in(iter([b"a", b"b"]), timeout=5)
+    expected = f"{root.get_span_context().trace_id:032x}".encode()
+    assert many == [expected, expected] and one == expected
+    _check(spans, root, "FanOut")
+    _check(spans, root, "FanIn")
