@@ -186,3 +186,31 @@ async def test_aio_pika_consume_callback(spans: InMemorySpanExporter) -> None:
         await queue.delete(if_unused=False, if_empty=False)
     finally:
         await connection.close()
+
+
+def test_pika_consume_generator_continues_the_trace(spans: InMemorySpanExporter) -> None:
+    """channel.consume(): work done for a message is a child of its consumer span."""
+    import pika
+
+    tracer = trace.get_tracer("test")
+    connection = _connect()
+    queue = f"otelfin-test-{uuid.uuid4().hex[:12]}"
+    try:
+        channel = connection.channel()
+        channel.queue_declare(queue, auto_delete=True)
+        with tracer.start_as_current_span("checkout") as root:
+            channel.basic_publish("", queue, b"pay", pika.BasicProperties())
+        for method, _properties, _body in channel.consume(queue, inactivity_timeout=5):
+            assert method is not None, "no message within 5 s"
+            with tracer.start_as_current_span("settle"):
+                pass
+            channel.basic_ack(method.delivery_tag)
+            break
+        channel.cancel()
+        channel.queue_delete(queue)
+    finally:
+        connection.close()
+    consumer = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER)
+    settle = _by_name(spans, "settle")
+    assert consumer.context.trace_id == root.get_span_context().trace_id
+    assert settle.parent is not None and settle.parent.span_id == consumer.context.span_id
