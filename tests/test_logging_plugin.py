@@ -92,3 +92,22 @@ def test_it(captured_logs, capsys):
     )
     result = pytester.runpytest("-p", "no:cacheprovider")
     result.assert_outcomes(passed=1)
+
+
+def test_pre_commit_hooks_run_real_commands() -> None:
+    """Each hook in .pre-commit-hooks.yaml names an otelfin command that parses."""
+    import shlex
+    from pathlib import Path
+
+    import yaml
+
+    from otelfin.cli import build_parser
+
+    hooks = yaml.safe_load((Path(__file__).parents[1] / ".pre-commit-hooks.yaml").read_text())
+    assert {h["id"] for h in hooks} == {"otelfin-codes-lint", "otelfin-logs-validate"}
+    parser = build_parser()
+    for hook in hooks:
+        argv = shlex.split(hook["entry"])
+        assert argv[0] == "otelfin" and hook["language"] == "python"
+        args = parser.parse_args([*argv[1:], "some-file"])
+        assert callable(args.func)
