@@ -214,3 +214,5 @@ def test_pika_consume_generator_continues_the_trace(spans: InMemorySpanExporter)
     settle = _by_name(spans, "settle")
     assert consumer.context.trace_id == root.get_span_context().trace_id
     assert settle.parent is not None and settle.parent.span_id == consumer.context.span_id
+    # cancel() released the message's context: nothing stays current on this thread
+    assert not trace.get_current_span().get_span_context().is_valid

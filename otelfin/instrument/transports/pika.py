@@ -10,6 +10,11 @@ The official ``opentelemetry-instrumentation-pika`` does the work, with two fixe
   propagator recognises that getter and reads the headers table itself (case-insensitive,
   bytes decoded, non-UTF-8 ignored), see ``otelfin.propagation._propagator``.
 
+* With ``channel.consume()`` (the generator) the official proxy makes each message's consumer
+  span current until the next message is read, so work on a message is its child; but after
+  the last message it left that context attached to the thread for good. otelfin wraps
+  ``BlockingChannel.cancel`` (wrapt), which ends the generator, to release it.
+
 A ``basic_consume`` callback runs inside the consumer span, whose parent is the producer span.
 """
 
@@ -18,6 +23,7 @@ from __future__ import annotations
 from collections.abc import Collection
 from typing import Any
 
+from opentelemetry import context as otel_context
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
@@ -46,24 +52,51 @@ def _one_publish_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> An
     return channel
 
 
-def _patch() -> None:
-    import wrapt
-    from pika.adapters.blocking_connection import BlockingConnection
+def _release_generator_context(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    generator = getattr(instance, "_queue_consumer_generator", None)
+    pending = getattr(generator, "pending_events", None)
+    try:
+        return wrapped(*args, **kwargs)
+    finally:
+        token = getattr(pending, "_self_active_token", None)
+        if pending is not None and token is not None:
+            try:
+                pending._self_active_token = None
+                otel_context.detach(token)
+            except Exception as exc:
+                _internal.report("transports.pika.cancel", exc)
 
-    if not getattr(BlockingConnection.channel, _MARK, False):
-        wrapper = wrapt.FunctionWrapper(BlockingConnection.channel, _one_publish_span)
-        setattr(wrapper, _MARK, True)
-        BlockingConnection.channel = wrapper
+
+_PATCHES = (
+    ("pika.adapters.blocking_connection", "BlockingConnection", "channel", _one_publish_span),
+    ("pika.adapters.blocking_connection", "BlockingChannel", "cancel", _release_generator_context),
+)
+
+
+def _patch() -> None:
+    import importlib
+
+    import wrapt
+
+    for module, cls_name, name, wrapper in _PATCHES:
+        cls = getattr(importlib.import_module(module), cls_name)
+        if not getattr(cls.__dict__.get(name), _MARK, False):
+            wrapped = wrapt.FunctionWrapper(cls.__dict__[name], wrapper)
+            setattr(wrapped, _MARK, True)
+            setattr(cls, name, wrapped)
 
 
 def _unpatch() -> None:
-    try:
-        from pika.adapters.blocking_connection import BlockingConnection
-    except ImportError:
-        return
-    current = BlockingConnection.__dict__.get("channel")
-    if current is not None and getattr(current, _MARK, False):
-        BlockingConnection.channel = current.__wrapped__
+    import importlib
+
+    for module, cls_name, name, _ in _PATCHES:
+        try:
+            cls = getattr(importlib.import_module(module), cls_name)
+        except ImportError:
+            return
+        current = cls.__dict__.get(name)
+        if current is not None and getattr(current, _MARK, False):
+            setattr(cls, name, current.__wrapped__)
 
 
 class PikaPublishFixInstrumentor(BaseInstrumentor):  # type: ignore[misc]
