@@ -315,3 +315,21 @@ def test_jobs_split_matches_single_process(tmp_path: Path) -> None:
         (v.line, v.reason) for v in single.violations
     ]
     assert len(single.violations) == 11
+
+
+def test_streaming_keeps_memory_flat(tmp_path: Path) -> None:
+    """With keep=0 every bad line goes to the callback and none is held in the report."""
+    path = _write(tmp_path / "s.jsonl", [b"{"] * 5000 + [line()])
+    seen: list[int] = []
+    report = validate_path(str(path), CODES, keep=0, on_violation=lambda v: seen.append(v.line))
+    assert report.bad_lines == 5000 and report.violations == [] and report.lines == 5001
+    assert seen == list(range(1, 5001))
+
+
+def test_cli_jobs_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    """--jobs 2 gives the same output as one process (small files are not split)."""
+    path = _write(tmp_path / "j.jsonl", [line(), line(level="warn"), line()])
+    assert main(["logs", "validate", "--jobs", "2", str(path)]) == 1
+    assert capsys.readouterr().out.splitlines() == [
+        f"{path}:2: level 'warn' is not one of debug, info, warning, error, critical"
+    ]

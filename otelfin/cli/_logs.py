@@ -6,12 +6,20 @@ import argparse
 import json
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 from xml.etree import ElementTree
 
 from otelfin.catalogue import CatalogueError, load_catalogue
-from otelfin.logging._validate import DEFAULT_MAX_LINE_BYTES, FileReport, validate_path
+from otelfin.logging._validate import (
+    DEFAULT_MAX_LINE_BYTES,
+    FileReport,
+    Violation,
+    validate_path,
+)
+
+#: Bad lines listed per file in json/junit output (all are counted).
+_LISTED = 10_000
 
 
 def register(sub: Any) -> None:
@@ -107,8 +115,30 @@ def _validate(args: argparse.Namespace) -> int:
             print(f"otelfin logs validate: bad catalogue:\n{exc}", file=sys.stderr)
             return 2
     jobs = args.jobs or (os.cpu_count() or 1)
-    reports = _run(args.files, codes, args.max_errors, args.max_line_bytes, jobs)
-    _print(reports, args.format, args.max_errors, sys.stdout)
+    out = sys.stdout
+    streaming = args.format in ("text", "github")
+
+    def emit(violation: Violation) -> None:
+        if args.format == "github":
+            out.write(
+                f"::error file={_gh_property(violation.path)},line={violation.line},"
+                f"title=otelfin logs validate::{_gh_message(violation.reason)}\n"
+            )
+        else:
+            out.write(f"{violation}\n")
+
+    # text/github print each bad line as it is found and keep none; json/junit list the first
+    # _LISTED. Either way memory stays flat, whatever the size of the input.
+    reports = _run(
+        args.files,
+        codes,
+        args.max_errors,
+        args.max_line_bytes,
+        jobs,
+        keep=0 if streaming else _LISTED,
+        on_violation=emit if streaming else None,
+    )
+    _finish(reports, args.format, args.max_errors, out)
     if any(r.error for r in reports):
         return 2
     return 1 if any(r.bad_lines for r in reports) else 0
@@ -120,6 +150,8 @@ def _run(
     max_errors: int | None,
     max_line_bytes: int,
     jobs: int,
+    keep: int | None,
+    on_violation: Callable[[Violation], None] | None,
 ) -> list[FileReport]:
     pool = None
     if jobs > 1:
@@ -139,10 +171,12 @@ def _run(
                 max_line_bytes=max_line_bytes,
                 jobs=jobs,
                 pool=pool,
+                keep=keep,
+                on_violation=on_violation,
             )
             reports.append(report)
             if remaining is not None:
-                remaining -= len(report.violations)
+                remaining -= report.bad_lines
                 if remaining <= 0:
                     report.stopped = True
                     break
@@ -153,7 +187,7 @@ def _run(
     return reports
 
 
-def _print(reports: list[FileReport], fmt: str, max_errors: int | None, out: TextIO) -> None:
+def _finish(reports: list[FileReport], fmt: str, max_errors: int | None, out: TextIO) -> None:
     lines = sum(r.lines for r in reports)
     bad = sum(r.bad_lines for r in reports)
     stopped = any(r.stopped for r in reports)
@@ -161,25 +195,22 @@ def _print(reports: list[FileReport], fmt: str, max_errors: int | None, out: Tex
     if stopped:
         summary += f" (stopped after --max-errors {max_errors})"
     if fmt == "json":
+        listed = [
+            {"path": v.path, "line": v.line, "reason": v.reason}
+            for r in reports
+            for v in r.violations
+        ]
         payload = {
             "ok": not bad and not any(r.error for r in reports),
             "lines": lines,
             "bad_lines": bad,
             "stopped": stopped,
             "files": [
-                {
-                    "path": r.path,
-                    "lines": r.lines,
-                    "bad_lines": r.bad_lines,
-                    "error": r.error,
-                }
+                {"path": r.path, "lines": r.lines, "bad_lines": r.bad_lines, "error": r.error}
                 for r in reports
             ],
-            "violations": [
-                {"path": v.path, "line": v.line, "reason": v.reason}
-                for r in reports
-                for v in r.violations
-            ],
+            "violations": listed,
+            "violations_listed": len(listed),
         }
         out.write(json.dumps(payload, indent=2) + "\n")
         return
@@ -187,14 +218,6 @@ def _print(reports: list[FileReport], fmt: str, max_errors: int | None, out: Tex
         out.write(_junit(reports))
         return
     for report in reports:
-        for v in report.violations:
-            if fmt == "github":
-                out.write(
-                    f"::error file={_gh_property(v.path)},line={v.line},"
-                    f"title=otelfin logs validate::{_gh_message(v.reason)}\n"
-                )
-            else:
-                out.write(f"{v}\n")
         if report.error:
             if fmt == "github":
                 out.write(
@@ -239,7 +262,10 @@ def _junit(reports: list[FileReport]) -> str:
                 message=f"{report.bad_lines} bad line(s) of {report.lines}",
                 type="LogLineViolation",
             )
-            failure.text = "\n".join(str(v) for v in report.violations)
+            listed = "\n".join(str(v) for v in report.violations)
+            if report.bad_lines > len(report.violations):
+                listed += f"\n... {report.bad_lines - len(report.violations)} more not listed"
+            failure.text = listed
         if report.error:
             error = ElementTree.SubElement(case, "error", message=report.error, type="InputError")
             error.text = report.error

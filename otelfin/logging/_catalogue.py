@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
@@ -109,6 +110,20 @@ def unregistered_counter(registry: CollectorRegistry | None = None) -> Counter:
     return _counter_in(registry if registry is not None else REGISTRY)
 
 
+_current_catalogue: Callable[[], Catalogue] | None = None
+
+
+def _live_catalogue() -> Catalogue:
+    # Imported on first use: otelfin._config imports the pillars lazily, and this module must
+    # not import it back at import time.
+    global _current_catalogue
+    if _current_catalogue is None:
+        from otelfin._config import current_catalogue
+
+        _current_catalogue = current_catalogue
+    return _current_catalogue()
+
+
 class CatalogueCheck:
     """The structlog processor enforcing the catalogue on ``error_code``.
 
@@ -148,9 +163,7 @@ class CatalogueCheck:
     def _catalogue(self) -> Catalogue:
         if self.catalogue is not None:
             return self.catalogue
-        from otelfin._config import current_catalogue
-
-        return current_catalogue()
+        return _live_catalogue()
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
         code = event_dict.get("error_code")

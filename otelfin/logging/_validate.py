@@ -41,6 +41,7 @@ __all__ = [
 
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 _BLOCK = 1 << 20
+_MAX_CHUNK = 32 << 20
 _LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
 _NEEDS_CODE = frozenset({"error", "critical"})
 _REQUIRED = ("timestamp", "level", "service_name", "event")
@@ -83,7 +84,7 @@ class Violation:
 
 @dataclass
 class FileReport:
-    """What validating one input found (``violations`` holds at most ``max_errors``)."""
+    """What validating one input found (``violations`` lists the kept findings)."""
 
     path: str
     lines: int = 0
@@ -326,8 +327,14 @@ def validate_stream(
     max_line_bytes: int = DEFAULT_MAX_LINE_BYTES,
     first_line: int = 1,
     limit: int | None = None,
+    keep: int | None = None,
+    on_violation: Callable[[Violation], None] | None = None,
 ) -> FileReport:
-    """Check every line of ``stream``; the report names ``path`` and line numbers."""
+    """Check every line of ``stream``; the report names ``path`` and line numbers.
+
+    Each bad line goes to ``on_violation`` as it is found; the report lists the first ``keep``
+    (None: all), so memory stays flat however many lines are bad.
+    """
     report = FileReport(path)
     number = first_line - 1
     violations = report.violations
@@ -343,7 +350,11 @@ def validate_stream(
                     continue
                 reason = "; ".join(reasons)
             report.bad_lines += 1
-            violations.append(Violation(path, number, reason))
+            violation = Violation(path, number, reason)
+            if on_violation is not None:
+                on_violation(violation)
+            if keep is None or len(violations) < keep:
+                violations.append(violation)
             if max_errors is not None and report.bad_lines >= max_errors:
                 report.stopped = True
                 break
@@ -435,24 +446,34 @@ def run_chunk(job: ChunkJob) -> FileReport:
         return report
 
 
-def merge_chunks(path: str, reports: Iterable[FileReport], max_errors: int | None) -> FileReport:
+def merge_chunks(
+    path: str,
+    reports: Iterable[FileReport],
+    max_errors: int | None,
+    keep: int | None = None,
+    on_violation: Callable[[Violation], None] | None = None,
+) -> FileReport:
     """One report from consecutive chunk reports, line numbers shifted into place."""
     merged = FileReport(path)
     offset = 0
     for part in reports:
         for violation in part.violations:
-            if max_errors is not None and len(merged.violations) >= max_errors:
+            if max_errors is not None and merged.bad_lines >= max_errors:
                 merged.stopped = True
                 break
-            merged.violations.append(Violation(path, violation.line + offset, violation.reason))
-        merged.bad_lines += part.bad_lines
+            shifted = Violation(path, violation.line + offset, violation.reason)
+            merged.bad_lines += 1
+            if on_violation is not None:
+                on_violation(shifted)
+            if keep is None or len(merged.violations) < keep:
+                merged.violations.append(shifted)
         merged.lines += part.lines
         offset += part.lines
         if part.error and merged.error is None:
             merged.error = part.error
         if part.stopped:
             merged.stopped = True
-        if merged.stopped:
+        if merged.stopped or merged.error:
             break
     return merged
 
@@ -466,18 +487,27 @@ def validate_path(
     jobs: int = 1,
     pool: Any = None,
     min_chunk_bytes: int = 8 << 20,
+    keep: int | None = None,
+    on_violation: Callable[[Violation], None] | None = None,
 ) -> FileReport:
-    """Validate one file (``-`` for stdin; gzip handled), optionally split across ``pool``."""
+    """Validate one file (``-`` for stdin; gzip handled), optionally split across ``pool``.
+
+    A plain file of at least two ``min_chunk_bytes`` is cut at line starts into chunks of at
+    most 32 MiB (at least four per job) that ``pool`` checks in parallel; their findings are
+    merged back in order with the line numbers of the whole file.
+    """
     frozen = frozenset(codes) if codes is not None else None
     if jobs > 1 and pool is not None and is_plain_file(path):
         size = os.path.getsize(path)
-        parts = min(jobs * 4, max(1, size // min_chunk_bytes))
+        parts = max(1, min(size // min_chunk_bytes, max(jobs * 4, size // _MAX_CHUNK)))
         if parts > 1:
             bounds = chunk_bounds(path, parts)
             chunk_jobs = [
                 ChunkJob(path, a, b, frozen, max_errors, max_line_bytes) for a, b in bounds
             ]
-            return merge_chunks(path, pool.imap(run_chunk, chunk_jobs), max_errors)
+            return merge_chunks(
+                path, pool.imap(run_chunk, chunk_jobs), max_errors, keep, on_violation
+            )
     check = make_line_checker(frozen)
     try:
         stream = open_input(path)
@@ -487,5 +517,11 @@ def validate_path(
         return report
     with stream:
         return validate_stream(
-            stream, path, check, max_errors=max_errors, max_line_bytes=max_line_bytes
+            stream,
+            path,
+            check,
+            max_errors=max_errors,
+            max_line_bytes=max_line_bytes,
+            keep=keep,
+            on_violation=on_violation,
         )
