@@ -10,21 +10,29 @@ from otelfin.instrument import transports
 from otelfin.testing import configured_for_test
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # kafka-python 3 import warning
 def test_configure_instruments_every_installed_transport_and_shutdown_undoes_it() -> None:
     """All transports present here are switched on, and every patch is gone afterwards."""
     from aio_pika.queue import QueueIterator
+    from kafka import KafkaConsumer
     from nats.aio.client import Client
-    from pika.adapters.blocking_connection import BlockingConnection
+    from pika.adapters.blocking_connection import BlockingChannel, BlockingConnection
 
-    originals = (Client.publish, QueueIterator.__anext__, BlockingConnection.__dict__["channel"])
+    patched = [
+        (Client, "publish"),
+        (QueueIterator, "__anext__"),
+        (BlockingConnection, "channel"),
+        (BlockingChannel, "cancel"),
+        (KafkaConsumer, "__next__"),
+    ]
+    originals = [cls.__dict__[name] for cls, name in patched]
     with configured_for_test():
         assert set(transports.installed()) == set(transports.TRANSPORTS)
-        assert Client.publish is not originals[0]
-        assert QueueIterator.__dict__["__anext__"] is not originals[1]
+        for (cls, name), original in zip(patched, originals, strict=True):
+            assert cls.__dict__[name] is not original, name
     assert transports.installed() == []
-    assert Client.__dict__["publish"] is originals[0]
-    assert QueueIterator.__dict__["__anext__"] is originals[1]
-    assert BlockingConnection.__dict__["channel"] is originals[2]
+    for (cls, name), original in zip(patched, originals, strict=True):
+        assert cls.__dict__[name] is original, name
 
 
 def test_reconfigure_does_not_stack_wrappers() -> None:

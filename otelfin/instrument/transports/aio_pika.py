@@ -15,15 +15,18 @@ import asyncio
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry import context as otel_context
-from opentelemetry import propagate, trace
+from opentelemetry import propagate
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
-from opentelemetry.trace import SpanKind
 
 from otelfin import _internal
-from otelfin.instrument.transports._base import OfficialInstrumentor, available
+from otelfin.instrument.transports._base import (
+    OfficialInstrumentor,
+    available,
+    close_process_span,
+    open_process_span,
+)
 
 __all__ = ["AioPikaIteratorInstrumentor", "install", "uninstall"]
 
@@ -32,28 +35,18 @@ _official = OfficialInstrumentor(
 )
 # wrapt keeps attributes named _self_* on the wrapper itself (others go to the wrapped function).
 _MARK = "_self_otelfin_aio_pika"
-_STATE = "_otelfin_process"  # (span, token, task) of the message being processed
+_SCOPE = "otelfin.instrument.transports.aio_pika"
+
+
+def _task() -> object:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
 
 
 def _finish(iterator: Any) -> None:
-    state = iterator.__dict__.pop(_STATE, None)
-    if state is None:
-        return
-    span, token, task = state
-    try:
-        current = asyncio.current_task() if _has_loop() else None
-        if token is not None and current is task:
-            otel_context.detach(token)
-    finally:
-        span.end()
-
-
-def _has_loop() -> bool:
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return False
-    return True
+    close_process_span(iterator, _task())
 
 
 def _start(iterator: Any, message: Any) -> None:
@@ -61,7 +54,6 @@ def _start(iterator: Any, message: Any) -> None:
 
     parent = propagate.extract(message.headers or {}, getter=amqp_headers_getter)
     queue = getattr(getattr(iterator, "_amqp_queue", None), "name", None) or "(anonymous)"
-    tracer = trace.get_tracer("otelfin.instrument.transports.aio_pika")
     attributes: dict[str, Any] = {
         "messaging.system": "rabbitmq",
         "messaging.operation.type": "process",
@@ -72,11 +64,7 @@ def _start(iterator: Any, message: Any) -> None:
         attributes["messaging.message.id"] = str(message.message_id)
     if getattr(message, "routing_key", None):
         attributes["messaging.rabbitmq.destination.routing_key"] = str(message.routing_key)
-    span = tracer.start_span(
-        f"process {queue}", context=parent, kind=SpanKind.CONSUMER, attributes=attributes
-    )
-    token = otel_context.attach(trace.set_span_in_context(span, parent))
-    iterator.__dict__[_STATE] = (span, token, asyncio.current_task())
+    open_process_span(iterator, parent, f"process {queue}", attributes, _task(), _SCOPE)
 
 
 async def _anext(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

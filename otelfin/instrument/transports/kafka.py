@@ -8,16 +8,32 @@ consumed record's headers carried two traceparents. otelfin's propagator recogni
 getters and setters and uses :data:`otelfin.propagation.kafka_headers_getter` /
 ``kafka_headers_setter`` in their place (see ``otelfin.propagation._propagator``).
 
+The official kafka-python consumer span ends inside ``KafkaConsumer.__next__`` and its context
+is detached before the record reaches the caller, so the work done for a record started a new
+trace. otelfin wraps ``__next__`` (wrapt, see ``_base.open_process_span``): each record gets a
+CONSUMER ``process <topic>`` span, parented on the producer, current in the consuming thread
+until the next record is read or the consumer closes. (``poll()`` returns batches and is left to
+the application: ``otelfin.propagation.extract(record.headers, kafka_headers_getter)``.)
+
 confluent-kafka is instrumented by swapping ``confluent_kafka.Producer``/``Consumer`` for the
 official subclasses: create producers and consumers after ``otelfin.configure()``.
 """
 
 from __future__ import annotations
 
+import threading
 import warnings
 from typing import Any
 
-from otelfin.instrument.transports._base import OfficialInstrumentor
+from opentelemetry import propagate
+
+from otelfin import _internal
+from otelfin.instrument.transports._base import (
+    OfficialInstrumentor,
+    available,
+    close_process_span,
+    open_process_span,
+)
 
 __all__ = ["install", "uninstall"]
 
@@ -34,6 +50,70 @@ _official = [
 ]
 
 
+# wrapt keeps attributes named _self_* on the wrapper itself (others go to the wrapped function).
+_MARK = "_self_otelfin_kafka"
+_SCOPE = "otelfin.instrument.transports.kafka"
+
+
+def _next(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    try:
+        close_process_span(instance, threading.get_ident())
+    except Exception as exc:
+        _internal.report("transports.kafka.finish", exc)
+    record = wrapped(*args, **kwargs)
+    try:
+        from otelfin.propagation import kafka_headers_getter
+
+        parent = propagate.extract(record.headers or [], getter=kafka_headers_getter)
+        topic = str(record.topic)
+        attributes = {
+            "messaging.system": "kafka",
+            "messaging.operation.type": "process",
+            "messaging.operation.name": "process",
+            "messaging.destination.name": topic,
+            "messaging.destination.partition.id": str(record.partition),
+            "messaging.kafka.offset": int(record.offset),
+        }
+        open_process_span(
+            instance, parent, f"process {topic}", attributes, threading.get_ident(), _SCOPE
+        )
+    except Exception as exc:
+        _internal.report("transports.kafka.start", exc)
+    return record
+
+
+def _close(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    try:
+        close_process_span(instance, threading.get_ident())
+    except Exception as exc:
+        _internal.report("transports.kafka.finish", exc)
+    return wrapped(*args, **kwargs)
+
+
+def _patch() -> None:
+    import kafka
+    import wrapt
+
+    consumer = kafka.KafkaConsumer
+    for name, wrapper in (("__next__", _next), ("close", _close)):
+        if not getattr(consumer.__dict__.get(name), _MARK, False):
+            wrapped = wrapt.FunctionWrapper(consumer.__dict__[name], wrapper)
+            setattr(wrapped, _MARK, True)
+            setattr(consumer, name, wrapped)
+
+
+def _unpatch() -> None:
+    try:
+        import kafka
+    except ImportError:
+        return
+    consumer = kafka.KafkaConsumer
+    for name in ("__next__", "close"):
+        current = consumer.__dict__.get(name)
+        if current is not None and getattr(current, _MARK, False):
+            setattr(consumer, name, current.__wrapped__)
+
+
 def install(**kwargs: Any) -> bool:
     """Instrument kafka-python and confluent-kafka where installed; True when any is active."""
     # kafka-python 3 warns about its own use of importlib.resources when first imported; that
@@ -42,10 +122,14 @@ def install(**kwargs: Any) -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
         results = [instrumentor.install(**kwargs) for instrumentor in _official]
+        if available("kafka"):
+            _patch()
+            results.append(True)
     return any(results)
 
 
 def uninstall() -> None:
     """Remove what :func:`install` added."""
+    _unpatch()
     for instrumentor in reversed(_official):
         instrumentor.uninstall()
