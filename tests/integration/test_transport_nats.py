@@ -112,3 +112,38 @@ async def test_callback_errors_are_recorded_and_propagate_to_nats(
     process = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER)
     assert not process.status.is_ok
     assert process.attributes is not None and process.attributes["error.type"] == "ValueError"
+
+
+async def test_next_msg_and_message_iterator(spans: InMemorySpanExporter) -> None:
+    """Pull-style reads process each message in a span parented on its publish span."""
+    import nats
+
+    tracer = trace.get_tracer("test")
+    client = await nats.connect(f"nats://{HOST}:{PORT}")
+    subject = f"otelfin.test.{uuid.uuid4().hex[:12]}"
+    try:
+        subscription = await client.subscribe(subject)
+        with tracer.start_as_current_span("checkout"):
+            await client.publish(subject, b"first")
+            await client.publish(subject, b"second")
+        await subscription.next_msg(timeout=5)
+        with tracer.start_as_current_span("settle-first"):
+            pass
+        async for _msg in subscription.messages:
+            with tracer.start_as_current_span("settle-second"):
+                pass
+            break
+        await subscription.unsubscribe()
+        assert not trace.get_current_span().get_span_context().is_valid
+    finally:
+        await client.drain()
+    finished = spans.get_finished_spans()
+    publishes = [s for s in finished if s.kind is SpanKind.PRODUCER]
+    processes = [s for s in finished if s.name == f"process {subject}"]
+    assert len(publishes) == 2 and len(processes) == 2
+    for publish, process, settle_name in zip(
+        publishes, processes, ("settle-first", "settle-second"), strict=True
+    ):
+        settle = next(s for s in finished if s.name == settle_name)
+        assert process.parent is not None and process.parent.span_id == publish.context.span_id
+        assert settle.parent is not None and settle.parent.span_id == process.context.span_id

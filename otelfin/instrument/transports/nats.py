@@ -11,13 +11,14 @@ No official OpenTelemetry instrumentation exists for nats-py, so this is otelfin
 * ``Client.request`` opens a CLIENT ``request <subject>`` span; the publish inside it injects
   that span's context without opening a second span.
 
-Messages read with ``Subscription.next_msg()`` or ``async for msg in sub.messages`` are not
-wrapped; continue their trace with ``otelfin.propagation.extract(msg.headers,
-nats_headers_getter)``.
+* ``Subscription.next_msg()`` and ``async for msg in sub.messages``: each message gets a
+  CONSUMER ``process <subject>`` span, current in the reading task until the next message is
+  read or the subscription is unsubscribed (see ``_base.open_process_span``).
 """
 
 from __future__ import annotations
 
+import asyncio
 import contextvars
 from collections.abc import Collection
 from typing import Any
@@ -30,7 +31,11 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otelfin import _internal
-from otelfin.instrument.transports._base import available
+from otelfin.instrument.transports._base import (
+    available,
+    close_process_span,
+    open_process_span,
+)
 
 __all__ = ["NatsInstrumentor", "install", "uninstall"]
 
@@ -192,6 +197,65 @@ async def _subscribe(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any
     return await wrapped(*args, **kwargs)
 
 
+def _task() -> object:
+    try:
+        return asyncio.current_task()
+    except RuntimeError:
+        return None
+
+
+def _open_for(subscription: Any, msg: Any) -> None:
+    from otelfin.propagation import nats_headers_getter
+
+    parent = propagate.extract(msg.headers or {}, getter=nats_headers_getter)
+    subject = str(getattr(msg, "subject", ""))
+    attributes = _attributes(subject, "process", _size(getattr(msg, "data", None)))
+    open_process_span(subscription, parent, f"process {subject}", attributes, _task(), _SCOPE)
+
+
+def _close_for(subscription: Any) -> None:
+    try:
+        close_process_span(subscription, _task())
+    except Exception as exc:
+        _internal.report("transports.nats.finish", exc)
+
+
+async def _next_msg(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    _close_for(instance)
+    msg = await wrapped(*args, **kwargs)
+    try:
+        _open_for(instance, msg)
+    except Exception as exc:
+        _internal.report("transports.nats.next_msg", exc)
+    return msg
+
+
+async def _iterator_anext(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    subscription = getattr(instance, "_sub", instance)
+    _close_for(subscription)
+    msg = await wrapped(*args, **kwargs)
+    try:
+        _open_for(subscription, msg)
+    except Exception as exc:
+        _internal.report("transports.nats.messages", exc)
+    return msg
+
+
+async def _unsubscribe(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    _close_for(instance)
+    return await wrapped(*args, **kwargs)
+
+
+_PATCHES = (
+    ("nats.aio.client", "Client.publish", _publish),
+    ("nats.aio.client", "Client.request", _request),
+    ("nats.aio.client", "Client.subscribe", _subscribe),
+    ("nats.aio.subscription", "Subscription.next_msg", _next_msg),
+    ("nats.aio.subscription", "Subscription.unsubscribe", _unsubscribe),
+    ("nats.aio.subscription", "_SubscriptionMessageIterator.__anext__", _iterator_anext),
+)
+
+
 class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """OpenTelemetry instrumentor for nats-py (``nats.aio.client.Client``)."""
 
@@ -202,20 +266,18 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         import wrapt
 
-        for name, wrapper in (
-            ("publish", _publish),
-            ("request", _request),
-            ("subscribe", _subscribe),
-        ):
-            wrapt.wrap_function_wrapper("nats.aio.client", f"Client.{name}", wrapper)
+        for module, name, wrapper in _PATCHES:
+            wrapt.wrap_function_wrapper(module, name, wrapper)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        from nats.aio.client import Client
+        import importlib
 
-        for name in ("publish", "request", "subscribe"):
-            current = Client.__dict__.get(name)
+        for module, name, _ in _PATCHES:
+            cls_name, attr = name.split(".")
+            cls = getattr(importlib.import_module(module), cls_name)
+            current = cls.__dict__.get(attr)
             if current is not None and hasattr(current, "__wrapped__"):
-                setattr(Client, name, current.__wrapped__)
+                setattr(cls, attr, current.__wrapped__)
 
 
 _instrumentor: NatsInstrumentor | None = None
