@@ -61,10 +61,11 @@ def test_unknown_transport_is_a_configuration_error() -> None:
         transports.install(["carrier-pigeon"])
 
 
+@pytest.mark.filterwarnings("ignore::DeprecationWarning")  # kafka-python 3 import warning
 def test_instrumentors_are_registered_for_opentelemetry_instrument() -> None:
     """opentelemetry-instrument finds otelfin's own instrumentors and can load them."""
     found = {ep.name: ep for ep in entry_points(group="opentelemetry_instrumentor")}
-    for name in ("otelfin_nats", "otelfin_pika", "otelfin_aio_pika_iterator"):
+    for name in ("otelfin_nats", "otelfin_pika", "otelfin_aio_pika_iterator", "otelfin_kafka"):
         instrumentor = found[name].load()()
         instrumentor.instrument()
         assert instrumentor.is_instrumented_by_opentelemetry

@@ -23,9 +23,13 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Collection
 from typing import Any
 
 from opentelemetry import propagate
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
 
 from otelfin import _internal
 from otelfin.instrument.transports._base import (
@@ -35,7 +39,7 @@ from otelfin.instrument.transports._base import (
     open_process_span,
 )
 
-__all__ = ["install", "uninstall"]
+__all__ = ["KafkaConsumerProcessInstrumentor", "install", "uninstall"]
 
 _official = [
     OfficialInstrumentor(
@@ -112,6 +116,26 @@ def _unpatch() -> None:
         current = consumer.__dict__.get(name)
         if current is not None and getattr(current, _MARK, False):
             setattr(consumer, name, current.__wrapped__)
+
+
+class KafkaConsumerProcessInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Process spans around kafka-python records read by iteration (see module docstring).
+
+    Registered as ``otelfin_kafka`` so ``opentelemetry-instrument`` applies it next to the
+    official kafka-python instrumentor.
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The kafka-python versions this instrumentor supports."""
+        return ("kafka-python >= 2.0, < 4.0",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            _patch()
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        _unpatch()
 
 
 def install(**kwargs: Any) -> bool:
