@@ -1,0 +1,84 @@
+"""ASGI over a real socket: an instrumented httpx client -> uvicorn on 127.0.0.1."""
+
+from __future__ import annotations
+
+import socket
+import threading
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from opentelemetry import trace
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import SpanKind
+
+import otelfin
+from otelfin.instrument.transports.asgi import middleware
+
+
+@otelfin.traced(name="authorise", attributes={"payment.channel": "channel"})
+async def authorise(channel: str) -> int:
+    return trace.get_current_span().get_span_context().trace_id
+
+
+async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
+    if scope["type"] != "http":
+        return
+    trace_id = await authorise("ecom")
+    await send({"type": "http.response.start", "status": 200, "headers": []})
+    await send({"type": "http.response.body", "body": f"{trace_id:032x}".encode()})
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.fixture
+def asgi_server(spans: InMemorySpanExporter) -> Iterator[str]:
+    """uvicorn serving the middleware-wrapped app on a free 127.0.0.1 port, in a thread."""
+    port = _free_port()
+    config = uvicorn.Config(
+        middleware(_app), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
+    )
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        if time.monotonic() > deadline or not thread.is_alive():
+            pytest.fail("uvicorn did not start on 127.0.0.1")
+        time.sleep(0.02)
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+
+
+async def test_real_asgi_server_continues_client_trace(
+    asgi_server: str, spans: InMemorySpanExporter
+) -> None:
+    """Client span -> uvicorn server span -> @traced span: one trace, correct parents."""
+    tracer = trace.get_tracer("test")
+    with tracer.start_as_current_span("checkout") as root:
+        async with httpx.AsyncClient() as client:
+            response = await client.get(f"{asgi_server}/pay")
+    trace_id = root.get_span_context().trace_id
+    assert response.status_code == 200
+    assert response.text == f"{trace_id:032x}"
+    finished = spans.get_finished_spans()
+    client_span = next(s for s in finished if s.kind is SpanKind.CLIENT)
+    server_span = next(s for s in finished if s.kind is SpanKind.SERVER and s.name != "authorise")
+    inner = next(s for s in finished if s.name == "authorise")
+    assert client_span.parent is not None
+    assert client_span.parent.span_id == root.get_span_context().span_id
+    assert server_span.parent is not None and server_span.parent.is_remote
+    assert server_span.parent.span_id == client_span.context.span_id
+    assert inner.parent is not None and inner.parent.span_id == server_span.context.span_id
+    assert inner.attributes["payment.channel"] == "ecom"
+    assert {s.context.trace_id for s in (client_span, server_span, inner)} == {trace_id}
