@@ -333,3 +333,12 @@ def test_cli_jobs_option(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> 
     assert capsys.readouterr().out.splitlines() == [
         f"{path}:2: level 'warn' is not one of debug, info, warning, error, critical"
     ]
+
+
+def test_crlf_and_missing_final_newline(tmp_path: Path) -> None:
+    """CRLF line ends are accepted and a last line without a newline is still checked."""
+    path = tmp_path / "crlf.jsonl"
+    path.write_bytes(line() + b"\r\n" + line() + b"\r\n" + line(level="warn"))
+    report = validate_path(str(path), CODES)
+    assert report.lines == 3
+    assert [v.line for v in report.violations] == [3]

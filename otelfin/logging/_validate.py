@@ -42,6 +42,8 @@ __all__ = [
 DEFAULT_MAX_LINE_BYTES = 1 << 20
 _BLOCK = 1 << 20
 _MAX_CHUNK = 32 << 20
+#: Stands for a line over the size limit in a batch (compared by identity).
+TOO_LONG = b"<line too long>"  # 15 bytes: never a cached singleton
 _LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
 _NEEDS_CODE = frozenset({"error", "critical"})
 _REQUIRED = ("timestamp", "level", "service_name", "event")
@@ -273,12 +275,14 @@ def _id_reasons(trace_id: Any, span_id: Any) -> list[str]:
     return out
 
 
-def iter_lines(
+def iter_batches(
     stream: IO[bytes], max_line_bytes: int = DEFAULT_MAX_LINE_BYTES, limit: int | None = None
-) -> Iterator[bytes | None]:
-    """Lines of ``stream`` without their newline; None stands for a line over the size limit.
+) -> Iterator[list[bytes]]:
+    """The lines of ``stream`` without their newline, a block's worth at a time.
 
-    ``limit``: read at most this many bytes (a chunk that starts and ends at line starts).
+    A line longer than ``max_line_bytes`` comes as the :data:`TOO_LONG` object and is never
+    held in memory whole. ``limit``: read at most this many bytes (a chunk that starts and ends
+    at line starts).
     """
     pending = b""
     skipping = False
@@ -288,30 +292,37 @@ def iter_lines(
         block = stream.read(size) if size > 0 else b""
         if not block:
             if skipping:
-                yield None
+                yield [TOO_LONG]
             elif pending:
-                yield _strip_cr(pending)
+                yield [_strip_cr(pending)]
             return
         if remaining is not None:
             remaining -= len(block)
+        batch: list[bytes] = []
         if skipping:
             nl = block.find(b"\n")
             if nl < 0:
                 continue
-            yield None
+            batch.append(TOO_LONG)
             skipping = False
             block = block[nl + 1 :]
         data = pending + block if pending else block
         parts = data.split(b"\n")
         pending = parts.pop()
-        for part in parts:
+        if b"\r" in data:
+            parts = [_strip_cr(p) for p in parts]
+        for i, part in enumerate(parts):
             if len(part) > max_line_bytes:
-                yield None
-            else:
-                yield _strip_cr(part)
+                parts[i] = TOO_LONG
+        if batch:
+            batch.extend(parts)
+        else:
+            batch = parts
         if len(pending) > max_line_bytes:
             pending = b""
             skipping = True
+        if batch:
+            yield batch
 
 
 def _strip_cr(line: bytes) -> bytes:
@@ -338,25 +349,28 @@ def validate_stream(
     report = FileReport(path)
     number = first_line - 1
     violations = report.violations
-    too_long = f"line longer than {max_line_bytes} bytes (not checked further)"
+    too_long = [f"line longer than {max_line_bytes} bytes (not checked further)"]
     try:
-        for line in iter_lines(stream, max_line_bytes, limit):
-            number += 1
-            if line is None:
-                reason = too_long
-            else:
-                reasons = check(line)
-                if reasons is None:
-                    continue
-                reason = "; ".join(reasons)
-            report.bad_lines += 1
-            violation = Violation(path, number, reason)
-            if on_violation is not None:
-                on_violation(violation)
-            if keep is None or len(violations) < keep:
-                violations.append(violation)
-            if max_errors is not None and report.bad_lines >= max_errors:
-                report.stopped = True
+        for batch in iter_batches(stream, max_line_bytes, limit):
+            # The hot loop: one comprehension per block keeps only the bad lines.
+            bad = [
+                (i, found)
+                for i, line in enumerate(batch, number + 1)
+                if (found := (too_long if line is TOO_LONG else check(line))) is not None
+            ]
+            number += len(batch)
+            for line_number, reasons in bad:
+                report.bad_lines += 1
+                violation = Violation(path, line_number, "; ".join(reasons))
+                if on_violation is not None:
+                    on_violation(violation)
+                if keep is None or len(violations) < keep:
+                    violations.append(violation)
+                if max_errors is not None and report.bad_lines >= max_errors:
+                    report.stopped = True
+                    number = line_number
+                    break
+            if report.stopped:
                 break
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         report.error = f"{path}: cannot read after line {number}: {exc}"
