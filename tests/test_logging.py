@@ -354,3 +354,19 @@ def test_own_provider_scrubs_at_export_time() -> None:
         span.set_attribute("note", f"pan {VISA}")
     assert VISA not in ours.get_finished_spans()[0].to_json()
     otelfin.shutdown()
+
+
+def test_stdlib_error_code_for_library_errors() -> None:
+    """stdlib_error_code= gives codeless library errors a code instead of dropping them."""
+    with (
+        configured_for_test("payment-gateway", stdlib_error_code="NET-002"),
+        capture_logs() as logs,
+    ):
+        logging.getLogger("vendor").error("connection reset")
+        logging.getLogger("vendor").error("bad", extra={"error_code": "DB-001"})
+    assert [(r["event"], r["error_code"]) for r in logs] == [
+        ("connection reset", "NET-002"),
+        ("bad", "DB-001"),
+    ]
+    with pytest.raises(ValueError, match="NOPE-001"):
+        otelfin.configure("payment-gateway", stdlib_error_code="NOPE-001")

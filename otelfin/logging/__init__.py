@@ -153,7 +153,10 @@ def _install(config: Config) -> None:
     )
     state.sink.use(config.log_file, options.get("log_stream"))
     if options.get("stdlib_bridge", True):
-        _stdlib.install(config.log_level)
+        default_code = options.get("stdlib_error_code")
+        if default_code is not None and default_code not in config.catalogue:
+            raise ValueError(f"stdlib_error_code {default_code!r} is not in the catalogue")
+        _stdlib.install(config.log_level, default_code)
     else:
         _stdlib.uninstall()
 

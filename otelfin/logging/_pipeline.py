@@ -101,16 +101,18 @@ class _Clock:
     """ISO 8601 UTC timestamps with an explicit offset, the date part cached per second."""
 
     def __init__(self) -> None:
-        self.second = -1
-        self.prefix = ""
+        # One tuple, swapped atomically, so threads never pair one second's prefix with
+        # another second's fraction.
+        self.cached: tuple[int, str] = (-1, "")
 
     def now(self) -> str:
         t = time.time()
         second = int(t)
-        if second != self.second:
-            self.prefix = time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second))
-            self.second = second
-        return f"{self.prefix}.{int((t - second) * 1_000_000):06d}+00:00"
+        cached = self.cached
+        if cached[0] != second:
+            cached = (second, time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(second)))
+            self.cached = cached
+        return f"{cached[1]}.{int((t - second) * 1_000_000):06d}+00:00"
 
 
 class Correlate:

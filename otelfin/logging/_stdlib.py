@@ -42,9 +42,12 @@ class OtelfinHandler(logging.Handler):
     loop can never form.
     """
 
-    def __init__(self, level: int = logging.NOTSET) -> None:
+    def __init__(self, level: int = logging.NOTSET, error_code: str | None = None) -> None:
         super().__init__(level)
         self._local = threading.local()
+        #: Given to error/critical records that carry no ``error_code`` of their own, so a
+        #: library's errors are not dropped by the catalogue policy.
+        self.error_code = error_code
 
     def emit(self, record: logging.LogRecord) -> None:
         depth = getattr(self._local, "depth", 0)
@@ -62,6 +65,8 @@ class OtelfinHandler(logging.Handler):
                     event_dict[key] = value
             if record.exc_info and record.exc_info[0] is not None:
                 event_dict["exc_info"] = record.exc_info
+            if self.error_code is not None and record.levelno >= logging.ERROR:
+                event_dict.setdefault("error_code", self.error_code)
             _pipeline.emit(_level_name(record.levelno), event_dict)
         except UnregisteredErrorCodeError:
             raise
@@ -75,7 +80,7 @@ _installed: OtelfinHandler | None = None
 _previous_level: int | None = None
 
 
-def install(level: str) -> None:
+def install(level: str, error_code: str | None = None) -> None:
     """Attach one :class:`OtelfinHandler` to the root logger (idempotent) at ``level``."""
     global _installed, _previous_level
     number = _pipeline.LEVELS[level]
@@ -85,6 +90,7 @@ def install(level: str) -> None:
         root.addHandler(_installed)
         _previous_level = root.level
     _installed.setLevel(number)
+    _installed.error_code = error_code
     # Libraries' info records must reach the handler; only ever lower the root threshold.
     if root.level > number or root.level == logging.NOTSET:
         root.setLevel(number)
