@@ -10,7 +10,10 @@ What counts as a card number (PAN)
     (``4111 1111 1111 1111``, ``4111-1111-1111-1111``), that passes the Luhn check and is not
     part of a longer alphanumeric token: the character before the first digit and the one after
     the last must not be an ASCII letter or digit. So the decimal stretches inside a hex trace
-    id, a UUID, base64 or a hash never match, while ``card=4111111111111111,`` does.
+    id, a UUID, base64 or a hash never match, while ``card=4111111111111111,`` does. A decimal
+    point between digits also continues a token, so the digits of a number such as
+    ``0.30000000000000004`` (floats carry up to 17 significant digits) are not a card number,
+    while a sentence ending ``... 4111111111111111.`` still is.
 
     Inside a longer grouped run (``4111111111111111 12 25``) every stretch of whole groups with
     13-19 digits is a candidate, because each group boundary is a token boundary. Starting at
@@ -71,6 +74,7 @@ _CANDIDATE_B = re.compile(rb"(?<![0-9])[0-9](?:[ -]?[0-9]){12,}")
 _SHAPE = bytes(48 if chr(i) in "0123456789 -" else 120 for i in range(256))
 _THIRTEEN = b"0" * _MIN_LEN
 _ALNUM_B = frozenset(b"abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789")
+_DIGITS_B = frozenset(b"0123456789")
 # Luhn: each digit's contribution when it is not doubled / when it is doubled.
 _DOUBLE_TABLE = bytes.maketrans(b"0123456789", b"0246813579")
 
@@ -173,6 +177,23 @@ def _scan(data: bytes) -> _Found:
     return out
 
 
+def _glued_before(data: bytes, start: int) -> bool:
+    """The character before ``start`` continues a token: a letter or digit, or the decimal
+    point of a number (``0.4111111111111111`` is a fraction, not a card)."""
+    if start == 0:
+        return False
+    before = data[start - 1]
+    return before in _ALNUM_B or (before == 46 and start >= 2 and data[start - 2] in _DIGITS_B)
+
+
+def _glued_after(data: bytes, end: int) -> bool:
+    """The character at ``end`` continues a token (see :func:`_glued_before`)."""
+    if end >= len(data):
+        return False
+    after = data[end]
+    return after in _ALNUM_B or (after == 46 and end + 1 < len(data) and data[end + 1] in _DIGITS_B)
+
+
 def _whole_run(data: bytes, start: int, core: bytes, digits: bytes, out: _Found) -> bool:
     """Decide a run in a few C calls when only the whole run can be a PAN; False: undecided.
 
@@ -180,7 +201,7 @@ def _whole_run(data: bytes, start: int, core: bytes, digits: bytes, out: _Found)
     fewer than 13 digits (or the run is one group).
     """
     end = start + len(core)
-    if (start > 0 and data[start - 1] in _ALNUM_B) or (end < len(data) and data[end] in _ALNUM_B):
+    if _glued_before(data, start) or _glued_after(data, end):
         return False
     n = len(digits)
     if len(core) == n:  # one group
@@ -201,13 +222,13 @@ def _whole_run(data: bytes, start: int, core: bytes, digits: bytes, out: _Found)
 
 def _candidate(data: bytes, start: int, end: int, run: str, out: _Found) -> None:
     # A first/last group glued to a letter (or digit) belongs to a longer token: drop it.
-    if start > 0 and data[start - 1] in _ALNUM_B:
+    if _glued_before(data, start):
         cut = _first_sep(run)
         if cut < 0:
             return
         run = run[cut + 1 :]
         start += cut + 1
-    if end < len(data) and data[end] in _ALNUM_B:
+    if _glued_after(data, end):
         cut = _last_sep(run)
         if cut < 0:
             return
@@ -383,9 +404,10 @@ def is_secret_key(key: str) -> bool:
 def scrub_value(value: Any, _depth: int = 0) -> Any:
     """``value`` with card numbers masked and secret-keyed entries redacted, at any depth.
 
-    Strings are masked; integers (and floats) with 13+ digits that are card numbers become
-    masked strings; dicts, lists, tuples, sets and frozensets are rebuilt only when something
-    inside changed, otherwise the original object is returned. Anything else passes unchanged.
+    Strings are masked; integers with 13+ digits that are card numbers become masked strings
+    (a float's digits always touch its decimal point or exponent, so never match); dicts,
+    lists, tuples, sets and frozensets are rebuilt only when something inside changed,
+    otherwise the original object is returned. Anything else passes unchanged.
     """
     if isinstance(value, str):
         return scrub_text(value) if len(value) >= _MIN_LEN else value
@@ -395,12 +417,6 @@ def scrub_value(value: Any, _depth: int = 0) -> Any:
         if -1_000_000_000_000 < value < 1_000_000_000_000:
             return value
         text = str(value)
-        masked = scrub_text(text)
-        return value if masked is text else masked
-    if isinstance(value, float):
-        if -1e12 < value < 1e12 or value != value:
-            return value
-        text = repr(value)
         masked = scrub_text(text)
         return value if masked is text else masked
     if _depth >= _MAX_DEPTH:

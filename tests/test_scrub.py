@@ -65,6 +65,7 @@ def test_luhn_reference_numbers() -> None:
         (f'{{"pan":"{VISA}"}}', '{"pan":"XXXXXXXXXXXX1111"}'),
         (f"\n{VISA}\n", "\nXXXXXXXXXXXX1111\n"),
         (f"é{VISA}é", "éXXXXXXXXXXXX1111é"),
+        (f"paid with {VISA}.", "paid with XXXXXXXXXXXX1111."),
         (VISA19, "XXXXXXXXXXXXXXX1110"),
     ],
 )
@@ -86,6 +87,8 @@ def test_masks_card_numbers_last4(text: str, expected: str) -> None:
         "123e4567-e89b-12d3-a456-426614174000",  # a UUID
         "4111  1111  1111  1111",  # double separators break the run
         "4111_1111_1111_1111",  # underscore is not a separator
+        f"0.{VISA}",  # the digits of a fraction, not a card
+        f"{VISA}.5",
         "2026-11-25T07:30:41.123456+00:00",
         "short",
     ],
@@ -157,12 +160,12 @@ def test_scrub_value_nested() -> None:
     dirty = {
         "outer": [{"password": "hunter2", "n": int(VISA)}, (f"card {VISA}",)],
         "ok": 5,
-        "f": 4111111111111111.0,
+        "f": 0.30000000000000004,
     }
     assert scrub_value(dirty) == {
         "outer": [{"password": REDACTED, "n": "XXXXXXXXXXXX1111"}, ("card XXXXXXXXXXXX1111",)],
         "ok": 5,
-        "f": "XXXXXXXXXXXX1111.0",
+        "f": 0.30000000000000004,
     }
     assert dirty["outer"][0]["password"] == "hunter2"  # the caller's object is not mutated
 

@@ -81,7 +81,10 @@ def exception_info(logger: Any, method_name: str, event_dict: dict[str, Any]) ->
 
 def scrub_event(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
     """Mask card numbers and redact secret-keyed fields, at any depth, in place."""
+    renamed: list[str] = []
     for key, value in event_dict.items():
+        if type(key) is str and len(key) >= 13 and scrub_text(key) is not key:
+            renamed.append(key)  # a card number as a field name (**{...}): renamed below
         if is_secret_key(key):
             if value is not None:
                 event_dict[key] = REDACTED
@@ -94,6 +97,8 @@ def scrub_event(logger: Any, method_name: str, event_dict: dict[str, Any]) -> di
             new = scrub_value(value)
             if new is not value:
                 event_dict[key] = new
+    for key in renamed:
+        event_dict[scrub_text(key)] = event_dict.pop(key)
     return event_dict
 
 

@@ -104,44 +104,45 @@ def _show(value: Any) -> str:
     return scrub_text(text)
 
 
-def _walk_strings(value: Any, depth: int = 0) -> Iterator[str]:
-    if isinstance(value, str):
-        yield value
-    elif isinstance(value, dict):
-        for key, item in value.items():
-            yield key
-            yield from _walk_strings(item, depth + 1)
-    elif isinstance(value, list):
-        for item in value:
-            yield from _walk_strings(item, depth + 1)
+def _walk_texts(value: Any) -> Iterator[str]:
+    """Every string (keys included) and integer, as text, in a parsed JSON value."""
+    stack = [value]
+    while stack:
+        item = stack.pop()
+        if isinstance(item, str):
+            yield item
+        elif isinstance(item, dict):
+            for key, child in item.items():
+                yield key
+                stack.append(child)
+        elif isinstance(item, list):
+            stack.extend(item)
+        elif isinstance(item, int) and not isinstance(item, bool):
+            yield str(item)
 
 
 def _pan_reasons(raw: bytes, obj: Any) -> list[str]:
     if b"\\" in raw:
         if b"\\u" in raw:
-            # Unicode escapes can hide digits: check the decoded strings themselves.
+            # Unicode escapes can hide digits or separators: judge the decoded values instead.
             found: list[str] = []
-            for text in _walk_strings(obj):
+            for text in _walk_texts(obj):
                 for a, b in find_pans(text):
                     digits = text[a:b].replace(" ", "").replace("-", "")
-                    found.append(f"unmasked card number (ending {digits[-4:]})")
-            # Numbers are not strings: scan the line with the escapes neutralised as well.
-            raw = raw.replace(b"\\u", b"..")
-            for escape, stand_in in _ESCAPES:
-                raw = raw.replace(escape, stand_in)
-            found.extend(_raw_pans(raw, columns=False))
-            return sorted(set(found), key=found.index)
+                    reason = f"unmasked card number (ending {digits[-4:]})"
+                    if reason not in found:
+                        found.append(reason)
+            return found
         for escape, stand_in in _ESCAPES:
             raw = raw.replace(escape, stand_in)
     return _raw_pans(raw)
 
 
-def _raw_pans(raw: bytes, columns: bool = True) -> list[str]:
+def _raw_pans(raw: bytes) -> list[str]:
     out = []
     for a, b in find_pans(raw):
         digits = raw[a:b].replace(b" ", b"").replace(b"-", b"").decode("ascii")
-        where = f" at byte {a + 1}" if columns else ""
-        out.append(f"unmasked card number (ending {digits[-4:]}){where}")
+        out.append(f"unmasked card number (ending {digits[-4:]}) at byte {a + 1}")
     return out
 
 
