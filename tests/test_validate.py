@@ -368,3 +368,13 @@ def test_property_validator_never_flags_scrubbed_output(fields: dict[str, Any], 
         rendered = proc(None, "info", rendered)
     raw = rendered.rstrip(b"\n")
     assert not [r for r in (check(raw) or []) if "card number" in r]
+
+
+def test_validate_file_api(tmp_path: Path) -> None:
+    """otelfin.logging.validate_file() checks a file against the live catalogue."""
+    from otelfin.logging import validate_file
+
+    path = _write(tmp_path / "api.jsonl", [line(), line(level="error", error_code="PAY-999")])
+    report = validate_file(str(path))
+    assert report.lines == 2 and report.bad_lines == 1
+    assert str(report.violations[0]) == f"{path}:2: error_code PAY-999 is not in the catalogue"

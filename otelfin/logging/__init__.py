@@ -37,14 +37,19 @@ from otelfin.logging._pipeline import (
 )
 from otelfin.logging._spans import ScrubbingSpanProcessor
 from otelfin.logging._stdlib import OtelfinHandler
+from otelfin.logging._validate import FileReport, Violation, validate_path
 
 if TYPE_CHECKING:
     from otelfin._config import Config
+    from otelfin.catalogue import Catalogue
 
 __all__ = [
     "get_logger",
     "processors",
     "schema",
+    "validate_file",
+    "FileReport",
+    "Violation",
     "capture_logs",
     "CapturedLogs",
     "OtelfinLogger",
@@ -63,6 +68,24 @@ __all__ = [
     "Correlate",
     "render_json",
 ]
+
+
+def validate_file(
+    path: str,
+    catalogue: Catalogue | None = None,
+    *,
+    max_errors: int | None = None,
+    keep: int | None = 10_000,
+) -> FileReport:
+    """Check a JSON-lines log file (``-`` for stdin, gzip detected) as ``otelfin logs validate``
+    does: schema, registered ``error_code`` (``catalogue``: default the live/packaged one), no
+    unmasked card number. ``report.bad_lines`` counts the bad lines, ``report.violations``
+    lists the first ``keep`` as ``file:line: reason``; ``report.error`` names unreadable input.
+    """
+    from otelfin._config import current_catalogue
+
+    codes = frozenset(catalogue if catalogue is not None else current_catalogue())
+    return validate_path(path, codes, max_errors=max_errors, keep=keep)
 
 
 def schema() -> dict[str, Any]:
