@@ -370,3 +370,13 @@ def test_stdlib_error_code_for_library_errors() -> None:
     ]
     with pytest.raises(ValueError, match="NOPE-001"):
         otelfin.configure("payment-gateway", stdlib_error_code="NOPE-001")
+
+
+def test_non_text_events_become_text() -> None:
+    """log.info() without an event, or with a number, still writes a string event."""
+    with configured_for_test("payment-gateway"), capture_logs() as logs:
+        log = otelfin.get_logger()
+        log.info()
+        log.info(4111111111111111)
+        log.info("paid %s of %s", 1, 2)
+    assert [r["event"] for r in logs] == ["", "XXXXXXXXXXXX1111", "paid 1 of 2"]

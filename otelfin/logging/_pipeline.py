@@ -138,6 +138,9 @@ class Correlate:
             "service_name": self.service_name or _state.service_name,
             "event": event_dict.get("event"),
         }
+        if type(out["event"]) is not str:  # the schema wants text: log.info(42), log.info()
+            event = out["event"]
+            out["event"] = "" if event is None else _default(event)
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
             out["trace_id"] = format(ctx.trace_id, "032x")
