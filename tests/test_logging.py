@@ -380,3 +380,28 @@ def test_non_text_events_become_text() -> None:
         log.info(4111111111111111)
         log.info("paid %s of %s", 1, 2)
     assert [r["event"] for r in logs] == ["", "XXXXXXXXXXXX1111", "paid 1 of 2"]
+
+
+def test_contextvars_fields_on_every_line() -> None:
+    """Fields bound with structlog.contextvars appear (scrubbed) on otelfin and stdlib lines."""
+    from structlog.contextvars import bind_contextvars, clear_contextvars
+
+    with configured_for_test("payment-gateway"), capture_logs() as logs:
+        bind_contextvars(request_id="req-7", card_hint=VISA)
+        try:
+            otelfin.get_logger().info("one")
+            logging.getLogger("lib").info("two")
+        finally:
+            clear_contextvars()
+    assert [(r["request_id"], r["card_hint"]) for r in logs] == [
+        ("req-7", "XXXXXXXXXXXX1111"),
+        ("req-7", "XXXXXXXXXXXX1111"),
+    ]
+
+
+def test_unwritable_log_file_is_a_configuration_error(tmp_path: Path) -> None:
+    """A log_file that cannot be opened fails configure() with ValueError naming it."""
+    blocker = tmp_path / "not-a-dir"
+    blocker.write_text("")
+    with pytest.raises(ValueError, match="not-a-dir"):
+        otelfin.configure("payment-gateway", log_file=str(blocker / "app.jsonl"))

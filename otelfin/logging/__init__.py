@@ -174,7 +174,11 @@ def _install(config: Config) -> None:
         options.get("metrics_registry"),
         int(options.get("max_error_code_labels", 100)),
     )
-    state.sink.use(config.log_file, options.get("log_stream"))
+    try:
+        state.sink.use(config.log_file, options.get("log_stream"))
+    except OSError as exc:
+        state.sink.use(None, None)
+        raise ValueError(f"log_file {config.log_file!r} cannot be opened: {exc}") from exc
     if options.get("stdlib_bridge", True):
         default_code = options.get("stdlib_error_code")
         if default_code is not None and default_code not in config.catalogue:

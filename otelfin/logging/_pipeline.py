@@ -2,7 +2,8 @@
 
 The chain (what :func:`processors` returns) is a list of plain structlog processors::
 
-    add_level -> exception_info -> CatalogueCheck -> scrub_event -> Correlate -> render_json
+    merge_contextvars -> add_level -> exception_info -> CatalogueCheck -> scrub_event
+        -> Correlate -> render_json
 
 otelfin's own loggers are concrete structlog bound loggers (no lazy proxy: it costs ~0.6 us a
 call) that read the live chain, level and sink from module state, so a logger made at import
@@ -23,6 +24,7 @@ import orjson
 from opentelemetry import trace
 from structlog import DropEvent
 from structlog._base import BoundLoggerBase
+from structlog.contextvars import merge_contextvars
 from structlog.processors import format_exc_info
 
 from otelfin import _internal
@@ -187,12 +189,15 @@ def processors(
             logger_factory=structlog.BytesLoggerFactory(),
         )
 
-    The chain sets ``level``, renders exceptions (taking their ``error_code``), enforces the
-    catalogue, scrubs card numbers and secrets, adds ``timestamp``, ``service_name`` and the
-    active span's ``trace_id``/``span_id``, and (``render=True``) renders a JSON line as bytes.
+    The chain merges ``structlog.contextvars`` (request-scoped fields bound with
+    ``bind_contextvars``), sets ``level``, renders exceptions (taking their ``error_code``),
+    enforces the catalogue, scrubs card numbers and secrets, adds ``timestamp``,
+    ``service_name`` and the active span's ``trace_id``/``span_id``, and (``render=True``)
+    renders a JSON line as bytes.
     Settings are read from the live ``otelfin.configure()`` state unless given here.
     """
     chain: list[Callable[..., Any]] = [
+        merge_contextvars,
         add_level,
         exception_info,
         catalogue_check if catalogue_check is not None else _state.check,
