@@ -150,15 +150,18 @@ def main(argv: list[str] | None = None) -> int:
     def rate(times: list[float]) -> float:
         return lines / statistics.median(times)
 
-    figures = {
-        "orjson + fastjsonschema (baseline)": rate(base),
-        "otelfin validator core, 1 core": rate(core),
-        "otelfin logs validate --jobs 1": rate(cli1),
-        "otelfin logs validate --jobs 2": rate(cli2),
+    runs = {
+        "orjson + fastjsonschema (baseline)": base,
+        "otelfin validator core, 1 core": core,
+        "otelfin logs validate --jobs 1": cli1,
+        "otelfin logs validate --jobs 2": cli2,
     }
-    print(f"{lines} lines, {size_mb:.0f} MiB, median of {args.rounds} rounds (lines/s)")
+    figures = {name: rate(times) for name, times in runs.items()}
+    print(f"{lines} lines, {size_mb:.0f} MiB, median of {args.rounds} rounds (lines/s; range)")
     for name, value in figures.items():
-        print(f"  {name:<36} {value:>12,.0f}")
+        times = runs[name]
+        spread = f"{lines / max(times):,.0f}..{lines / min(times):,.0f}"
+        print(f"  {name:<36} {value:>12,.0f}   ({spread})")
     one = figures["otelfin validator core, 1 core"] / figures["orjson + fastjsonschema (baseline)"]
     scale = figures["otelfin logs validate --jobs 2"] / figures["otelfin logs validate --jobs 1"]
     print(f"one core / baseline: {one:.2f} (target >= 1.50) {'MET' if one >= 1.5 else 'MISSED'}")
