@@ -38,7 +38,9 @@ from __future__ import annotations
 
 import re
 import threading
+from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
+from itertools import accumulate
 from typing import Any, Literal
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
@@ -125,6 +127,9 @@ def _windows(run: str, base: int, out: _Found) -> None:
         offsets.append(pos)
         pos += size + 1
     n = len(parts)
+    if n > 8:
+        _many_groups(parts, lens, offsets, out)
+        return
     g = 0
     while g < n:
         count = 0
@@ -142,6 +147,43 @@ def _windows(run: str, base: int, out: _Found) -> None:
                 break
             h -= 1
             count -= lens[h]
+        if not matched:
+            g += 1
+
+
+def _many_groups(parts: list[str], lens: list[int], offsets: list[int], out: _Found) -> None:
+    """:func:`_windows` for runs of many groups: Luhn sums from prefix sums, O(1) a window.
+
+    ``even`` doubles the digits at even positions of the run, ``odd`` those at odd ones; a
+    window ending at position ``b - 1`` doubles the positions of the other parity.
+    """
+    digits = "".join(parts)
+    data = digits.encode("ascii")
+    doubled = data.translate(_DOUBLE_TABLE)
+    even = bytearray(data)
+    even[0::2] = doubled[0::2]
+    odd = bytearray(data)
+    odd[1::2] = doubled[1::2]
+    sums_even = list(accumulate(even, initial=0))  # ASCII codes: 48 per digit is removed below
+    sums_odd = list(accumulate(odd, initial=0))
+    counts = list(accumulate(lens, initial=0))  # digits before each group
+    n = len(parts)
+    g = 0
+    while g < n:
+        a = counts[g]
+        h = bisect_right(counts, a + 19) - 1  # groups g..h-1 hold at most 19 digits
+        matched = False
+        while h > g:
+            b = counts[h]
+            if b - a < _MIN_LEN:
+                break
+            sums = sums_even if (b - 1) & 1 else sums_odd
+            if (sums[b] - sums[a] - 48 * (b - a)) % 10 == 0:
+                out.append((offsets[g], offsets[h - 1] + lens[h - 1], digits[a:b]))
+                g = h
+                matched = True
+                break
+            h -= 1
         if not matched:
             g += 1
 

@@ -303,3 +303,31 @@ def test_adversarial_megabyte_is_linear(unit: str) -> None:
     out = scrub_text(text)
     assert find_pans(out) == []
     assert time.perf_counter() - started < 120
+
+
+def _reference_windows(groups: list[str]) -> list[str]:
+    """The definition, written plainly: from the leftmost group, the longest Luhn-valid
+    stretch of whole groups holding 13-19 digits is a PAN; carry on after it."""
+    found = []
+    g = 0
+    while g < len(groups):
+        for h in range(len(groups), g, -1):
+            digits = "".join(groups[g:h])
+            if 13 <= len(digits) <= 19 and luhn_valid(digits):
+                found.append(digits)
+                g = h
+                break
+        else:
+            g += 1
+    return found
+
+
+@settings(max_examples=300, deadline=None)
+@given(
+    st.lists(st.text(alphabet="0123456789", min_size=1, max_size=7), min_size=1, max_size=40),
+    st.sampled_from([" ", "-"]),
+)
+def test_property_matches_the_plain_definition(groups: list[str], sep: str) -> None:
+    """Few or many groups, the scanner finds exactly what the plain definition finds."""
+    text = sep.join(groups)
+    assert [text[a:b].replace(sep, "") for a, b in find_pans(text)] == _reference_windows(groups)
