@@ -64,7 +64,10 @@ def register(sub: Any) -> None:
         type=_non_negative,
         default=1,
         metavar="N",
-        help="worker processes for large plain files (0 = one per CPU)",
+        help=(
+            "worker processes for plain files of 16 MiB and more (0 = one per CPU); "
+            "gzip input and stdin are read by one process"
+        ),
     )
     validate.add_argument(
         "--max-line-bytes",
