@@ -16,6 +16,7 @@ file size, and a line longer than ``max_line_bytes`` is reported and skipped, no
 
 from __future__ import annotations
 
+import gc
 import gzip
 import io
 import itertools
@@ -312,9 +313,8 @@ def iter_batches(
         pending = parts.pop()
         if b"\r" in data:
             parts = [_strip_cr(p) for p in parts]
-        for i, part in enumerate(parts):
-            if len(part) > max_line_bytes:
-                parts[i] = TOO_LONG
+        if parts and max(map(len, parts)) > max_line_bytes:
+            parts = [TOO_LONG if len(p) > max_line_bytes else p for p in parts]
         if batch:
             batch.extend(parts)
         else:
@@ -443,6 +443,8 @@ class ChunkJob:
 
 def run_chunk(job: ChunkJob) -> FileReport:
     """Validate ``job``'s byte range; line numbers start at 1 (the parent shifts them)."""
+    collecting = gc.isenabled()
+    gc.disable()  # no reference cycles are made here: see otelfin.cli._logs
     check = make_line_checker(job.codes)
     try:
         with open(job.path, "rb") as handle:
@@ -459,6 +461,9 @@ def run_chunk(job: ChunkJob) -> FileReport:
         report = FileReport(job.path)
         report.error = f"{job.path}: cannot read: {exc}"
         return report
+    finally:
+        if collecting:
+            gc.enable()
 
 
 def merge_chunks(
