@@ -503,11 +503,22 @@ def scrub_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] 
     if not attributes:
         return attributes
     out: dict[str, Any] | None = None
-    for key, val in attributes.items():
-        if is_secret_key(key):
-            new: Any = REDACTED
-        elif isinstance(val, str):
-            new = scrub_text(val) if len(val) >= _MIN_LEN else val
+    cache = _key_cache
+    # The SDK's BoundedAttributes takes a lock on every item read through the Mapping API;
+    # its plain dict (read-only here) is three times faster to walk.
+    items = getattr(attributes, "_dict", None)
+    if not isinstance(items, dict):
+        items = attributes
+    for key, val in items.items():
+        secret = cache.get(key)
+        if secret is None:
+            secret = is_secret_key(key)
+        if secret:
+            new: Any = val if val == REDACTED else REDACTED
+        elif type(val) is str:
+            if len(val) < _MIN_LEN:
+                continue
+            new = scrub_text(val)
         elif isinstance(val, (list, tuple)):
             new = scrub_value(tuple(val))
             if new is not val and all(a is b for a, b in zip(new, val, strict=True)):

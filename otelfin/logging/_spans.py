@@ -20,12 +20,13 @@ from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, TracerProvider
 from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor as _Multi
 from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Link, Status
 
 from otelfin import _internal
-from otelfin._scrub import scrub_span
+from otelfin._scrub import scrub_attributes, scrub_text
 
 __all__ = ["ScrubbingSpanProcessor", "ending_hook_supported", "install"]
 
@@ -33,6 +34,23 @@ __all__ = ["ScrubbingSpanProcessor", "ending_hook_supported", "install"]
 def ending_hook_supported() -> bool:
     """True when this SDK calls ``_on_ending`` on span processors."""
     return callable(getattr(_Multi, "_on_ending", None))
+
+
+def _scrub_event(event: Event) -> Event:
+    attributes = event.attributes
+    scrubbed = scrub_attributes(attributes)
+    name = scrub_text(event.name)
+    if scrubbed is attributes and name is event.name:
+        return event
+    return Event(name, scrubbed, event.timestamp)
+
+
+def _scrub_link(link: Link) -> Link:
+    attributes = link.attributes
+    scrubbed = scrub_attributes(attributes)
+    if scrubbed is attributes:
+        return link
+    return Link(link.context, scrubbed)
 
 
 def _bounded_list(items: Any, old: Any) -> BoundedList[Any]:
@@ -50,22 +68,40 @@ class ScrubbingSpanProcessor(SpanProcessor):
 
     def _on_ending(self, span: Span) -> None:
         try:
-            scrubbed = scrub_span(span)
-            if scrubbed is span:
-                return
-            # The span is read-only through its API once ending; its fields are replaced
-            # (names as in the SDK's ReadableSpan), keeping the dropped-item counts.
-            target: Any = span
-            target._name = scrubbed.name
-            old_attributes = target._attributes
-            attributes = BoundedAttributes(attributes=dict(scrubbed.attributes or {}))
-            attributes.dropped = getattr(old_attributes, "dropped", 0)
-            target._attributes = attributes
-            target._events = _bounded_list(scrubbed.events, target._events)
-            target._links = _bounded_list(scrubbed.links, target._links)
-            target._status = scrubbed.status
+            self._scrub_in_place(span)
         except Exception as exc:
             _internal.report("logging.span_scrub", exc)
+
+    @staticmethod
+    def _scrub_in_place(span: Any) -> None:
+        # This runs on the thread that ends the span, so it reads the SDK span's fields
+        # directly (its public properties copy events and links on every access) and
+        # replaces only what changed, keeping the dropped-item counts.
+        name = span._name
+        if name and len(name) >= 13:
+            span._name = scrub_text(name)
+        attributes = span._attributes
+        if attributes:
+            scrubbed = scrub_attributes(attributes)
+            if scrubbed is not attributes:
+                fresh = BoundedAttributes(attributes=dict(scrubbed or {}))
+                fresh.dropped = getattr(attributes, "dropped", 0)
+                span._attributes = fresh
+        events = span._events
+        if events:
+            new_events = [_scrub_event(event) for event in events]
+            if any(a is not b for a, b in zip(new_events, events, strict=True)):
+                span._events = _bounded_list(new_events, events)
+        links = span._links
+        if links:
+            new_links = [_scrub_link(link) for link in links]
+            if any(a is not b for a, b in zip(new_links, links, strict=True)):
+                span._links = _bounded_list(new_links, links)
+        status = span._status
+        if status.description and len(status.description) >= 13:
+            description = scrub_text(status.description)
+            if description is not status.description:
+                span._status = Status(status.status_code, description)
 
     def on_end(self, span: ReadableSpan) -> None:
         return None
