@@ -192,8 +192,8 @@ def _install_span_scrubbing(mode: Any) -> None:
     """Scrub each span exactly once, either as it ends or as otelfin exports it.
 
     ``auto``: when otelfin reuses an application's provider, whose own processors otelfin's
-    exporter cannot cover, spans are scrubbed as they end (on the ending thread, about a
-    microsecond for a typical span) so every processor sees them masked; on a provider otelfin
+    exporter cannot cover, spans are scrubbed as they end (on the ending thread, about
+    1.5 us for a typical span) so every processor sees them masked; on a provider otelfin
     created, scrubbing stays off the request path, in the exporter. ``True``/``False`` force
     the first/second way.
     """
