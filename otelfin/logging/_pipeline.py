@@ -22,8 +22,7 @@ from typing import IO, Any
 
 import orjson
 from opentelemetry import trace
-from structlog import DropEvent
-from structlog._base import BoundLoggerBase
+from structlog import BoundLoggerBase, DropEvent
 from structlog.contextvars import merge_contextvars
 from structlog.processors import format_exc_info
 
@@ -297,7 +296,6 @@ class _State:
         self.sink = _Sink()
         self.check = CatalogueCheck()
         self.chain: list[Callable[..., Any]] = []
-        self.depth = threading.local()
 
 
 _state = _State()
