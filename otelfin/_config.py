@@ -394,6 +394,13 @@ def shutdown(timeout_millis: int = 30000) -> None:
     import importlib
 
     with _state.lock:
+        processor = _state.processor
+        # Flush first, while the pillars (the span scrubber above all) are still in place.
+        if processor is not None:
+            try:
+                processor.force_flush(timeout_millis)
+            except Exception as exc:
+                _internal.report("shutdown.flush", exc)
         for module_name in reversed(_PILLARS):
             try:
                 module = importlib.import_module(module_name)
@@ -402,12 +409,7 @@ def shutdown(timeout_millis: int = 30000) -> None:
                     uninstall()
             except Exception as exc:
                 _internal.report(f"shutdown[{module_name}]", exc)
-        processor = _state.processor
         if processor is not None:
-            try:
-                processor.force_flush(timeout_millis)
-            except Exception as exc:
-                _internal.report("shutdown.flush", exc)
             processor.swap(None)
             _state.export_key = (None, None, None, None)
         if _state.owns_provider and _state.provider is not None:

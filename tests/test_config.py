@@ -207,3 +207,19 @@ def test_batch_processor_is_default_and_flushed_by_shutdown() -> None:
         work()
     otelfin.shutdown()
     assert len(exporter.get_finished_spans()) == 5
+
+
+def test_shutdown_flushes_before_the_scrubber_is_removed() -> None:
+    """Spans still buffered at shutdown() are exported masked, not raw."""
+    exporter = InMemorySpanExporter()
+    otelfin.configure("svc", span_exporter=exporter)  # batch processor: spans wait in a queue
+
+    @otelfin.traced(attributes={"payment.note": "note"})
+    def pay(note: str) -> None:
+        pass
+
+    pay("card 4111 1111 1111 1111 declined")
+    otelfin.shutdown()
+    (span,) = exporter.get_finished_spans()
+    note = span.attributes["payment.note"]
+    assert "4111 1111 1111 1111" not in note and note.endswith("1111 declined")
