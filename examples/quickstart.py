@@ -1,8 +1,14 @@
-"""A runnable tour of otelfin's tracing pillar (until ``otelfin demo`` lands).
+"""A runnable tour of otelfin's four pillars (until ``otelfin demo`` lands).
 
-Run: ``make demo`` (or ``python examples/quickstart.py``). It traces a few payments, one of
-them declined with a registered business error, writes the spans as OTLP/JSON lines to
-``build/quickstart-spans.jsonl`` and prints a small waterfall of each trace.
+Run: ``make demo`` (or ``python examples/quickstart.py``). It traces a few payments, two of them
+declined with registered business errors, and then shows:
+
+1. a waterfall of each trace, read back from the OTLP/JSON span file otelfin wrote;
+2. the RED metrics those calls produced (Prometheus exposition, with the SLO bucket);
+3. the JSON log lines, with the card number masked and the trace ids filled in;
+4. the result of validating that log file the way a CI job would.
+
+Everything goes under ``build/quickstart/`` (``QUICKSTART_DIR`` to change it).
 """
 
 from __future__ import annotations
@@ -10,8 +16,14 @@ from __future__ import annotations
 import json
 import os
 from collections import defaultdict
+from typing import Any
+
+from prometheus_client import CollectorRegistry, generate_latest
 
 import otelfin
+from otelfin.logging import validate_file
+
+log = otelfin.get_logger(component="quickstart")
 
 
 @otelfin.traced(name="risk.score", attributes={"payment.channel": "channel"})
@@ -25,7 +37,8 @@ def post_to_ledger(amount: float) -> str:
 
 
 @otelfin.traced(name="payment.process", kind="server", attributes={"payment.channel": "channel"})
-def process_payment(amount: float, balance: float, channel: str = "pos") -> str:
+def process_payment(amount: float, balance: float, card: str, channel: str = "pos") -> str:
+    log.info("payment_received", amount=f"{amount:.2f}", card=card, channel=channel)
     if score(amount, channel) > 0.5:
         raise otelfin.OtelfinError("RISK-001", "Transaction blocked by fraud rules")
     if amount > balance:
@@ -33,32 +46,15 @@ def process_payment(amount: float, balance: float, channel: str = "pos") -> str:
     return post_to_ledger(amount)
 
 
-def main() -> None:
-    out_dir = os.environ.get("QUICKSTART_DIR") or os.path.join("build")
-    os.makedirs(out_dir, exist_ok=True)
-    spans_file = os.path.join(out_dir, "quickstart-spans.jsonl")
-    if os.path.exists(spans_file):
-        os.remove(spans_file)
-    otelfin.configure("quickstart-gateway", spans_file=spans_file, span_processor="simple")
-    for amount, balance, channel in [
-        (25.0, 100.0, "pos"),
-        (80.0, 50.0, "pos"),
-        (900, 5000, "ecom"),
-    ]:
-        try:
-            print("ok     ", process_payment(amount, balance, channel=channel))
-        except otelfin.OtelfinError as exc:
-            print("decline", exc.code, exc.message)
-    otelfin.shutdown()
-
-    traces: dict[str, list[dict]] = defaultdict(list)
+def waterfall(spans_file: str) -> None:
+    traces: dict[str, list[dict[str, Any]]] = defaultdict(list)
     with open(spans_file, encoding="utf-8") as fh:
         for line in fh:
             for rs in json.loads(line)["resourceSpans"]:
                 for ss in rs["scopeSpans"]:
                     for span in ss["spans"]:
                         traces[span["traceId"]].append(span)
-    print(f"\n{sum(map(len, traces.values()))} spans in {len(traces)} traces -> {spans_file}")
+    print(f"== 1. traces: {sum(map(len, traces.values()))} spans in {len(traces)} traces")
     for trace_id, spans in traces.items():
         spans.sort(key=lambda s: int(s["startTimeUnixNano"]))
         t0 = int(spans[0]["startTimeUnixNano"])
@@ -72,7 +68,58 @@ def main() -> None:
             start_us = (int(span["startTimeUnixNano"]) - t0) / 1000
             dur_us = (int(span["endTimeUnixNano"]) - int(span["startTimeUnixNano"])) / 1000
             code = attrs.get("otelfin.error_code", "")
-            print(f"  {'  ' * depth}{span['name']:<18} +{start_us:7.1f}us {dur_us:7.1f}us {code}")
+            name = "  " * depth + span["name"]
+            print(f"  {name:<20} +{start_us:8.1f}us {dur_us:8.1f}us {code}")
+
+
+def main() -> None:
+    out_dir = os.environ.get("QUICKSTART_DIR") or os.path.join("build", "quickstart")
+    os.makedirs(out_dir, exist_ok=True)
+    spans_file = os.path.join(out_dir, "spans.jsonl")
+    logs_file = os.path.join(out_dir, "logs.jsonl")
+    for path in (spans_file, logs_file):
+        if os.path.exists(path):
+            os.remove(path)
+    registry = CollectorRegistry()
+    otelfin.configure(
+        "quickstart-gateway",
+        spans_file=spans_file,
+        span_processor="simple",
+        log_file=logs_file,
+        metrics_registry=registry,
+        metrics_slo=0.25,
+    )
+    payments = [
+        (25.0, 100.0, "4111 1111 1111 1111", "pos"),
+        (80.0, 50.0, "5500-0000-0000-0004", "pos"),
+        (900.0, 5000.0, "4012888888881881", "ecom"),
+    ]
+    for amount, balance, card, channel in payments:
+        try:
+            process_payment(amount, balance, card, channel=channel)
+            log.info("payment_authorised", amount=f"{amount:.2f}", channel=channel)
+        except otelfin.OtelfinError as exc:
+            log.warning("payment_declined", error_code=exc.code, amount=f"{amount:.2f}")
+    exposition = generate_latest(registry).decode()
+    otelfin.shutdown()
+
+    waterfall(spans_file)
+    print("\n== 2. RED metrics (excerpt)")
+    for line in exposition.splitlines():
+        if 'operation="payment.process"' in line and (
+            line.startswith(("otelfin_request_errors_total{", "otelfin_requests_total{"))
+            or ("_bucket{" in line and 'le="0.25"' in line)
+        ):
+            print(" ", line)
+    print(f"\n== 3. JSON logs -> {logs_file}")
+    with open(logs_file, encoding="utf-8") as fh:
+        for line in list(fh)[:3]:
+            print(" ", line.rstrip())
+    report = validate_file(logs_file)
+    print("\n== 4. otelfin logs validate", logs_file)
+    print(f"  {report.lines} lines, {report.bad_lines} bad")
+    for violation in report.violations:
+        print(" ", violation)
 
 
 if __name__ == "__main__":
