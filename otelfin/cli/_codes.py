@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import sys
+from pathlib import Path
 from typing import Any
 
 from otelfin.catalogue import CatalogueError, lint_files, load_catalogue
@@ -33,6 +34,15 @@ def register(sub: Any) -> None:
 
 
 def _lint(args: argparse.Namespace) -> int:
+    # A file that cannot be read (missing, a directory, not UTF-8) is an input error, exit 2,
+    # not a lint finding: nothing was linted.
+    for path in args.files:
+        try:
+            Path(path).read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            reason = getattr(exc, "strerror", None) or str(exc)
+            print(f"otelfin codes lint: cannot read {path}: {reason}", file=sys.stderr)
+            return 2
     findings = lint_files(args.files)
     if args.format == "json":
         print(json.dumps([{"path": f.path, "line": f.line, "reason": f.reason} for f in findings]))

@@ -93,9 +93,13 @@ def _error(message: str) -> int:
 
 
 def _read(path: str) -> str:
-    if path == "-":
-        return sys.stdin.read()
-    return Path(path).read_text(encoding="utf-8")
+    # Callers report OSError as an input error (exit 2); binary input joins them.
+    try:
+        if path == "-":
+            return sys.stdin.read()
+        return Path(path).read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise OSError(f"not UTF-8 text (byte {exc.start})") from None
 
 
 def _buckets_suggest(args: argparse.Namespace) -> int:

@@ -8,6 +8,7 @@ channel, and otelfin's own health (overflow, unregistered codes, internal errors
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -41,6 +42,8 @@ def _panel(
 
 def build_dashboard(*, slo: float = 0.25, metric: str = DURATION_METRIC) -> dict[str, Any]:
     """The dashboard as a dict (Grafana schema 39)."""
+    if not 0 < slo < math.inf:
+        raise ValueError(f"slo must be a positive number of seconds, not {slo}")
     le = le_text(slo)
     sel = '{service=~"$service"}'
     bsel = '{service=~"$service"'
@@ -172,8 +175,8 @@ def write_dashboards(
     directory: Path, *, slo: float = 0.25, metric: str = DURATION_METRIC
 ) -> list[Path]:
     """Write the dashboards into ``directory``; returns the paths written."""
+    text = json.dumps(build_dashboard(slo=slo, metric=metric), indent=2, sort_keys=True)
     directory.mkdir(parents=True, exist_ok=True)
     path = directory / "otelfin-red.json"
-    text = json.dumps(build_dashboard(slo=slo, metric=metric), indent=2, sort_keys=True)
     path.write_text(text + "\n", encoding="utf-8")
     return [path]

@@ -184,8 +184,8 @@ def series_from_registry(registry: Any, metric: str) -> list[HistogramSeries]:
 
 def scrape(url: str, metric: str, timeout: float = 10.0) -> list[HistogramSeries]:
     """GET a ``/metrics`` URL (asking for OpenMetrics, for exemplars) and parse it."""
-    request = urllib.request.Request(url, headers={"Accept": _OPENMETRICS_ACCEPT})
     try:
+        request = urllib.request.Request(url, headers={"Accept": _OPENMETRICS_ACCEPT})
         with urllib.request.urlopen(request, timeout=timeout) as response:
             text = response.read().decode("utf-8")
     except (urllib.error.URLError, OSError, ValueError) as exc:

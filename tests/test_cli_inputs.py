@@ -1,0 +1,67 @@
+"""Bad input to the CLI: exit 2 with a one-line message on stderr, never a traceback."""
+
+from __future__ import annotations
+
+import io
+from pathlib import Path
+
+import pytest
+
+from otelfin.cli import main
+
+_BINARY = bytes(range(128, 256)) * 4
+
+
+def test_buckets_suggest_binary_samples_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A samples file that is not UTF-8 text is an input error (exit 2), not a traceback."""
+    path = tmp_path / "lat.bin"
+    path.write_bytes(_BINARY)
+    assert main(["buckets", "suggest", "--samples", str(path), "--format", "json"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"cannot read {path}: not UTF-8 text" in captured.err
+
+
+def test_p99_report_binary_stdin_exit_2(
+    monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Non-UTF-8 bytes on stdin for --file - are an input error (exit 2)."""
+    stdin = io.TextIOWrapper(io.BytesIO(_BINARY), encoding="utf-8")
+    monkeypatch.setattr("sys.stdin", stdin)
+    assert main(["p99", "report", "--file", "-", "--by", "channel"]) == 2
+    assert "cannot read -: not UTF-8 text" in capsys.readouterr().err
+
+
+def test_p99_report_scrape_not_a_url_exit_2(capsys: pytest.CaptureFixture[str]) -> None:
+    """--scrape with something that is not a URL is exit 2 with 'cannot scrape'."""
+    assert main(["p99", "report", "--scrape", "localhost-metrics", "--by", "channel"]) == 2
+    assert "cannot scrape localhost-metrics" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("kind", ["missing", "directory", "binary"])
+def test_codes_lint_unreadable_file_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], kind: str
+) -> None:
+    """codes lint on a file it cannot read exits 2 (input error), not 1 (findings)."""
+    path = tmp_path / "codes.yaml"
+    if kind == "directory":
+        path.mkdir()
+    elif kind == "binary":
+        path.write_bytes(_BINARY)
+    assert main(["codes", "lint", "--format", "json", str(path)]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert f"cannot read {path}" in captured.err
+
+
+@pytest.mark.parametrize("slo", ["-3", "0", "inf", "nan"])
+def test_dashboards_build_bad_slo_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], slo: str
+) -> None:
+    """dashboards build refuses an SLO that is not a positive finite number and writes nothing."""
+    out = tmp_path / "dash"
+    assert main(["dashboards", "build", "--slo", slo, "--output-dir", str(out)]) == 2
+    assert "slo must be a positive number" in capsys.readouterr().err
+    assert not out.exists()
