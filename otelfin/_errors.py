@@ -35,5 +35,8 @@ def _rebuild(
 
 def error_code_of(exc: BaseException) -> str | None:
     """The catalogue code an exception carries (``error_code`` attribute), if any."""
-    code = getattr(exc, "error_code", None)
+    try:
+        code = getattr(exc, "error_code", None)
+    except Exception:  # a property that raises: the exception carries no usable code
+        return None
     return code if isinstance(code, str) and code else None

@@ -128,7 +128,10 @@ def _to_attribute(value: Any) -> AttributeValue | None:
         isinstance(v, (str, bool, int, float)) for v in value
     ):
         return tuple(value)
-    return str(value)
+    try:
+        return str(value)
+    except Exception:  # an argument's broken __str__ must not cost the span
+        return f"<unprintable {type(value).__name__}>"
 
 
 def _param_extractor(func: Callable[..., Any], attr: str, param: str) -> _Extractor:
@@ -252,10 +255,16 @@ def _record_error(
                         span.set_attribute(f"otelfin.error.{key}", converted)
         else:
             span.set_attribute("error.type", type_name)
-        message = str(exc)
-        if entry is not None and entry.is_business_outcome:
+        try:
+            message = str(exc)
+            unprintable = False
+        except Exception:  # a broken __str__: the SDK's record_exception would raise too
+            message = f"<unprintable {type_name}>"
+            unprintable = True
+        if unprintable or (entry is not None and entry.is_business_outcome):
             # An expected business outcome (a decline): record what happened, skip the
             # stack trace. Formatting it is most of the cost of an exception on a span.
+            # (An unprintable exception takes this path too: record_exception calls str().)
             span.add_event(
                 "exception",
                 {"exception.type": type_name, "exception.message": message},

@@ -84,9 +84,14 @@ def _size(payload: Any) -> int | None:
 
 
 def _error(span: trace.Span, exc: BaseException) -> None:
-    span.record_exception(exc)
-    span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
-    span.set_attribute("error.type", type(exc).__qualname__)
+    # Runs while the host's exception propagates: recording it (which calls str(exc)) must
+    # never replace that exception with one of its own.
+    try:
+        span.set_status(Status(StatusCode.ERROR, type(exc).__name__))
+        span.set_attribute("error.type", type(exc).__qualname__)
+        span.record_exception(exc)
+    except Exception as err:
+        _internal.report("transports.nats.error", err)
 
 
 async def _publish(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:

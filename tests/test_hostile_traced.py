@@ -1,0 +1,123 @@
+"""Hostile inputs to @traced and the NATS transport: the host's result and exception win."""
+
+from __future__ import annotations
+
+import asyncio
+from types import SimpleNamespace
+from typing import Any
+
+import pytest
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.trace import StatusCode
+from prometheus_client import CollectorRegistry
+
+from otelfin import traced
+from otelfin.testing import configured_for_test
+
+
+class UnprintableError(Exception):
+    """An exception whose message cannot be rendered."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no message for you")
+
+
+class Unprintable:
+    """An argument whose text cannot be rendered."""
+
+    def __str__(self) -> str:
+        raise RuntimeError("no text for you")
+
+
+class CodeRaises(Exception):
+    """An exception whose ``error_code`` property raises."""
+
+    @property
+    def error_code(self) -> str:
+        raise RuntimeError("broken property")
+
+
+def test_unprintable_exception_counted(prom_registry: CollectorRegistry) -> None:
+    """An exception whose __str__ raises: same object propagates, span ERROR, error counted."""
+    error = UnprintableError()
+
+    @traced
+    def charge() -> None:
+        raise error
+
+    with pytest.raises(UnprintableError) as caught:
+        charge()
+    assert caught.value is error
+    labels = {"service": "otelfin-test", "operation": charge.__qualname__, "channel": ""}
+    count = prom_registry.get_sample_value(
+        "otelfin_request_duration_seconds_count", {**labels, "outcome": "error"}
+    )
+    errors = prom_registry.get_sample_value(
+        "otelfin_request_errors_total", {**labels, "error_code": "unclassified"}
+    )
+    assert count == 1 and errors == 1
+
+
+def test_unprintable_exception_span_status_and_event(spans: InMemorySpanExporter) -> None:
+    """The span of an unprintable exception has status ERROR and an exception event."""
+
+    @traced
+    def charge() -> None:
+        raise UnprintableError()
+
+    with pytest.raises(UnprintableError):
+        charge()
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert [e.name for e in span.events] == ["exception"]
+    assert span.events[0].attributes is not None
+    assert "unprintable" in str(span.events[0].attributes["exception.message"])
+
+
+def test_error_code_property_that_raises(spans: InMemorySpanExporter) -> None:
+    """An ``error_code`` property that raises is treated as no code; the span still fails."""
+
+    @traced
+    def charge() -> None:
+        raise CodeRaises("declined")
+
+    with pytest.raises(CodeRaises):
+        charge()
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None and span.attributes["error.type"].endswith("CodeRaises")
+
+
+def test_record_args_with_unprintable_argument_keeps_span(spans: InMemorySpanExporter) -> None:
+    """record_args=True with an argument whose __str__ raises: the call still gets its span."""
+
+    @traced(record_args=True)
+    def charge(amount: Any, note: str) -> str:
+        return note
+
+    assert charge(Unprintable(), note="ok") == "ok"
+    (span,) = spans.get_finished_spans()
+    assert span.attributes is not None
+    assert span.attributes["code.arg.note"] == "ok"
+    assert span.attributes["code.arg.amount"] == "<unprintable Unprintable>"
+
+
+def test_nats_callback_unprintable_exception_propagates_unchanged() -> None:
+    """A NATS subscriber callback raising an unprintable exception: that exception escapes."""
+    pytest.importorskip("nats")
+    from otelfin.instrument.transports.nats import _traced_callback
+
+    error = UnprintableError()
+
+    async def handler(msg: Any) -> None:
+        raise error
+
+    wrapped = _traced_callback(handler)
+    msg = SimpleNamespace(headers={"traceparent": "garbage"}, subject="pay.settle", data=b"x")
+    with configured_for_test() as exporter:
+        with pytest.raises(UnprintableError) as caught:
+            asyncio.run(wrapped(msg))
+        finished = exporter.get_finished_spans()
+    assert caught.value is error
+    assert [s.name for s in finished] == ["process pay.settle"]
+    assert finished[0].status.status_code is StatusCode.ERROR
