@@ -219,12 +219,18 @@ def _baggage(values: list[str]) -> dict[str, str]:
 
 def _clean_entries(entries: Iterable[tuple[Any, Any]]) -> Iterator[tuple[str, str]]:
     for key, value in entries:
-        name = str(key)
+        try:
+            name = str(key)
+            raw = str(value)
+        except Exception:  # an unprintable entry is dropped, the others still travel
+            continue
         if _is_secret(name):
             continue
-        text = _clean_value(str(value))
-        if text is not None:
-            yield name, text
+        # A card number can sit in a key as well as in a value: both are masked.
+        masked_name = _clean_value(name)
+        text = _clean_value(raw)
+        if masked_name is not None and text is not None:
+            yield masked_name, text
 
 
 class OtelfinPropagator(TextMapPropagator):
