@@ -65,3 +65,31 @@ def test_dashboards_build_bad_slo_exit_2(
     assert main(["dashboards", "build", "--slo", slo, "--output-dir", str(out)]) == 2
     assert "slo must be a positive number" in capsys.readouterr().err
     assert not out.exists()
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [
+        ["--metric", "bad name{"],
+        ["--by", "service,bad-label"],
+        ["--slo", "inf"],
+    ],
+)
+def test_rules_build_bad_names_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], argv: list[str]
+) -> None:
+    """rules build refuses names and SLOs that would write rules promtool rejects; no file."""
+    out = tmp_path / "rules.yml"
+    assert main(["rules", "build", *argv, "-o", str(out)]) == 2
+    assert "otelfin: error:" in capsys.readouterr().err
+    assert not out.exists()
+
+
+def test_dashboards_build_bad_metric_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """dashboards build refuses a --metric that is not a Prometheus metric name."""
+    out = tmp_path / "dash"
+    assert main(["dashboards", "build", "--metric", "a-b", "--output-dir", str(out)]) == 2
+    assert "not a Prometheus metric name" in capsys.readouterr().err
+    assert not out.exists()

@@ -14,6 +14,7 @@ from typing import Any
 
 from otelfin.metrics._buckets import le_text
 from otelfin.metrics._red import DURATION_METRIC, ERRORS_METRIC
+from otelfin.metrics._rules import _METRIC_NAME
 
 __all__ = ["build_dashboard", "write_dashboards"]
 
@@ -44,6 +45,8 @@ def build_dashboard(*, slo: float = 0.25, metric: str = DURATION_METRIC) -> dict
     """The dashboard as a dict (Grafana schema 39)."""
     if not 0 < slo < math.inf:
         raise ValueError(f"slo must be a positive number of seconds, not {slo}")
+    if not _METRIC_NAME.fullmatch(metric):
+        raise ValueError(f"{metric!r} is not a Prometheus metric name")
     le = le_text(slo)
     sel = '{service=~"$service"}'
     bsel = '{service=~"$service"'

@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+import math
+import re
 from collections.abc import Sequence
 from typing import Any
 
@@ -26,8 +28,13 @@ INTERNAL_ERRORS_METRIC = "otelfin_internal_errors_total"
 _SLO_WINDOWS = ("5m", "30m", "1h", "6h")
 
 
+# Prometheus' own grammar for metric and label names: anything else makes rules promtool rejects.
+_METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
+_LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
 def _check_le(slo: float, buckets: Sequence[float] | None) -> str:
-    if not slo > 0:
+    if not 0 < slo < math.inf:
         raise ValueError(f"slo must be a positive number of seconds, not {slo}")
     if buckets is not None and float(slo) not in {float(b) for b in buckets}:
         raise ValueError(
@@ -58,6 +65,11 @@ def build_rules(
         raise ValueError(f"quantile must be between 0 and 1, not {quantile}")
     if not by:
         raise ValueError("rules need at least one label to aggregate by")
+    if not _METRIC_NAME.fullmatch(metric):
+        raise ValueError(f"{metric!r} is not a Prometheus metric name")
+    for label in by:
+        if not _LABEL_NAME.fullmatch(label):
+            raise ValueError(f"{label!r} is not a Prometheus label name")
     le = _check_le(slo, buckets)
     labels = ", ".join(by)
     level = "_".join(by)
