@@ -93,3 +93,19 @@ def test_dashboards_build_bad_metric_exit_2(
     assert main(["dashboards", "build", "--metric", "a-b", "--output-dir", str(out)]) == 2
     assert "not a Prometheus metric name" in capsys.readouterr().err
     assert not out.exists()
+
+
+class _ClosedPipe(io.StringIO):
+    def write(self, text: str) -> int:
+        raise BrokenPipeError(32, "Broken pipe")
+
+
+def test_logs_validate_closed_stdout_is_not_an_input_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """`logs validate ... | head` stops quietly: a closed stdout is not 'cannot read' (exit 2)."""
+    path = tmp_path / "app.jsonl"
+    path.write_text('{"level": "info"}\n' * 5)
+    monkeypatch.setattr("sys.stdout", _ClosedPipe())
+    assert main(["logs", "validate", "--no-catalogue", str(path)]) == 0
+    assert "cannot read" not in capsys.readouterr().err

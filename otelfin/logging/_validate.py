@@ -373,6 +373,10 @@ def validate_stream(
                     break
             if report.stopped:
                 break
+    except BrokenPipeError:
+        # Raised by on_violation writing to a closed pipe (reads never raise it): the reader
+        # went away, which is the caller's business, not a fault in the input.
+        raise
     except (OSError, EOFError, zlib.error, gzip.BadGzipFile) as exc:
         report.error = f"{path}: cannot read after line {number}: {exc}"
     report.lines = number - first_line + 1
