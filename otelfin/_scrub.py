@@ -36,10 +36,12 @@ Why hand-written, and why linear
 
 from __future__ import annotations
 
+import dataclasses
 import re
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
+from enum import Enum
 from itertools import accumulate
 from typing import Any, Literal
 
@@ -441,11 +443,15 @@ def scrub_value(value: Any, _depth: int = 0) -> Any:
     Strings are masked; integers with 13+ digits that are card numbers become masked strings
     (a float's digits always touch its decimal point or exponent, so never match); dicts,
     lists, tuples, sets and frozensets are rebuilt only when something inside changed,
-    otherwise the original object is returned. Anything else passes unchanged.
+    otherwise the original object is returned. Dataclass instances and enum members, which a
+    JSON encoder such as orjson writes field by field / by value, are scrubbed as those (a
+    dict of the fields, the value) when something inside needed masking. Mapping keys a JSON
+    object cannot hold (tuples, bytes, frozensets, ...) become their scrubbed text. Anything
+    else passes unchanged.
     """
     if isinstance(value, str):
         return scrub_text(value) if len(value) >= _MIN_LEN else value
-    if isinstance(value, bool) or value is None:
+    if isinstance(value, (bool, float)) or value is None:
         return value
     if isinstance(value, int):
         if -1_000_000_000_000 < value < 1_000_000_000_000:
@@ -454,7 +460,8 @@ def scrub_value(value: Any, _depth: int = 0) -> Any:
         masked = scrub_text(text)
         return value if masked is text else masked
     if _depth >= _MAX_DEPTH:
-        return "[TRUNCATED]" if isinstance(value, (Mapping, list, tuple, set, frozenset)) else value
+        containers = (Mapping, list, tuple, set, frozenset)
+        return "[TRUNCATED]" if isinstance(value, containers) or _is_record(value) else value
     if isinstance(value, Mapping):
         return _scrub_mapping(value, _depth)
     if isinstance(value, (list, tuple)):
@@ -467,7 +474,34 @@ def scrub_value(value: Any, _depth: int = 0) -> Any:
         if all(a is b for a, b in zip(items, value, strict=True)):
             return value
         return type(value)(items) if all(_hashable(v) for v in items) else items
+    if isinstance(value, Enum):
+        inner = value.value
+        scrubbed = scrub_value(inner, _depth + 1)
+        return value if scrubbed is inner else scrubbed
+    if _is_record(value):
+        try:
+            fields = {f.name: getattr(value, f.name) for f in dataclasses.fields(value)}
+        except Exception:  # a field that cannot be read: the encoder's fallback renders it
+            return value
+        scrubbed = _scrub_mapping(fields, _depth)
+        return value if scrubbed is fields else scrubbed
     return value
+
+
+_record_types: dict[type, bool] = {}
+
+
+def _is_record(value: Any) -> bool:
+    """A dataclass instance (not the class itself); the answer is cached per type, because
+    probing a type for ``__dataclass_fields__`` costs a failed attribute lookup (~0.3 us)."""
+    kind = type(value)
+    found = _record_types.get(kind)
+    if found is None:
+        found = dataclasses.is_dataclass(kind) and not isinstance(value, type)
+        if len(_record_types) >= _KEY_CACHE_MAX:
+            _record_types.clear()
+        _record_types[kind] = found
+    return found
 
 
 def _hashable(value: Any) -> bool:
@@ -485,7 +519,15 @@ def _scrub_mapping(mapping: Mapping[Any, Any], depth: int) -> Any:
             new = REDACTED if val is not None else None
         else:
             new = scrub_value(val, depth + 1)
-        new_key = scrub_text(key) if isinstance(key, str) and len(key) >= _MIN_LEN else key
+        new_key: Any
+        if isinstance(key, str):
+            new_key = scrub_text(key) if len(key) >= _MIN_LEN else key
+        elif key is None or isinstance(key, (bool, float)):
+            new_key = key
+        elif isinstance(key, int):
+            new_key = scrub_value(key)  # rendered as text in JSON: a card number is masked
+        else:
+            new_key = _key_text(key)
         if new is not val or new_key is not key:
             if out is None:
                 out = dict(mapping)
@@ -493,6 +535,15 @@ def _scrub_mapping(mapping: Mapping[Any, Any], depth: int) -> Any:
                 del out[key]
             out[new_key] = new
     return mapping if out is None else out
+
+
+def _key_text(key: Any) -> str:
+    """A key JSON cannot hold (tuple, bytes, frozenset, object) as scrubbed text."""
+    try:
+        text = key.decode("utf-8", "replace") if isinstance(key, bytes) else str(key)
+    except Exception:
+        return f"<unprintable {type(key).__name__}>"
+    return scrub_text(text)
 
 
 def scrub_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] | None:

@@ -58,7 +58,10 @@ class OtelfinHandler(logging.Handler):
             try:
                 message = record.getMessage()
             except Exception:  # a bad format string must not lose the record
-                message = f"{record.msg!s} {record.args!r}"
+                try:
+                    message = f"{record.msg!s} {record.args!r}"
+                except Exception:  # nor a message or argument whose text cannot be made
+                    message = f"<unprintable {type(record.msg).__name__}>"
             event_dict: dict[str, Any] = {"event": message, "logger": record.name}
             for key, value in record.__dict__.items():
                 if key not in _RECORD_FIELDS and not key.startswith("_"):
