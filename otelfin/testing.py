@@ -21,6 +21,7 @@ from __future__ import annotations
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
+from weakref import WeakKeyDictionary
 
 import pytest
 from opentelemetry import trace
@@ -69,9 +70,18 @@ def configured_for_test(
         reset_tracer_provider()
 
 
+# The span exporter of each live ``prom_registry`` set-up, for ``spans`` in the same test.
+_REGISTRY_SPANS: WeakKeyDictionary[CollectorRegistry, InMemorySpanExporter] = WeakKeyDictionary()
+
+
 @pytest.fixture
-def spans() -> Iterator[InMemorySpanExporter]:
+def spans(request: pytest.FixtureRequest) -> Iterator[InMemorySpanExporter]:
     """otelfin configured with an in-memory span exporter; yields the exporter."""
+    if "prom_registry" in request.fixturenames:
+        # One configuration serves both fixtures: a second configure() would swap this
+        # exporter out and the test would see no spans.
+        yield _REGISTRY_SPANS[request.getfixturevalue("prom_registry")]
+        return
     with configured_for_test() as exporter:
         yield exporter
 
@@ -80,7 +90,8 @@ def spans() -> Iterator[InMemorySpanExporter]:
 def prom_registry() -> Iterator[CollectorRegistry]:
     """A fresh ``CollectorRegistry`` that otelfin's ``@traced`` metrics record into."""
     registry = CollectorRegistry()
-    with configured_for_test(metrics_registry=registry):
+    with configured_for_test(metrics_registry=registry) as exporter:
+        _REGISTRY_SPANS[registry] = exporter
         yield registry
 
 
