@@ -24,6 +24,8 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
+from otelfin._scrub import scrub_text
+
 __all__ = [
     "ALLOWED_LABELS",
     "DENIED_LABELS",
@@ -191,6 +193,12 @@ def _forget_overflow_counter(registry: CollectorRegistry | None) -> None:
             registry.unregister(counter)
 
 
+def _masked(values: tuple[str, ...]) -> tuple[str, ...]:
+    """Label values with card numbers masked: a value taken from a span attribute or a route
+    may hold one, and ``/metrics`` is read by anyone who can scrape. Runs once per series."""
+    return tuple(scrub_text(v) if isinstance(v, str) else v for v in values)
+
+
 class SeriesGuard:
     """Caps the label-value combinations of one labelled prometheus_client metric.
 
@@ -247,13 +255,13 @@ class SeriesGuard:
                 return found
             if len(self._children) < self.max_series - 1:
                 # One slot stays reserved for the 'other' series itself.
-                child = self.metric.labels(*values)
+                child = self.metric.labels(*_masked(values))
                 self._children[values] = child
                 return child
             folded = tuple(v if i in self._keep else OTHER for i, v in enumerate(values))
             other = self._children.get(folded)
             if other is None:
-                other = self.metric.labels(*folded)
+                other = self.metric.labels(*_masked(folded))
                 self._children[folded] = other
         self._overflow.inc()
         return other

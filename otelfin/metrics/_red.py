@@ -313,7 +313,9 @@ class CallRecorder:
             elif len(keys) == 1:
                 k = keys[0]
                 value = attributes.get(k) if attributes is not None and k else None
-                key = (ok, value if type(value) is str else _label_value(value))
+                if type(value) is not str or len(value) > _MAX_VALUE_LENGTH:
+                    value = _label_value(value)  # bounded length, like every other path
+                key = (ok, value)
             else:
                 attrs = attributes or {}
                 key = (ok, *[_label_value(attrs.get(k)) if k else "" for k in keys])
