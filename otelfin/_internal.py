@@ -11,6 +11,8 @@ import logging
 import threading
 from collections import Counter
 
+from otelfin._scrub import scrub_text
+
 __all__ = ["internal_error_counts", "report", "reset"]
 
 _log = logging.getLogger("otelfin")
@@ -35,7 +37,9 @@ def report(where: str, exc: BaseException | None = None, detail: str = "") -> No
         if exc is not None:
             message += f" ({type(exc).__name__}: {exc})"
         message += "; further failures here are counted, not logged"
-        _log.warning(message)
+        # The exception's text may quote host data (a card number in an argument); the
+        # application's own handlers on the root logger see this record, not only otelfin's.
+        _log.warning(scrub_text(message))
     except Exception:
         pass
 

@@ -121,3 +121,21 @@ def test_nats_callback_unprintable_exception_propagates_unchanged() -> None:
     assert caught.value is error
     assert [s.name for s in finished] == ["process pay.settle"]
     assert finished[0].status.status_code is StatusCode.ERROR
+
+
+def test_internal_failure_report_masks_card_numbers(caplog: pytest.LogCaptureFixture) -> None:
+    """otelfin's own failure warning (seen by the app's root handlers too) masks card numbers."""
+    pan = "4111111111111111"
+
+    def broken(card: str) -> str:
+        raise ValueError(f"bad card {card}")
+
+    @traced(attributes={"payment.card": broken})
+    def charge(card: str) -> int:
+        return 1
+
+    with configured_for_test(stdlib_bridge=False), caplog.at_level("WARNING", logger="otelfin"):
+        assert charge(pan) == 1
+    messages = [r.getMessage() for r in caplog.records if r.name == "otelfin"]
+    assert any("XXXXXXXXXXXX1111" in m for m in messages)
+    assert not any(pan in m for m in messages)
