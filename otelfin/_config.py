@@ -101,6 +101,43 @@ def current_catalogue() -> Catalogue:
     return config.catalogue if config is not None else default_catalogue()
 
 
+# Every ``configure(**more)`` key a pillar reads from ``Config.options``; anything else is a
+# typo that would otherwise be ignored in silence (``metric_port=9464`` serving nothing).
+_PILLAR_OPTIONS = frozenset(
+    {
+        "metrics_registry",
+        "metrics_labels",
+        "metrics_allow_labels",
+        "metrics_buckets",
+        "metrics_slo",
+        "metrics_p99",
+        "metrics_max_series",
+        "metrics_exemplars",
+        "metrics_addr",
+        "secret_keys",
+        "scrub_all_spans",
+        "max_error_code_labels",
+        "log_stream",
+        "stdlib_bridge",
+        "stdlib_error_code",
+        "transports",
+    }
+)
+
+
+def _check_options(options: Mapping[str, Any]) -> None:
+    unknown = sorted(set(options) - _PILLAR_OPTIONS)
+    if not unknown:
+        return
+    import difflib
+    import inspect
+
+    known = [*inspect.signature(configure).parameters, *_PILLAR_OPTIONS]
+    close = difflib.get_close_matches(unknown[0], known, n=1)
+    hint = f"; did you mean {close[0]!r}?" if close else ""
+    raise TypeError(f"configure() got an unexpected keyword argument {unknown[0]!r}{hint}")
+
+
 def _resolve(
     service_name: str | None,
     span_exporter: SpanExporter | None,
@@ -118,6 +155,7 @@ def _resolve(
     enrich_logs: bool,
     options: dict[str, Any],
 ) -> Config:
+    _check_options(options)
     name = _env("OTEL_SERVICE_NAME") or service_name
     if not name:
         raise ValueError("configure() needs service_name= (or OTEL_SERVICE_NAME)")
@@ -263,8 +301,9 @@ def configure(
     nothing; with different ones, the changes are applied in place (one processor, one
     propagator, one logging chain; never stacked).
 
-    Raises ``ValueError`` (or :class:`~otelfin.catalogue.CatalogueError`) for bad settings:
-    configuration mistakes are reported at start-up, not at the first request.
+    Raises ``ValueError`` (or :class:`~otelfin.catalogue.CatalogueError`) for bad settings and
+    ``TypeError`` for an unknown keyword: configuration mistakes are reported at start-up, not
+    at the first request.
     """
     config = _resolve(
         service_name,
