@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import io
+import json
 from pathlib import Path
 
 import pytest
@@ -109,3 +110,20 @@ def test_logs_validate_closed_stdout_is_not_an_input_error(
     monkeypatch.setattr("sys.stdout", _ClosedPipe())
     assert main(["logs", "validate", "--no-catalogue", str(path)]) == 0
     assert "cannot read" not in capsys.readouterr().err
+
+
+def test_p99_report_names_a_by_label_no_series_has(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--by with a label no series carries says so, instead of one silent empty-valued row."""
+    from prometheus_client import CollectorRegistry, Histogram, generate_latest
+
+    registry = CollectorRegistry()
+    histogram = Histogram("otelfin_request_duration_seconds", "d", ["channel"], registry=registry)
+    for i in range(100):
+        histogram.labels("web" if i % 2 else "pos").observe(0.01 * (i % 10))
+    path = tmp_path / "metrics.txt"
+    path.write_bytes(generate_latest(registry))
+    assert main(["p99", "report", "--file", str(path), "--by", "chanel", "--format", "json"]) == 0
+    notes = json.loads(capsys.readouterr().out)["notes"]
+    assert any("label 'chanel'" in note and "channel" in note for note in notes)

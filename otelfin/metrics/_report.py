@@ -19,7 +19,7 @@ import time
 import urllib.error
 import urllib.parse
 import urllib.request
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -274,6 +274,7 @@ def attribute(
         rows.extend(
             _rows(label, requests, slow, exemplars, total, slow_total),
         )
+    notes = notes[-1:] + _missing_labels(by, [s.labels for s in series], metric)
     return AttributionReport(
         metric=metric,
         quantile=quantile,
@@ -285,8 +286,20 @@ def attribute(
         rows=tuple(rows),
         promql=tuple(_promql(metric, by, quantile, window, threshold_le)),
         source=source,
-        notes=tuple(notes[-1:]),
+        notes=tuple(notes),
     )
+
+
+def _missing_labels(
+    by: Sequence[str], label_sets: Sequence[Mapping[str, str]], metric: str
+) -> list[str]:
+    """A note per ``by`` label that no series carries (a typo reports one empty value)."""
+    present = {name for labels in label_sets for name in labels}
+    return [
+        f"no {metric} series has the label {label!r} (labels: {', '.join(sorted(present))})"
+        for label in by
+        if label not in present
+    ]
 
 
 def _cum_at(series: HistogramSeries, bound: float) -> float:
@@ -394,6 +407,7 @@ def from_prometheus(
     total = 0.0
     slow_total = 0.0
     exemplars = _exemplars(base, metric, window, le_float, timeout)
+    notes: list[str] = []
     for i, label in enumerate(by):
         req_rows = query(base, queries[1 + 2 * i], timeout)
         slow_rows = query(base, queries[2 + 2 * i], timeout)
@@ -405,6 +419,8 @@ def from_prometheus(
         for labels, observed, trace_id in exemplars:
             by_value.setdefault(labels.get(label, ""), []).append((observed, trace_id))
         rows.extend(_rows(label, requests, slow, by_value, total, slow_total))
+        if req_rows and not any(label in r["metric"] for r in req_rows):
+            notes.append(f"no {metric} series has the label {label!r}")
     return AttributionReport(
         metric=metric,
         quantile=quantile,
@@ -416,6 +432,7 @@ def from_prometheus(
         rows=tuple(rows),
         promql=tuple(queries),
         source=base,
+        notes=tuple(notes),
     )
 
 
