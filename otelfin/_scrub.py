@@ -372,7 +372,7 @@ _DEFAULT_SECRET_WORDS = frozenset(
     }
 )
 _secret_words: frozenset[str] = _DEFAULT_SECRET_WORDS
-_key_cache: dict[str, bool] = {}
+_key_cache: dict[str, bool | str] = {}
 _KEY_CACHE_MAX = 4096
 _key_lock = threading.Lock()
 _WORD = re.compile(r"[A-Z]+(?![a-z])|[A-Z]?[a-z]+|[0-9]+")
@@ -425,9 +425,26 @@ def is_secret_key(key: str) -> bool:
     Whole words only, so ``pinned``, ``spin`` and ``company`` are not secrets.
     """
     cached = _key_cache.get(key)
+    if cached is None:
+        cached = _key_verdict(key)
+    if type(cached) is str:  # a key holding a card number: judged by its masked form
+        return _classify_key(cached)
+    return cached is True
+
+
+def _key_verdict(key: str) -> bool | str:
+    """True for a secret key, False for a plain one, or the key with its card number masked
+    (a key can hold one too: ``card.4111111111111111``). Cached in ``_key_cache``."""
+    cached = _key_cache.get(key)
     if cached is not None:
         return cached
-    result = _classify_key(key) if isinstance(key, str) else False
+    result: bool | str = False
+    if isinstance(key, str):
+        result = _classify_key(key)
+        if len(key) >= _MIN_LEN:
+            masked = scrub_text(key)
+            if masked is not key:
+                result = masked
     if len(_key_cache) >= _KEY_CACHE_MAX:
         _key_cache.clear()  # keys are normally a small fixed set; a flood must not grow memory
     _key_cache[key] = result
@@ -554,6 +571,7 @@ def scrub_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] 
     if not attributes:
         return attributes
     out: dict[str, Any] | None = None
+    renamed: list[tuple[str, str]] | None = None
     cache = _key_cache
     # The SDK's BoundedAttributes takes a lock on every item read through the Mapping API;
     # its plain dict (read-only here) is three times faster to walk.
@@ -563,9 +581,14 @@ def scrub_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] 
     for key, val in items.items():
         secret = cache.get(key)
         if secret is None:
-            secret = is_secret_key(key)
+            secret = _key_verdict(key)
         if secret:
-            new: Any = val if val == REDACTED else REDACTED
+            if secret is True:
+                new: Any = val if val == REDACTED else REDACTED
+            else:  # the key holds a card number: renamed below, its value scrubbed too
+                renamed = renamed or []
+                renamed.append((key, secret))
+                new = REDACTED if _classify_key(secret) else scrub_value(val)
         elif type(val) is str:
             if len(val) < _MIN_LEN:
                 continue
@@ -580,6 +603,11 @@ def scrub_attributes(attributes: Mapping[str, Any] | None) -> Mapping[str, Any] 
             if out is None:
                 out = dict(attributes)
             out[key] = new
+    if renamed:
+        if out is None:
+            out = dict(attributes)
+        for key, masked in renamed:
+            out[masked] = out.pop(key)
     return attributes if out is None else out
 
 
