@@ -127,3 +127,14 @@ def test_p99_report_names_a_by_label_no_series_has(
     assert main(["p99", "report", "--file", str(path), "--by", "chanel", "--format", "json"]) == 0
     notes = json.loads(capsys.readouterr().out)["notes"]
     assert any("label 'chanel'" in note and "channel" in note for note in notes)
+
+
+def test_logs_validate_binary_line_says_not_utf8(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A line of non-UTF-8 bytes is reported as such, not as a 'surrogates' JSON error."""
+    path = tmp_path / "app.jsonl"
+    path.write_bytes(b'{"event": "ok\xff"}\n')
+    assert main(["logs", "validate", "--no-catalogue", str(path)]) == 1
+    out = capsys.readouterr().out
+    assert f"{path}:1: invalid JSON: not UTF-8 text (byte 13 of the line)" in out

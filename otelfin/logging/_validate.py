@@ -177,6 +177,10 @@ def make_line_checker(
         except decode_error as exc:
             if not raw.strip():
                 return ["empty line"]
+            try:
+                raw.decode("utf-8")
+            except UnicodeDecodeError as bad:  # orjson words this as a str surrogate error
+                return [f"invalid JSON: not UTF-8 text (byte {bad.start} of the line)"]
             return [f"invalid JSON: {exc}"]
         except Exception as exc:  # orjson's own limits: the line is still bad
             return [f"invalid JSON: {type(exc).__name__}"]
