@@ -138,3 +138,15 @@ def test_logs_validate_binary_line_says_not_utf8(
     assert main(["logs", "validate", "--no-catalogue", str(path)]) == 1
     out = capsys.readouterr().out
     assert f"{path}:1: invalid JSON: not UTF-8 text (byte 13 of the line)" in out
+
+
+@pytest.mark.parametrize("timeout", ["0", "-1", "nan", "soon"])
+def test_p99_report_bad_timeout_is_a_usage_error(
+    capsys: pytest.CaptureFixture[str], timeout: str
+) -> None:
+    """--timeout must be a positive number of seconds (0 gave 'Operation now in progress')."""
+    with pytest.raises(SystemExit) as exit_info:
+        main(["p99", "report", "--scrape", "http://127.0.0.1:9/metrics", "--by", "channel",
+              "--timeout", timeout])  # fmt: skip
+    assert exit_info.value.code == 2
+    assert "expected a positive number of seconds" in capsys.readouterr().err

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import math
 import sys
 from pathlib import Path
 from typing import Any
@@ -49,7 +50,9 @@ def register(subparsers: Any) -> None:
     )
     report.add_argument("--window", default="5m", help="PromQL range with --prometheus (5m)")
     report.add_argument("--quantile", type=float, default=0.99)
-    report.add_argument("--timeout", type=float, default=10.0)
+    report.add_argument(
+        "--timeout", type=_seconds, default=10.0, help="seconds per HTTP request (10)"
+    )
     report.add_argument("--format", choices=("text", "json"), default="text")
     report.set_defaults(func=_p99_report)
     p99.set_defaults(func=lambda args: _help(p99))
@@ -80,6 +83,16 @@ def register(subparsers: Any) -> None:
     dbuild.add_argument("--metric", default="otelfin_request_duration_seconds")
     dbuild.set_defaults(func=_dashboards_build)
     dashboards.set_defaults(func=lambda args: _help(dashboards))
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = math.nan
+    if not 0 < value < math.inf:
+        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
+    return value
 
 
 def _help(parser: argparse.ArgumentParser) -> int:
