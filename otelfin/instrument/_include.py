@@ -24,6 +24,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
+from otelfin import _internal
 from otelfin.instrument._traced import spec_of, traced
 
 __all__ = [
@@ -156,7 +157,7 @@ def _patch(owner: Any, attr: str, raw: Any, entry: IncludeEntry) -> None:
     try:
         wrapped = traced(raw)
         setattr(owner, attr, wrapped)
-    except (TypeError, ValueError, AttributeError) as exc:
+    except Exception as exc:  # a frozen class, an odd callable: skipped, never the host's error
         _report_unresolved(entry, f"{attr} cannot be wrapped: {exc}")
         return
     _registry.patches.append(_Patch(owner, attr, raw))
@@ -182,7 +183,11 @@ def instrument_methods(entries: Iterable[str | IncludeEntry]) -> list[IncludeEnt
             else:
 
                 def hook(mod: ModuleType, e: list[IncludeEntry] = module_entries) -> None:
-                    _apply_to_module(mod, e, generation)
+                    # Runs inside the host's ``import``: a failure here must not fail it.
+                    try:
+                        _apply_to_module(mod, e, generation)
+                    except Exception as exc:
+                        _internal.report(f"include.post_import[{mod.__name__}]", exc)
 
                 wrapt.register_post_import_hook(hook, module_name)
     return parsed
