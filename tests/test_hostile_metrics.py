@@ -73,3 +73,26 @@ def test_observe_with_non_recording_span() -> None:
     exposition = generate_latest(registry).decode()
     assert PAN not in exposition
     assert "XXXXXXXXXXXX1111" in exposition
+
+
+def test_operation_flood_stays_bounded() -> None:
+    """Distinct operations (raw URL paths as span names) cannot grow series past 2x the cap."""
+    registry = CollectorRegistry()
+    metrics = red_metrics(registry=registry, max_series=50)
+    for i in range(3000):
+        metrics.observe("svc", f"GET /orders/{i}", 0.01, failed=i % 2 == 0)
+    assert len(metrics.duration_guard) <= 2 * 50 + 2
+    assert len(metrics.errors_guard) <= 2 * 50 + 1
+    counts = [
+        s.value
+        for family in registry.collect()
+        for s in family.samples
+        if s.name == "otelfin_request_duration_seconds_count"
+    ]
+    assert len(counts) <= 2 * 50 + 2
+    assert sum(counts) == 3000  # every observation is kept, folded or not
+    errors = registry.get_sample_value(
+        "otelfin_request_errors_total",
+        {"service": "other", "operation": "other", "error_code": "other", "channel": "other"},
+    )
+    assert errors is not None and errors > 0

@@ -205,8 +205,11 @@ class SeriesGuard:
     ``child(values)`` returns the bound child for a tuple of label values (strings), creating
     it while the metric has fewer than ``max_series`` combinations; after that, unseen
     combinations get the single ``other`` child (every label value replaced by ``other``
-    except those named in ``keep``) and the overflow counter increments. Memory stays bounded
-    by ``max_series`` whatever values arrive.
+    except those named in ``keep``) and the overflow counter increments. Those folded series
+    count too: once the metric holds ``2 * max_series`` combinations (the kept labels are
+    flooding as well, e.g. an operation named after raw URL paths), new combinations fold every
+    label except ``outcome``. Memory stays bounded by about ``2 * max_series`` series whatever
+    values arrive.
     """
 
     def __init__(
@@ -226,6 +229,7 @@ class SeriesGuard:
         self.labelnames = labelnames
         self.max_series = max_series
         self._keep = tuple(i for i, label in enumerate(labelnames) if label in set(keep))
+        self._last_keep = tuple(i for i, label in enumerate(labelnames) if label == "outcome")
         self._children: dict[tuple[str, ...], Any] = {}
         self._lock = threading.Lock()
         self._overflow = overflow_counter(registry).labels(name)
@@ -260,6 +264,10 @@ class SeriesGuard:
                 return child
             folded = tuple(v if i in self._keep else OTHER for i, v in enumerate(values))
             other = self._children.get(folded)
+            if other is None and len(self._children) >= 2 * self.max_series:
+                # The kept labels flood too: fold them as well (bounded by the outcomes).
+                folded = tuple(v if i in self._last_keep else OTHER for i, v in enumerate(values))
+                other = self._children.get(folded)
             if other is None:
                 other = self.metric.labels(*_masked(folded))
                 self._children[folded] = other
