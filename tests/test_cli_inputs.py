@@ -150,3 +150,41 @@ def test_p99_report_bad_timeout_is_a_usage_error(
               "--timeout", timeout])  # fmt: skip
     assert exit_info.value.code == 2
     assert "expected a positive number of seconds" in capsys.readouterr().err
+
+
+def test_buckets_suggest_all_zero_samples_exit_2(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Samples whose P99 is 0 are an input error (exit 2), not an IndexError traceback."""
+    path = tmp_path / "lat.txt"
+    path.write_text("0\n" * 500)
+    assert main(["buckets", "suggest", "--samples", str(path)]) == 2
+    assert "P99 of the samples is 0 s" in capsys.readouterr().err
+
+
+def _strict_json(text: str) -> object:
+    def refuse(constant: str) -> object:
+        raise ValueError(f"not JSON: {constant}")
+
+    return json.loads(text, parse_constant=refuse)
+
+
+@pytest.mark.parametrize(
+    "samples",
+    [
+        ["0.1"] * 500,  # no sampling noise: the window ratio is infinite
+        ["0"] * 494 + [str(0.1 * i) for i in range(1, 7)],  # a held-out half with P99 0
+    ],
+)
+def test_buckets_suggest_json_has_no_infinity(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], samples: list[str]
+) -> None:
+    """--format json stays strict JSON (null, not Infinity) on degenerate latencies."""
+    import random
+
+    random.Random(6).shuffle(samples)
+    path = tmp_path / "lat.txt"
+    path.write_text("\n".join(samples))
+    assert main(["buckets", "suggest", "--samples", str(path), "--format", "json"]) == 0
+    data = _strict_json(capsys.readouterr().out)
+    assert isinstance(data, dict) and data["buckets"]

@@ -29,6 +29,7 @@ import random
 from bisect import bisect_left
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 __all__ = [
     "DEFAULT_PROMETHEUS_BUCKETS",
@@ -218,8 +219,12 @@ class BucketDesign:
     warnings: tuple[str, ...] = field(default=())
 
     def as_dict(self) -> dict[str, object]:
-        """A JSON-ready dict (the ``buckets suggest --format json`` output)."""
-        return {
+        """A JSON-ready dict (the ``buckets suggest --format json`` output).
+
+        JSON has no Infinity or NaN: an error relative to a P99 of 0 (a half of the samples
+        that is mostly zeros) or a ratio to no sampling noise is ``null``.
+        """
+        data: dict[str, object] = {
             "buckets": list(self.buckets),
             "quantile": self.quantile,
             "samples": self.samples,
@@ -240,6 +245,17 @@ class BucketDesign:
             },
             "warnings": list(self.warnings),
         }
+        return _finite_or_null(data)  # type: ignore[no-any-return]
+
+
+def _finite_or_null(value: Any) -> Any:
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, dict):
+        return {key: _finite_or_null(item) for key, item in value.items()}
+    if isinstance(value, list):
+        return [_finite_or_null(item) for item in value]
+    return value
 
 
 def _clean_samples(samples: Iterable[float]) -> list[float]:
@@ -362,8 +378,8 @@ def suggest_buckets(
     windows of :data:`REFERENCE_WINDOW` samples against the window's own sampling noise, and
     the same figures for prometheus_client's default buckets.
 
-    Raises ``ValueError`` for fewer than 200 samples, negative or non-finite values, or a
-    ``count`` outside 8-12.
+    Raises ``ValueError`` for fewer than 200 samples, negative or non-finite values, a P99 of 0,
+    or a ``count`` outside 8-12.
     """
     if not _MIN_BUCKETS <= count <= _MAX_BUCKETS:
         raise ValueError(f"count must be between {_MIN_BUCKETS} and {_MAX_BUCKETS}, not {count}")
@@ -375,6 +391,11 @@ def suggest_buckets(
     if len(xs) < _MIN_SAMPLES:
         raise ValueError(
             f"need at least {_MIN_SAMPLES} latency samples to design buckets, got {len(xs)}"
+        )
+    if exact_quantile(xs, quantile) <= 0:
+        raise ValueError(
+            f"the P{quantile * 100:g} of the samples is 0 s: there is no latency to design "
+            "buckets around (are the values in seconds?)"
         )
     warnings: list[str] = []
     if len(xs) < 3 * REFERENCE_WINDOW:
