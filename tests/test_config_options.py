@@ -30,3 +30,11 @@ def test_documented_pillar_options_are_accepted() -> None:
         scrub_all_spans="auto",
     )
     assert config.options["metrics_max_series"] == 50
+
+
+def test_transports_as_a_string_names_transports() -> None:
+    """transports="grpc,nats" picks those two (a string was split into letters and refused)."""
+    from otelfin.instrument import transports
+
+    otelfin.configure(service_name="payment-gateway", transports="grpc, nats")
+    assert sorted(transports.installed()) == ["grpc", "nats"]

@@ -42,6 +42,8 @@ def _install(config: Config) -> None:
 
     # configure(transports=False) switches transport instrumentation off; a list picks some.
     wanted = config.options.get("transports", True)
+    if isinstance(wanted, str):  # "grpc" or "grpc,nats": names, not letters
+        wanted = [name.strip() for name in wanted.split(",") if name.strip()]
     if wanted is False:
         transports.uninstall()
     else:
