@@ -139,3 +139,29 @@ def test_internal_failure_report_masks_card_numbers(caplog: pytest.LogCaptureFix
     messages = [r.getMessage() for r in caplog.records if r.name == "otelfin"]
     assert any("XXXXXXXXXXXX1111" in m for m in messages)
     assert not any(pan in m for m in messages)
+
+
+class HostileAttributes(Exception):
+    """A coded exception whose ``attributes`` property raises."""
+
+    error_code = "PAY-012"
+
+    @property
+    def attributes(self) -> dict[str, Any]:
+        raise RuntimeError("broken attributes")
+
+
+def test_error_attributes_property_that_raises(spans: InMemorySpanExporter) -> None:
+    """A coded exception whose ``attributes`` raises: code recorded, status ERROR, same object."""
+    error = HostileAttributes("declined")
+
+    @traced
+    def charge() -> None:
+        raise error
+
+    with pytest.raises(HostileAttributes) as caught:
+        charge()
+    assert caught.value is error
+    (span,) = spans.get_finished_spans()
+    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes is not None and span.attributes["otelfin.error_code"] == "PAY-012"

@@ -247,12 +247,15 @@ def _record_error(
         if code is not None:
             span.set_attribute("error.type", code)
             span.set_attribute("otelfin.error_code", code)
-            extra = getattr(exc, "attributes", None)
-            if isinstance(extra, dict):
-                for key, value in extra.items():
-                    converted = _to_attribute(value)
-                    if converted is not None:
-                        span.set_attribute(f"otelfin.error.{key}", converted)
+            try:
+                extra = getattr(exc, "attributes", None)
+                if isinstance(extra, dict):
+                    for key, value in extra.items():
+                        converted = _to_attribute(value)
+                        if converted is not None:
+                            span.set_attribute(f"otelfin.error.{key}", converted)
+            except Exception as err:  # a hostile attributes property: the span still fails
+                _internal.report("traced.error_attributes", err)
         else:
             span.set_attribute("error.type", type_name)
         try:
