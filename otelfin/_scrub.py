@@ -532,19 +532,20 @@ def _hashable(value: Any) -> bool:
 def _scrub_mapping(mapping: Mapping[Any, Any], depth: int) -> Any:
     out: dict[Any, Any] | None = None
     for key, val in mapping.items():
-        if isinstance(key, str) and is_secret_key(key):
-            new = REDACTED if val is not None else None
-        else:
-            new = scrub_value(val, depth + 1)
         new_key: Any
         if isinstance(key, str):
             new_key = scrub_text(key) if len(key) >= _MIN_LEN else key
+            secret = is_secret_key(key)
         elif key is None or isinstance(key, (bool, float)):
             new_key = key
+            secret = False
         elif isinstance(key, int):
             new_key = scrub_value(key)  # rendered as text in JSON: a card number is masked
+            secret = False
         else:
-            new_key = _key_text(key)
+            new_key = _key_text(key)  # b"password" is written as "password": judged as text
+            secret = is_secret_key(new_key)
+        new = (REDACTED if val is not None else None) if secret else scrub_value(val, depth + 1)
         if new is not val or new_key is not key:
             if out is None:
                 out = dict(mapping)

@@ -154,3 +154,10 @@ def test_logging_from_threads_while_reconfiguring() -> None:
     assert errors == []
     assert logs.lines
     assert not any(PAN.encode() in line for line in logs.lines)
+
+
+def test_bytes_secret_key_is_redacted(spans: InMemorySpanExporter) -> None:
+    """A secret-named bytes key (written as text) has its value redacted like a str key."""
+    with capture_logs() as logs:
+        otelfin.get_logger().info("login", form={b"password": "hunter2", b"user": "ann"})
+    assert _only_line(logs)["form"] == {"password": "[REDACTED]", "user": "ann"}
