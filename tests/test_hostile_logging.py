@@ -161,3 +161,19 @@ def test_bytes_secret_key_is_redacted(spans: InMemorySpanExporter) -> None:
     with capture_logs() as logs:
         otelfin.get_logger().info("login", form={b"password": "hunter2", b"user": "ann"})
     assert _only_line(logs)["form"] == {"password": "[REDACTED]", "user": "ann"}
+
+
+def test_stdlib_dict_message_redacts_secrets(spans: InMemorySpanExporter) -> None:
+    """A stdlib record whose message is a dict has secret-named entries redacted."""
+    with capture_logs() as logs:
+        logging.getLogger("thirdparty").warning({"password": "hunter2", "user": "ann"})
+    event = _only_line(logs)["event"]
+    assert "hunter2" not in event and "[REDACTED]" in event and "ann" in event
+
+
+def test_set_event_is_rendered_as_text(spans: InMemorySpanExporter) -> None:
+    """A set passed as the event is written as text, so the line keeps the schema."""
+    with capture_logs() as logs:
+        otelfin.get_logger().info({1, 2})
+    assert isinstance(_only_line(logs)["event"], str)
+    assert logs.problems() == []

@@ -141,7 +141,8 @@ class Correlate:
         }
         if type(out["event"]) is not str:  # the schema wants text: log.info(42), log.info()
             event = out["event"]
-            out["event"] = "" if event is None else _default(event)
+            text = "" if event is None else _default(event)
+            out["event"] = text if isinstance(text, str) else str(text)  # a set became a list
         ctx = trace.get_current_span().get_span_context()
         if ctx.is_valid:
             out["trace_id"] = format(ctx.trace_id, "032x")

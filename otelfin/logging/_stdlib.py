@@ -62,7 +62,10 @@ class OtelfinHandler(logging.Handler):
                     message = f"{record.msg!s} {record.args!r}"
                 except Exception:  # nor a message or argument whose text cannot be made
                     message = f"<unprintable {type(record.msg).__name__}>"
-            event_dict: dict[str, Any] = {"event": message, "logger": record.name}
+            # A bare non-text message (a dict) is handed over as the object, so secret-named
+            # entries in it are redacted before the chain renders it as text.
+            event = record.msg if not record.args and not isinstance(record.msg, str) else message
+            event_dict: dict[str, Any] = {"event": event, "logger": record.name}
             for key, value in record.__dict__.items():
                 if key not in _RECORD_FIELDS and not key.startswith("_"):
                     event_dict[key] = value
