@@ -104,11 +104,11 @@ class _ClosedPipe(io.StringIO):
 def test_logs_validate_closed_stdout_is_not_an_input_error(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """`logs validate ... | head` stops quietly: a closed stdout is not 'cannot read' (exit 2)."""
+    """`logs validate ... | head` stops quietly with 141 (SIGPIPE), never 0 nor 'cannot read'."""
     path = tmp_path / "app.jsonl"
     path.write_text('{"level": "info"}\n' * 5)
     monkeypatch.setattr("sys.stdout", _ClosedPipe())
-    assert main(["logs", "validate", "--no-catalogue", str(path)]) == 0
+    assert main(["logs", "validate", "--no-catalogue", str(path)]) == 141
     assert "cannot read" not in capsys.readouterr().err
 
 

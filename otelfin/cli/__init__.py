@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import argparse
 import importlib
+import io
+import os
 import sys
 from collections.abc import Sequence
 
@@ -55,7 +57,14 @@ def main(argv: Sequence[str] | None = None) -> int:
     except KeyboardInterrupt:
         return 130
     except BrokenPipeError:
-        return 0
+        # The reader went away (`| head`): stop quietly, but never report success, since the
+        # findings it did not read may exist. 141 = 128 + SIGPIPE, what a shell tool exits with.
+        try:
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, sys.stdout.fileno())
+        except (OSError, ValueError, io.UnsupportedOperation):
+            pass  # stdout is not a real file (tests); nothing is flushed to it at exit
+        return 141
 
 
 if __name__ == "__main__":  # pragma: no cover
