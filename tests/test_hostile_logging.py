@@ -177,3 +177,20 @@ def test_set_event_is_rendered_as_text(spans: InMemorySpanExporter) -> None:
         otelfin.get_logger().info({1, 2})
     assert isinstance(_only_line(logs)["event"], str)
     assert logs.problems() == []
+
+
+@pytest.mark.parametrize(
+    ("fmt", "args"),
+    [("form %s", {"password": "hunter2"}), ("pw %(password)s", {"password": "hunter2"})],
+)
+def test_percent_args_secrets_are_redacted(
+    spans: InMemorySpanExporter, fmt: str, args: dict[str, str]
+) -> None:
+    """Secret-named entries of a dict %-argument are redacted, stdlib and otelfin loggers."""
+    with capture_logs() as logs:
+        logging.getLogger("thirdparty").warning(fmt, args)
+        otelfin.get_logger().info(fmt, args)
+        otelfin.get_logger().info("bad %d " + fmt, args)  # the unformattable fallback
+    assert len(logs.lines) == 3
+    for raw in logs.lines:
+        assert b"hunter2" not in raw and b"[REDACTED]" in raw

@@ -321,6 +321,9 @@ def emit(method_name: str, event_dict: dict[str, Any], logger: Any = None) -> No
 def _interpolate(event: Any, args: tuple[Any, ...]) -> Any:
     if not args:
         return event
+    # Scrubbed first: a dict argument's secret-named entries would otherwise be formatted
+    # into the message text, where keys can no longer be told apart.
+    args = scrub_value(args)
     try:
         return event % args
     except Exception:

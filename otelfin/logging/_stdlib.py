@@ -11,6 +11,7 @@ import logging
 import threading
 from typing import Any
 
+from otelfin._scrub import scrub_value
 from otelfin.logging import _pipeline
 from otelfin.logging._catalogue import UnregisteredErrorCodeError
 
@@ -55,11 +56,14 @@ class OtelfinHandler(logging.Handler):
             return
         self._local.depth = depth + 1
         try:
+            args = scrubbed = record.args
             try:
-                message = record.getMessage()
+                # Secret-named entries of a dict argument are redacted before formatting.
+                scrubbed = scrub_value(args) if args else args
+                message = record.getMessage() if scrubbed is args else str(record.msg) % scrubbed
             except Exception:  # a bad format string must not lose the record
                 try:
-                    message = f"{record.msg!s} {record.args!r}"
+                    message = f"{record.msg!s} {scrubbed!r}"
                 except Exception:  # nor a message or argument whose text cannot be made
                     message = f"<unprintable {type(record.msg).__name__}>"
             # A bare non-text message (a dict) is handed over as the object, so secret-named
