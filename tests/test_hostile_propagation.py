@@ -10,6 +10,7 @@ from opentelemetry.propagators.textmap import Getter
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 from otelfin import propagation as P
+from otelfin import traced as traced_call
 
 PAN = "4111111111111111"
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -83,3 +84,23 @@ def test_hostile_carrier_starts_new_trace(
     ctx = P.extract(carrier, getter)
     assert not trace.get_current_span(ctx).get_span_context().is_valid
     assert not baggage.get_all(ctx)
+
+
+@pytest.mark.parametrize(
+    "setter",
+    [P.headers_setter, P.kafka_headers_setter, P.grpc_metadata_setter],
+    ids=["headers", "kafka", "grpc"],
+)
+def test_inject_into_list_with_odd_entries(spans: InMemorySpanExporter, setter: Any) -> None:
+    """A list carrier holding odd entries and a stale bytes-named traceparent: one new one."""
+    carrier: list[Any] = [(), "junk", None, (b"traceparent", b"00-stale"), ("x-other", "1")]
+
+    @traced_call
+    def send() -> None:
+        P.inject(carrier, setter)
+
+    send()
+    names = [p[0] for p in carrier if isinstance(p, tuple) and len(p) == 2]
+    assert [n for n in names if n in ("traceparent", b"traceparent")] == ["traceparent"]
+    assert () in carrier and "junk" in carrier
+    assert ("x-other", "1") in carrier

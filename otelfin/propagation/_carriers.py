@@ -275,10 +275,12 @@ class HeadersSetter(Setter[Any]):
 
 def _set_pair(carrier: list[Any], key: str, value: Any) -> None:
     lowered = key.lower()
+    # Odd entries (an empty tuple, a non-pair) are kept as they are, never an error; a bytes
+    # name counts like its text, so a carrier never ends up with two traceparents.
     carrier[:] = [
         pair
         for pair in carrier
-        if not (isinstance(pair, tuple) and isinstance(pair[0], str) and pair[0].lower() == lowered)
+        if not (isinstance(pair, tuple) and len(pair) == 2 and _name(pair[0]) == lowered)
     ]
     carrier.append((key, value))
 
