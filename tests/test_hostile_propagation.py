@@ -104,3 +104,16 @@ def test_inject_into_list_with_odd_entries(spans: InMemorySpanExporter, setter: 
     assert [n for n in names if n in ("traceparent", b"traceparent")] == ["traceparent"]
     assert () in carrier and "junk" in carrier
     assert ("x-other", "1") in carrier
+
+
+def test_inject_into_dict_with_bytes_named_traceparent(spans: InMemorySpanExporter) -> None:
+    """A dict carrier already holding a bytes-named traceparent ends up with exactly one."""
+    carrier: dict[Any, Any] = {b"traceparent": b"00-stale", "x-other": "1"}
+
+    @traced_call
+    def send() -> None:
+        P.inject(carrier, P.kafka_headers_setter)
+
+    send()
+    assert b"traceparent" not in carrier and "traceparent" in carrier
+    assert carrier["x-other"] == "1"

@@ -255,7 +255,7 @@ class NatsHeadersGetter(CarrierGetter):
 
 def _remove_other_spellings(carrier: MutableMapping[Any, Any], key: str) -> None:
     lowered = key.lower()
-    for existing in [k for k in carrier if isinstance(k, str) and k.lower() == lowered]:
+    for existing in [k for k in carrier if _name(k) == lowered]:  # bytes names too
         if existing != key:
             del carrier[existing]
 
