@@ -165,3 +165,60 @@ def test_error_attributes_property_that_raises(spans: InMemorySpanExporter) -> N
     (span,) = spans.get_finished_spans()
     assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None and span.attributes["otelfin.error_code"] == "PAY-012"
+
+
+@pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(3), GeneratorExit()])
+def test_base_exceptions_propagate_and_end_span(
+    spans: InMemorySpanExporter, error: BaseException
+) -> None:
+    """KeyboardInterrupt/SystemExit/GeneratorExit: the same object escapes, the span ends."""
+
+    @traced
+    def work() -> None:
+        raise error
+
+    with pytest.raises(BaseException) as caught:
+        work()
+    assert caught.value is error
+    (span,) = spans.get_finished_spans()
+    assert span.end_time is not None and span.status.status_code is StatusCode.ERROR
+
+
+def test_cancelled_coroutine_ends_span_and_propagates(spans: InMemorySpanExporter) -> None:
+    """A cancelled @traced coroutine re-raises CancelledError and its span still ends."""
+
+    @traced
+    async def wait() -> None:
+        await asyncio.sleep(10)
+
+    async def main() -> None:
+        task = asyncio.ensure_future(wait())
+        await asyncio.sleep(0.01)
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+
+    asyncio.run(main())
+    (span,) = spans.get_finished_spans()
+    assert span.end_time is not None
+    assert span.attributes is not None
+    assert span.attributes["error.type"] == "asyncio.exceptions.CancelledError"
+
+
+def test_non_str_error_code_is_unclassified(prom_registry: CollectorRegistry) -> None:
+    """An exception whose error_code is an int is counted as unclassified, never crashes."""
+
+    class IntCode(Exception):
+        error_code = 12345
+
+    @traced
+    def charge() -> None:
+        raise IntCode("x")
+
+    with pytest.raises(IntCode):
+        charge()
+    labels = {"service": "otelfin-test", "operation": charge.__qualname__, "channel": ""}
+    value = prom_registry.get_sample_value(
+        "otelfin_request_errors_total", {**labels, "error_code": "unclassified"}
+    )
+    assert value == 1
