@@ -41,9 +41,11 @@ import re
 import threading
 from bisect import bisect_right
 from collections.abc import Iterable, Mapping, Sequence
+from datetime import date, time
 from enum import Enum
 from itertools import accumulate
 from typing import Any, Literal
+from uuid import UUID
 
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
@@ -536,8 +538,11 @@ def _scrub_mapping(mapping: Mapping[Any, Any], depth: int) -> Any:
         if isinstance(key, str):
             new_key = scrub_text(key) if len(key) >= _MIN_LEN else key
             secret = is_secret_key(key)
-        elif key is None or isinstance(key, (bool, float)):
-            new_key = key
+        elif key is None or isinstance(key, (bool, float, date, time, UUID)):
+            new_key = key  # JSON encoders write these as text themselves; no card number fits
+            secret = False
+        elif isinstance(key, Enum):
+            new_key = scrub_value(key)  # written by value: masked only if that holds a card
             secret = False
         elif isinstance(key, int):
             new_key = scrub_value(key)  # rendered as text in JSON: a card number is masked

@@ -194,3 +194,23 @@ def test_percent_args_secrets_are_redacted(
     assert len(logs.lines) == 3
     for raw in logs.lines:
         assert b"hunter2" not in raw and b"[REDACTED]" in raw
+
+
+def test_date_uuid_enum_keys_keep_their_json_form(spans: InMemorySpanExporter) -> None:
+    """Keys orjson writes itself (date, UUID, enum) keep that form; an enum card is masked."""
+    import datetime
+    import uuid
+
+    class Kind(enum.Enum):
+        PLAIN = "plain"
+        CARD = PAN
+
+    data = {Kind.PLAIN: 1, Kind.CARD: 2, datetime.date(2020, 1, 2): 3, uuid.UUID(int=5): 4}
+    with capture_logs() as logs:
+        otelfin.get_logger().info("keys", data=data)
+    assert _only_line(logs)["data"] == {
+        "plain": 1,
+        "XXXXXXXXXXXX1111": 2,
+        "2020-01-02": 3,
+        "00000000-0000-0000-0000-000000000005": 4,
+    }
