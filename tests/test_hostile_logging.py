@@ -214,3 +214,13 @@ def test_date_uuid_enum_keys_keep_their_json_form(spans: InMemorySpanExporter) -
         "2020-01-02": 3,
         "00000000-0000-0000-0000-000000000005": 4,
     }
+
+
+def test_huge_int_with_nan_still_valid_json(spans: InMemorySpanExporter) -> None:
+    """A >64-bit int (orjson's fallback path) next to NaN/inf still yields valid JSON."""
+    with capture_logs() as logs:
+        otelfin.get_logger().info("x", big=10**100, ratio=float("nan"), span=[float("-inf"), 1.5])
+    line = _only_line(logs)
+    assert line["ratio"] is None and line["span"] == [None, 1.5]
+    assert str(10**100).encode() in logs.lines[0]  # the integer itself, digit for digit
+    assert logs.problems() == []

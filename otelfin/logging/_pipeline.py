@@ -13,6 +13,7 @@ time, before ``configure()``, follows every later ``configure()``.
 from __future__ import annotations
 
 import json
+import math
 import os
 import sys
 import threading
@@ -165,6 +166,19 @@ def _default(value: Any) -> Any:
         return f"<unprintable {type(value).__name__}>"
 
 
+def _finite(value: Any, depth: int = 0) -> Any:
+    """``value`` with non-finite floats as None, in dicts, lists and tuples (a copy)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if depth > 64:
+        return value
+    if isinstance(value, dict):
+        return {k: _finite(v, depth + 1) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_finite(v, depth + 1) for v in value]
+    return value
+
+
 def render_json(logger: Any, method_name: str, event_dict: dict[str, Any]) -> bytes:
     """One JSON object and a newline, as bytes (orjson; stdlib json for what orjson refuses)."""
     try:
@@ -174,8 +188,11 @@ def render_json(logger: Any, method_name: str, event_dict: dict[str, Any]) -> by
             option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
         )
     except (TypeError, orjson.JSONEncodeError):
-        # Integers beyond 64 bits, recursion past orjson's limit and the like.
-        text = json.dumps(event_dict, default=_default, ensure_ascii=False, check_circular=True)
+        # Integers beyond 64 bits, recursion past orjson's limit and the like. NaN and
+        # infinities become null as orjson writes them: json.dumps would write bare NaN.
+        text = json.dumps(
+            _finite(event_dict), default=_default, ensure_ascii=False, check_circular=True
+        )
         return (text + "\n").encode("utf-8", "replace")
 
 
