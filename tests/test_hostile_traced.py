@@ -222,3 +222,18 @@ def test_non_str_error_code_is_unclassified(prom_registry: CollectorRegistry) ->
         "otelfin_request_errors_total", {**labels, "error_code": "unclassified"}
     )
     assert value == 1
+
+
+def test_dict_argument_secrets_redacted_in_attributes(spans: InMemorySpanExporter) -> None:
+    """A dict argument recorded as a span attribute has its secret-named entries redacted."""
+
+    @traced(attributes={"payment.form": "form"}, record_args=True)
+    def charge(form: dict[str, str]) -> str:
+        return form["cvv"]
+
+    assert charge({"cvv": "123", "password": "hunter2", "amount": "9.99"}) == "123"
+    (span,) = spans.get_finished_spans()
+    assert span.attributes is not None
+    for key in ("payment.form", "code.arg.form"):
+        text = str(span.attributes[key])
+        assert "hunter2" not in text and "'123'" not in text and "9.99" in text

@@ -30,6 +30,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otelfin import _internal
 from otelfin._errors import error_code_of
+from otelfin._scrub import scrub_value
 from otelfin.instrument._fastctx import attach_context, context_with, current_context, detach
 
 __all__ = ["CallObserver", "TracedSpec", "set_call_observer", "traced"]
@@ -129,7 +130,9 @@ def _to_attribute(value: Any) -> AttributeValue | None:
     ):
         return tuple(value)
     try:
-        return str(value)
+        # Secret-named entries of a dict (or dataclass) are redacted before it becomes text:
+        # once flattened into one string, the export-time scrubber can only find card numbers.
+        return str(scrub_value(value))
     except Exception:  # an argument's broken __str__ must not cost the span
         return f"<unprintable {type(value).__name__}>"
 
