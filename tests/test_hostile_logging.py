@@ -224,3 +224,26 @@ def test_huge_int_with_nan_still_valid_json(spans: InMemorySpanExporter) -> None
     assert line["ratio"] is None and line["span"] == [None, 1.5]
     assert str(10**100).encode() in logs.lines[0]  # the integer itself, digit for digit
     assert logs.problems() == []
+
+
+def test_app_root_handler_keeps_its_threshold() -> None:
+    """An app handler on root (WARNING) gets no library info records after configure()."""
+    import io
+
+    stream = io.StringIO()
+    handler = logging.StreamHandler(stream)
+    root = logging.getLogger()
+    before = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.WARNING)
+    try:
+        with configured_for_test(log_level="info"), capture_logs() as logs:
+            logging.getLogger("somelib").info("charging card %s", PAN)
+            logging.getLogger("somelib").warning("retrying")
+        assert len(logs.lines) == 2  # otelfin's handler sees the info record, masked
+        assert PAN.encode() not in logs.lines[0]
+        assert stream.getvalue() == "retrying\n"  # the app's handler: as before configure()
+        assert handler.filters == []  # the guard is gone after shutdown
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(before)

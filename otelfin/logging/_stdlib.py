@@ -101,9 +101,60 @@ def install(level: str, error_code: str | None = None) -> None:
         _previous_level = root.level
     _installed.setLevel(number)
     _installed.error_code = error_code
-    # Libraries' info records must reach the handler; only ever lower the root threshold.
-    if root.level > number or root.level == logging.NOTSET:
+    # Libraries' info records must reach the handler; only ever lower the root threshold
+    # (NOTSET already lets everything through).
+    if root.level > number:
+        if not _guarded:
+            _guard_handlers(root.level)
         root.setLevel(number)
+
+
+class _KeepThreshold(logging.Filter):
+    """Put on the application's own handlers while otelfin has lowered the root level, so they
+    keep receiving exactly the records they received before: otelfin lowers it for its own
+    handler, and library records the application never saw (raw, unmasked) must stay unseen.
+    """
+
+    def __init__(self, root_level: int) -> None:
+        super().__init__()
+        self.root_level = root_level
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # The record's logger's level as it was: its own or an ancestor's, else the old root's.
+        logger = logging.root.manager.loggerDict.get(record.name)
+        while isinstance(logger, logging.Logger) and logger is not logging.root:
+            if logger.level:
+                return record.levelno >= logger.level
+            logger = logger.parent
+        return record.levelno >= self.root_level
+
+
+_guarded: list[tuple[logging.Handler, _KeepThreshold]] = []
+
+
+def _guard_handlers(root_level: int) -> None:
+    """Give every handler already attached (root's and other loggers') a :class:`_KeepThreshold`
+    for the root level as it was; handlers with a level of their own at or above it need none."""
+    loggers = [logging.root] + [
+        lg
+        for lg in list(logging.root.manager.loggerDict.values())
+        if isinstance(lg, logging.Logger)
+    ]
+    seen: set[int] = set()
+    for logger in loggers:
+        for handler in list(logger.handlers):
+            if handler is _installed or id(handler) in seen or handler.level >= root_level:
+                continue
+            seen.add(id(handler))
+            guard = _KeepThreshold(root_level)
+            handler.addFilter(guard)
+            _guarded.append((handler, guard))
+
+
+def _unguard_handlers() -> None:
+    while _guarded:
+        handler, guard = _guarded.pop()
+        handler.removeFilter(guard)
 
 
 def uninstall() -> None:
@@ -113,6 +164,7 @@ def uninstall() -> None:
         return
     root = logging.getLogger()
     root.removeHandler(_installed)
+    _unguard_handlers()
     if _previous_level is not None:
         root.setLevel(_previous_level)
     _installed = None
