@@ -96,3 +96,23 @@ def test_operation_flood_stays_bounded() -> None:
         {"service": "other", "operation": "other", "error_code": "other", "channel": "other"},
     )
     assert errors is not None and errors > 0
+
+
+def test_traced_call_with_unsampled_span_is_still_counted(
+    prom_registry: CollectorRegistry,
+) -> None:
+    """A @traced call whose span is not recording (sampled out) is counted, without exemplar."""
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
+
+    @traced(tracer_provider=TracerProvider(sampler=ALWAYS_OFF))
+    def pay() -> str:
+        return "ok"
+
+    assert pay() == "ok"
+    labels = {"service": "otelfin-test", "operation": pay.__qualname__, "channel": ""}
+    count = prom_registry.get_sample_value(
+        "otelfin_request_duration_seconds_count", {**labels, "outcome": "ok"}
+    )
+    assert count == 1
+    assert "trace_id" not in generate_latest(prom_registry).decode()
