@@ -41,3 +41,32 @@ def test_secret_key_holding_card_number_is_still_secret() -> None:
     assert is_secret_key(f"x.{PAN}.password")
     assert not is_secret_key(f"card.{PAN}")
     assert is_secret_key("password") and not is_secret_key("amount")
+
+
+def _span_text(span: object) -> str:
+    from opentelemetry.sdk.trace import ReadableSpan
+
+    assert isinstance(span, ReadableSpan)
+    events = [(e.name, dict(e.attributes or {})) for e in span.events]
+    return repr((span.name, dict(span.attributes or {}), events, span.status.description))
+
+
+@pytest.mark.parametrize("scrub_as_spans_end", [False, True], ids=["on-export", "on-ending"])
+def test_card_number_in_name_status_and_exception_chain(scrub_as_spans_end: bool) -> None:
+    """Span name, status, exception message, stack trace and chained causes: all masked."""
+
+    @traced(name=f"charge {PAN}")
+    def charge() -> None:
+        try:
+            raise KeyError(PAN)
+        except KeyError as cause:
+            raise ValueError(f"declined {PAN}") from cause
+
+    with configured_for_test(scrub_all_spans=scrub_as_spans_end) as exporter:
+        with pytest.raises(ValueError):
+            charge()
+        (span,) = exporter.get_finished_spans()
+    text = _span_text(span)
+    assert "exception.stacktrace" in text and "direct cause" in text
+    assert PAN not in text
+    assert text.count(MASKED) >= 5  # name, status, message, and both messages in the trace
