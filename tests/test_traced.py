@@ -411,3 +411,28 @@ def test_explicit_tracer_provider() -> None:
     assert [s.name for s in exporter.get_finished_spans()] == [
         "test_explicit_tracer_provider.<locals>.f"
     ]
+
+
+def test_partials_and_callable_objects(spans: InMemorySpanExporter) -> None:
+    """functools.partial and callable instances can be traced; they are named sensibly."""
+    import functools
+
+    class Fee:
+        def __call__(self, amount: float) -> float:
+            return amount * 0.01
+
+    def add(a: int, b: int) -> int:
+        return a + b
+
+    fee = traced(Fee())
+    add_five = traced(functools.partial(add, 5))
+    named = traced(name="fee.compute")(Fee())
+    assert fee(200.0) == 2.0
+    assert add_five(1) == 6
+    assert named(100.0) == 1.0
+    names = [s.name for s in spans.get_finished_spans()]
+    assert names == [
+        "test_partials_and_callable_objects.<locals>.Fee",
+        "test_partials_and_callable_objects.<locals>.add",
+        "fee.compute",
+    ]

@@ -150,7 +150,7 @@ def _param_extractor(func: Callable[..., Any], attr: str, param: str) -> _Extrac
         if found is None or found.kind in (found.VAR_POSITIONAL, found.VAR_KEYWORD):
             if not any(p.kind is p.VAR_KEYWORD for p in params):
                 raise ValueError(
-                    f"@traced on {func.__qualname__}: attribute {attr!r} names parameter "
+                    f"@traced on {_display_name(func)}: attribute {attr!r} names parameter "
                     f"{param!r}, which the function does not have; use static_attributes= "
                     "for a fixed value"
                 )
@@ -492,6 +492,17 @@ def _wrap_async_generator(func: Callable[..., Any], spec: TracedSpec) -> Callabl
     return wrapper
 
 
+def _display_name(func: Any) -> str:
+    """``__qualname__``, or for partials and callable objects the best name there is."""
+    qualname = getattr(func, "__qualname__", None)
+    if isinstance(qualname, str):
+        return qualname
+    inner = getattr(func, "func", None)  # functools.partial
+    if inner is not None and inner is not func:
+        return _display_name(inner)
+    return type(func).__qualname__
+
+
 def _callable_extractor(callback: Callable[..., Any]) -> _Extractor:
     def extract(args: tuple[Any, ...], kwargs: dict[str, Any]) -> Any:
         return callback(*args, **kwargs)
@@ -528,7 +539,7 @@ def _make_spec(
             static[attr] = source
         else:
             raise TypeError(
-                f"@traced on {func.__qualname__}: attribute {attr!r} must name a parameter, "
+                f"@traced on {_display_name(func)}: attribute {attr!r} must name a parameter, "
                 f"be a callable or a number, not {type(source).__name__}"
             )
     for attr, value in (static_attributes or {}).items():
@@ -536,7 +547,7 @@ def _make_spec(
         if converted is not None:
             static[attr] = converted
     return TracedSpec(
-        name=name or func.__qualname__,
+        name=name or _display_name(func),
         kind=kind,
         static=static,
         extractors=tuple(extractors),
