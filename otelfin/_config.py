@@ -13,7 +13,7 @@ import os
 import re
 import threading
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -469,8 +469,3 @@ def reset() -> None:
         _state.processor = None
         _state.providers_with_processor.clear()
     _traced._set_code_lookup(_lookup_code)
-
-
-def with_overrides(config: Config, **changes: Any) -> Config:
-    """A copy of ``config`` with fields changed (tests, the demo)."""
-    return replace(config, **changes)
