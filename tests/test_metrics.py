@@ -367,3 +367,20 @@ def test_multiprocess_mode_sums_workers(tmp_path: Path) -> None:
     labels = 'channel="web",operation="work",outcome="ok",service="mp-test"'
     assert f"{H}_count{{{labels}}} 7.0" in out
     assert f"otelfin_requests_total{{{labels}}} 7.0" in out
+
+
+def test_overflow_counter_not_inherited_through_a_reused_id() -> None:
+    """A registry reusing a dead registry's id() still gets its own overflow counter."""
+    from otelfin.metrics import _labels as labels_module
+
+    dead, fresh = CollectorRegistry(), CollectorRegistry()
+    stale = labels_module.overflow_counter(dead)
+    labels_module._overflow_counters[id(fresh)] = (dead, stale)  # what an id reuse looks like
+    try:
+        counter = labels_module.overflow_counter(fresh)
+        assert counter is not stale
+        counter.labels(metric="m").inc()
+        assert fresh.get_sample_value("otelfin_metric_overflow_total", {"metric": "m"}) == 1
+    finally:
+        labels_module._forget_overflow_counter(fresh)
+        labels_module._forget_overflow_counter(dead)

@@ -166,31 +166,38 @@ def check_label_names(
 
 
 _overflow_lock = threading.Lock()
-_overflow_counters: dict[int, Counter] = {}
+# Keyed by id(), with the registry kept beside its counter and checked by identity: once a
+# registry is garbage-collected its id can be reused by a new one, which must not inherit a
+# counter registered in the dead registry (a flaky test caught exactly that).
+_overflow_counters: dict[int, tuple[CollectorRegistry | None, Counter]] = {}
 
 
 def overflow_counter(registry: CollectorRegistry | None = REGISTRY) -> Counter:
     """``otelfin_metric_overflow_total{metric}`` in ``registry`` (created once per registry)."""
     key = id(registry)
     with _overflow_lock:
-        counter = _overflow_counters.get(key)
-        if counter is None:
-            counter = Counter(
-                "otelfin_metric_overflow",
-                "Observations folded into the 'other' series: the metric hit its series cap.",
-                ["metric"],
-                registry=registry,
-            )
-            _overflow_counters[key] = counter
+        held = _overflow_counters.get(key)
+        if held is not None and held[0] is registry:
+            return held[1]
+        counter = Counter(
+            "otelfin_metric_overflow",
+            "Observations folded into the 'other' series: the metric hit its series cap.",
+            ["metric"],
+            registry=registry,
+        )
+        _overflow_counters[key] = (registry, counter)
         return counter
 
 
 def _forget_overflow_counter(registry: CollectorRegistry | None) -> None:
     with _overflow_lock:
-        counter = _overflow_counters.pop(id(registry), None)
-    if counter is not None and registry is not None:
+        held = _overflow_counters.get(id(registry))
+        if held is None or held[0] is not registry:
+            return
+        del _overflow_counters[id(registry)]
+    if registry is not None:
         with contextlib.suppress(KeyError):
-            registry.unregister(counter)
+            registry.unregister(held[1])
 
 
 def _masked(values: tuple[str, ...]) -> tuple[str, ...]:
