@@ -70,3 +70,70 @@ def test_instrumentors_are_registered_for_opentelemetry_instrument() -> None:
         instrumentor.instrument()
         assert instrumentor.is_instrumented_by_opentelemetry
         instrumentor.uninstrument()
+
+
+def _fresh_python(code: str) -> str:
+    """Run ``code`` in a new interpreter (nothing imported yet) and return its stdout."""
+    import subprocess
+    import sys
+
+    done = subprocess.run(
+        [sys.executable, "-W", "error", "-c", code],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    return done.stdout.strip()
+
+
+def test_wsgi_middleware_is_reachable_after_import_otelfin() -> None:
+    """``otelfin.instrument.transports.wsgi.middleware(app)`` works after ``import otelfin``."""
+    out = _fresh_python(
+        "import otelfin\n"
+        "app = otelfin.instrument.transports.wsgi.middleware(lambda environ, start: [])\n"
+        "print(type(app).__name__, otelfin.instrument.transports.asgi.middleware.__name__)\n"
+    )
+    assert out == "OpenTelemetryMiddleware middleware"
+
+
+def test_library_imported_after_configure_is_instrumented_and_configure_imports_nothing() -> None:
+    """configure() leaves an unused library unimported; importing it later instruments it."""
+    out = _fresh_python(
+        "import sys, otelfin\n"
+        "otelfin.configure('svc', traces_exporter='none')\n"
+        "before = 'nats' in sys.modules\n"
+        "from nats.aio.client import Client\n"
+        "print(before, hasattr(Client.__dict__['publish'], '__wrapped__'),\n"
+        "      otelfin.instrument.transports.installed().count('nats'))\n"
+        "otelfin.shutdown()\n"
+        "print(hasattr(Client.__dict__['publish'], '__wrapped__'))\n"
+    )
+    assert out.splitlines() == ["False True 1", "False"]
+
+
+def test_transport_the_application_instrumented_is_left_to_it() -> None:
+    """An instrumentor the application switched on is neither listed nor switched off by otelfin."""
+    from otelfin.instrument.transports.nats import NatsInstrumentor
+
+    own = NatsInstrumentor()
+    own.instrument()
+    try:
+        with configured_for_test(transports=["nats", "pika"]):
+            assert transports.installed() == ["pika"]
+        assert own.is_instrumented_by_opentelemetry
+    finally:
+        own.uninstrument()
+
+
+def test_every_row_names_an_instrumentor_with_an_install_hint() -> None:
+    """Each table row loads a BaseInstrumentor here and tells which extra to install."""
+    from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+        BaseInstrumentor,
+    )
+
+    for row in transports.TABLE:
+        assert row.name in transports.TRANSPORTS
+        assert row.hint == f"pip install 'otelfin[{row.extra}]'"
+        assert isinstance(row.load(), BaseInstrumentor), row

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from otelfin.instrument._include import (
     IncludeEntry,
@@ -30,6 +30,15 @@ __all__ = [
     "set_call_observer",
     "spec_of",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    # ``otelfin.instrument.transports`` after a plain ``import otelfin``, imported on first use.
+    if name == "transports":
+        import importlib
+
+        return importlib.import_module(f"{__name__}.transports")
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
 def _install(config: Config) -> None:

@@ -1,71 +1,35 @@
-"""Shared plumbing for transport modules: switch an official instrumentor on and off once."""
+"""Shared plumbing for otelfin's own instrumentors: the patch idiom and consumer process spans."""
 
 from __future__ import annotations
 
 import importlib
-import importlib.util
 from typing import Any
 
-from otelfin import _internal
+__all__ = ["Patch", "patch", "unpatch", "open_process_span", "close_process_span"]
 
-__all__ = ["OfficialInstrumentor", "available"]
-
-
-def available(*modules: str) -> bool:
-    """True when every module can be imported (checked without importing it)."""
-    try:
-        return all(importlib.util.find_spec(name) is not None for name in modules)
-    except (ImportError, ValueError):
-        return False
+#: ``(module, "Class.method", wrapper)``: what an instrumentor wraps, declared once for both
+#: directions. ``wrapper(wrapped, instance, args, kwargs)`` is wrapt's signature.
+Patch = tuple[str, str, Any]
 
 
-class OfficialInstrumentor:
-    """An official ``opentelemetry-instrumentation-*`` instrumentor, switched on by otelfin.
+def patch(patches: tuple[Patch, ...]) -> None:
+    """Wrap each target with ``wrapt.wrap_function_wrapper`` (called from ``_instrument``)."""
+    import wrapt
 
-    It remembers whether otelfin switched it on, so ``uninstall`` never undoes an
-    instrumentation the application (or ``opentelemetry-instrument``) set up itself.
-    """
+    for module, name, wrapper in patches:
+        wrapt.wrap_function_wrapper(module, name, wrapper)
 
-    def __init__(self, module: str, cls: str, library: str, extra: str) -> None:
-        self.module, self.cls, self.library, self.extra = module, cls, library, extra
-        self._ours: Any = None
 
-    def load(self) -> Any:
-        """The instrumentor singleton; ImportError names the extra to install."""
-        try:
-            return getattr(importlib.import_module(self.module), self.cls)()
-        except ImportError as exc:
-            raise ImportError(
-                f"otelfin needs {self.module} for {self.library}: "
-                f"pip install 'otelfin[{self.extra}]'"
-            ) from exc
+def unpatch(patches: tuple[Patch, ...]) -> None:
+    """Undo :func:`patch` with OpenTelemetry's ``unwrap`` (called from ``_uninstrument``)."""
+    from opentelemetry.instrumentation.utils import unwrap
 
-    def install(self, **kwargs: Any) -> bool:
-        """Instrument unless already instrumented; True when otelfin did it now or before."""
-        if self._ours is not None:
-            return True
-        if not available(self.library, self.module):
-            return False
-        try:
-            instrumentor = self.load()
-            if instrumentor.is_instrumented_by_opentelemetry:
-                return False
-            instrumentor.instrument(**kwargs)
-        except Exception as exc:
-            _internal.report(f"transports.install[{self.library}]", exc)
-            return False
-        self._ours = instrumentor
-        return True
-
-    def uninstall(self) -> None:
-        """Undo ``install`` (only if otelfin instrumented)."""
-        instrumentor, self._ours = self._ours, None
-        if instrumentor is None:
-            return
-        try:
-            instrumentor.uninstrument()
-        except Exception as exc:
-            _internal.report(f"transports.uninstall[{self.library}]", exc)
+    for module, name, _ in reversed(patches):
+        owner, _, attr = name.rpartition(".")
+        target: Any = importlib.import_module(module)
+        for part in owner.split(".") if owner else ():
+            target = getattr(target, part)
+        unwrap(target, attr)
 
 
 # --- a process span for pull-style consumers ----------------------------------------------------

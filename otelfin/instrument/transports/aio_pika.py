@@ -22,19 +22,14 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 
 from otelfin import _internal
 from otelfin.instrument.transports._base import (
-    OfficialInstrumentor,
-    available,
+    Patch,
     close_process_span,
     open_process_span,
+    patch,
+    unpatch,
 )
 
-__all__ = ["AioPikaIteratorInstrumentor", "install", "uninstall"]
-
-_official = OfficialInstrumentor(
-    "opentelemetry.instrumentation.aio_pika", "AioPikaInstrumentor", "aio_pika", "amqp"
-)
-# wrapt keeps attributes named _self_* on the wrapper itself (others go to the wrapped function).
-_MARK = "_self_otelfin_aio_pika"
+__all__ = ["AioPikaIteratorInstrumentor"]
 _SCOPE = "otelfin.instrument.transports.aio_pika"
 
 
@@ -88,34 +83,18 @@ async def _close(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return await wrapped(*args, **kwargs)
 
 
-def _patch() -> None:
-    import wrapt
-    from aio_pika.queue import QueueIterator
-
-    if getattr(QueueIterator.__anext__, _MARK, False):
-        return
-    for name, wrapper in (("__anext__", _anext), ("close", _close)):
-        wrapped = wrapt.FunctionWrapper(getattr(QueueIterator, name), wrapper)
-        setattr(wrapped, _MARK, True)
-        setattr(QueueIterator, name, wrapped)
-
-
-def _unpatch() -> None:
-    try:
-        from aio_pika.queue import QueueIterator
-    except ImportError:
-        return
-    for name in ("__anext__", "close"):
-        current = QueueIterator.__dict__.get(name)
-        if current is not None and getattr(current, _MARK, False):
-            setattr(QueueIterator, name, current.__wrapped__)
+_PATCHES: tuple[Patch, ...] = (
+    ("aio_pika.queue", "QueueIterator.__anext__", _anext),
+    ("aio_pika.queue", "QueueIterator.close", _close),
+)
 
 
 class AioPikaIteratorInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Process spans for messages read through ``queue.iterator()`` (see module docstring).
 
-    Registered as the ``otelfin_aio_pika_iterator`` instrumentor so ``opentelemetry-instrument``
-    applies it next to the official aio-pika instrumentor.
+    A row of the transport table next to the official aio-pika instrumentor (it applies also
+    when the application switched that one on), and registered as the
+    ``otelfin_aio_pika_iterator`` instrumentor for ``opentelemetry-instrument``.
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -123,22 +102,7 @@ class AioPikaIteratorInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("aio_pika >= 7.2.0, < 11.0.0",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        _patch()
+        patch(_PATCHES)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        _unpatch()
-
-
-def install(**kwargs: Any) -> bool:
-    """Instrument aio-pika publish, consume callbacks and queue iterators; True when active."""
-    if not available("aio_pika"):
-        return False
-    _official.install(**kwargs)  # False when the application set it up: the fix still applies
-    _patch()
-    return True
-
-
-def uninstall() -> None:
-    """Remove what :func:`install` added."""
-    _unpatch()
-    _official.uninstall()
+        unpatch(_PATCHES)

@@ -33,29 +33,15 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 
 from otelfin import _internal
 from otelfin.instrument.transports._base import (
-    OfficialInstrumentor,
-    available,
+    Patch,
     close_process_span,
     open_process_span,
+    patch,
+    unpatch,
 )
 
-__all__ = ["KafkaConsumerProcessInstrumentor", "install", "uninstall"]
+__all__ = ["KafkaConsumerProcessInstrumentor"]
 
-_official = [
-    OfficialInstrumentor(
-        "opentelemetry.instrumentation.kafka", "KafkaInstrumentor", "kafka", "kafka"
-    ),
-    OfficialInstrumentor(
-        "opentelemetry.instrumentation.confluent_kafka",
-        "ConfluentKafkaInstrumentor",
-        "confluent_kafka",
-        "kafka",
-    ),
-]
-
-
-# wrapt keeps attributes named _self_* on the wrapper itself (others go to the wrapped function).
-_MARK = "_self_otelfin_kafka"
 _SCOPE = "otelfin.instrument.transports.kafka"
 
 
@@ -94,35 +80,17 @@ def _close(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     return wrapped(*args, **kwargs)
 
 
-def _patch() -> None:
-    import kafka
-    import wrapt
-
-    consumer = kafka.KafkaConsumer
-    for name, wrapper in (("__next__", _next), ("close", _close)):
-        if not getattr(consumer.__dict__.get(name), _MARK, False):
-            wrapped = wrapt.FunctionWrapper(consumer.__dict__[name], wrapper)
-            setattr(wrapped, _MARK, True)
-            setattr(consumer, name, wrapped)
-
-
-def _unpatch() -> None:
-    try:
-        import kafka
-    except ImportError:
-        return
-    consumer = kafka.KafkaConsumer
-    for name in ("__next__", "close"):
-        current = consumer.__dict__.get(name)
-        if current is not None and getattr(current, _MARK, False):
-            setattr(consumer, name, current.__wrapped__)
+_PATCHES: tuple[Patch, ...] = (
+    ("kafka", "KafkaConsumer.__next__", _next),
+    ("kafka", "KafkaConsumer.close", _close),
+)
 
 
 class KafkaConsumerProcessInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """Process spans around kafka-python records read by iteration (see module docstring).
 
-    Registered as ``otelfin_kafka`` so ``opentelemetry-instrument`` applies it next to the
-    official kafka-python instrumentor.
+    A row of the transport table after the official kafka-python instrumentor, and registered
+    as ``otelfin_kafka`` so ``opentelemetry-instrument`` applies it too.
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -132,28 +100,7 @@ class KafkaConsumerProcessInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", DeprecationWarning)
-            _patch()
+            patch(_PATCHES)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        _unpatch()
-
-
-def install(**kwargs: Any) -> bool:
-    """Instrument kafka-python and confluent-kafka where installed; True when any is active."""
-    # kafka-python 3 warns about its own use of importlib.resources when first imported; that
-    # warning is the library's business, and under "warnings as errors" it would abort the
-    # import half-way, so it is silenced for the import only.
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        results = [instrumentor.install(**kwargs) for instrumentor in _official]
-        if available("kafka"):
-            _patch()
-            results.append(True)
-    return any(results)
-
-
-def uninstall() -> None:
-    """Remove what :func:`install` added."""
-    _unpatch()
-    for instrumentor in reversed(_official):
-        instrumentor.uninstall()
+        unpatch(_PATCHES)

@@ -32,12 +32,14 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otelfin import _internal
 from otelfin.instrument.transports._base import (
-    available,
+    Patch,
     close_process_span,
     open_process_span,
+    patch,
+    unpatch,
 )
 
-__all__ = ["NatsInstrumentor", "install", "uninstall"]
+__all__ = ["NatsInstrumentor"]
 
 _SCOPE = "otelfin.instrument.transports.nats"
 _in_request: contextvars.ContextVar[bool] = contextvars.ContextVar(
@@ -251,7 +253,7 @@ async def _unsubscribe(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> A
     return await wrapped(*args, **kwargs)
 
 
-_PATCHES = (
+_PATCHES: tuple[Patch, ...] = (
     ("nats.aio.client", "Client.publish", _publish),
     ("nats.aio.client", "Client.request", _request),
     ("nats.aio.client", "Client.subscribe", _subscribe),
@@ -269,43 +271,7 @@ class NatsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("nats-py >= 2.0",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        import wrapt
-
-        for module, name, wrapper in _PATCHES:
-            wrapt.wrap_function_wrapper(module, name, wrapper)
+        patch(_PATCHES)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        import importlib
-
-        for module, name, _ in _PATCHES:
-            cls_name, attr = name.split(".")
-            cls = getattr(importlib.import_module(module), cls_name)
-            current = cls.__dict__.get(attr)
-            if current is not None and hasattr(current, "__wrapped__"):
-                setattr(cls, attr, current.__wrapped__)
-
-
-_instrumentor: NatsInstrumentor | None = None
-
-
-def install(**kwargs: Any) -> bool:
-    """Instrument nats-py (no-op when it is not installed); True when active."""
-    global _instrumentor
-    if _instrumentor is not None:
-        return True
-    if not available("nats"):
-        return False
-    instrumentor = NatsInstrumentor()
-    if instrumentor.is_instrumented_by_opentelemetry:
-        return False
-    instrumentor.instrument(**kwargs)
-    _instrumentor = instrumentor
-    return True
-
-
-def uninstall() -> None:
-    """Remove what :func:`install` added."""
-    global _instrumentor
-    instrumentor, _instrumentor = _instrumentor, None
-    if instrumentor is not None:
-        instrumentor.uninstrument()
+        unpatch(_PATCHES)

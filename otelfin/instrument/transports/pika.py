@@ -29,15 +29,9 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 from otelfin import _internal
-from otelfin.instrument.transports._base import OfficialInstrumentor
+from otelfin.instrument.transports._base import Patch, patch, unpatch
 
-__all__ = ["PikaPublishFixInstrumentor", "install", "uninstall"]
-
-_official = OfficialInstrumentor(
-    "opentelemetry.instrumentation.pika", "PikaInstrumentor", "pika", "amqp"
-)
-# wrapt keeps attributes named _self_* on the wrapper itself (others go to the wrapped function).
-_MARK = "_self_otelfin_pika_fix"
+__all__ = ["PikaPublishFixInstrumentor"]
 
 
 def _one_publish_span(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -67,43 +61,19 @@ def _release_generator_context(wrapped: Any, instance: Any, args: Any, kwargs: A
                 _internal.report("transports.pika.cancel", exc)
 
 
-_PATCHES = (
-    ("pika.adapters.blocking_connection", "BlockingConnection", "channel", _one_publish_span),
-    ("pika.adapters.blocking_connection", "BlockingChannel", "cancel", _release_generator_context),
+_BLOCKING = "pika.adapters.blocking_connection"
+_PATCHES: tuple[Patch, ...] = (
+    (_BLOCKING, "BlockingConnection.channel", _one_publish_span),
+    (_BLOCKING, "BlockingChannel.cancel", _release_generator_context),
 )
-
-
-def _patch() -> None:
-    import importlib
-
-    import wrapt
-
-    for module, cls_name, name, wrapper in _PATCHES:
-        cls = getattr(importlib.import_module(module), cls_name)
-        if not getattr(cls.__dict__.get(name), _MARK, False):
-            wrapped = wrapt.FunctionWrapper(cls.__dict__[name], wrapper)
-            setattr(wrapped, _MARK, True)
-            setattr(cls, name, wrapped)
-
-
-def _unpatch() -> None:
-    import importlib
-
-    for module, cls_name, name, _ in _PATCHES:
-        try:
-            cls = getattr(importlib.import_module(module), cls_name)
-        except ImportError:
-            return
-        current = cls.__dict__.get(name)
-        if current is not None and getattr(current, _MARK, False):
-            setattr(cls, name, current.__wrapped__)
 
 
 class PikaPublishFixInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     """One producer span per blocking publish (see module docstring).
 
-    Registered as ``otelfin_pika`` so ``opentelemetry-instrument`` applies it too; it only has
-    an effect on top of the official pika instrumentor.
+    A row of the transport table after the official pika instrumentor, and registered as
+    ``otelfin_pika`` so ``opentelemetry-instrument`` applies it too; it only has an effect on top
+    of the official pika instrumentor.
     """
 
     def instrumentation_dependencies(self) -> Collection[str]:
@@ -111,21 +81,7 @@ class PikaPublishFixInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("pika >= 1.0.0",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        _patch()
+        patch(_PATCHES)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        _unpatch()
-
-
-def install(**kwargs: Any) -> bool:
-    """Instrument pika channels created from now on; True when active."""
-    if not _official.install(**kwargs):
-        return False
-    _patch()
-    return True
-
-
-def uninstall() -> None:
-    """Remove what :func:`install` added."""
-    _unpatch()
-    _official.uninstall()
+        unpatch(_PATCHES)
