@@ -114,12 +114,16 @@ def test_pika_bytes_headers_from_a_foreign_producer(
     assert consumer.parent is not None and consumer.parent.span_id == 0xB7AD6B7169203331
 
 
-async def test_aio_pika_consume_callback_and_iterator(spans: InMemorySpanExporter) -> None:
-    """aio-pika: a consume callback and a queue iterator both process under the producer."""
+@pytest.mark.parametrize("connect", ["connect", "connect_robust"])
+async def test_aio_pika_consume_callback_and_iterator(
+    spans: InMemorySpanExporter, connect: str
+) -> None:
+    """aio-pika (plain and robust connection): each message from a queue iterator is processed
+    under its own process span, parented to the producer."""
     import aio_pika
 
     tracer = trace.get_tracer("test")
-    connection = await aio_pika.connect(URL)
+    connection = await getattr(aio_pika, connect)(URL)
     seen: dict[str, int] = {}
     try:
         channel = await connection.channel()

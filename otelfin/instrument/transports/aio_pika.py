@@ -7,11 +7,17 @@ only moves the message into a local queue, so the official span ends before user
 otelfin wraps ``QueueIterator.__anext__`` (wrapt): each message it returns opens a CONSUMER
 "process" span whose parent is the producer's context, made current in the consuming task until
 the next message is requested or the iterator closes.
+
+``connect_robust()`` queues hand out a ``RobustQueueIterator``, whose own ``__anext__`` (it waits
+through reconnections) never calls the base method, so that override is wrapped as well. A
+context variable marks the iterator whose ``__anext__`` is already being observed, so a version
+whose override does call ``super().__anext__()`` still gets one span per message, not two.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextvars
 from collections.abc import Collection
 from typing import Any
 
@@ -31,6 +37,11 @@ from otelfin.instrument.transports._base import (
 
 __all__ = ["AioPikaIteratorInstrumentor"]
 _SCOPE = "otelfin.instrument.transports.aio_pika"
+# The iterator whose __anext__ is being observed in this task (guards a wrapped override that
+# calls the wrapped base method).
+_observing: contextvars.ContextVar[object] = contextvars.ContextVar(
+    "otelfin_aio_pika_anext", default=None
+)
 
 
 def _task() -> object:
@@ -63,11 +74,17 @@ def _start(iterator: Any, message: Any) -> None:
 
 
 async def _anext(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    if _observing.get() is instance:
+        return await wrapped(*args, **kwargs)
     try:
         _finish(instance)
     except Exception as exc:
         _internal.report("transports.aio_pika.finish", exc)
-    message = await wrapped(*args, **kwargs)
+    token = _observing.set(instance)
+    try:
+        message = await wrapped(*args, **kwargs)
+    finally:
+        _observing.reset(token)
     try:
         _start(instance, message)
     except Exception as exc:
@@ -86,6 +103,8 @@ async def _close(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
 _PATCHES: tuple[Patch, ...] = (
     ("aio_pika.queue", "QueueIterator.__anext__", _anext),
     ("aio_pika.queue", "QueueIterator.close", _close),
+    # connect_robust(): its iterator overrides __anext__ (close is inherited, wrapped above)
+    ("aio_pika.robust_queue", "RobustQueueIterator.__anext__", _anext),
 )
 
 
