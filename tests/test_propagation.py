@@ -251,16 +251,42 @@ def test_w3c_wins_over_b3_and_invalid_w3c_falls_back_to_b3() -> None:
 
 
 def test_b3_inject_formats() -> None:
-    """Inject list b3 writes the single header, b3multi the X-B3-* headers."""
+    """Inject list b3 writes the single header, b3multi the lower-case x-b3-* headers."""
     ctx = ctx_with(int(B3_TRACE, 16), int(B3_SPAN, 16))
     out: dict[str, str] = {}
     OtelfinPropagator(("b3", "b3multi")).inject(out, ctx)
     assert out == {
         "b3": f"{B3_TRACE}-{B3_SPAN}-1",
-        "X-B3-TraceId": B3_TRACE,
-        "X-B3-SpanId": B3_SPAN,
-        "X-B3-Sampled": "1",
+        "x-b3-traceid": B3_TRACE,
+        "x-b3-spanid": B3_SPAN,
+        "x-b3-sampled": "1",
     }
+
+
+@pytest.mark.parametrize("flags", [0, 1])
+def test_b3multi_inject_is_read_by_opentelemetry_b3_from_a_plain_dict(flags: int) -> None:
+    """OpenTelemetry's own B3 multi and single propagators read what otelfin writes."""
+    from opentelemetry.propagators.b3 import B3MultiFormat, B3SingleFormat
+
+    ctx = ctx_with(int(B3_TRACE, 16), int(B3_SPAN, 16), flags)
+    out: dict[str, str] = {}
+    OtelfinPropagator(("b3multi", "b3")).inject(out, ctx)
+    assert OtelfinPropagator(("b3multi",)).fields == {"x-b3-traceid", "x-b3-spanid", "x-b3-sampled"}
+    for theirs in (B3MultiFormat(), B3SingleFormat()):
+        got = parent(theirs.extract(out))
+        assert got.is_valid, type(theirs).__name__
+        assert (got.trace_id, got.span_id, int(got.trace_flags)) == (
+            int(B3_TRACE, 16),
+            int(B3_SPAN, 16),
+            flags,
+        )
+
+
+def test_b3multi_inject_replaces_a_differently_cased_header() -> None:
+    """A carrier holding X-B3-TraceId from an earlier hop ends with one, lower-case, copy."""
+    out = {"X-B3-TraceId": "0" * 31 + "1", "X-B3-SpanId": "0" * 15 + "1"}
+    OtelfinPropagator(("b3multi",)).inject(out, ctx_with(int(B3_TRACE, 16), int(B3_SPAN, 16)))
+    assert out == {"x-b3-traceid": B3_TRACE, "x-b3-spanid": B3_SPAN, "x-b3-sampled": "1"}
 
 
 # --- baggage ------------------------------------------------------------------------------------
@@ -306,6 +332,64 @@ def test_malformed_baggage_members_are_skipped() -> None:
     ctx = extract({"baggage": "good=1, bad key=2,=3,novalue,ok = 4 ;prop=x"})
     assert dict(baggage.get_all(ctx)) == {"good": "1", "ok": "4"}
     assert dict(baggage.get_all(extract({"baggage": "k=" + "v" * 9000}))) == {}
+
+
+def test_baggage_properties_survive_extract_then_inject() -> None:
+    """Member properties (ttl=30, a bare flag) travel on; the value itself has none."""
+    ctx = extract({"baggage": "tenant=acme;ttl=30, channel = web ; flag ;x = 1,plain=p"})
+    assert dict(baggage.get_all(ctx)) == {"tenant": "acme", "channel": "web", "plain": "p"}
+    out: dict[str, str] = {}
+    OtelfinPropagator().inject(out, ctx)
+    assert out["baggage"].split(",") == ["tenant=acme;ttl=30", "channel=web;flag;x=1", "plain=p"]
+    # OpenTelemetry's baggage propagator reads the same members (it keeps properties in the value)
+    theirs = dict(baggage.get_all(W3CBaggagePropagator().extract(out)))
+    assert theirs == {"tenant": "acme;ttl=30", "channel": "web;flag;x=1", "plain": "p"}
+
+
+def test_baggage_properties_follow_their_value() -> None:
+    """A property stays with an untouched entry, leaves with a changed one, and survives the
+    application adding other entries."""
+    ctx = extract({"baggage": "tenant=acme;ttl=30,region=eu;ttl=5"})
+    ctx = baggage.set_baggage("region", "us", ctx)
+    ctx = baggage.set_baggage("extra", "1", ctx)
+    out: dict[str, str] = {}
+    OtelfinPropagator().inject(out, ctx)
+    assert sorted(out["baggage"].split(",")) == ["extra=1", "region=us", "tenant=acme;ttl=30"]
+
+
+def test_baggage_properties_are_scrubbed() -> None:
+    """A secret-named property is dropped; a property holding a card number drops them all."""
+    ctx = extract({"baggage": "a=1;password=x;ttl=3,b=2;note=4111111111111111;ttl=3"})
+    out: dict[str, str] = {}
+    OtelfinPropagator().inject(out, ctx)
+    assert out["baggage"].split(",") == ["a=1;ttl=3", "b=2"]
+
+
+def test_baggage_member_with_a_bad_property_is_skipped() -> None:
+    """One invalid property makes its member invalid (as for OpenTelemetry); others stay."""
+    assert _formats.parse_baggage_members(["a=1;bad prop=2,b=2;ok"]) == ({"b": "2"}, {"b": "ok"})
+
+
+@pytest.mark.parametrize("separator", [",", ", ", " , ", "\t,\t"])
+@pytest.mark.parametrize("members", [179, 180, 181, 250])
+def test_baggage_limits_ignore_optional_whitespace(separator: str, members: int) -> None:
+    """The 180-member cap and the 8192-character limit give the same result with or
+    without optional whitespace around the commas."""
+    header = separator.join(f"k{i:03d}={'v' * 20}" for i in range(members))
+    tight = ",".join(f"k{i:03d}={'v' * 20}" for i in range(members))
+    assert _formats.parse_baggage([header]) == _formats.parse_baggage([tight])
+    assert len(_formats.parse_baggage([header])) == min(members, 180)
+
+
+@pytest.mark.parametrize("members", [180, 181])
+def test_baggage_length_limit_ignores_optional_whitespace(members: int) -> None:
+    """A header that fits 8192 characters without its OWS is read; one that does not is not."""
+    value = "v" * 39  # 180 members of 44 characters: 8099 with commas, 8278 with ", "
+    tight = ",".join(f"k{i:03d}={value}" for i in range(members))
+    spaced = ", ".join(f"k{i:03d} = {value} " for i in range(members))
+    assert len(spaced) > _formats.MAX_BAGGAGE_LENGTH
+    assert _formats.parse_baggage([spaced]) == _formats.parse_baggage([tight])
+    assert len(_formats.parse_baggage([spaced])) == (180 if len(tight) <= 8192 else 0)
 
 
 def test_extract_merges_with_existing_baggage() -> None:
@@ -369,7 +453,7 @@ def test_configure_installs_the_global_propagator_and_shutdown_restores(
         with tracer.start_as_current_span("s"):
             out: dict[str, str] = {}
             propagate.inject(out)
-        assert {"traceparent", "X-B3-TraceId", "X-B3-SpanId", "X-B3-Sampled"} <= set(out)
+        assert {"traceparent", "x-b3-traceid", "x-b3-spanid", "x-b3-sampled"} <= set(out)
         assert "baggage" not in propagate.get_global_textmap().fields
     assert propagate.get_global_textmap() is before
 

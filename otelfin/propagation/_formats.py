@@ -27,6 +27,7 @@ __all__ = [
     "parse_b3_multi",
     "parse_b3_single",
     "parse_baggage",
+    "parse_baggage_members",
     "parse_traceparent",
     "parse_tracestate",
 ]
@@ -41,6 +42,9 @@ MAX_BAGGAGE_LENGTH = 8192
 MAX_BAGGAGE_MEMBERS = 180
 MAX_BAGGAGE_PAIR = 4096
 MAX_B3_LENGTH = 128
+# Optional whitespace may make an inbound header longer than 8192 characters although the
+# members themselves fit; such a header is still read, but work is bounded at this many.
+MAX_BAGGAGE_RAW = 4 * MAX_BAGGAGE_LENGTH
 
 _OWS = " \t"
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
@@ -251,47 +255,109 @@ def parse_b3_multi(
 def parse_baggage(values: Sequence[str]) -> dict[str, str]:
     """Baggage entries from one or more header values; invalid members are skipped.
 
-    Keys and values are percent-decoded; member properties (``;k=v``) are dropped. Headers
-    over 8192 characters in total are ignored whole, as are members over 4096 characters and
-    members after the 180th.
+    Keys and values are percent-decoded; member properties are left out (see
+    :func:`parse_baggage_members`). Optional whitespace around ``,``, ``;`` and ``=`` is
+    irrelevant to every limit: headers whose members take over 8192 characters in total are
+    ignored whole, as are members over 4096 characters and members after the 180th.
+    """
+    return parse_baggage_members(values)[0]
+
+
+def _baggage_member(member: str) -> tuple[str, str, str] | None:
+    """``(key, raw value, properties)`` of one member, OWS removed; None when invalid."""
+    head, _, props = member.partition(";")
+    name, sep, raw_value = head.partition("=")
+    if not sep:
+        return None
+    name = name.strip(_OWS)
+    raw_value = raw_value.strip(_OWS)
+    if _BAGGAGE_KEY.fullmatch(name) is None or _BAGGAGE_VALUE.fullmatch(raw_value) is None:
+        return None
+    if not props:
+        return name, raw_value, ""
+    kept: list[str] = []
+    for prop in props.split(";"):
+        prop_key, prop_sep, prop_value = prop.partition("=")
+        prop_key = prop_key.strip(_OWS)
+        if _BAGGAGE_KEY.fullmatch(prop_key) is None:
+            return None  # one bad property makes the member invalid, as in OpenTelemetry
+        if prop_sep:
+            prop_value = prop_value.strip(_OWS)
+            if _BAGGAGE_VALUE.fullmatch(prop_value) is None:
+                return None
+            kept.append(f"{prop_key}={prop_value}")
+        else:
+            kept.append(prop_key)
+    return name, raw_value, ";".join(kept)
+
+
+def parse_baggage_members(values: Sequence[str]) -> tuple[dict[str, str], dict[str, str]]:
+    """``(entries, properties)`` from one or more baggage header values.
+
+    ``entries`` is :func:`parse_baggage`'s result; ``properties`` maps a key whose member
+    carried properties (``key=value;ttl=30;flag``) to them, validated and written without
+    optional whitespace (``ttl=30;flag``), still percent-encoded, ready to be sent on.
     """
     header = values[0] if len(values) == 1 else ",".join(values)
-    if len(header) > MAX_BAGGAGE_LENGTH:
-        return {}
-    if _BAGGAGE_SIMPLE.fullmatch(header) is not None:
+    if len(header) > MAX_BAGGAGE_LENGTH and (
+        len(header) > MAX_BAGGAGE_RAW or (" " not in header and "\t" not in header)
+    ):
+        return {}, {}
+    properties: dict[str, str] = {}
+    if len(header) <= MAX_BAGGAGE_LENGTH and _BAGGAGE_SIMPLE.fullmatch(header) is not None:
         pairs = _BAGGAGE_PAIRS.findall(header)
     else:
         pairs = []
+        length = -1  # the header's length without optional whitespace
         for member in header.split(","):
-            if not member or len(member) > MAX_BAGGAGE_PAIR:
+            parsed = _baggage_member(member)
+            if parsed is None:
+                length += 1 + len(member.strip(_OWS))
                 continue
-            name, sep, rest = member.partition("=")
-            if not sep:
+            name, raw_value, props = parsed
+            size = len(name) + 1 + len(raw_value) + (len(props) + 1 if props else 0)
+            length += 1 + size
+            if size > MAX_BAGGAGE_PAIR:
                 continue
-            name = name.strip(_OWS)
-            raw_value = rest.split(";", 1)[0].strip(_OWS)
-            if _BAGGAGE_KEY.fullmatch(name) is None or _BAGGAGE_VALUE.fullmatch(raw_value) is None:
-                continue
-            pairs.append((name, raw_value))
+            if len(pairs) < MAX_BAGGAGE_MEMBERS:
+                pairs.append((name, raw_value))
+                if props:
+                    properties[name] = props
+                else:
+                    properties.pop(name, None)  # the last duplicate wins, as for its value
+        if length > MAX_BAGGAGE_LENGTH:
+            return {}, {}
     if len(pairs) > MAX_BAGGAGE_MEMBERS:
         pairs = pairs[:MAX_BAGGAGE_MEMBERS]
     if "%" not in header and len(header) <= MAX_BAGGAGE_PAIR:
-        return dict(pairs)  # nothing to decode and no member can be too long
+        return dict(pairs), properties  # nothing to decode and no member can be too long
     entries: dict[str, str] = {}
     for name, raw_value in pairs:
         if len(name) + 1 + len(raw_value) > MAX_BAGGAGE_PAIR:
             continue
         key = unquote(name) if "%" in name else name
         entries[key] = unquote(raw_value) if "%" in raw_value else raw_value
-    return entries
+        if key != name and name in properties:
+            properties[key] = properties.pop(name)
+    return entries, properties
 
 
-def format_baggage(entries: Iterable[tuple[str, str]]) -> str:
-    """The baggage header for already-scrubbed ``(key, value)`` pairs, within W3C limits."""
+def format_baggage(
+    entries: Iterable[tuple[str, str]], properties: Mapping[str, str] | None = None
+) -> str:
+    """The baggage header for already-scrubbed ``(key, value)`` pairs, within W3C limits.
+
+    ``properties`` (from :func:`parse_baggage_members`, already scrubbed) are appended to
+    the member of their key.
+    """
     parts: list[str] = []
     length = -1
     for key, value in entries:
         member = quote(key, safe=_KEY_SAFE) + "=" + quote(value, safe=_VALUE_SAFE)
+        if properties:
+            props = properties.get(key)
+            if props:
+                member += ";" + props
         if len(member) > MAX_BAGGAGE_PAIR:
             continue
         if len(parts) >= MAX_BAGGAGE_MEMBERS or length + 1 + len(member) > MAX_BAGGAGE_LENGTH:

@@ -5,7 +5,9 @@ extracts W3C Trace Context, B3 single and B3 multi and W3C baggage whatever the 
 one pass over the carrier. Precedence: a valid W3C parent wins; an absent or invalid one falls
 back to B3 (single before multi, as the B3 spec says). Baggage entries whose key names a secret
 are dropped, and card numbers in values are masked, both when baggage arrives and when it
-leaves.
+leaves. Member properties (``key=value;ttl=30``) travel on with their entry: OpenTelemetry's
+baggage holds plain values, so otelfin keeps them beside it in the context (under its own key,
+with the value they came with) and writes them again while the entry still has that value.
 """
 
 from __future__ import annotations
@@ -16,7 +18,7 @@ from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.baggage import _BAGGAGE_KEY
-from opentelemetry.context import Context, get_current
+from opentelemetry.context import Context, create_key, get_current
 from opentelemetry.propagators.textmap import (
     CarrierT,
     DefaultGetter,
@@ -51,6 +53,8 @@ _WANTED = frozenset(
     }
 )
 _MAYBE_PAN = re.compile(r"\d(?:[ -]?\d){12}")
+# Baggage member properties by key, with the value they arrived with: {key: (value, "ttl=30")}.
+_PROPERTIES_KEY = create_key("otelfin-baggage-properties")
 Collector = Callable[[Any, frozenset[str]], "_carriers.Collected"]
 
 # Getters of the official instrumentations whose carriers otelfin reads itself (one pass,
@@ -174,7 +178,7 @@ def _clean_value(value: str) -> str | None:
 # take effect at once.
 _CACHE_MAX = 512
 _ts_cache: dict[str, _formats.W3CTraceState] = {}
-_bg_cache: dict[str, tuple[object, dict[str, str]]] = {}
+_bg_cache: dict[str, tuple[object, dict[str, str], dict[str, tuple[str, str]]]] = {}
 
 
 def _tracestate(values: list[str] | None) -> _formats.W3CTraceState:
@@ -192,29 +196,52 @@ def _tracestate(values: list[str] | None) -> _formats.W3CTraceState:
     return state
 
 
-def _baggage(values: list[str]) -> dict[str, str]:
+def _baggage(values: list[str]) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+    """Scrubbed baggage entries and their properties (key -> (value, properties))."""
     header = values[0] if len(values) == 1 else ",".join(values)
     scrub = _scrub_module()
     words = getattr(scrub, "_secret_words", None)
     cached = _bg_cache.get(header)
     if cached is not None and cached[0] is words:
-        return cached[1]
-    entries = _formats.parse_baggage((header,))
+        return cached[1], cached[2]
+    entries, raw_properties = _formats.parse_baggage_members((header,))
     if not entries:
-        return entries
+        return entries, {}
+    properties: dict[str, tuple[str, str]] = {}
     # The scrubber returns its argument itself when it found nothing to mask. A card number in
     # a value is one in the raw header too ("=" and "," end a digit run), unless escaped.
     if scrub is None or "%" in header or scrub.scrub_text(header) is not header:
-        return dict(_clean_entries(entries.items()))
+        entries = dict(_clean_entries(entries.items()))
+        for key, props in raw_properties.items():
+            clean = _clean_properties(props)
+            if clean and key in entries:
+                properties[key] = (entries[key], clean)
+        return entries, properties
     is_secret = scrub.is_secret_key
     for key in entries:
         if is_secret(key):
             entries = {k: v for k, v in entries.items() if not is_secret(k)}
             break
+    for key, props in raw_properties.items():
+        clean = _clean_properties(props)
+        if clean and key in entries:
+            properties[key] = (entries[key], clean)
     if len(_bg_cache) >= _CACHE_MAX:
         _bg_cache.clear()
-    _bg_cache[header] = (words, entries)
-    return entries
+    _bg_cache[header] = (words, entries, properties)
+    return entries, properties
+
+
+def _clean_properties(props: str) -> str:
+    """Properties without secret-named ones; "" when one may hold a card number."""
+    kept = []
+    for prop in props.split(";"):
+        if _is_secret(prop.partition("=")[0]):
+            continue
+        if _clean_value(prop) != prop:
+            return ""  # masking could make it invalid: the entry travels without properties
+        kept.append(prop)
+    return ";".join(kept)
 
 
 def _clean_entries(entries: Iterable[tuple[Any, Any]]) -> Iterator[tuple[str, str]]:
@@ -263,11 +290,11 @@ class OtelfinPropagator(TextMapPropagator):
         if self._b3:
             fields.add("b3")
         if self._b3multi:
-            fields |= {"X-B3-TraceId", "X-B3-SpanId", "X-B3-Sampled"}
+            fields |= {"x-b3-traceid", "x-b3-spanid", "x-b3-sampled"}
         for extra in self._extra:
             fields |= set(extra.fields)
         self._fields = fields
-        self._baggage_cache: tuple[object, str] = (None, "")
+        self._baggage_cache: tuple[object, object, str] = (None, None, "")
 
     def __repr__(self) -> str:
         return f"OtelfinPropagator(inject={list(self.formats)!r})"
@@ -318,17 +345,24 @@ class OtelfinPropagator(TextMapPropagator):
                 values[_SPAN_KEY] = NonRecordingSpan(parent)
             baggage_values = headers.get("baggage")
             if baggage_values:
-                cleaned = _baggage(baggage_values)
+                cleaned, properties = _baggage(baggage_values)
                 if cleaned:
                     existing = context.get(_BAGGAGE_KEY)
                     if isinstance(existing, (dict, Mapping)) and existing:
                         merged = dict(existing)
                         merged.update(cleaned)
                         cleaned = merged
-                    if cleaned:
-                        if values is None:
-                            values = dict(context)
-                        values[_BAGGAGE_KEY] = cleaned
+                    if values is None:
+                        values = dict(context)
+                    values[_BAGGAGE_KEY] = cleaned
+                    known = context.get(_PROPERTIES_KEY)
+                    if isinstance(known, dict) and known:
+                        kept = {k: v for k, v in known.items() if k not in properties}
+                        properties = {**kept, **properties} if kept else properties
+                    if properties:
+                        values[_PROPERTIES_KEY] = properties
+                    elif known:
+                        values.pop(_PROPERTIES_KEY, None)
             if values is not None:
                 context = Context(values)  # one copy for span and baggage together
             return context
@@ -388,13 +422,18 @@ class OtelfinPropagator(TextMapPropagator):
                 if self._b3:
                     setter.set(carrier, "b3", f"{trace_id:032x}-{span_id:016x}-{sampled}")
                 if self._b3multi:
-                    setter.set(carrier, "X-B3-TraceId", f"{trace_id:032x}")
-                    setter.set(carrier, "X-B3-SpanId", f"{span_id:016x}")
-                    setter.set(carrier, "X-B3-Sampled", sampled)
+                    # Lower case, as B3 specifies for messaging and HTTP/2 and as
+                    # OpenTelemetry's B3 propagators read from case-sensitive carriers. A
+                    # forwarded dict may still hold an upstream "X-B3-TraceId": replaced, so
+                    # a case-insensitive reader never finds the stale one.
+                    b3_setter = _carriers.headers_setter if setter is default_setter else setter
+                    b3_setter.set(carrier, "x-b3-traceid", f"{trace_id:032x}")
+                    b3_setter.set(carrier, "x-b3-spanid", f"{span_id:016x}")
+                    b3_setter.set(carrier, "x-b3-sampled", sampled)
             if self._baggage:
                 baggage = context.get(_BAGGAGE_KEY)
                 if isinstance(baggage, (dict, Mapping)) and baggage:
-                    header = self._baggage_header(baggage)
+                    header = self._baggage_header(baggage, context.get(_PROPERTIES_KEY))
                     if header:
                         setter.set(carrier, "baggage", header)
         except Exception as exc:  # propagation never breaks the host
@@ -405,16 +444,20 @@ class OtelfinPropagator(TextMapPropagator):
             except Exception as exc:
                 _internal.report(f"propagation.inject[{type(extra).__name__}]", exc)
 
-    def _baggage_header(self, baggage: Mapping[str, object]) -> str:
+    def _baggage_header(self, baggage: Mapping[str, object], properties: object) -> str:
         # OpenTelemetry never mutates a baggage dict stored in a context (set_baggage copies),
         # so the header of the last dict seen is reused while the same dict is injected again,
         # as for every outgoing call of one request. The cache holds the dict itself, so its
         # id cannot be reused by another object while cached.
         cached = self._baggage_cache
-        if cached[0] is baggage:
-            return cached[1]
-        header = _formats.format_baggage(_clean_entries(baggage.items()))
-        self._baggage_cache = (baggage, header)
+        if cached[0] is baggage and cached[1] is properties:
+            return cached[2]
+        props: dict[str, str] | None = None
+        if isinstance(properties, dict) and properties:
+            # a property belongs to the value it came with; a changed entry goes without it
+            props = {k: p for k, (v, p) in properties.items() if baggage.get(k) == v}
+        header = _formats.format_baggage(_clean_entries(baggage.items()), props)
+        self._baggage_cache = (baggage, properties, header)
         return header
 
 
