@@ -154,7 +154,15 @@ def test_property_never_raises_on_json(record: dict[str, Any]) -> None:
 
 _field_values = {
     "timestamp": st.sampled_from(
-        ["2026-11-25T07:30:41.123456+00:00", "2026-11-25T07:30:41Z", "2026-11-25 07:30", 5]
+        [
+            "2026-11-25T07:30:41.123456+00:00",
+            "2026-11-25T07:30:41Z",
+            "2026-11-25 07:30",
+            5,
+            "2026-02-31T07:30:41Z",
+            "2024-02-29T07:30:41Z",
+            "2100-02-29T07:30:41Z",
+        ]
     ),
     "level": st.sampled_from(["info", "error", "warn", "critical", "INFO"]),
     "service_name": st.sampled_from(["payment-gateway", "ledger", "Ledger", "a--b", ""]),
@@ -186,6 +194,47 @@ def _compiled_schema() -> Any:
     if _SCHEMA is None:
         _SCHEMA = fastjsonschema.compile(schema())
     return _SCHEMA
+
+
+@pytest.mark.parametrize(
+    ("day", "real"),
+    [
+        ("2026-02-31", False),
+        ("2026-02-29", False),
+        ("2100-02-29", False),
+        ("2026-04-31", False),
+        ("2026-11-31", False),
+        ("2026-02-28", True),
+        ("2024-02-29", True),
+        ("2000-02-29", True),
+        ("2026-12-31", True),
+    ],
+)
+def test_impossible_calendar_dates_are_rejected(day: str, real: bool) -> None:
+    """A timestamp on a day the calendar does not have fails, in the validator and the schema."""
+    import jsonschema
+
+    raw = line(timestamp=f"{day}T07:30:41.5+00:00")
+    assert (check(raw) is None) is real
+    if not real:
+        assert "is not ISO 8601 with an offset on a real date" in reasons(raw)
+    record = orjson.loads(raw)
+    for validator in (jsonschema.Draft7Validator, jsonschema.Draft202012Validator):
+        assert validator(schema()).is_valid(record) is real, validator.__name__
+
+
+def test_schema_pairs_trace_and_span_ids_under_draft_07_and_2020_12() -> None:
+    """trace_id without span_id (and the reverse) fails a 2020-12 validator as it does draft-07."""
+    import jsonschema
+
+    only_trace = orjson.loads(line(span_id=...))
+    only_span = orjson.loads(line(trace_id=...))
+    for validator in (jsonschema.Draft7Validator, jsonschema.Draft202012Validator):
+        checker = validator(schema())
+        assert checker.is_valid(orjson.loads(line())), validator.__name__
+        assert not checker.is_valid(only_trace), validator.__name__
+        assert not checker.is_valid(only_span), validator.__name__
+    assert check(line(span_id=...)) is not None and check(line(trace_id=...)) is not None
 
 
 # --- the command ----------------------------------------------------------------------------

@@ -49,8 +49,13 @@ _LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
 _NEEDS_CODE = frozenset({"error", "critical"})
 _REQUIRED = ("timestamp", "level", "service_name", "event")
 # The same patterns as schema.json.
+# The date part only admits real calendar days: 30-day months, February 28 and, in leap years
+# (divisible by 4, centuries only by 400), February 29.
 _TIMESTAMP = re.compile(
-    r"[0-9]{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|[12][0-9]|3[01])[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:"
+    r"(?:[0-9]{4}-(?:(?:0[13578]|1[02])-(?:0[1-9]|[12][0-9]|3[01])"
+    r"|(?:0[469]|11)-(?:0[1-9]|[12][0-9]|30)|02-(?:0[1-9]|1[0-9]|2[0-8]))"
+    r"|(?:[0-9]{2}(?:0[48]|[2468][048]|[13579][26])|(?:[02468][048]|[13579][26])00)-02-29)"
+    r"[T ](?:[01][0-9]|2[0-3]):[0-5][0-9]:"
     r"(?:[0-5][0-9]|60)(?:\.[0-9]{1,9})?(?:Z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])"
 ).fullmatch
 _SERVICE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*").fullmatch
@@ -248,7 +253,7 @@ def _field_reasons(obj: dict[str, Any]) -> list[str]:
         out.append("missing " + ", ".join(missing))
     ts = obj.get("timestamp")
     if "timestamp" in obj and (type(ts) is not str or not _TIMESTAMP(ts)):
-        out.append(f"timestamp {_show(ts)} is not ISO 8601 with an offset")
+        out.append(f"timestamp {_show(ts)} is not ISO 8601 with an offset on a real date")
     level = obj.get("level")
     if "level" in obj and (type(level) is not str or level not in _LEVELS):
         out.append(f"level {_show(level)} is not one of debug, info, warning, error, critical")
