@@ -405,6 +405,7 @@ def _setup_tracing(
 # Each pillar exposes ``_install(config)`` and ``_uninstall()`` in its package; configure()
 # calls them in this order, each contained so one pillar's failure cannot stop the others.
 _PILLARS = (
+    "otelfin.scrub",  # first: the scrubber's options are every other pillar's
     "otelfin.propagation",
     "otelfin.logging",
     "otelfin.metrics",

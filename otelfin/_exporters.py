@@ -1,7 +1,8 @@
 """Span export: the JSONL file exporter, exporter selection, and the guarded processor.
 
 Every exporter otelfin uses sits behind :class:`GuardedExporter`, which scrubs spans (card
-numbers, secrets) once and contains exporter failures, and behind one
+numbers, secrets: through :class:`otelfin.scrub.ScrubbingSpanExporter`, once) and contains
+exporter failures, and behind one
 :class:`SwappableSpanProcessor`, so ``configure()`` can be called again without stacking
 processors on the provider.
 """
@@ -10,7 +11,7 @@ from __future__ import annotations
 
 import os
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import IO, Any
 
 import orjson
@@ -20,24 +21,14 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.trace import format_span_id, format_trace_id
 
 from otelfin import _internal
+from otelfin.scrub import ScrubbingSpanExporter
 
 __all__ = [
     "GuardedExporter",
     "JsonlSpanExporter",
     "SwappableSpanProcessor",
-    "set_span_scrubber",
     "span_to_otlp_json",
 ]
-
-# Installed by otelfin.logging (the PAN/secret scrubber); identity until then.
-SpanScrubber = Callable[[ReadableSpan], ReadableSpan]
-_scrubber: SpanScrubber | None = None
-
-
-def set_span_scrubber(scrubber: SpanScrubber | None) -> None:
-    """Install the function every exported span passes through exactly once."""
-    global _scrubber
-    _scrubber = scrubber
 
 
 def _otlp_value(value: Any) -> dict[str, Any]:
@@ -159,17 +150,19 @@ class JsonlSpanExporter(SpanExporter):
 
 
 class GuardedExporter(SpanExporter):
-    """Scrubs spans once, then exports; an exporter failure is counted, logged once, contained."""
+    """Scrubs spans once, then exports; an exporter failure is counted, logged once, contained.
+
+    Scrubbing is :class:`~otelfin.scrub.ScrubbingSpanExporter`'s, which steps aside when the
+    spans were scrubbed as they ended already.
+    """
 
     def __init__(self, inner: SpanExporter) -> None:
         self.inner = inner
+        self._scrubbing = ScrubbingSpanExporter(inner, only_unscrubbed=True)
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:
-            scrub = _scrubber
-            if scrub is not None:
-                spans = [scrub(s) for s in spans]
-            return self.inner.export(spans)
+            return self._scrubbing.export(spans)
         except Exception as exc:
             _internal.report(f"exporter.export[{type(self.inner).__name__}]", exc)
             return SpanExportResult.FAILURE

@@ -11,8 +11,6 @@ import logging
 import threading
 from collections import Counter
 
-from otelfin._scrub import scrub_text
-
 __all__ = ["internal_error_counts", "report", "reset"]
 
 _log = logging.getLogger("otelfin")
@@ -39,6 +37,8 @@ def report(where: str, exc: BaseException | None = None, detail: str = "") -> No
         message += "; further failures here are counted, not logged"
         # The exception's text may quote host data (a card number in an argument); the
         # application's own handlers on the root logger see this record, not only otelfin's.
+        from otelfin.scrub import scrub_text  # late: the scrubber reports through here
+
         _log.warning(scrub_text(message))
     except Exception:
         pass

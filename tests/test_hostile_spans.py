@@ -6,7 +6,7 @@ import pytest
 from opentelemetry import trace
 
 from otelfin import traced
-from otelfin._scrub import is_secret_key
+from otelfin.scrub import is_secret_key
 from otelfin.testing import configured_for_test
 
 PAN = "4111111111111111"

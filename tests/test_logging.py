@@ -303,7 +303,7 @@ def test_application_processors_see_scrubbed_spans() -> None:
     from opentelemetry.sdk.trace.export import SimpleSpanProcessor
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from otelfin import _exporters
+    from otelfin.scrub import scrubbed_as_they_end
     from otelfin.testing import reset_tracer_provider
 
     reset_tracer_provider()
@@ -323,9 +323,9 @@ def test_application_processors_see_scrubbed_spans() -> None:
     assert seen.attributes is not None and seen.attributes["token"] == "[REDACTED]"
     assert seen.events[0].attributes == {"card": "XXXXXXXXXXXX1111"}
     assert VISA not in ours.get_finished_spans()[0].to_json()
-    assert _exporters._scrubber is None  # scrubbed once, as it ended; not again on export
+    assert scrubbed_as_they_end()  # scrubbed once, as it ended; not again on export
     otelfin.shutdown()
-    assert _exporters._scrubber is not None
+    assert not scrubbed_as_they_end()
     provider.shutdown()
 
 
@@ -342,14 +342,13 @@ def test_own_provider_scrubs_at_export_time() -> None:
     """On a provider otelfin created, scrubbing stays in the exporter, off the request path."""
     from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-    from otelfin import _exporters
-    from otelfin._scrub import scrub_span
+    from otelfin.scrub import scrubbed_as_they_end
     from otelfin.testing import reset_tracer_provider
 
     reset_tracer_provider()
     ours = InMemorySpanExporter()
     otelfin.configure("payment-gateway", span_exporter=ours, span_processor="simple")
-    assert _exporters._scrubber is scrub_span
+    assert not scrubbed_as_they_end()
     with trace.get_tracer("t").start_as_current_span("pay") as span:
         span.set_attribute("note", f"pan {VISA}")
     assert VISA not in ours.get_finished_spans()[0].to_json()

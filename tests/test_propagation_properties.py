@@ -17,7 +17,7 @@ from opentelemetry.propagators.textmap import Getter, Setter
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.trace import NonRecordingSpan, SpanContext, TraceFlags
 
-from otelfin import _scrub
+from otelfin import scrub
 from otelfin.propagation import (
     OtelfinPropagator,
     _formats,
@@ -46,9 +46,9 @@ ts_value = st.from_regex(
 )
 text = st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=20)
 safe_value = st.text(st.characters(blacklist_categories=("Cs",)), max_size=20).filter(
-    lambda v: not _scrub.find_pans(v)
+    lambda v: not scrub.find_pans(v)
 )
-bag_key = text.filter(lambda k: not _scrub.is_secret_key(k))
+bag_key = text.filter(lambda k: not scrub.is_secret_key(k))
 
 
 @st.composite

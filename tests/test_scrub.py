@@ -12,17 +12,17 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import Link, Status, StatusCode
 
-from otelfin import _scrub
-from otelfin._scrub import (
+from otelfin import scrub
+from otelfin.scrub import (
     REDACTED,
     ScrubbingSpanExporter,
+    ScrubOptions,
     find_pans,
     is_secret_key,
     luhn_valid,
     scrub_span,
     scrub_text,
     scrub_value,
-    set_pan_mask,
 )
 
 VISA = "4111111111111111"
@@ -32,11 +32,14 @@ VISA19 = "4111111111111111110"  # 19 digits; Luhn-valid (checked below)
 
 @pytest.fixture(autouse=True)
 def _default_mask() -> object:
-    set_pan_mask("last4")
-    _scrub.reset_secret_keys()
+    scrub.configure(None)
     yield
-    set_pan_mask("last4")
-    _scrub.reset_secret_keys()
+    scrub.configure(None)
+
+
+def set_pan_mask(mode: str) -> None:
+    """Make ``mode`` the default mask (what otelfin.configure(pan_mask=...) does)."""
+    scrub.configure(ScrubOptions(pan_mask=mode))  # type: ignore[arg-type]
 
 
 def _luhn_complete(body: str) -> str:
@@ -147,10 +150,11 @@ def test_secret_keys(key: str, secret: bool) -> None:
 
 
 def test_secret_keys_are_extendable() -> None:
-    """add_secret_keys() makes a new name (normalised) a secret."""
+    """ScrubOptions(secret_keys=...) makes a new name (normalised) a secret."""
     assert not is_secret_key("merchant_iin")
-    _scrub.add_secret_keys(["merchant-iin"])
-    assert is_secret_key("merchant_iin")
+    options = ScrubOptions(secret_keys=frozenset({"merchant-iin"}))
+    assert is_secret_key("merchant_iin", options)
+    assert not is_secret_key("merchant_iin")  # the default options are left alone
 
 
 def test_scrub_value_nested() -> None:

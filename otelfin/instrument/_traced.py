@@ -30,8 +30,8 @@ from opentelemetry.util.types import AttributeValue
 
 from otelfin import _internal
 from otelfin._errors import error_code_of
-from otelfin._scrub import scrub_value
 from otelfin.instrument._fastctx import attach_context, context_with, current_context, detach
+from otelfin.scrub import scrub_value
 
 __all__ = ["CallObserver", "TracedSpec", "set_call_observer", "traced"]
 

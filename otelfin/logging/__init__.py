@@ -16,9 +16,8 @@ from contextlib import contextmanager
 from importlib import resources
 from typing import TYPE_CHECKING, Any
 
-from otelfin import _exporters, _scrub
-from otelfin._scrub import ScrubbingSpanExporter, find_pans, scrub_span, scrub_text, scrub_value
-from otelfin.logging import _pipeline, _spans, _stdlib
+from otelfin import scrub as _scrubber
+from otelfin.logging import _pipeline, _stdlib
 from otelfin.logging._catalogue import (
     CatalogueCheck,
     UnregisteredErrorCodeError,
@@ -35,9 +34,15 @@ from otelfin.logging._pipeline import (
     render_json,
     scrub_event,
 )
-from otelfin.logging._spans import ScrubbingSpanProcessor
 from otelfin.logging._stdlib import OtelfinHandler
 from otelfin.logging._validate import FileReport, Violation, validate_path
+
+# The scrubber moved to otelfin.scrub; these names stay here so existing imports keep working.
+ScrubbingSpanExporter = _scrubber.ScrubbingSpanExporter
+ScrubbingSpanProcessor = _scrubber.ScrubbingSpanProcessor
+scrub_text = _scrubber.scrub_text
+scrub_value = _scrubber.scrub_value
+find_pans = _scrubber.find_pans
 
 if TYPE_CHECKING:
     from otelfin._config import Config
@@ -159,11 +164,6 @@ def _install(config: Config) -> None:
     """Apply ``config`` to the logging chain (idempotent; nothing is stacked)."""
     state = _pipeline_state()
     options = config.options
-    _scrub.set_pan_mask(config.pan_mask)
-    _scrub.reset_secret_keys()
-    extra_keys = options.get("secret_keys")
-    if extra_keys:
-        _scrub.add_secret_keys([extra_keys] if isinstance(extra_keys, str) else extra_keys)
     _install_span_scrubbing(options.get("scrub_all_spans", "auto"))
     state.service_name = config.service_name
     state.min_level = LEVELS[config.log_level]
@@ -204,19 +204,11 @@ def _install_span_scrubbing(mode: Any) -> None:
         wanted = provider is not None and not _config._state.owns_provider
     else:
         wanted = bool(mode)
-    if wanted and _spans.install(provider):
-        _exporters.set_span_scrubber(None)  # already scrubbed as they ended: once per span
-    else:
-        _exporters.set_span_scrubber(scrub_span)
+    _scrubber.install_span_scrubbing(provider, as_they_end=wanted)
 
 
 def _uninstall() -> None:
-    """Flush and close the log output, detach the stdlib bridge, back to defaults.
-
-    Export-time span scrubbing is switched (back) on, never off: spans still queued in a batch
-    processor are flushed after the pillars are uninstalled and must be scrubbed too.
-    """
-    _exporters.set_span_scrubber(scrub_span)
+    """Flush and close the log output, detach the stdlib bridge, back to defaults."""
     state = _pipeline_state()
     _stdlib.uninstall()
     state.sink.flush()
@@ -224,5 +216,3 @@ def _uninstall() -> None:
     state.min_level = LEVELS["info"]
     state.service_name = _pipeline.default_service_name()
     state.check.update(None, "drop", False, None)
-    _scrub.set_pan_mask("last4")
-    _scrub.reset_secret_keys()

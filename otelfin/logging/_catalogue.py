@@ -24,8 +24,8 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from structlog import DropEvent
 
 from otelfin import _internal
-from otelfin._scrub import scrub_text
 from otelfin.catalogue import CODE_PATTERN, Catalogue
+from otelfin.scrub import scrub_text
 
 __all__ = [
     "CatalogueCheck",

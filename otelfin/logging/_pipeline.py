@@ -29,8 +29,8 @@ from structlog.processors import format_exc_info
 
 from otelfin import _internal
 from otelfin._errors import error_code_of
-from otelfin._scrub import REDACTED, is_secret_key, scrub_text, scrub_value
 from otelfin.logging._catalogue import CatalogueCheck, UnregisteredErrorCodeError
+from otelfin.scrub import REDACTED, is_secret_key, scrub_text, scrub_value
 
 __all__ = [
     "LEVELS",

@@ -11,9 +11,9 @@ import logging
 import threading
 from typing import Any
 
-from otelfin._scrub import scrub_value
 from otelfin.logging import _pipeline
 from otelfin.logging._catalogue import UnregisteredErrorCodeError
+from otelfin.scrub import scrub_value
 
 __all__ = ["OtelfinHandler", "install", "uninstall"]
 

@@ -2,7 +2,7 @@
 
 Each line must be a JSON object matching ``schema.json`` (required fields and their formats),
 carry a registered ``error_code`` (required on error/critical lines), and hold no unmasked card
-number anywhere (keys, values, numbers), found with :func:`otelfin._scrub.find_pans`, the
+number anywhere (keys, values, numbers), found with :func:`otelfin.scrub.find_pans`, the
 scrubber's own scanner, so the validator never flags what the scrubber keeps.
 
 Why hand-written checks instead of a JSON Schema library: ``jsonschema`` manages ~20k lines/s
@@ -29,7 +29,7 @@ from typing import IO, Any, cast
 
 import orjson
 
-from otelfin._scrub import find_pans, scrub_text
+from otelfin.scrub import find_pans, scrub_text
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",

@@ -24,7 +24,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
-from otelfin._scrub import scrub_text
+from otelfin.scrub import scrub_text
 
 __all__ = [
     "ALLOWED_LABELS",

@@ -12,7 +12,6 @@ with the value they came with) and writes them again while the entry still has t
 
 from __future__ import annotations
 
-import re
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
@@ -33,6 +32,7 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otelfin import _internal
 from otelfin.propagation import _carriers, _formats
+from otelfin.scrub import current_options, is_secret_key, scrub_text
 
 __all__ = ["INJECT_FORMATS", "OtelfinPropagator"]
 
@@ -52,7 +52,6 @@ _WANTED = frozenset(
         "x-b3-flags",
     }
 )
-_MAYBE_PAN = re.compile(r"\d(?:[ -]?\d){12}")
 # Baggage member properties by key, with the value they arrived with: {key: (value, "ttl=30")}.
 _PROPERTIES_KEY = create_key("otelfin-baggage-properties")
 Collector = Callable[[Any, frozenset[str]], "_carriers.Collected"]
@@ -141,40 +140,21 @@ def _generic_collect(getter: Getter[Any], carrier: Any) -> _carriers.Collected:
 
 # --- baggage scrubbing -------------------------------------------------------------------------
 
-_scrub: Any = None
-
-
-def _scrub_module() -> Any:
-    global _scrub
-    if _scrub is None:
-        try:
-            from otelfin import _scrub as module
-        except ImportError:  # no scrubber: fail closed, see _clean_value
-            return None
-        _scrub = module
-    return _scrub
-
 
 def _is_secret(key: str) -> bool:
-    scrub = _scrub_module()
-    return bool(scrub.is_secret_key(key)) if scrub is not None else False
+    return is_secret_key(key)
 
 
 def _clean_value(value: str) -> str | None:
     """``value`` with card numbers masked; None to drop the entry."""
-    scrub = _scrub_module()
-    if scrub is not None:
-        return str(scrub.scrub_text(value))
-    if _MAYBE_PAN.search(value) is None:
-        return value
-    return None  # no scrubber: a value that may hold a card number is dropped, not sent
+    return scrub_text(value)
 
 
 # Parsed tracestate and baggage by raw header. Baggage ("tenant=acme,channel=web") and often
 # tracestate repeat from request to request, so a hit skips parsing and scrubbing. Entries are
 # shared between contexts, which is safe because OpenTelemetry never mutates a TraceState or a
 # baggage dict in place. Bounded: cleared when full. Only baggage that needed no card-number
-# masking is cached, keyed also on the scrubber's secret-key set, so reconfigured secret names
+# masking is cached, keyed also on the scrubber's options object, so reconfigured secret names
 # take effect at once.
 _CACHE_MAX = 512
 _ts_cache: dict[str, _formats.W3CTraceState] = {}
@@ -199,10 +179,9 @@ def _tracestate(values: list[str] | None) -> _formats.W3CTraceState:
 def _baggage(values: list[str]) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
     """Scrubbed baggage entries and their properties (key -> (value, properties))."""
     header = values[0] if len(values) == 1 else ",".join(values)
-    scrub = _scrub_module()
-    words = getattr(scrub, "_secret_words", None)
+    options = current_options()
     cached = _bg_cache.get(header)
-    if cached is not None and cached[0] is words:
+    if cached is not None and cached[0] is options:
         return cached[1], cached[2]
     entries, raw_properties = _formats.parse_baggage_members((header,))
     if not entries:
@@ -210,14 +189,14 @@ def _baggage(values: list[str]) -> tuple[dict[str, str], dict[str, tuple[str, st
     properties: dict[str, tuple[str, str]] = {}
     # The scrubber returns its argument itself when it found nothing to mask. A card number in
     # a value is one in the raw header too ("=" and "," end a digit run), unless escaped.
-    if scrub is None or "%" in header or scrub.scrub_text(header) is not header:
+    if "%" in header or scrub_text(header, options=options) is not header:
         entries = dict(_clean_entries(entries.items()))
         for key, props in raw_properties.items():
             clean = _clean_properties(props)
             if clean and key in entries:
                 properties[key] = (entries[key], clean)
         return entries, properties
-    is_secret = scrub.is_secret_key
+    is_secret = is_secret_key
     for key in entries:
         if is_secret(key):
             entries = {k: v for k, v in entries.items() if not is_secret(k)}
@@ -228,7 +207,7 @@ def _baggage(values: list[str]) -> tuple[dict[str, str], dict[str, tuple[str, st
             properties[key] = (entries[key], clean)
     if len(_bg_cache) >= _CACHE_MAX:
         _bg_cache.clear()
-    _bg_cache[header] = (words, entries, properties)
+    _bg_cache[header] = (options, entries, properties)
     return entries, properties
 
 

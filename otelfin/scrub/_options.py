@@ -1,0 +1,77 @@
+"""The scrubber's settings: one frozen :class:`ScrubOptions`, and the process default.
+
+Every function of :mod:`otelfin.scrub` takes ``options=``; without it, the default set by
+:func:`configure` (``otelfin.configure()`` calls it with the service's settings) applies.
+The options object also owns the verdict cache for key names, so a new set of secret names
+never sees an old verdict.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import re
+import threading
+from collections.abc import Iterable
+from typing import Literal
+
+__all__ = ["PanMask", "ScrubOptions", "configure", "current_options"]
+
+PanMask = Literal["last4", "first6last4"]
+_MASKS = ("last4", "first6last4")
+
+
+def normalise_key(name: str) -> str:
+    """A key name as the secret list compares it: lower case, letters and digits only."""
+    return re.sub(r"[^a-z0-9]", "", name.lower())
+
+
+@dataclasses.dataclass(frozen=True)
+class ScrubOptions:
+    """How the scrubber masks and what it treats as secret.
+
+    Args:
+        pan_mask: ``last4`` (default: ``XXXXXXXXXXXX1111``) or ``first6last4``
+            (``411111XXXXXX1111``); PCI DSS allows at most the first six and last four.
+        secret_keys: extra key names (compared without case, ``_``, ``-`` or ``.``) whose
+            values are redacted, on top of the built-in list.
+    """
+
+    pan_mask: PanMask = "last4"
+    secret_keys: frozenset[str] = frozenset()
+    # Verdicts for key names seen so far (bounded), owned by this options object.
+    key_cache: dict[str, bool | str] = dataclasses.field(
+        default_factory=dict, init=False, repr=False, compare=False, hash=False
+    )
+
+    def __post_init__(self) -> None:
+        if self.pan_mask not in _MASKS:
+            raise ValueError(f"pan mask {self.pan_mask!r} must be 'last4' or 'first6last4'")
+        keys = self.secret_keys
+        if isinstance(keys, str):
+            keys = frozenset((keys,))
+        normalised = frozenset(normalise_key(k) for k in keys) - {""}
+        object.__setattr__(self, "secret_keys", normalised)
+
+    def with_secret_keys(self, names: Iterable[str]) -> ScrubOptions:
+        """A copy with ``names`` added to the extra secret keys."""
+        return dataclasses.replace(self, secret_keys=self.secret_keys | frozenset(names))
+
+
+DEFAULT = ScrubOptions()
+_current = DEFAULT
+_lock = threading.Lock()
+
+
+def configure(options: ScrubOptions | None = None) -> ScrubOptions:
+    """Make ``options`` the process default (None: back to the built-in defaults)."""
+    global _current
+    if options is not None and not isinstance(options, ScrubOptions):
+        raise TypeError(f"options must be a ScrubOptions, not {type(options).__name__}")
+    with _lock:
+        _current = options if options is not None else DEFAULT
+        return _current
+
+
+def current_options() -> ScrubOptions:
+    """The process default :class:`ScrubOptions`."""
+    return _current

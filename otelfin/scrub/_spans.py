@@ -1,0 +1,268 @@
+"""Span scrubbing: one processor (as spans end) and one exporter (as they leave).
+
+:class:`ScrubbingSpanProcessor` scrubs every span of its provider as it ends. The SDK calls
+each processor's ``_on_ending(span)`` while the span is ending, before *any* processor's
+``on_end`` receives the finished span, and builds that finished span from the span's fields
+afterwards; scrubbing there, once, means an application's own processors on a reused
+``TracerProvider`` (its OTLP exporter, a console exporter) only ever see masked data,
+whatever their position on the provider.
+
+:class:`ScrubbingSpanExporter` scrubs at export time instead, off the request path when it
+sits behind a batch processor. otelfin puts one in front of every exporter it drives
+(``only_unscrubbed=True``: it steps aside while :func:`install_span_scrubbing` has a
+processor scrubbing spans as they end, so each span is scrubbed exactly once); applications
+wrap exporters otelfin cannot see with it.
+
+``_on_ending`` is an underscore hook of the SDK (present in opentelemetry-sdk 1.3x); where it
+is missing, :func:`install_span_scrubbing` returns False and scrubbing stays in the exporter.
+"""
+
+from __future__ import annotations
+
+import weakref
+from collections.abc import Sequence
+from typing import Any
+
+from opentelemetry.attributes import BoundedAttributes
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, TracerProvider
+from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor as _Multi
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+from opentelemetry.sdk.util import BoundedList
+from opentelemetry.trace import Link, Status
+
+from otelfin import _internal
+from otelfin.scrub._options import ScrubOptions, current_options
+from otelfin.scrub._pan import MIN_LEN, scrub_text
+from otelfin.scrub._walk import scrub_attributes
+
+__all__ = [
+    "ScrubbingSpanExporter",
+    "ScrubbingSpanProcessor",
+    "ending_hook_supported",
+    "install_span_scrubbing",
+    "scrub_span",
+    "scrubbed_as_they_end",
+]
+
+
+def ending_hook_supported() -> bool:
+    """True when this SDK calls ``_on_ending`` on span processors."""
+    return callable(getattr(_Multi, "_on_ending", None))
+
+
+def _scrub_event(event: Event, opts: ScrubOptions) -> Event:
+    attributes = event.attributes
+    scrubbed = scrub_attributes(attributes, opts)
+    name = scrub_text(event.name, options=opts)
+    if scrubbed is attributes and name is event.name:
+        return event
+    return Event(name, scrubbed, event.timestamp)
+
+
+def _scrub_link(link: Link, opts: ScrubOptions) -> Link:
+    attributes = link.attributes
+    scrubbed = scrub_attributes(attributes, opts)
+    if scrubbed is attributes:
+        return link
+    return Link(link.context, scrubbed)
+
+
+def _bounded_list(items: Any, old: Any) -> BoundedList[Any]:
+    out: BoundedList[Any] = BoundedList(None)
+    out.extend(items)
+    out.dropped = getattr(old, "dropped", 0)
+    return out
+
+
+class ScrubbingSpanProcessor(SpanProcessor):
+    """Scrubs each span of its provider in place as it ends (see the module docstring).
+
+    ``options`` fixes the settings; None (default) follows
+    :func:`~otelfin.scrub.current_options` at each span.
+    """
+
+    def __init__(self, options: ScrubOptions | None = None) -> None:
+        self.options = options
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        return None
+
+    def _on_ending(self, span: Span) -> None:
+        try:
+            self._scrub_in_place(span, self.options or current_options())
+        except Exception as exc:
+            _internal.report("scrub.span_ending", exc)
+
+    @staticmethod
+    def _scrub_in_place(span: Any, opts: ScrubOptions) -> None:
+        # This runs on the thread that ends the span, so it reads the SDK span's fields
+        # directly (its public properties copy events and links on every access) and
+        # replaces only what changed, keeping the dropped-item counts.
+        name = span._name
+        if name and len(name) >= MIN_LEN:
+            span._name = scrub_text(name, options=opts)
+        attributes = span._attributes
+        if attributes:
+            scrubbed = scrub_attributes(attributes, opts)
+            if scrubbed is not attributes:
+                fresh = BoundedAttributes(attributes=dict(scrubbed or {}))
+                fresh.dropped = getattr(attributes, "dropped", 0)
+                span._attributes = fresh
+        events = span._events
+        if events:
+            new_events = [_scrub_event(event, opts) for event in events]
+            if any(a is not b for a, b in zip(new_events, events, strict=True)):
+                span._events = _bounded_list(new_events, events)
+        links = span._links
+        if links:
+            new_links = [_scrub_link(link, opts) for link in links]
+            if any(a is not b for a, b in zip(new_links, links, strict=True)):
+                span._links = _bounded_list(new_links, links)
+        status = span._status
+        if status.description and len(status.description) >= MIN_LEN:
+            description = scrub_text(status.description, options=opts)
+            if description is not status.description:
+                span._status = Status(status.status_code, description)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True
+
+
+def scrub_span(span: ReadableSpan, options: ScrubOptions | None = None) -> ReadableSpan:
+    """A copy of ``span`` with its name, attributes, events (exception message and stack trace
+    included), links and status description scrubbed; the same span when nothing changed."""
+    opts = options or current_options()
+    name = scrub_text(span.name, options=opts) if span.name else span.name
+    # The SDK's properties build a new view on every access: read each once.
+    original_attributes = span.attributes
+    original_status = span.status
+    attributes = scrub_attributes(original_attributes, opts)
+    events: Sequence[Event] = span.events
+    new_events: list[Event] | None = None
+    for i, event in enumerate(events):
+        ev_attrs = scrub_attributes(event.attributes, opts)
+        ev_name = scrub_text(event.name, options=opts)
+        if ev_attrs is not event.attributes or ev_name is not event.name:
+            if new_events is None:
+                new_events = list(events)
+            new_events[i] = Event(ev_name, ev_attrs, event.timestamp)
+    links: Sequence[Link] = span.links
+    new_links: list[Link] | None = None
+    for i, link in enumerate(links):
+        link_attrs = scrub_attributes(link.attributes, opts)
+        if link_attrs is not link.attributes:
+            if new_links is None:
+                new_links = list(links)
+            new_links[i] = Link(link.context, link_attrs)
+    status = original_status
+    if status.description:
+        description = scrub_text(status.description, options=opts)
+        if description is not status.description:
+            status = Status(status.status_code, description)
+    if (
+        name is span.name
+        and attributes is original_attributes
+        and new_events is None
+        and new_links is None
+        and status is original_status
+    ):
+        return span
+    return ReadableSpan(
+        name=name,
+        context=span.get_span_context(),
+        parent=span.parent,
+        resource=span.resource,
+        attributes=attributes,
+        events=new_events if new_events is not None else events,
+        links=new_links if new_links is not None else links,
+        kind=span.kind,
+        status=status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+class ScrubbingSpanExporter(SpanExporter):
+    """Wraps any exporter so every span it receives is scrubbed first.
+
+    Use it for exporters an application added to its provider itself (a reused
+    ``TracerProvider``), which otelfin cannot see::
+
+        provider.add_span_processor(BatchSpanProcessor(ScrubbingSpanExporter(my_exporter)))
+
+    ``options`` fixes the settings (None: :func:`~otelfin.scrub.current_options` at each
+    export). ``only_unscrubbed=True`` passes spans through untouched while
+    :func:`scrubbed_as_they_end` is true (otelfin's own exporters use it).
+    """
+
+    def __init__(
+        self,
+        inner: SpanExporter,
+        options: ScrubOptions | None = None,
+        *,
+        only_unscrubbed: bool = False,
+    ) -> None:
+        self.inner = inner
+        self.options = options
+        self.only_unscrubbed = only_unscrubbed
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        if not (self.only_unscrubbed and _ending.on):
+            opts = self.options or current_options()
+            spans = [scrub_span(s, opts) for s in spans]
+        return self.inner.export(spans)
+
+    def shutdown(self) -> None:
+        self.inner.shutdown()
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return bool(self.inner.force_flush(timeout_millis))
+
+
+class _Ending:
+    """Whether spans reaching otelfin's exporters were scrubbed as they ended already."""
+
+    on = False
+
+
+_ending = _Ending()
+_installed: weakref.WeakKeyDictionary[TracerProvider, ScrubbingSpanProcessor] = (
+    weakref.WeakKeyDictionary()
+)
+
+
+def scrubbed_as_they_end() -> bool:
+    """True while otelfin's exporters leave scrubbing to an installed processor."""
+    return _ending.on
+
+
+def install_span_scrubbing(provider: Any, *, as_they_end: bool) -> bool:
+    """Choose where otelfin scrubs the spans of ``provider``; True when as they end.
+
+    ``as_they_end=True`` adds one :class:`ScrubbingSpanProcessor` to an SDK ``provider``
+    (idempotent) so every processor on it sees masked spans; where that is impossible (not
+    an SDK provider, an SDK without the hook), or with ``as_they_end=False``, otelfin's
+    exporters scrub at export time.
+    """
+    done = False
+    if as_they_end and isinstance(provider, TracerProvider) and ending_hook_supported():
+        if provider not in _installed:
+            processor = ScrubbingSpanProcessor()
+            provider.add_span_processor(processor)
+            _installed[provider] = processor
+        done = True
+    _ending.on = done
+    return done
+
+
+def reset() -> None:
+    """Back to export-time scrubbing (spans still queued in a batch must be scrubbed)."""
+    _ending.on = False
