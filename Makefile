@@ -14,7 +14,7 @@ $(BIN)/otelfin: pyproject.toml
 install: $(BIN)/otelfin
 
 demo: install
-	$(BIN)/python examples/quickstart.py
+	$(BIN)/otelfin demo
 
 test: install
 	$(BIN)/python -m pytest

@@ -1,0 +1,267 @@
+"""``report.html``: one self-contained page (inline CSS and SVG, no script, no remote asset).
+
+Four parts, each drawn from the demo's own artefacts: the trace waterfall of one payment, the
+P99 attribution table, a latency histogram per channel with the SLO and that channel's P99
+marked, and the error-code breakdown from ``otelfin_request_errors_total``.
+"""
+
+from __future__ import annotations
+
+import html
+import math
+from collections.abc import Sequence
+from typing import Any
+
+from otelfin.metrics import histogram_quantile
+
+__all__ = ["render"]
+
+_CSS = "".join(
+    (
+        'body{font:14px/1.45 system-ui,-apple-system,"Segoe UI",Roboto,sans-serif;',
+        "margin:24px;color:#1d2330;background:#fff}",
+        "h1{font-size:22px;margin:0 0 4px}",
+        "h2{font-size:17px;margin:28px 0 8px;border-bottom:1px solid #dde2ea;padding-bottom:4px}",
+        ".meta{color:#5b6473}",
+        "table{border-collapse:collapse;font-variant-numeric:tabular-nums}",
+        "th,td{padding:3px 10px;border-bottom:1px solid #eef0f4;text-align:right}",
+        "th{background:#f5f7fa}",
+        "td.l,th.l{text-align:left}",
+        "tr.top td{background:#fff4e5;font-weight:600}",
+        ".hist{display:inline-block;margin:0 18px 18px 0;vertical-align:top}",
+        ".hist h3{font-size:14px;margin:0 0 2px}",
+        "svg text{font:11px system-ui,sans-serif;fill:#1d2330}",
+        ".legend span{display:inline-block;margin-right:14px}",
+        ".sw{display:inline-block;width:10px;height:10px;margin-right:4px}",
+        "code{background:#f5f7fa;padding:1px 4px;border-radius:3px}",
+    )
+)
+_SERVICE_COLOURS = ("#3b6fd6", "#2f9e6a", "#c47a12", "#9a4fd0", "#d04f6a", "#1f8fa6", "#6b7a12")
+
+
+def _e(value: Any) -> str:
+    return html.escape(str(value), quote=True)
+
+
+def _ms(nanos: float) -> str:
+    return f"{nanos / 1e6:,.1f} ms"
+
+
+def _waterfall(trace: Any) -> str:
+    if trace is None:
+        return "<p>No trace to show.</p>"
+    colours = {s: _SERVICE_COLOURS[i % len(_SERVICE_COLOURS)] for i, s in enumerate(trace.services)}
+    row_h, label_w, bar_w = 22, 430, 560
+    total = max(trace.duration_ns, 1)
+    height = row_h * len(trace.rows) + 24
+    parts = [
+        f'<svg id="waterfall" xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 150}" '
+        f'height="{height}" role="img" aria-label="trace waterfall">'
+    ]
+    for i, (depth, span) in enumerate(trace.rows):
+        y = 4 + i * row_h
+        x = label_w + (span.start_ns - trace.start_ns) / total * bar_w
+        w = max(2.0, span.duration_ns / total * bar_w)
+        colour = "#d2383f" if span.status == "ERROR" else colours[span.service]
+        label = f"{span.service} · {span.name}"
+        code = f" {span.error_code}" if span.error_code else ""
+        parts.append(
+            f'<text x="{4 + depth * 14}" y="{y + 15}">{_e(label[:64])}</text>'
+            f'<rect class="span-bar" data-span-id="{_e(span.span_id)}" '
+            f'data-service="{_e(span.service)}" x="{x:.1f}" y="{y + 3}" width="{w:.1f}" '
+            f'height="{row_h - 7}" rx="2" fill="{colour}"><title>{_e(span.name)}: '
+            f"{_e(_ms(span.duration_ns))} ({_e(span.status)}{_e(code)})</title></rect>"
+            f'<text x="{min(x + w + 4, label_w + bar_w + 4):.1f}" y="{y + 15}">'
+            f"{_e(_ms(span.duration_ns))}{_e(code)}</text>"
+        )
+    parts.append(
+        f'<text x="{label_w}" y="{height - 4}">0</text>'
+        f'<text x="{label_w + bar_w - 40}" y="{height - 4}">{_e(_ms(total))}</text></svg>'
+    )
+    legend = "".join(
+        f'<span><i class="sw" style="background:{c}"></i>{_e(s)}</span>' for s, c in colours.items()
+    )
+    return (
+        f'<p class="meta">trace <code id="trace-id">{_e(trace.trace_id)}</code>, '
+        f"{_e(_ms(trace.duration_ns))}, {len(trace.rows)} spans, "
+        f"{len(trace.services)} services</p>"
+        f'<p class="legend">{legend}<span><i class="sw" style="background:#d2383f"></i>'
+        f"error</span></p>{''.join(parts)}"
+    )
+
+
+def _table(report: Any) -> str:
+    rows = []
+    for label in dict.fromkeys(r.label for r in report.rows):
+        items = [r for r in report.rows if r.label == label]
+        for i, row in enumerate(items):
+            cls = ' class="top"' if i == 0 and label == "channel" else ""
+            rows.append(
+                f'<tr{cls} data-label="{_e(row.label)}" data-value="{_e(row.value)}">'
+                f'<td class="l">{_e(row.label)}</td><td class="l">{_e(row.value or chr(34) * 2)}'
+                f"</td><td>{row.requests:,.0f}</td><td>{row.traffic_share:.1%}</td>"
+                f"<td>{row.slow:,.0f}</td><td>{row.tail_share:.1%}</td><td>{row.lift:.1f}x</td>"
+                f'<td class="l"><code>{_e(row.exemplars[0] if row.exemplars else "")}</code>'
+                "</td></tr>"
+            )
+    share = report.slow / report.requests if report.requests else 0.0
+    return (
+        f'<p class="meta">P{report.quantile * 100:g} ≈ {report.p99_seconds:.3f} s; slow = above '
+        f"le={_e(report.threshold_le)} s: {report.slow:,.0f} of {report.requests:,.0f} "
+        f"observations ({share:.2%})</p>"
+        '<table id="attribution"><tr><th class="l">label</th><th class="l">value</th>'
+        "<th>requests</th><th>traffic</th><th>slow</th><th>tail share</th><th>lift</th>"
+        f'<th class="l">exemplar trace</th></tr>{"".join(rows)}</table>'
+    )
+
+
+def _per_bucket(bounds: Sequence[float], cumulative: Sequence[float], total: float) -> list[float]:
+    counts, previous = [], 0.0
+    for value in [*cumulative, total]:
+        counts.append(max(0.0, value - previous))
+        previous = value
+    return counts
+
+
+def _x_of(value: float, bounds: Sequence[float], left: float, width: float) -> float:
+    n = len(bounds) + 1
+    low = 0.0
+    for i, high in enumerate(bounds):
+        if value <= high:
+            fraction = (value - low) / (high - low) if high > low else 1.0
+            return left + (i + fraction) * width / n
+        low = high
+    return left + (n - 0.5) * width / n
+
+
+def _histograms(series: Sequence[Any], slo: float, operation: str | None) -> str:
+    chosen = [s for s in series if operation is None or s.labels.get("operation") == operation]
+    by_channel: dict[str, list[Any]] = {}
+    for s in chosen:
+        channel = s.labels.get("channel", "")
+        if channel:
+            by_channel.setdefault(channel, []).append(s)
+    bounds = sorted({b for s in chosen for b in s.buckets})
+    if not by_channel or not bounds:
+        return "<p>No per-channel latency histogram in the exposition.</p>"
+    out = []
+    width, height, left, bottom = 330, 170, 34, 36
+    plot_w, plot_h = width - left - 8, height - bottom - 18
+    for channel in sorted(by_channel):
+        group = by_channel[channel]
+        total = sum(s.count for s in group)
+        cumulative = [sum(s.buckets.get(b, ("", 0.0))[1] for s in group) for b in bounds]
+        counts = _per_bucket(bounds, cumulative, total)
+        p99 = histogram_quantile(0.99, bounds, [*cumulative, total]) if total else math.nan
+        peak = max(counts) or 1.0
+        bar_w = plot_w / len(counts)
+        svg = [
+            f'<svg class="histogram" data-channel="{_e(channel)}" '
+            f'xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
+        ]
+        for i, count in enumerate(counts):
+            h = count / peak * plot_h
+            x = left + i * bar_w
+            svg.append(
+                f'<rect class="bucket" x="{x + 1:.1f}" y="{18 + plot_h - h:.1f}" '
+                f'width="{bar_w - 2:.1f}" height="{h:.1f}" fill="#7d9be0"><title>'
+                f"{count:,.0f}</title></rect>"
+            )
+            label = f"{bounds[i]:g}" if i < len(bounds) else "+Inf"
+            svg.append(
+                f'<text x="{x + bar_w / 2:.1f}" y="{height - bottom + 14}" text-anchor="end" '
+                f'transform="rotate(-45 {x + bar_w / 2:.1f} {height - bottom + 14})">{label}</text>'
+            )
+        for cls, value, colour, text in (
+            ("slo", slo, "#2f9e6a", f"SLO {slo:g}s"),
+            ("p99", p99, "#d2383f", f"P99 {p99:.3g}s"),
+        ):
+            if math.isnan(value):
+                continue
+            x = _x_of(value, bounds, left, plot_w)
+            svg.append(
+                f'<line class="{cls}" x1="{x:.1f}" x2="{x:.1f}" y1="14" y2="{18 + plot_h}" '
+                f'stroke="{colour}" stroke-width="2" stroke-dasharray="4 2"/>'
+                f'<text x="{x + 3:.1f}" y="{12 if cls == "slo" else 26}" fill="{colour}">'
+                f"{_e(text)}</text>"
+            )
+        svg.append(
+            f'<line x1="{left}" x2="{left + plot_w}" y1="{18 + plot_h}" y2="{18 + plot_h}" '
+            f'stroke="#5b6473"/><text x="2" y="26">{peak:,.0f}</text></svg>'
+        )
+        out.append(
+            f'<div class="hist"><h3>{_e(channel)}</h3><div class="meta">{total:,.0f} requests, '
+            f"P99 {p99:.3f} s</div>{''.join(svg)}</div>"
+        )
+    return "".join(out)
+
+
+def _errors(exposition: str) -> str:
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+    from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+    from otelfin.metrics import ERRORS_METRIC
+
+    by_code: dict[str, float] = {}
+    operations: dict[str, set[str]] = {}
+    try:
+        if exposition.rstrip().endswith("# EOF"):
+            families = list(parse_om(exposition))  # type: ignore[no-untyped-call]
+        else:
+            families = list(parse_text(exposition))
+    except ValueError:
+        families = []
+    for family in families:
+        if family.name != ERRORS_METRIC.removesuffix("_total"):
+            continue
+        for sample in family.samples:
+            if not sample.name.endswith("_total"):
+                continue
+            code = sample.labels.get("error_code", "")
+            by_code[code] = by_code.get(code, 0.0) + sample.value
+            operations.setdefault(code, set()).add(sample.labels.get("operation", ""))
+    if not by_code:
+        return "<p>No errors recorded.</p>"
+    peak = max(by_code.values()) or 1.0
+    rows = []
+    for code, count in sorted(by_code.items(), key=lambda kv: (-kv[1], kv[0])):
+        width = count / peak * 320
+        rows.append(
+            f'<tr class="error-code" data-code="{_e(code)}"><td class="l"><code>{_e(code)}</code>'
+            f'</td><td>{count:,.0f}</td><td class="l"><svg width="330" height="14">'
+            f'<rect x="0" y="2" width="{width:.1f}" height="10" fill="#d2383f"/></svg></td>'
+            f'<td class="l">{_e(", ".join(sorted(operations[code])))}</td></tr>'
+        )
+    return (
+        '<table id="errors"><tr><th class="l">error_code</th><th>count</th><th></th>'
+        f'<th class="l">recorded by</th></tr>{"".join(rows)}</table>'
+    )
+
+
+def render(
+    *,
+    report: Any,
+    trace: Any,
+    series: Sequence[Any],
+    slo: float,
+    exposition: str,
+    outcomes: dict[str, int],
+    title: str,
+    operation: str | None = "POST /v1/payments",
+) -> str:
+    """The whole page as one string."""
+    summary = ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items()))
+    if operation is not None and not any(s.labels.get("operation") == operation for s in series):
+        operation = None
+    scope = f"operation <code>{_e(operation)}</code>" if operation else "all operations"
+    return (
+        '<!DOCTYPE html><html lang="en"><head><meta charset="utf-8">'
+        f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
+        f'<h1>{_e(title)}</h1><p class="meta">{_e(summary)}</p>'
+        f"<h2>One payment, every hop</h2>{_waterfall(trace)}"
+        f"<h2>Who makes the P99</h2>{_table(report)}"
+        f'<h2>Latency per channel</h2><p class="meta">{scope}; dashed lines: the SLO bound '
+        f"and the channel's P99 (histogram_quantile)</p>{_histograms(series, slo, operation)}"
+        f"<h2>Errors by code</h2>{_errors(exposition)}"
+        "</body></html>\n"
+    )
