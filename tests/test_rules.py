@@ -2,14 +2,12 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 import pytest
 import yaml
 
 from otelfin.cli import main
-from otelfin.metrics._dashboards import build_dashboard
 from otelfin.metrics._rules import UNREGISTERED_CODES_METRIC, all_expressions, build_rules
 
 
@@ -59,14 +57,3 @@ def test_cli_rules_build_bad_slo_exits_2(capsys: pytest.CaptureFixture[str]) -> 
     """An SLO that is not among --buckets is exit 2 with the reason."""
     assert main(["rules", "build", "--slo", "0.3", "--buckets", "0.1,0.25"]) == 2
     assert "bucket bounds" in capsys.readouterr().err
-
-
-def test_dashboard_json_is_generated_and_committed(tmp_path: Path) -> None:
-    """`otelfin dashboards build` output matches the committed dashboards/ file."""
-    assert main(["dashboards", "build", "--output-dir", str(tmp_path)]) == 0
-    generated = json.loads((tmp_path / "otelfin-red.json").read_text())
-    assert generated == build_dashboard()
-    committed = Path(__file__).resolve().parent.parent / "dashboards" / "otelfin-red.json"
-    assert json.loads(committed.read_text()) == generated
-    exprs = [t["expr"] for p in generated["panels"] for t in p["targets"]]
-    assert any("histogram_quantile(0.99" in e for e in exprs)

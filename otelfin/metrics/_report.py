@@ -23,6 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
+from otelfin.metrics import _promql as q
 from otelfin.metrics._buckets import histogram_quantile, le_text
 
 __all__ = [
@@ -194,15 +195,10 @@ def scrape(url: str, metric: str, timeout: float = 10.0) -> list[HistogramSeries
 
 
 def _promql(metric: str, by: Sequence[str], quantile: float, window: str, le: str) -> list[str]:
-    queries = [
-        f"histogram_quantile({quantile}, sum by (le) (rate({metric}_bucket[{window}])))",
-    ]
+    queries = [q.quantile(quantile, metric, [], window)]
     for label in by:
-        queries.append(f"sum by ({label}) (increase({metric}_count[{window}]))")
-        queries.append(
-            f"sum by ({label}) (increase({metric}_count[{window}]))"
-            f' - sum by ({label}) (increase({metric}_bucket{{le="{le}"}}[{window}]))'
-        )
+        queries.append(q.requests(metric, [label], window, fn="increase"))
+        queries.append(q.slow(metric, [label], window, le, fn="increase"))
     return queries
 
 
@@ -387,12 +383,16 @@ def from_prometheus(
     """The report over the last ``window``, computed by the Prometheus at ``base``."""
     if not by:
         raise ReportError("give at least one label to attribute by (--by)")
-    p99_query = f"histogram_quantile({quantile}, sum by (le) (rate({metric}_bucket[{window}])))"
+    p99_query = q.quantile(quantile, metric, [], window)
     p99_rows = query(base, p99_query, timeout)
     if not p99_rows or math.isnan(float(p99_rows[0]["value"][1])):
         raise ReportError(f"no {metric} observations in the last {window} (is it scraped?)")
     p99 = float(p99_rows[0]["value"][1])
-    les = query(base, f"sum by (le) (increase({metric}_bucket[{window}]))", timeout)
+    les = query(
+        base,
+        q.sum_by(["le"], q.rate(f"{metric}_bucket", window, fn="increase")),
+        timeout,
+    )
     bounds = sorted(
         (float(row["metric"]["le"]), row["metric"]["le"])
         for row in les

@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from otelfin.metrics import _promql as q
 from otelfin.metrics._buckets import le_text
 from otelfin.metrics._red import DURATION_METRIC, ERRORS_METRIC
 
@@ -71,32 +72,28 @@ def build_rules(
         if not _LABEL_NAME.fullmatch(label):
             raise ValueError(f"{label!r} is not a Prometheus label name")
     le = _check_le(slo, buckets)
-    labels = ", ".join(by)
     level = "_".join(by)
     base = metric.removesuffix("_seconds")
     budget = 1 - objective
     recording: list[dict[str, Any]] = [
         {
             "record": f"{level}:{metric}:p{quantile * 100:g}_5m".replace(".", "_"),
-            "expr": f"histogram_quantile({quantile}, sum by ({labels}, le) "
-            f"(rate({metric}_bucket[5m])))",
+            "expr": q.quantile(quantile, metric, by, "5m"),
         },
         {
             "record": f"{level}:{base}_requests:rate5m",
-            "expr": f"sum by ({labels}) (rate({metric}_count[5m]))",
+            "expr": q.requests(metric, by, "5m"),
         },
         {
             "record": f"{level}:{ERRORS_METRIC.removesuffix('_total')}:rate5m",
-            "expr": f"sum by ({labels}) (rate({ERRORS_METRIC}[5m]))",
+            "expr": q.errors(ERRORS_METRIC, by, "5m"),
         },
     ]
     for window in _SLO_WINDOWS:
         recording.append(
             {
                 "record": f"{level}:{base}_slow:ratio_rate{window}",
-                "expr": f"(sum by ({labels}) (rate({metric}_count[{window}])) - "
-                f'sum by ({labels}) (rate({metric}_bucket{{le="{le}"}}[{window}]))) / '
-                f"sum by ({labels}) (rate({metric}_count[{window}]))",
+                "expr": q.slow_ratio(metric, by, window, le),
             }
         )
 
