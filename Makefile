@@ -3,15 +3,19 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install demo test lint bench clean
+.PHONY: install install-check demo test lint bench clean
 
 $(BIN)/otelfin: pyproject.toml
 	$(PY) -m venv $(VENV)
-	$(BIN)/pip install --quiet --upgrade pip
 	$(BIN)/pip install --quiet -e '.[dev]'
 	@touch $@
 
 install: $(BIN)/otelfin
+
+# Build the wheel and install it (plain and [all]) into fresh Python 3.10 and 3.13 venvs with
+# the pip each ships, then pip check, import and `otelfin --help`.
+install-check:
+	.ci/install_check
 
 demo: install
 	$(BIN)/otelfin demo
