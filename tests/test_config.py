@@ -106,7 +106,7 @@ def test_otlp_selected_by_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"service_name": "Payment Gateway"}, "lower-case"),
+        ({"service_name": "   "}, "needs service_name"),
         ({"service_name": None}, "needs service_name"),
         ({"service_name": "svc", "error_code_policy": "ignore"}, "error_code_policy"),
         ({"service_name": "svc", "metrics_port": 70000}, "not a port"),

@@ -30,6 +30,7 @@ from otelfin.logging._pipeline import (
     add_level,
     exception_info,
     get_logger,
+    log_service_name,
     processors,
     render_json,
     scrub_event,
@@ -72,6 +73,7 @@ __all__ = [
     "scrub_event",
     "Correlate",
     "render_json",
+    "log_service_name",
 ]
 
 
@@ -165,7 +167,7 @@ def _install(config: Config) -> None:
     state = _pipeline_state()
     options = config.options
     _install_span_scrubbing(options.get("scrub_all_spans", "auto"))
-    state.service_name = config.service_name
+    state.service_name = _pipeline.log_service_name(config.service_name)
     state.min_level = LEVELS[config.log_level]
     state.check.update(
         None,

@@ -15,6 +15,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import re
 import sys
 import threading
 import time
@@ -130,7 +131,7 @@ class Correlate:
     """
 
     def __init__(self, service_name: str | None = None) -> None:
-        self.service_name = service_name
+        self.service_name = log_service_name(service_name) if service_name else None
         self.clock = _Clock()
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
@@ -302,9 +303,23 @@ class _Sink:
             stream.flush()
 
 
+_NOT_SLUG = re.compile(r"[^a-z0-9]+")
+
+
+def log_service_name(name: str) -> str:
+    """The ``service_name`` a log line carries for a service named ``name``.
+
+    OpenTelemetry accepts any string as ``service.name`` (``payments_api``, ``payments.api``,
+    ``Payments API``); the log schema wants lower-case words joined by hyphens, so every other
+    run of characters becomes one hyphen: ``payments-api``. Never raises.
+    """
+    slug = _NOT_SLUG.sub("-", str(name).lower()).strip("-")
+    return slug or "unknown-service"
+
+
 def default_service_name() -> str:
     """The service name before ``configure()``: ``OTEL_SERVICE_NAME`` or ``unknown-service``."""
-    return os.environ.get("OTEL_SERVICE_NAME") or "unknown-service"
+    return log_service_name(os.environ.get("OTEL_SERVICE_NAME") or "unknown-service")
 
 
 class _State:
