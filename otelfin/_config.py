@@ -23,11 +23,11 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
-from otelfin import _exporters, _internal
+from otelfin import _exporters, _internal, _lifecycle
 from otelfin.catalogue import Catalogue, ErrorCode, default_catalogue, load_catalogue
 from otelfin.instrument import _traced
 
-__all__ = ["Config", "configure", "get_config", "reset", "shutdown"]
+__all__ = ["Config", "configure", "force_flush", "get_config", "reset", "shutdown"]
 
 _log = logging.getLogger("otelfin")
 
@@ -35,7 +35,6 @@ ErrorCodePolicy = Literal["drop", "tag", "raise"]
 _POLICIES = ("drop", "tag", "raise")
 _EXPORTERS = ("none", "console", "jsonl", "otlp")
 _PAN_MASKS = ("last4", "first6last4")
-_SERVICE_NAME = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*")
 
 
 @dataclass(frozen=True)
@@ -121,6 +120,7 @@ _PILLAR_OPTIONS = frozenset(
         "stdlib_bridge",
         "stdlib_error_code",
         "transports",
+        "handle_signals",
     }
 )
 
@@ -157,13 +157,10 @@ def _resolve(
 ) -> Config:
     _check_options(options)
     name = _env("OTEL_SERVICE_NAME") or service_name
-    if not name:
+    if not isinstance(name, str) or not name.strip():
         raise ValueError("configure() needs service_name= (or OTEL_SERVICE_NAME)")
-    if not _SERVICE_NAME.fullmatch(name):
-        raise ValueError(
-            f"service_name {name!r} must be lower-case letters and digits joined by hyphens, "
-            "e.g. 'payment-gateway'"
-        )
+    # Any name OpenTelemetry accepts is kept as given for the ``service.name`` resource
+    # attribute; the log pillar derives its lower-case hyphenated field from it.
 
     paths: tuple[str, ...] = ()
     env_catalogue = _env("OTELFIN_CATALOGUE")
@@ -277,7 +274,9 @@ def configure(
     """Set up tracing, propagation, metrics and logging for this process. Idempotent.
 
     Args:
-        service_name: lower-case, hyphenated (``payment-gateway``); ``OTEL_SERVICE_NAME`` wins.
+        service_name: any name (``payment-gateway``, ``payments_api``, ``Payments API``) kept
+            as ``service.name``; logs carry a lower-case hyphenated form (``payments-api``);
+            ``OTEL_SERVICE_NAME`` wins.
         span_exporter: any OpenTelemetry ``SpanExporter``; otelfin's scrubber sits in front.
             Without it: ``OTEL_TRACES_EXPORTER`` (none|console|jsonl|otlp), else ``jsonl`` when
             ``spans_file``/``OTELFIN_SPANS_FILE`` is set, else ``otlp`` when
@@ -332,6 +331,7 @@ def configure(
         _traced._set_code_lookup(_lookup_code)
         _setup_tracing(config, span_exporter, tracer_provider, previous)
         _setup_pillars(config)
+        _lifecycle.install(force_flush, handle_signals=config.options.get("handle_signals", True))
         return config
 
 
@@ -429,10 +429,30 @@ def _setup_pillars(config: Config) -> None:
             _internal.report(f"configure[{module_name}]", exc)
 
 
+def force_flush(timeout_seconds: float = 30.0) -> bool:
+    """Export every finished span now (the provider's processors, otelfin's included).
+
+    Never raises; False when something did not finish in time. Logs are written as they
+    happen and Prometheus metrics are pulled, so spans are what a dying process can lose.
+    """
+    millis = int(timeout_seconds * 1000)
+    provider, processor = _state.provider, _state.processor
+    try:
+        if provider is not None:
+            return bool(provider.force_flush(millis))
+        if processor is not None:
+            return bool(processor.force_flush(millis))
+    except Exception as exc:
+        _internal.report("force_flush", exc)
+        return False
+    return True
+
+
 def shutdown(timeout_millis: int = 30000) -> None:
     """Flush spans, metrics and logs and stop otelfin's background work. Never raises."""
     import importlib
 
+    _lifecycle.uninstall()
     with _state.lock:
         processor = _state.processor
         # Flush first, while the pillars (the span scrubber above all) are still in place.
