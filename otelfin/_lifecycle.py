@@ -84,11 +84,7 @@ def _raise_signal(signum: int) -> None:
     original = _original_raise_signal
     assert original is not None
     try:
-        if (
-            _flush is not None
-            and signum in _SIGNALS
-            and signal.getsignal(signum) == signal.SIG_DFL
-        ):
+        if _flush is not None and signum in _SIGNALS and signal.getsignal(signum) == signal.SIG_DFL:
             _run_flush(FLUSH_TIMEOUT_S)
     except Exception as exc:
         _internal.report("lifecycle.raise_signal", exc)
