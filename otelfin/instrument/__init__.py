@@ -10,7 +10,6 @@ from otelfin.instrument._include import (
     applied,
     instrument_methods,
     parse_entries,
-    parse_entries_reporting,
     uninstrument,
 )
 from otelfin.instrument._traced import CallObserver, TracedSpec, set_call_observer, spec_of, traced
@@ -46,10 +45,12 @@ def _install(config: Config) -> None:
     """Apply the configured include list (called by ``otelfin.configure``)."""
     uninstrument()
     if config.methods_include:
-        instrument_methods(parse_entries_reporting(config.methods_include))
+        instrument_methods(parse_entries(config.methods_include))
     _install_threading()
     from otelfin.instrument import transports
+    from otelfin.instrument.transports import _datastores
 
+    _datastores.set_record_parameters(bool(config.options.get("db_record_parameters", False)))
     # configure(transports=False) switches transport instrumentation off; a list picks some.
     wanted = config.options.get("transports", True)
     if isinstance(wanted, str):  # "grpc" or "grpc,nats": names, not letters

@@ -27,6 +27,7 @@ from types import ModuleType
 from typing import Any
 
 from otelfin import _internal
+from otelfin.instrument.transports import _datastores
 
 __all__ = ["Row", "TABLE", "TRANSPORTS", "install", "uninstall", "installed", "rows"]
 
@@ -62,8 +63,18 @@ class Row:
             raise ImportError(f"otelfin needs {module} for {self.library}: {self.hint}") from exc
 
 
-def _official(name: str, library: str, package: str, cls: str, extra: str) -> Row:
-    return Row(name, library, f"opentelemetry.instrumentation.{package}:{cls}", extra)
+def _official(
+    name: str,
+    library: str,
+    package: str,
+    cls: str,
+    extra: str,
+    options: Callable[[], Mapping[str, Any]] | None = None,
+) -> Row:
+    return Row(name, library, f"opentelemetry.instrumentation.{package}:{cls}", extra, options)
+
+
+_params = _datastores.parameter_options
 
 
 #: Every instrumentor ``configure()`` can switch on, in order (a library's official
@@ -82,7 +93,22 @@ TABLE: tuple[Row, ...] = (
     _official("kafka", "kafka", "kafka", "KafkaInstrumentor", "kafka"),
     _official("kafka", "confluent_kafka", "confluent_kafka", "ConfluentKafkaInstrumentor", "kafka"),
     Row("kafka", "kafka", f"{_OWN}.kafka:KafkaConsumerProcessInstrumentor", "kafka"),
+    _official("kafka", "aiokafka", "aiokafka", "AIOKafkaInstrumentor", "kafka"),
     Row("nats", "nats", f"{_OWN}.nats:NatsInstrumentor", "nats"),
+    # Data stores: statements are recorded and scrubbed at export; parameters only on opt-in.
+    _official("postgres", "psycopg", "psycopg", "PsycopgInstrumentor", "postgres", _params),
+    _official("postgres", "psycopg2", "psycopg2", "Psycopg2Instrumentor", "postgres", _params),
+    _official("postgres", "asyncpg", "asyncpg", "AsyncPGInstrumentor", "postgres"),
+    Row("postgres", "asyncpg", f"{_OWN}._datastores:AsyncpgParametersInstrumentor", "postgres"),
+    _official("sqlalchemy", "sqlalchemy", "sqlalchemy", "SQLAlchemyInstrumentor", "sqlalchemy"),
+    Row(
+        "sqlalchemy", "sqlalchemy", f"{_OWN}.sqlalchemy:SqlAlchemyOneSpanInstrumentor", "sqlalchemy"
+    ),
+    _official("sqlite3", "sqlite3", "sqlite3", "SQLite3Instrumentor", "sqlite3"),
+    Row("sqlite3", "sqlite3", f"{_OWN}.sqlite3:Sqlite3ShortcutsInstrumentor", "sqlite3"),
+    _official("redis", "redis", "redis", "RedisInstrumentor", "redis"),
+    _official("celery", "celery", "celery", "CeleryInstrumentor", "celery"),
+    Row("celery", "celery", f"{_OWN}.celery:CeleryFixInstrumentor", "celery"),
 )
 
 

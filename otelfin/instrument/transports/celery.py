@@ -1,0 +1,107 @@
+"""Celery: error codes and retries on top of the official instrumentation.
+
+The official ``opentelemetry-instrumentation-celery`` gives a PRODUCER span per publish
+(``apply_async/<task>``, context injected into the message headers) and a CONSUMER span per
+run in the worker (``run/<task>``, continuing the producer's trace); a failure marks the run
+span ERROR and records the exception. otelfin adds, through Celery's own signals:
+
+* ``task_failure``: an exception carrying a catalogue code (:class:`otelfin.OtelfinError`)
+  puts ``error.type`` and ``otelfin.error_code`` on the run span, so the RED metrics from the
+  CONSUMER span get the ``error_code`` label, as ``@traced`` does. (The failure log line
+  Celery writes, with the exception, gets the code from otelfin's logging pipeline.)
+* ``task_retry``: a ``retry`` event on the run span that asked for it, with
+  ``celery.retry.count`` (the attempt being scheduled, 1 for the first retry) and the reason.
+  The official instrumentation only sets a ``celery.retry.reason`` attribute; each retried
+  run is its own ``run/<task>`` span carrying ``celery.retries``.
+
+Celery's prefork pool forks worker processes after the parent imported the app: see the
+README ("Data stores and task queues") for the ``worker_process_init`` recipe.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+
+from otelfin import _internal
+from otelfin._errors import error_code_of
+
+__all__ = ["CeleryFixInstrumentor"]
+
+
+def _exception(einfo: Any, exception: Any) -> BaseException | None:
+    if isinstance(exception, BaseException):
+        return exception
+    inner = getattr(einfo, "exception", None)
+    inner = getattr(inner, "exc", inner)  # billiard's ExceptionWithTraceback
+    return inner if isinstance(inner, BaseException) else None
+
+
+def _on_failure(sender: Any = None, exception: Any = None, einfo: Any = None, **_: Any) -> None:
+    """Put the exception's catalogue code on the run span (current while the task fails)."""
+    try:
+        exc = _exception(einfo, exception)
+        code = error_code_of(exc) if exc is not None else None
+        if code is None:
+            return
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("error.type", code)
+            span.set_attribute("otelfin.error_code", code)
+    except Exception as exc:
+        _internal.report("transports.celery.failure", exc)
+
+
+def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: Any) -> None:
+    """A ``retry`` event with the retry number on the run span asking for the retry."""
+    try:
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return
+        retries = getattr(request, "retries", 0)
+        attributes: dict[str, Any] = {
+            "celery.retry.count": (retries if isinstance(retries, int) else 0) + 1
+        }
+        if reason is not None:
+            attributes["celery.retry.reason"] = str(reason)
+            code = error_code_of(reason) if isinstance(reason, BaseException) else None
+            if code is not None:
+                attributes["otelfin.error_code"] = code
+        span.add_event("retry", attributes)
+    except Exception as exc:
+        _internal.report("transports.celery.retry", exc)
+
+
+# Celery runs both while the official run span is open and current (it ends in task_postrun).
+_RECEIVERS = (
+    ("task_failure", _on_failure),
+    ("task_retry", _on_retry),
+)
+
+
+class CeleryFixInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Error codes and retry events for Celery (see module docstring).
+
+    A row of the transport table after the official Celery instrumentor.
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The Celery versions the official instrumentor (and so this fix) supports."""
+        return ("celery >= 4.0, < 6.0",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from celery import signals
+
+        for name, receiver in _RECEIVERS:
+            getattr(signals, name).connect(receiver, weak=False)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        from celery import signals
+
+        for name, receiver in _RECEIVERS:
+            getattr(signals, name).disconnect(receiver)
