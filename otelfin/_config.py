@@ -121,6 +121,7 @@ _PILLAR_OPTIONS = frozenset(
         "stdlib_error_code",
         "transports",
         "handle_signals",
+        "server_logs",
         "db_record_parameters",
     }
 )

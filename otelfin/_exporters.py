@@ -243,6 +243,25 @@ def _shutdown_processor(processor: SpanProcessor) -> None:
         _internal.report("processor.shutdown", exc)
 
 
+_OTLP_PROTOCOLS = ("http/protobuf", "grpc")
+
+
+def otlp_protocol() -> str:
+    """The OTLP protocol for spans: ``OTEL_EXPORTER_OTLP_TRACES_PROTOCOL``, then
+    ``OTEL_EXPORTER_OTLP_PROTOCOL``, else ``http/protobuf`` (the specification's default).
+
+    ``http/json`` has no exporter in OpenTelemetry Python; asking for it (or a typo) is a
+    ``ValueError`` rather than a silent switch to another protocol.
+    """
+    for name in ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "OTEL_EXPORTER_OTLP_PROTOCOL"):
+        value = (os.environ.get(name) or "").strip().lower()
+        if value:
+            if value not in _OTLP_PROTOCOLS:
+                raise ValueError(f"{name}={value!r} is not supported: use grpc or http/protobuf")
+            return value
+    return "http/protobuf"
+
+
 def make_exporter(kind: str, spans_file: str | None) -> SpanExporter | None:
     """An exporter by name: ``none``, ``console``, ``jsonl`` or ``otlp``."""
     if kind == "none":
@@ -254,6 +273,18 @@ def make_exporter(kind: str, spans_file: str | None) -> SpanExporter | None:
     if kind == "jsonl":
         return JsonlSpanExporter(spans_file or "otelfin-spans.jsonl")
     if kind == "otlp":
+        if otlp_protocol() == "grpc":
+            try:
+                from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
+                    OTLPSpanExporter as GrpcSpanExporter,
+                )
+            except ImportError as exc:
+                raise ValueError(
+                    "OTLP over gRPC was asked for (OTEL_EXPORTER_OTLP_PROTOCOL=grpc) but "
+                    f"its exporter is not installed ({exc}); pip install 'otelfin[otlp-grpc]', "
+                    "or set OTEL_EXPORTER_OTLP_PROTOCOL=http/protobuf for OTLP over HTTP"
+                ) from None
+            return GrpcSpanExporter()
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter()

@@ -10,6 +10,7 @@ from otelfin.instrument._include import (
     applied,
     instrument_methods,
     parse_entries,
+    parse_entries_reporting,
     uninstrument,
 )
 from otelfin.instrument._traced import CallObserver, TracedSpec, set_call_observer, spec_of, traced
@@ -45,7 +46,7 @@ def _install(config: Config) -> None:
     """Apply the configured include list (called by ``otelfin.configure``)."""
     uninstrument()
     if config.methods_include:
-        instrument_methods(parse_entries(config.methods_include))
+        instrument_methods(parse_entries_reporting(config.methods_include))
     _install_threading()
     from otelfin.instrument import transports
     from otelfin.instrument.transports import _datastores

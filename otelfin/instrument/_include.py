@@ -70,6 +70,21 @@ def parse_entries(entries: Iterable[str]) -> list[IncludeEntry]:
     return parsed
 
 
+def parse_entries_reporting(entries: Iterable[str]) -> list[IncludeEntry]:
+    """Parse ``entries`` one by one: a malformed entry is logged once, the others still apply.
+
+    For settings an operator wrote (``OTELFIN_METHODS_INCLUDE``): one typo must neither stop
+    the service nor silently discard the good entries beside it.
+    """
+    parsed: list[IncludeEntry] = []
+    for raw in entries:
+        try:
+            parsed.extend(parse_entries([raw]))
+        except ValueError as exc:
+            _log.warning("otelfin: %s; it is ignored, the other include entries apply", exc)
+    return parsed
+
+
 @dataclass
 class _Patch:
     owner: Any
@@ -230,10 +245,7 @@ class MethodIncludeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         entries = kwargs.get("methods_include") or os.environ.get("OTELFIN_METHODS_INCLUDE", "")
         if isinstance(entries, str):
             entries = [e for e in entries.replace("\n", ",").split(",") if e.strip()]
-        try:
-            instrument_methods(entries)
-        except ValueError as exc:
-            _log.warning("otelfin: OTELFIN_METHODS_INCLUDE ignored: %s", exc)
+        instrument_methods(parse_entries_reporting(entries))
 
     def _uninstrument(self, **kwargs: Any) -> None:
         uninstrument()

@@ -186,6 +186,10 @@ def _install(config: Config) -> None:
         if default_code is not None and default_code not in config.catalogue:
             raise ValueError(f"stdlib_error_code {default_code!r} is not in the catalogue")
         _stdlib.install(config.log_level, default_code)
+        if options.get("server_logs", True):
+            _stdlib.take_server_loggers()
+        else:
+            _stdlib.give_back_server_loggers()
     else:
         _stdlib.uninstall()
 

@@ -15,7 +15,14 @@ from otelfin.logging import _pipeline
 from otelfin.logging._catalogue import UnregisteredErrorCodeError
 from otelfin.scrub import scrub_value
 
-__all__ = ["OtelfinHandler", "install", "uninstall"]
+__all__ = [
+    "OtelfinHandler",
+    "SERVER_LOGGERS",
+    "give_back_server_loggers",
+    "install",
+    "take_server_loggers",
+    "uninstall",
+]
 
 # Attributes every LogRecord has; anything else on a record came from ``extra=``.
 _RECORD_FIELDS = frozenset(
@@ -162,6 +169,7 @@ def uninstall() -> None:
     global _installed, _previous_level
     if _installed is None:
         return
+    give_back_server_loggers()
     root = logging.getLogger()
     root.removeHandler(_installed)
     _unguard_handlers()
@@ -169,3 +177,78 @@ def uninstall() -> None:
         root.setLevel(_previous_level)
     _installed = None
     _previous_level = None
+
+
+#: The loggers uvicorn and gunicorn write their own lines to. They do not propagate to the
+#: root logger (each has its own plain-text handler), so the bridge alone never sees them.
+SERVER_LOGGERS = ("uvicorn", "uvicorn.access", "gunicorn.error", "gunicorn.access")
+
+_taken: dict[str, tuple[list[logging.Handler], list[logging.Filter]]] = {}
+
+
+class _SpanFromEnviron(logging.Filter):
+    """Give a gunicorn access line the trace of its request.
+
+    gunicorn writes the access line after the WSGI call returned, when no span is current; its
+    record carries the request's environ as ``{key}e`` atoms, where Flask's and Django's
+    instrumentations keep the request's span.
+    """
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        atoms = record.args
+        if isinstance(atoms, dict) and not hasattr(record, "trace_id"):
+            for value in atoms.values():
+                get_context = getattr(value, "get_span_context", None)
+                if get_context is None:
+                    continue
+                try:
+                    ctx = get_context()
+                    if ctx.is_valid:
+                        record.trace_id = format(ctx.trace_id, "032x")
+                        record.span_id = format(ctx.span_id, "016x")
+                        break
+                except Exception:  # a foreign object with that method name
+                    continue
+        return True
+
+
+def take_server_loggers() -> list[str]:
+    """Route uvicorn's and gunicorn's own loggers through otelfin's handler (idempotent).
+
+    Only loggers the server has set up in this process (with handlers of their own) are taken;
+    their plain-text handlers are put aside, so the lines are written once, as otelfin JSON,
+    masked. :func:`give_back_server_loggers` restores them. Returns the names taken.
+    """
+    handler = _installed
+    if handler is None:
+        return []
+    for name in SERVER_LOGGERS:
+        if name in _taken or name not in logging.root.manager.loggerDict:
+            continue
+        logger = logging.getLogger(name)
+        if not logger.handlers or handler in logger.handlers:
+            continue
+        filters: list[logging.Filter] = []
+        if name == "gunicorn.access":
+            filters.append(_SpanFromEnviron())
+        _taken[name] = (list(logger.handlers), filters)
+        for old in list(logger.handlers):
+            logger.removeHandler(old)
+        for flt in filters:
+            logger.addFilter(flt)
+        logger.addHandler(handler)
+    return sorted(_taken)
+
+
+def give_back_server_loggers() -> None:
+    """Put the servers' own handlers back."""
+    handler = _installed
+    while _taken:
+        name, (handlers, filters) = _taken.popitem()
+        logger = logging.getLogger(name)
+        if handler is not None:
+            logger.removeHandler(handler)
+        for flt in filters:
+            logger.removeFilter(flt)
+        for old in handlers:
+            logger.addHandler(old)

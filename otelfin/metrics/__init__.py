@@ -22,6 +22,8 @@ Pillar options (``configure(**more)``):
 
 from __future__ import annotations
 
+import errno
+import logging
 import threading
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
@@ -65,6 +67,8 @@ from otelfin.metrics._transport import TransportMetricsProcessor
 
 if TYPE_CHECKING:
     from otelfin._config import Config
+
+_log = logging.getLogger("otelfin")
 
 __all__ = [
     # bucket design
@@ -204,8 +208,36 @@ def _setup_server(config: Config, registry: CollectorRegistry) -> None:
     serve: CollectorRegistry | None = registry
     if registry is REGISTRY and is_multiprocess():
         serve = multiprocess_registry()
-    _state.server = start_metrics_server(port, addr, serve)
+    try:
+        _state.server = start_metrics_server(port, addr, serve)
+    except OSError as exc:
+        if exc.errno != errno.EADDRINUSE:
+            raise
+        _port_taken(port)
+        return
     _state.server_key = server_key
+
+
+def _port_taken(port: int) -> None:
+    """The metrics port is bound already: another worker of the same server, nearly always.
+
+    Under ``PROMETHEUS_MULTIPROC_DIR`` that is the recipe working (the worker holding the port
+    serves every worker's sum). Without it each worker counts only its own requests, and the
+    one ``/metrics`` a scraper sees would quietly hold a fraction of them: say what to do.
+    """
+    if is_multiprocess():
+        _log.info("otelfin: /metrics on port %s is served by another worker (multiprocess)", port)
+        return
+    _log.warning(
+        "otelfin: metrics port %s is already in use, most likely by another worker of this "
+        "server (gunicorn -w N, uvicorn --workers N). Each worker counts only its own "
+        "requests, so that /metrics shows a fraction of the traffic. Set "
+        "PROMETHEUS_MULTIPROC_DIR to an empty directory in the server's environment before it "
+        "starts (and call prometheus_client.multiprocess.mark_process_dead in gunicorn's "
+        "child_exit hook); the worker that holds the port then serves every worker's sum. "
+        "See the README, Metrics: Multiprocess.",
+        port,
+    )
 
 
 def _stop_server() -> None:

@@ -1,0 +1,125 @@
+"""Zero-code: ``opentelemetry-instrument python app.py`` gets what ``configure()`` gives.
+
+otelfin registers itself as an OpenTelemetry *distro* (``opentelemetry_distro`` entry point)
+and *configurator* (``opentelemetry_configurator``), both named ``otelfin``. When otelfin is
+the only distro installed ``opentelemetry-instrument`` picks it without any variable; beside
+``opentelemetry-distro``, ``OTEL_PYTHON_DISTRO=otelfin OTEL_PYTHON_CONFIGURATOR=otelfin``
+chooses it. ``opentelemetry-instrument`` then runs, in the process, before the application:
+
+1. :class:`OtelfinDistro`.configure(): nothing to set (otelfin's defaults are its own);
+2. :class:`OtelfinConfigurator`.configure(): ``otelfin.configure()`` from the environment
+   (``OTEL_*``/``OTELFIN_*``), so JSON logs, masking, the catalogue, RED metrics, the
+   propagator, the include list, frameworks and transports are set up exactly as in code;
+3. :meth:`OtelfinDistro.load_instrumentor` for every ``opentelemetry_instrumentor`` entry
+   point: the ones ``configure()`` already owns (its transport table, otelfin's own fixes and
+   include list) are skipped so each is switched on once, with otelfin's options; any other
+   installed instrumentation is switched on as OpenTelemetry's distro would.
+
+A configuration mistake (a bad ``OTEL_SERVICE_NAME``, catalogue or exporter setting) is one
+clear line on stderr and the application runs uninstrumented: zero-code never stops a host.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from typing import Any
+
+from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr-defined]
+
+# The SDK's configurator base class is the documented extension point for configurators
+# (opentelemetry-distro subclasses it too) even though it lives in a private module.
+from opentelemetry.sdk._configuration import _BaseConfigurator
+
+from otelfin import _internal
+
+__all__ = ["OtelfinConfigurator", "OtelfinDistro"]
+
+_log = logging.getLogger("otelfin")
+
+#: OpenTelemetry's own default when no service name is given.
+DEFAULT_SERVICE_NAME = "unknown_service"
+
+
+def _disabled_instrumentations() -> set[str]:
+    raw = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    return {name.strip() for name in raw.split(",") if name.strip()}
+
+
+def _disabled_transports() -> set[str]:
+    """Transports whose official entry point OTEL_PYTHON_DISABLED_INSTRUMENTATIONS names."""
+    from importlib.metadata import entry_points
+
+    from otelfin.instrument.transports import TABLE, TRANSPORTS
+
+    disabled = _disabled_instrumentations()
+    if "*" in disabled:
+        return set(TRANSPORTS)
+    off: set[str] = set()
+    for ep in entry_points(group="opentelemetry_instrumentor"):
+        if ep.name in disabled:
+            off.update(row.name for row in TABLE if row.instrumentor == ep.value)
+    return off
+
+
+def _transports_setting() -> Any:
+    from otelfin.instrument.transports import TRANSPORTS
+
+    try:
+        off = _disabled_transports()
+    except Exception as exc:
+        _internal.report("zero-code.disabled_instrumentations", exc)
+        return True
+    if not off:
+        return True
+    return [name for name in TRANSPORTS if name not in off]
+
+
+class OtelfinConfigurator(_BaseConfigurator):
+    """``opentelemetry_configurator`` entry point: ``otelfin.configure()`` from the environment."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        from otelfin import _config
+        from otelfin.catalogue import CatalogueError
+
+        service = os.environ.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_SERVICE_NAME
+        try:
+            _config.configure(service, transports=_transports_setting())
+        except (ValueError, TypeError, CatalogueError) as exc:
+            # One readable line: the operator's setting is wrong, the program itself is not.
+            print(
+                f"otelfin: zero-code set-up skipped, the application runs uninstrumented: {exc}",
+                file=sys.stderr,
+                flush=True,
+            )
+        except Exception as exc:
+            _internal.report("zero-code.configure", exc)
+
+
+class OtelfinDistro(BaseDistro):  # type: ignore[misc]
+    """``opentelemetry_distro`` entry point: leaves what configure() owns to configure()."""
+
+    def _configure(self, **kwargs: Any) -> None:
+        """otelfin's defaults need no environment set up before the configurator runs."""
+
+    def load_instrumentor(self, entry_point: Any, **kwargs: Any) -> None:
+        """Switch on one ``opentelemetry_instrumentor`` entry point unless otelfin owns it."""
+        from otelfin import _config
+        from otelfin.instrument.transports import TABLE
+
+        value = getattr(entry_point, "value", "")
+        if _config.get_config() is not None:
+            if value.startswith("otelfin."):
+                return  # otelfin's own fixes and include list: configure() applied them
+            # A transport row: configure() switched it on, with otelfin's options. Siblings in
+            # the same module (httpx's HTTPX2ClientInstrumentor) are left alone too: importing
+            # that module imports the library, whose post-import hook would then run inside
+            # a half-imported instrumentation module.
+            modules = {row.instrumentor.partition(":")[0] for row in TABLE}
+            if value.partition(":")[0] in modules:
+                return
+        instrumentor = entry_point.load()()
+        if getattr(instrumentor, "is_instrumented_by_opentelemetry", False):
+            return
+        instrumentor.instrument(**kwargs)

@@ -1,0 +1,158 @@
+"""Zero-code: `opentelemetry-instrument` with otelfin as distro/configurator gives configure()."""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import textwrap
+from pathlib import Path
+
+from otelfin.logging import validate_file
+from tests.integration._procs import (
+    BIN,
+    Proc,
+    clean_env,
+    free_port,
+    get,
+    json_lines,
+    read_spans,
+    wait_http,
+)
+
+RISK = """
+import logging
+import os
+
+from flask import Flask
+
+
+class Declined(Exception):
+    def __init__(self, code, message):
+        super().__init__(message)
+        self.error_code = code
+
+
+class RiskService:
+    def check(self, card, amount):
+        if amount > 100:
+            raise Declined("PAY-012", f"Insufficient balance on card {card}")
+        return "approved"
+
+
+app = Flask(__name__)
+service = RiskService()
+
+
+@app.route("/check/<int:amount>")
+def check(amount):
+    try:
+        return service.check("4111 1111 1111 1111", amount)
+    except Declined as exc:
+        logging.getLogger("risk").warning("declined: %s", exc)
+        return "declined", 402
+"""
+
+SERVE = """
+import os
+from werkzeug.serving import make_server
+from risk import app
+
+make_server("127.0.0.1", int(os.environ["PORT"]), app).serve_forever()
+"""
+
+CARD = "4111 1111 1111 1111"
+
+
+def test_flask_app_under_opentelemetry_instrument(tmp_path: Path) -> None:
+    """No otelfin line in the app: JSON masked logs, server+method spans, RED metrics, flush."""
+    (tmp_path / "risk.py").write_text(textwrap.dedent(RISK))
+    (tmp_path / "serve.py").write_text(textwrap.dedent(SERVE))
+    port, metrics_port = free_port(), free_port()
+    spans_file = tmp_path / "spans.jsonl"
+    env = clean_env(
+        OTEL_PYTHON_DISTRO="otelfin",
+        OTEL_PYTHON_CONFIGURATOR="otelfin",
+        OTEL_SERVICE_NAME="risk_service",
+        OTELFIN_METHODS_INCLUDE="risk:RiskService.check,not a valid entry",
+        OTELFIN_SPANS_FILE=str(spans_file),
+        OTELFIN_METRICS_PORT=str(metrics_port),
+        OTELFIN_METRICS_ADDR="127.0.0.1",
+        PORT=str(port),
+        PYTHONPATH=str(tmp_path),
+    )
+    proc = Proc([str(BIN / "opentelemetry-instrument"), sys.executable, "serve.py"], tmp_path, env)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/check/1", proc)
+    parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
+    assert get(f"{base}/check/5", {"traceparent": parent}) == (200, "approved")
+    assert get(f"{base}/check/500")[0] == 402
+    status, exposition = get(f"http://127.0.0.1:{metrics_port}/metrics")
+    proc.signal(signal.SIGTERM)
+    code = proc.wait()
+    assert code == -signal.SIGTERM, proc.stderr[-3000:]
+
+    # Logs: every stdout line is an otelfin JSON line (werkzeug's own included), masked.
+    out = proc.stdout
+    lines = [line for line in out.splitlines() if line.strip()]
+    assert lines and len(json_lines(out)) == len(lines), out[-3000:]
+    (tmp_path / "logs.jsonl").write_text(out)
+    assert validate_file(str(tmp_path / "logs.jsonl")).bad_lines == 0
+    assert CARD not in out and "4111111111111111" not in out
+    records = json_lines(out)
+    assert {r["service_name"] for r in records} == {"risk-service"}
+    declined = [r for r in records if r["event"].startswith("declined")]
+    assert declined and "XXXXXXXXXXXX1111" in declined[0]["event"]
+    assert any("not a valid entry" in r["event"] for r in records)  # bad entry reported
+    assert not [r for r in records if r["logger"] == "otelfin" and "failed" in r["event"]]
+
+    # Spans: Flask SERVER spans continue the caller's trace; the listed method is traced.
+    text = spans_file.read_text()
+    assert CARD not in text
+    spans = read_spans(spans_file)
+    server = [s for s in spans if s["kind"] == 2]
+    method = [s for s in spans if s["name"] == "RiskService.check"]
+    assert len(method) == 3 and len(server) == 3
+    assert any(s["traceId"] == "0af7651916cd43dd8448eb211c80319c" for s in server)
+    by_id = {s["spanId"]: s for s in spans}
+    assert all(by_id[m["parentSpanId"]]["kind"] == 2 for m in method)
+    failed = next(m for m in method if m["status"]["code"] == 2)
+    assert "XXXXXXXXXXXX1111" in failed["status"]["message"]
+    (event,) = failed["events"]
+    attrs = {a["key"]: a["value"]["stringValue"] for a in event["attributes"]}
+    assert "XXXXXXXXXXXX1111" in attrs["exception.message"]
+    assert "exception.stacktrace" not in attrs  # a registered decline is not a crash
+
+    # RED metrics for the method and for the server spans, with the decline's code.
+    assert status == 200
+    assert 'operation="RiskService.check"' in exposition
+    assert 'error_code="PAY-012"' in exposition
+    assert 'service="risk_service"' in exposition
+
+
+def test_bad_setting_is_one_line_and_the_app_still_runs(tmp_path: Path) -> None:
+    """A wrong OTELFIN_* value under zero-code: one clear stderr line, the program's own result."""
+    script = tmp_path / "job.py"
+    script.write_text("print(json.dumps({'result': 42}))\n".join(["import json\n", ""]))
+    env = clean_env(
+        OTEL_PYTHON_DISTRO="otelfin",
+        OTEL_PYTHON_CONFIGURATOR="otelfin",
+        OTEL_SERVICE_NAME="job",
+        OTELFIN_PAN_MASK="everything",
+    )
+    proc = Proc([str(BIN / "opentelemetry-instrument"), sys.executable, str(script)], tmp_path, env)
+    assert proc.wait() == 0
+    assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"result": 42}
+    assert "otelfin: zero-code set-up skipped" in proc.stderr
+    assert "pan_mask" in proc.stderr and "Traceback" not in proc.stderr
+
+
+def test_distro_and_configurator_entry_points_are_otelfin() -> None:
+    """opentelemetry-instrument can find otelfin as distro and configurator by name."""
+    from importlib.metadata import entry_points
+
+    from otelfin._zerocode import OtelfinConfigurator, OtelfinDistro
+
+    (distro,) = [e for e in entry_points(group="opentelemetry_distro") if e.name == "otelfin"]
+    (conf,) = [e for e in entry_points(group="opentelemetry_configurator") if e.name == "otelfin"]
+    assert distro.load() is OtelfinDistro and conf.load() is OtelfinConfigurator
