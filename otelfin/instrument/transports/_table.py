@@ -152,12 +152,23 @@ class _Switch:
 _switch = _Switch()
 
 
+def _loading(module: str) -> bool:
+    """True while ``module`` is being imported (in ``sys.modules`` but not yet executed)."""
+    spec = getattr(sys.modules.get(module), "__spec__", None)
+    return bool(getattr(spec, "_initializing", False))
+
+
 def _instrument(row: Row) -> None:
     """Switch ``row`` on unless something else already did (may run in the host's import).
 
     The lock is not held while instrumenting: instrumenting imports modules, and an import in
     another thread may be waiting for this lock in its own post-import hook.
     """
+    if _loading(row.instrumentor.partition(":")[0]):
+        # The instrumentation module itself is importing the library (the application imports
+        # it to instrument by hand): its class is not defined yet, and the application is
+        # about to use it. Left to the application; the next install() looks again.
+        return
     with _switch.lock:
         if row not in _switch.wanted or row in _switch.settled:
             return
