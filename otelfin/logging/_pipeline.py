@@ -181,20 +181,20 @@ def _finite(value: Any, depth: int = 0) -> Any:
 
 
 def render_json(logger: Any, method_name: str, event_dict: dict[str, Any]) -> bytes:
-    """One JSON object and a newline, as bytes (orjson; stdlib json for what orjson refuses)."""
+    """One JSON object as bytes, no newline (orjson; stdlib json for what orjson refuses).
+
+    Like structlog's own renderers, the line end is the logger's job: structlog's
+    ``BytesLogger`` adds one, and so does otelfin's sink.
+    """
     try:
-        return orjson.dumps(
-            event_dict,
-            default=_default,
-            option=orjson.OPT_APPEND_NEWLINE | orjson.OPT_NON_STR_KEYS,
-        )
+        return orjson.dumps(event_dict, default=_default, option=orjson.OPT_NON_STR_KEYS)
     except (TypeError, orjson.JSONEncodeError):
         # Integers beyond 64 bits, recursion past orjson's limit and the like. NaN and
         # infinities become null as orjson writes them: json.dumps would write bare NaN.
         text = json.dumps(
             _finite(event_dict), default=_default, ensure_ascii=False, check_circular=True
         )
-        return (text + "\n").encode("utf-8", "replace")
+        return text.encode("utf-8", "replace")
 
 
 def processors(
@@ -283,6 +283,7 @@ class _Sink:
             _internal.report("logging.flush", exc)
 
     def write(self, line: bytes) -> None:
+        line += b"\n"
         if self.taps:
             for tap in self.taps:
                 tap(line)
