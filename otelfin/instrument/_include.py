@@ -25,6 +25,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 
 from otelfin import _internal
+from otelfin.instrument._main import main_module_names, watch_main
 from otelfin.instrument._traced import spec_of, traced
 
 __all__ = [
@@ -144,7 +145,9 @@ def _report_unresolved(entry: IncludeEntry, why: str) -> None:
     _log.warning("otelfin: include entry %r matched nothing (%s); it is ignored", key, why)
 
 
-def _apply_to_module(module: ModuleType, entries: list[IncludeEntry], generation: int) -> None:
+def _apply_to_module(
+    module: ModuleType, entries: list[IncludeEntry], generation: int, report: bool = True
+) -> None:
     with _registry.lock:
         if generation != _registry.generation:
             return  # uninstrument() ran since this hook was registered
@@ -159,7 +162,8 @@ def _apply_to_module(module: ModuleType, entries: list[IncludeEntry], generation
                 found = _resolve_exact(module, entry.qualname)
                 targets = [found] if found is not None else []
             if not targets:
-                _report_unresolved(entry, f"no such function or method in {module.__name__}")
+                if report:
+                    _report_unresolved(entry, f"no such function or method in {module.__name__}")
                 continue
             for owner, attr, raw in targets:
                 _patch(owner, attr, raw, entry)
@@ -188,12 +192,18 @@ def instrument_methods(entries: Iterable[str | IncludeEntry]) -> list[IncludeEnt
     by_module: dict[str, list[IncludeEntry]] = {}
     for entry in parsed:
         by_module.setdefault(entry.module, []).append(entry)
+    main_names = main_module_names()
     with _registry.lock:
         _registry.entries.extend(parsed)
         generation = _registry.generation
+        main_entries = [e for e in parsed if e.module in main_names]
+        if main_entries:
+            _watch_main(main_entries, generation)
         for module_name, module_entries in by_module.items():
+            if module_name == "__main__":
+                continue
             module = sys.modules.get(module_name)
-            if module is not None:
+            if module is not None and module_name not in main_names:
                 _apply_to_module(module, module_entries, generation)
             else:
 
@@ -206,6 +216,19 @@ def instrument_methods(entries: Iterable[str | IncludeEntry]) -> list[IncludeEnt
 
                 wrapt.register_post_import_hook(hook, module_name)
     return parsed
+
+
+def _watch_main(entries: list[IncludeEntry], generation: int) -> None:
+    """Apply entries naming the main module as its top-level definitions run (see _main)."""
+
+    def apply(main: ModuleType, final: bool) -> None:
+        # Runs from a trace function inside the host's top-level code: never raise there.
+        try:
+            _apply_to_module(main, entries, generation, report=final)
+        except Exception as exc:
+            _internal.report("include.main", exc)
+
+    watch_main(apply)
 
 
 def uninstrument() -> None:

@@ -156,3 +156,65 @@ def test_distro_and_configurator_entry_points_are_otelfin() -> None:
     (distro,) = [e for e in entry_points(group="opentelemetry_distro") if e.name == "otelfin"]
     (conf,) = [e for e in entry_points(group="opentelemetry_configurator") if e.name == "otelfin"]
     assert distro.load() is OtelfinDistro and conf.load() is OtelfinConfigurator
+
+
+JOB = """
+import os
+import sys
+
+class Ledger:
+    def post(self, amount):
+        return amount * 2
+
+def settle(amount):
+    return Ledger().post(amount) + 1
+
+if __name__ == "__main__":
+    print("settled", settle(20))
+"""
+
+
+def _run_job(tmp_path: Path, argv: list[str], include: str) -> tuple[str, list[str]]:
+    spans_file = tmp_path / f"spans-{len(list(tmp_path.iterdir()))}.jsonl"
+    env = clean_env(
+        OTEL_PYTHON_DISTRO="otelfin",
+        OTEL_PYTHON_CONFIGURATOR="otelfin",
+        OTEL_SERVICE_NAME="settlement",
+        OTELFIN_METHODS_INCLUDE=include,
+        OTELFIN_SPANS_FILE=str(spans_file),
+        OTELFIN_SPAN_PROCESSOR="simple",
+        PYTHONPATH=str(tmp_path),
+    )
+    proc = Proc([str(BIN / "opentelemetry-instrument"), sys.executable, *argv], tmp_path, env)
+    assert proc.wait() == 0, proc.stderr[-3000:]
+    return proc.stdout, sorted(s["name"] for s in read_spans(spans_file))
+
+
+def test_include_entries_for_a_script(tmp_path: Path) -> None:
+    """`python job.py`: entries by file name or __main__ trace functions defined later."""
+    (tmp_path / "job.py").write_text(textwrap.dedent(JOB))
+    out, names = _run_job(tmp_path, ["job.py"], "job:settle,__main__:Ledger.post")
+    assert "settled 41" in out
+    assert names == ["Ledger.post", "settle"]
+
+
+def test_include_entries_for_python_dash_m(tmp_path: Path) -> None:
+    """`python -m pkg.job`: the module's own name works though it runs as __main__."""
+    (tmp_path / "pkg").mkdir()
+    (tmp_path / "pkg" / "__init__.py").write_text("")
+    (tmp_path / "pkg" / "job.py").write_text(textwrap.dedent(JOB))
+    out, names = _run_job(tmp_path, ["-m", "pkg.job"], "pkg.job:*")
+    assert "settled 41" in out
+    assert names == ["Ledger.post", "settle"]
+
+
+def test_configure_at_the_top_of_a_script_traces_later_definitions(tmp_path: Path) -> None:
+    """configure(methods_include="__main__:...") before the defs: they are traced anyway."""
+    script = "import otelfin\notelfin.configure('settlement', methods_include='__main__:settle')\n"
+    (tmp_path / "job.py").write_text(script + textwrap.dedent(JOB))
+    spans_file = tmp_path / "spans.jsonl"
+    env = clean_env(OTELFIN_SPANS_FILE=str(spans_file), OTELFIN_SPAN_PROCESSOR="simple")
+    proc = Proc([sys.executable, "job.py"], tmp_path, env)
+    assert proc.wait() == 0, proc.stderr[-3000:]
+    assert "settled 41" in proc.stdout
+    assert [s["name"] for s in read_spans(spans_file)] == ["settle"]
