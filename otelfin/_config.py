@@ -1,17 +1,25 @@
 """The one place otelfin keeps global state: ``configure()``, ``shutdown()``, ``get_config()``.
 
-Nothing happens at import time. Precedence for every plain setting: an ``OTEL_*``/``OTELFIN_*``
-environment variable, then the argument given in code, then the built-in default, so operators
-can change a deployed service without a code change. Object arguments (``span_exporter``,
-``tracer_provider``) cannot come from the environment and win over ``OTEL_TRACES_EXPORTER``.
+Nothing happens at import time. Every setting is a row of :mod:`otelfin._settings` (its
+environment variable wins over the argument given in code, which wins over the default), so
+operators can change a deployed service without a code change. Object arguments
+(``span_exporter``, ``tracer_provider``) cannot come from the environment and win over
+``OTEL_TRACES_EXPORTER``.
+
+The pillars (propagation, logging, metrics, instrument) never read this module's state: each
+gets the effective :class:`Config` and a :class:`~otelfin._pillar.Tracing` through its
+``install_pillar()`` and returns the span processors it needs, which are added here once per
+provider (tracked by weak reference).
 """
 
 from __future__ import annotations
 
+import importlib
 import logging
 import os
 import re
 import threading
+import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -23,18 +31,40 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
-from otelfin import _exporters, _internal, _lifecycle
-from otelfin.catalogue import Catalogue, ErrorCode, default_catalogue, load_catalogue
-from otelfin.instrument import _traced
+from otelfin import _exporters, _internal, _lifecycle, _settings
+from otelfin._pillar import Installed, Tracing
+from otelfin.catalogue import Catalogue, default_catalogue, load_catalogue
 
-__all__ = ["Config", "configure", "force_flush", "get_config", "reset", "shutdown"]
+__all__ = [
+    "Config",
+    "configure",
+    "current_catalogue",
+    "force_flush",
+    "get_config",
+    "reset",
+    "shutdown",
+]
 
 _log = logging.getLogger("otelfin")
 
 ErrorCodePolicy = Literal["drop", "tag", "raise"]
-_POLICIES = ("drop", "tag", "raise")
 _EXPORTERS = ("none", "console", "jsonl", "otlp")
-_PAN_MASKS = ("last4", "first6last4")
+
+# Settings that are fields of Config; every other row of the table lands in Config.options.
+_FIELDS = (
+    "service_name",
+    "error_code_policy",
+    "metrics_port",
+    "methods_include",
+    "traces_exporter",
+    "spans_file",
+    "span_processor",
+    "propagators",
+    "pan_mask",
+    "log_level",
+    "log_file",
+    "enrich_logs",
+)
 
 
 @dataclass(frozen=True)
@@ -55,7 +85,7 @@ class Config:
     log_level: str = "info"
     log_file: str | None = None
     enrich_logs: bool = False
-    #: Options for one pillar that have no field of their own yet (``configure(**more)``).
+    #: Every other setting of the table (pillar options), resolved, defaults included.
     options: Mapping[str, Any] = field(default_factory=dict)
 
 
@@ -67,26 +97,17 @@ class _State:
         self.provider: SdkTracerProvider | None = None
         self.owns_provider = False
         self.processor: _exporters.SwappableSpanProcessor | None = None
-        self.providers_with_processor: set[int] = set()
-        self.export_key: tuple[Any, ...] = (None, None, None, None)
+        # The processors otelfin added to each provider, by weak reference to the provider:
+        # a provider that is garbage-collected drops out, and a new one at the same address
+        # is a new key (``id()`` bookkeeping got this wrong).
+        self.added: weakref.WeakKeyDictionary[SdkTracerProvider, list[SpanProcessor]] = (
+            weakref.WeakKeyDictionary()
+        )
+        self.exporter: SpanExporter | None = None
+        self.export_key: tuple[Any, ...] | None = None
 
 
 _state = _State()
-
-
-def _env(name: str) -> str | None:
-    value = os.environ.get(name)
-    return value.strip() if value is not None and value.strip() else None
-
-
-def _split(value: str) -> tuple[str, ...]:
-    return tuple(part.strip() for part in re.split(r"[,\n]", value) if part.strip())
-
-
-def _lookup_code(code: str) -> ErrorCode | None:
-    config = _state.config
-    catalogue = config.catalogue if config is not None else default_catalogue()
-    return catalogue.get(code)
 
 
 def get_config() -> Config | None:
@@ -100,157 +121,54 @@ def current_catalogue() -> Catalogue:
     return config.catalogue if config is not None else default_catalogue()
 
 
-# Every ``configure(**more)`` key a pillar reads from ``Config.options``; anything else is a
-# typo that would otherwise be ignored in silence (``metric_port=9464`` serving nothing).
-_PILLAR_OPTIONS = frozenset(
-    {
-        "metrics_registry",
-        "metrics_labels",
-        "metrics_allow_labels",
-        "metrics_buckets",
-        "metrics_slo",
-        "metrics_p99",
-        "metrics_max_series",
-        "metrics_exemplars",
-        "metrics_addr",
-        "secret_keys",
-        "scrub_all_spans",
-        "max_error_code_labels",
-        "log_stream",
-        "stdlib_bridge",
-        "stdlib_error_code",
-        "transports",
-        "handle_signals",
-        "server_logs",
-        "db_record_parameters",
-    }
-)
-
-
-def _check_options(options: Mapping[str, Any]) -> None:
-    unknown = sorted(set(options) - _PILLAR_OPTIONS)
-    if not unknown:
-        return
-    import difflib
-    import inspect
-
-    known = [*inspect.signature(configure).parameters, *_PILLAR_OPTIONS]
-    close = difflib.get_close_matches(unknown[0], known, n=1)
-    hint = f"; did you mean {close[0]!r}?" if close else ""
-    raise TypeError(f"configure() got an unexpected keyword argument {unknown[0]!r}{hint}")
-
-
-def _resolve(
-    service_name: str | None,
-    span_exporter: SpanExporter | None,
-    catalogue: str | os.PathLike[str] | Catalogue | None,
-    error_code_policy: str,
-    metrics_port: int | None,
-    methods_include: str | list[str] | tuple[str, ...] | None,
-    traces_exporter: str | None,
-    spans_file: str | os.PathLike[str] | None,
-    span_processor: str,
-    propagators: str | list[str] | tuple[str, ...] | None,
-    pan_mask: str,
-    log_level: str,
-    log_file: str | os.PathLike[str] | None,
-    enrich_logs: bool,
-    options: dict[str, Any],
-) -> Config:
-    _check_options(options)
-    name = _env("OTEL_SERVICE_NAME") or service_name
-    if not isinstance(name, str) or not name.strip():
-        raise ValueError("configure() needs service_name= (or OTEL_SERVICE_NAME)")
-    # Any name OpenTelemetry accepts is kept as given for the ``service.name`` resource
-    # attribute; the log pillar derives its lower-case hyphenated field from it.
-
-    paths: tuple[str, ...] = ()
-    env_catalogue = _env("OTELFIN_CATALOGUE")
-    if env_catalogue:
-        paths = tuple(p for p in re.split(rf"[,{re.escape(os.pathsep)}]", env_catalogue) if p)
-        loaded = load_catalogue(*paths)
-    elif isinstance(catalogue, Catalogue):
-        loaded = catalogue
-    elif catalogue is not None:
-        paths = (os.fspath(catalogue),)
-        loaded = load_catalogue(*paths)
+def _load_catalogue(value: Any, from_env: bool) -> tuple[Catalogue, tuple[str, ...]]:
+    if isinstance(value, Catalogue):
+        return value, ()
+    if value is None:
+        return default_catalogue(), ()
+    if from_env:
+        paths = _settings.split_list(value, "OTELFIN_CATALOGUE", extra_separators=os.pathsep)
+    elif isinstance(value, (str, os.PathLike)):
+        paths = (os.fspath(value),)
     else:
-        loaded = default_catalogue()
+        raise ValueError(f"catalogue must be a path or a Catalogue, not {type(value).__name__}")
+    return load_catalogue(*paths), tuple(str(Path(p)) for p in paths)
 
-    policy = (_env("OTELFIN_ERROR_CODE_POLICY") or error_code_policy).lower()
-    if policy not in _POLICIES:
-        raise ValueError(f"error_code_policy {policy!r} must be one of {', '.join(_POLICIES)}")
 
-    port_text = _env("OTELFIN_METRICS_PORT")
-    port = metrics_port
-    if port_text is not None:
-        try:
-            port = int(port_text)
-        except ValueError:
-            raise ValueError(f"OTELFIN_METRICS_PORT={port_text!r} is not a port number") from None
-    if port is not None and not 0 <= port <= 65535:
-        raise ValueError(f"metrics_port {port} is not a port number")
-
-    include_env = _env("OTELFIN_METHODS_INCLUDE")
-    if include_env is not None:
-        include = _split(include_env)
-    elif isinstance(methods_include, str):
-        include = _split(methods_include)
-    else:
-        include = tuple(methods_include or ())
-
-    file_env = _env("OTELFIN_SPANS_FILE")
-    spans_path = file_env or (os.fspath(spans_file) if spans_file is not None else None)
-    exporter = (_env("OTEL_TRACES_EXPORTER") or traces_exporter or "").lower()
+def _exporter_name(values: Mapping[str, Any], span_exporter: SpanExporter | None) -> str:
     if span_exporter is not None:
-        exporter = "custom"
-    elif not exporter:
-        if spans_path:
+        return "custom"
+    exporter = (values["traces_exporter"] or "").lower()
+    if not exporter:
+        if values["spans_file"]:
             exporter = "jsonl"
-        elif _env("OTEL_EXPORTER_OTLP_ENDPOINT") or _env("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"):
+        elif _settings.env_value("OTEL_EXPORTER_OTLP_ENDPOINT") or _settings.env_value(
+            "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"
+        ):
             exporter = "otlp"
         else:
             exporter = "none"
-    if exporter not in (*_EXPORTERS, "custom"):
+    if exporter not in _EXPORTERS:
         raise ValueError(f"traces exporter {exporter!r} must be one of {', '.join(_EXPORTERS)}")
+    return exporter
 
-    processor = (_env("OTELFIN_SPAN_PROCESSOR") or span_processor).lower()
-    if processor not in ("batch", "simple"):
-        raise ValueError(f"span_processor {processor!r} must be 'batch' or 'simple'")
 
-    prop_env = _env("OTEL_PROPAGATORS")
-    if prop_env is not None:
-        props = _split(prop_env)
-    elif isinstance(propagators, str):
-        props = _split(propagators)
-    else:
-        props = tuple(propagators or ("tracecontext", "baggage"))
-
-    mask = (_env("OTELFIN_PAN_MASK") or pan_mask).lower()
-    if mask not in _PAN_MASKS:
-        raise ValueError(f"pan_mask {mask!r} must be one of {', '.join(_PAN_MASKS)}")
-
-    level = (_env("OTELFIN_LOG_LEVEL") or log_level).lower()
-    if level not in ("debug", "info", "warning", "error", "critical"):
-        raise ValueError(f"log_level {level!r} must be debug, info, warning, error or critical")
-    log_path = _env("OTELFIN_LOG_FILE") or (os.fspath(log_file) if log_file else None)
-
+def _resolve(given: dict[str, Any], span_exporter: SpanExporter | None) -> Config:
+    values = _settings.resolve(given)
+    if not values["service_name"]:
+        raise ValueError("configure() needs service_name= (or OTEL_SERVICE_NAME)")
+    # Any name OpenTelemetry accepts is kept as given for the ``service.name`` resource
+    # attribute; the log pillar derives its lower-case hyphenated field from it.
+    catalogue, paths = _load_catalogue(
+        values["catalogue"], _settings.env_value("OTELFIN_CATALOGUE") is not None
+    )
+    values["traces_exporter"] = _exporter_name(values, span_exporter)
+    options = {k: v for k, v in values.items() if k not in _FIELDS and k != "catalogue"}
     return Config(
-        service_name=name,
-        catalogue=loaded,
-        catalogue_paths=tuple(str(Path(p)) for p in paths),
-        error_code_policy=policy,  # type: ignore[arg-type]
-        metrics_port=port,
-        methods_include=include,
-        traces_exporter=exporter,
-        spans_file=spans_path,
-        span_processor=processor,  # type: ignore[arg-type]
-        propagators=props,
-        pan_mask=mask,  # type: ignore[arg-type]
-        log_level=level,
-        log_file=log_path,
-        enrich_logs=enrich_logs,
-        options=dict(options),
+        catalogue=catalogue,
+        catalogue_paths=paths,
+        options=options,
+        **{k: values[k] for k in _FIELDS},
     )
 
 
@@ -259,18 +177,18 @@ def configure(
     *,
     span_exporter: SpanExporter | None = None,
     catalogue: str | os.PathLike[str] | Catalogue | None = None,
-    error_code_policy: str = "drop",
+    error_code_policy: str | None = None,
     metrics_port: int | None = None,
     methods_include: str | list[str] | tuple[str, ...] | None = None,
     traces_exporter: str | None = None,
     spans_file: str | os.PathLike[str] | None = None,
-    span_processor: str = "batch",
+    span_processor: str | None = None,
     tracer_provider: SdkTracerProvider | None = None,
     propagators: str | list[str] | tuple[str, ...] | None = None,
-    pan_mask: str = "last4",
-    log_level: str = "info",
+    pan_mask: str | None = None,
+    log_level: str | None = None,
     log_file: str | os.PathLike[str] | None = None,
-    enrich_logs: bool = False,
+    enrich_logs: bool | None = None,
     **more: Any,
 ) -> Config:
     """Set up tracing, propagation, metrics and logging for this process. Idempotent.
@@ -295,54 +213,62 @@ def configure(
         propagators: inject formats (``OTEL_PROPAGATORS`` wins).
         pan_mask: ``last4`` (default) or ``first6last4`` (``OTELFIN_PAN_MASK``).
         log_level, log_file, enrich_logs: logging pillar settings (``OTELFIN_LOG_LEVEL``,
-            ``OTELFIN_LOG_FILE``).
-        **more: pillar options without a named argument, kept in ``Config.options``.
+            ``OTELFIN_LOG_FILE``, ``OTELFIN_ENRICH_LOGS``).
+        **more: any other row of the settings table (``otelfin._settings.SETTINGS``; the
+            README lists them), e.g. ``metrics_slo=0.3``; kept in ``Config.options``.
 
-    Returns the effective :class:`Config`. Calling again with the same settings changes
-    nothing; with different ones, the changes are applied in place (one processor, one
-    propagator, one logging chain; never stacked).
+    Arguments left at None take the table's default. Returns the effective :class:`Config`.
+    Calling again with the same settings changes nothing; with different ones, the changes
+    are applied in place (one processor, one propagator, one logging chain; never stacked).
 
     Raises ``ValueError`` (or :class:`~otelfin.catalogue.CatalogueError`) for bad settings and
     ``TypeError`` for an unknown keyword: configuration mistakes are reported at start-up, not
     at the first request.
     """
-    config = _resolve(
-        service_name,
-        span_exporter,
-        catalogue,
-        error_code_policy,
-        metrics_port,
-        methods_include,
-        traces_exporter,
-        spans_file,
-        span_processor,
-        propagators,
-        pan_mask,
-        log_level,
-        log_file,
-        enrich_logs,
-        more,
-    )
-    key = (config, id(span_exporter), id(tracer_provider))
+    given = {
+        "service_name": service_name,
+        "catalogue": catalogue,
+        "error_code_policy": error_code_policy,
+        "metrics_port": metrics_port,
+        "methods_include": methods_include,
+        "traces_exporter": traces_exporter,
+        "spans_file": spans_file,
+        "span_processor": span_processor,
+        "propagators": propagators,
+        "pan_mask": pan_mask,
+        "log_level": log_level,
+        "log_file": log_file,
+        "enrich_logs": enrich_logs,
+        **more,
+    }
+    config = _resolve(given, span_exporter)
     with _state.lock:
-        if _state.config is not None and _state.key == key:
+        key = (config, span_exporter, tracer_provider)
+        if _state.config is not None and _key_matches(_state.key, key):
             return _state.config
-        previous = _state.config
         _state.config = config
+        _state.key = None  # set only once every pillar is in place (a failed call retries)
+        tracing = _setup_tracing(config, span_exporter, tracer_provider)
+        _setup_pillars(config, tracing)
+        _lifecycle.install(force_flush, handle_signals=config.options["handle_signals"])
         _state.key = key
-        _traced._set_code_lookup(_lookup_code)
-        _setup_tracing(config, span_exporter, tracer_provider, previous)
-        _setup_pillars(config)
-        _lifecycle.install(force_flush, handle_signals=config.options.get("handle_signals", True))
         return config
+
+
+def _key_matches(old: tuple[Any, ...] | None, new: tuple[Any, ...]) -> bool:
+    # Objects compare by identity: an exporter or provider equal to another is not the same.
+    return (
+        old is not None
+        and old[0] == new[0]
+        and all(a is b for a, b in zip(old[1:], new[1:], strict=True))
+    )
 
 
 def _setup_tracing(
     config: Config,
     span_exporter: SpanExporter | None,
     tracer_provider: SdkTracerProvider | None,
-    previous: Config | None,
-) -> None:
+) -> Tracing:
     provider = tracer_provider
     if provider is None:
         current = trace.get_tracer_provider()
@@ -363,35 +289,28 @@ def _setup_tracing(
                 type(current).__name__,
             )
             _state.provider = None
-            return
+            return Tracing(None, False)
     elif _state.provider is not provider:
         _state.owns_provider = False
     _state.provider = provider
 
-    export_key = (
-        id(span_exporter),
-        config.traces_exporter,
-        config.spans_file,
-        config.span_processor,
-    )
+    if _state.processor is None:
+        _state.processor = _exporters.SwappableSpanProcessor()
+    _add_processors(provider, (_state.processor,))
+    export_key = (config.traces_exporter, config.spans_file, config.span_processor)
     if (
-        _state.processor is not None
-        and _state.processor.delegate is not None
+        _state.processor.delegate is not None
         and _state.export_key == export_key
-        and id(provider) in _state.providers_with_processor
+        and _state.exporter is span_exporter
     ):
-        return  # same exporter and processor: keep them (and their buffered spans)
-    reused = span_exporter is not None and _state.export_key[0] == id(span_exporter)
-    _state.export_key = export_key
+        return Tracing(provider, _state.owns_provider)  # keep them (and their buffered spans)
+    # An exporter object handed in again must not be shut down with the processor it leaves.
+    reused = span_exporter is not None and _state.exporter is span_exporter
+    _state.export_key, _state.exporter = export_key, span_exporter
     if span_exporter is not None:
         exporter: SpanExporter | None = span_exporter
     else:
         exporter = _exporters.make_exporter(config.traces_exporter, config.spans_file)
-    if _state.processor is None:
-        _state.processor = _exporters.SwappableSpanProcessor()
-    if id(provider) not in _state.providers_with_processor:
-        provider.add_span_processor(_state.processor)
-        _state.providers_with_processor.add(id(provider))
     delegate: SpanProcessor | None = None
     if exporter is not None:
         guarded = _exporters.GuardedExporter(exporter)
@@ -400,12 +319,22 @@ def _setup_tracing(
             if config.span_processor == "simple"
             else BatchSpanProcessor(guarded)
         )
-    # An exporter object handed in again must not be shut down with the processor it leaves.
     _state.processor.swap(delegate, shutdown_old=not reused)
+    return Tracing(provider, _state.owns_provider)
 
 
-# Each pillar exposes ``_install(config)`` and ``_uninstall()`` in its package; configure()
-# calls them in this order, each contained so one pillar's failure cannot stop the others.
+def _add_processors(provider: SdkTracerProvider, processors: tuple[SpanProcessor, ...]) -> None:
+    """Add each processor to ``provider`` unless otelfin already added that very object."""
+    added = _state.added.setdefault(provider, [])
+    for processor in processors:
+        if not any(p is processor for p in added):
+            provider.add_span_processor(processor)
+            added.append(processor)
+
+
+# Each pillar package exposes ``install_pillar(config, tracing)`` and ``uninstall_pillar()``;
+# configure() calls them in this order, each contained so one pillar's failure cannot stop
+# the others.
 _PILLARS = (
     "otelfin.scrub",  # first: the scrubber's options are every other pillar's
     "otelfin.propagation",
@@ -415,20 +344,18 @@ _PILLARS = (
 )
 
 
-def _setup_pillars(config: Config) -> None:
-    import importlib
-
+def _setup_pillars(config: Config, tracing: Tracing) -> None:
     for module_name in _PILLARS:
         module = importlib.import_module(module_name)
-        install = getattr(module, "_install", None)
-        if install is None:
-            continue
         try:
-            install(config)
+            installed: Installed | None = module.install_pillar(config, tracing)
         except (ValueError, TypeError):
             raise  # configuration mistakes surface at start-up
         except Exception as exc:
             _internal.report(f"configure[{module_name}]", exc)
+            continue
+        if installed is not None and tracing.provider is not None:
+            _add_processors(tracing.provider, installed.span_processors)
 
 
 def force_flush(timeout_seconds: float = 30.0) -> bool:
@@ -452,8 +379,6 @@ def force_flush(timeout_seconds: float = 30.0) -> bool:
 
 def shutdown(timeout_millis: int = 30000) -> None:
     """Flush spans, metrics and logs and stop otelfin's background work. Never raises."""
-    import importlib
-
     _lifecycle.uninstall()
     with _state.lock:
         processor = _state.processor
@@ -465,15 +390,12 @@ def shutdown(timeout_millis: int = 30000) -> None:
                 _internal.report("shutdown.flush", exc)
         for module_name in reversed(_PILLARS):
             try:
-                module = importlib.import_module(module_name)
-                uninstall = getattr(module, "_uninstall", None)
-                if uninstall is not None:
-                    uninstall()
+                importlib.import_module(module_name).uninstall_pillar()
             except Exception as exc:
                 _internal.report(f"shutdown[{module_name}]", exc)
         if processor is not None:
             processor.swap(None)
-            _state.export_key = (None, None, None, None)
+        _state.export_key, _state.exporter = None, None
         if _state.owns_provider and _state.provider is not None:
             try:
                 _state.provider.shutdown()
@@ -490,5 +412,4 @@ def reset() -> None:
         _state.provider = None
         _state.owns_provider = False
         _state.processor = None
-        _state.providers_with_processor.clear()
-    _traced._set_code_lookup(_lookup_code)
+        _state.added = weakref.WeakKeyDictionary()

@@ -17,7 +17,6 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 import otelfin
 from otelfin import _internal
-from otelfin.instrument import _traced
 from otelfin.metrics import (
     DURATION_METRIC,
     LabelPolicyError,
@@ -95,16 +94,16 @@ def test_result_and_exception_unchanged_when_metrics_fail(prom_registry: Collect
         def observe(self, *args: object) -> None:
             raise RuntimeError("metrics down")
 
-    @otelfin.traced(name="fine")
-    def fine() -> int:
+    @otelfin.traced(name="broken")
+    def broken() -> int:
         return 7
 
-    assert fine() == 7
-    spec = _traced.spec_of(fine)
-    assert spec is not None
-    for bound in spec.cache["otelfin.metrics"].series.values():
-        bound.observe = Broken().observe
-    assert fine() == 7
+    real_bind = metrics.duration_guard.bind
+    metrics.duration_guard.bind = lambda values: (Broken(), False)  # type: ignore[method-assign]
+    try:
+        assert broken() == 7
+    finally:
+        metrics.duration_guard.bind = real_bind  # type: ignore[method-assign]
     assert _internal.internal_error_counts().get("metrics.observe") == 1
     text = generate_latest(prom_registry).decode()
     assert 'otelfin_internal_errors_total{where="metrics.observe"} 1.0' in text
@@ -271,7 +270,7 @@ def test_configure_twice_does_not_duplicate_and_reconfigure_swaps() -> None:
     assert second.labels == ("service", "operation", "outcome", "region")
     otelfin.shutdown()
     assert current_metrics() is None
-    assert _traced._observer is None
+    assert otelfin.instrument.call_observer() is None
     assert list(registry.collect()) == []
 
 

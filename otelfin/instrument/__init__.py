@@ -13,10 +13,19 @@ from otelfin.instrument._include import (
     parse_entries_reporting,
     uninstrument,
 )
-from otelfin.instrument._traced import CallObserver, TracedSpec, set_call_observer, spec_of, traced
+from otelfin.instrument._traced import (
+    CallHook,
+    CallObserver,
+    TracedSpec,
+    call_observer,
+    set_call_observer,
+    spec_of,
+    traced,
+)
 
 if TYPE_CHECKING:
-    from otelfin._config import Config
+    from otelfin import Config
+    from otelfin._pillar import Tracing
 
 __all__ = [
     "traced",
@@ -27,7 +36,9 @@ __all__ = [
     "IncludeEntry",
     "MethodIncludeInstrumentor",
     "CallObserver",
+    "CallHook",
     "TracedSpec",
+    "call_observer",
     "set_call_observer",
     "spec_of",
 ]
@@ -42,8 +53,8 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def _install(config: Config) -> None:
-    """Apply the configured include list (called by ``otelfin.configure``)."""
+def install_pillar(config: Config, tracing: Tracing) -> None:
+    """Apply the include list, threading and transports (called by ``otelfin.configure``)."""
     uninstrument()
     if config.methods_include:
         instrument_methods(parse_entries_reporting(config.methods_include))
@@ -53,9 +64,7 @@ def _install(config: Config) -> None:
 
     _datastores.set_record_parameters(bool(config.options.get("db_record_parameters", False)))
     # configure(transports=False) switches transport instrumentation off; a list picks some.
-    wanted = config.options.get("transports", True)
-    if isinstance(wanted, str):  # "grpc" or "grpc,nats": names, not letters
-        wanted = [name.strip() for name in wanted.split(",") if name.strip()]
+    wanted = config.options["transports"]  # True, False or a tuple of names
     if wanted is False:
         transports.uninstall()
     else:
@@ -80,7 +89,8 @@ def _install_threading() -> None:
         _threading_by_us = True
 
 
-def _uninstall() -> None:
+def uninstall_pillar() -> None:
+    """Undo :func:`install_pillar` (called by ``otelfin.shutdown``)."""
     global _threading_by_us
     uninstrument()
     if _threading_by_us:

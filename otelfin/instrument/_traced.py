@@ -28,12 +28,20 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from otelfin import _internal
+from otelfin import _internal, catalogue
 from otelfin._errors import error_code_of
 from otelfin.instrument._fastctx import attach_context, context_with, current_context, detach
 from otelfin.scrub import scrub_value
 
-__all__ = ["CallObserver", "TracedSpec", "set_call_observer", "traced"]
+__all__ = [
+    "CallHook",
+    "CallObserver",
+    "TracedSpec",
+    "call_observer",
+    "set_call_observer",
+    "spec_of",
+    "traced",
+]
 
 F = TypeVar("F", bound=Callable[..., Any])
 
@@ -48,22 +56,32 @@ _KINDS = {
 }
 
 
-class CallObserver(Protocol):
-    """Called once per finished ``@traced`` call, while its span is still current.
+class CallHook(Protocol):
+    """Called once per finished call of one ``@traced`` function, while its span is current.
 
     ``error_code`` is the catalogue code of the exception (or None); ``exc`` the exception, if
-    any. Used by :mod:`otelfin.metrics` for RED metrics and exemplars.
+    any.
     """
 
     def __call__(
         self,
-        spec: TracedSpec,
         duration: float,
         attributes: Mapping[str, AttributeValue] | None,
         error_code: str | None,
         exc: BaseException | None,
         span: Span,
     ) -> None: ...
+
+
+class CallObserver(Protocol):
+    """Watches every ``@traced`` call (:mod:`otelfin.metrics` registers one for RED metrics).
+
+    :meth:`bind` is asked once per decorated function (and again after the observer changes)
+    for the hook that function's calls report to, so the observer can decide per function
+    what it needs (label keys, bound metric children) and keep that state itself.
+    """
+
+    def bind(self, spec: TracedSpec) -> CallHook: ...
 
 
 _observer: CallObserver | None = None
@@ -76,17 +94,18 @@ def set_call_observer(observer: CallObserver | None) -> CallObserver | None:
     return previous
 
 
-# The catalogue lookup is injected by otelfin._config so this module does not import it.
-def _no_catalogue(code: str) -> Any:
-    return None
+def call_observer() -> CallObserver | None:
+    """The installed call observer, or None."""
+    return _observer
 
 
-_lookup_code: Callable[[str], Any] = _no_catalogue
-
-
-def _set_code_lookup(lookup: Callable[[str], Any]) -> None:
-    global _lookup_code
-    _lookup_code = lookup
+def _hook(spec: TracedSpec, observer: CallObserver) -> CallHook:
+    bound = spec._bound  # one tuple, read and written whole: safe without a lock
+    if bound is not None and bound[0] is observer:
+        return bound[1]
+    hook = observer.bind(spec)
+    spec._bound = (observer, hook)
+    return hook
 
 
 # One cached tracer per provider: resolving ``get_tracer`` on every call costs microseconds,
@@ -181,8 +200,8 @@ class TracedSpec:
     record_args: bool
     tracer_provider: TracerProvider | None
     func: Callable[..., Any]
-    #: Free slot for observers (metrics) to cache per-function state such as bound children.
-    cache: dict[str, Any] = field(default_factory=dict)
+    #: The call observer this function last bound to, and the hook it returned.
+    _bound: tuple[CallObserver, CallHook] | None = field(default=None, repr=False)
 
     @property
     def dynamic(self) -> bool:
@@ -240,7 +259,7 @@ def _record_error(
     """Mark the span failed and feed the observer; contained by the caller."""
     code = error_code_of(exc)
     if span.is_recording():
-        entry = _lookup_code(code) if code is not None else None
+        entry = catalogue.current().get(code) if code is not None else None
         exc_type = type(exc)
         type_name = (
             exc_type.__qualname__
@@ -280,14 +299,14 @@ def _record_error(
         span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {message}"))
     observer = _observer
     if observer is not None:
-        observer(spec, perf_counter() - t0, attrs, code, exc, span)
+        _hook(spec, observer)(perf_counter() - t0, attrs, code, exc, span)
 
 
 def _finish(spec: TracedSpec, span: Span, attrs: dict[str, AttributeValue], t0: float) -> None:
     observer = _observer
     if observer is not None:
         try:
-            observer(spec, perf_counter() - t0, attrs, None, None, span)
+            _hook(spec, observer)(perf_counter() - t0, attrs, None, None, span)
         except Exception as exc:
             _internal.report("traced.observer", exc)
 

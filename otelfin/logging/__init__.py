@@ -36,7 +36,12 @@ from otelfin.logging._pipeline import (
     scrub_event,
 )
 from otelfin.logging._stdlib import OtelfinHandler
-from otelfin.logging._validate import FileReport, Violation, validate_path
+from otelfin.logging._validate import (
+    DEFAULT_MAX_LINE_BYTES,
+    FileReport,
+    Violation,
+    validate_path,
+)
 
 # The scrubber moved to otelfin.scrub; these names stay here so existing imports keep working.
 ScrubbingSpanExporter = _scrubber.ScrubbingSpanExporter
@@ -46,7 +51,8 @@ scrub_value = _scrubber.scrub_value
 find_pans = _scrubber.find_pans
 
 if TYPE_CHECKING:
-    from otelfin._config import Config
+    from otelfin import Config
+    from otelfin._pillar import Tracing
     from otelfin.catalogue import Catalogue
 
 __all__ = [
@@ -89,9 +95,9 @@ def validate_file(
     unmasked card number. ``report.bad_lines`` counts the bad lines, ``report.violations``
     lists the first ``keep`` as ``file:line: reason``; ``report.error`` names unreadable input.
     """
-    from otelfin._config import current_catalogue
+    from otelfin import catalogue as catalogue_module
 
-    codes = frozenset(catalogue if catalogue is not None else current_catalogue())
+    codes = frozenset(catalogue if catalogue is not None else catalogue_module.current())
     return validate_path(path, codes, max_errors=max_errors, keep=keep)
 
 
@@ -162,27 +168,26 @@ def _pipeline_state() -> Any:
     return _pipeline._state
 
 
-def _install(config: Config) -> None:
+def install_pillar(config: Config, tracing: Tracing) -> None:
     """Apply ``config`` to the logging chain (idempotent; nothing is stacked)."""
     state = _pipeline_state()
     options = config.options
-    _install_span_scrubbing(options.get("scrub_all_spans", "auto"))
     state.service_name = _pipeline.log_service_name(config.service_name)
     state.min_level = LEVELS[config.log_level]
     state.check.update(
         None,
         config.error_code_policy,
         config.enrich_logs,
-        options.get("metrics_registry"),
-        int(options.get("max_error_code_labels", 100)),
+        options["metrics_registry"],
+        options["max_error_code_labels"],
     )
     try:
-        state.sink.use(config.log_file, options.get("log_stream"))
+        state.sink.use(config.log_file, options["log_stream"])
     except OSError as exc:
         state.sink.use(None, None)
         raise ValueError(f"log_file {config.log_file!r} cannot be opened: {exc}") from exc
-    if options.get("stdlib_bridge", True):
-        default_code = options.get("stdlib_error_code")
+    if options["stdlib_bridge"]:
+        default_code = options["stdlib_error_code"]
         if default_code is not None and default_code not in config.catalogue:
             raise ValueError(f"stdlib_error_code {default_code!r} is not in the catalogue")
         _stdlib.install(config.log_level, default_code)
@@ -194,26 +199,7 @@ def _install(config: Config) -> None:
         _stdlib.uninstall()
 
 
-def _install_span_scrubbing(mode: Any) -> None:
-    """Scrub each span exactly once, either as it ends or as otelfin exports it.
-
-    ``auto``: when otelfin reuses an application's provider, whose own processors otelfin's
-    exporter cannot cover, spans are scrubbed as they end (on the ending thread, about
-    1.5 us for a typical span) so every processor sees them masked; on a provider otelfin
-    created, scrubbing stays off the request path, in the exporter. ``True``/``False`` force
-    the first/second way.
-    """
-    from otelfin import _config
-
-    provider = _config._state.provider
-    if mode == "auto":
-        wanted = provider is not None and not _config._state.owns_provider
-    else:
-        wanted = bool(mode)
-    _scrubber.install_span_scrubbing(provider, as_they_end=wanted)
-
-
-def _uninstall() -> None:
+def uninstall_pillar() -> None:
     """Flush and close the log output, detach the stdlib bridge, back to defaults."""
     state = _pipeline_state()
     _stdlib.uninstall()

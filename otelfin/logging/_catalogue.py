@@ -17,13 +17,13 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Callable
 from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from structlog import DropEvent
 
 from otelfin import _internal
+from otelfin import catalogue as catalogue_module
 from otelfin.catalogue import CODE_PATTERN, Catalogue
 from otelfin.scrub import scrub_text
 
@@ -110,25 +110,15 @@ def unregistered_counter(registry: CollectorRegistry | None = None) -> Counter:
     return _counter_in(registry if registry is not None else REGISTRY)
 
 
-_current_catalogue: Callable[[], Catalogue] | None = None
-
-
 def _live_catalogue() -> Catalogue:
-    # Imported on first use: otelfin._config imports the pillars lazily, and this module must
-    # not import it back at import time.
-    global _current_catalogue
-    if _current_catalogue is None:
-        from otelfin._config import current_catalogue
-
-        _current_catalogue = current_catalogue
-    return _current_catalogue()
+    return catalogue_module.current()
 
 
 class CatalogueCheck:
     """The structlog processor enforcing the catalogue on ``error_code``.
 
     Everything is decided in ``__init__`` (or :meth:`update`) so ``__call__`` stays small. A
-    ``catalogue`` of None means "the live one" (``otelfin._config.current_catalogue()``).
+    ``catalogue`` of None means "the live one" (``otelfin.catalogue.current()``).
     """
 
     def __init__(

@@ -25,12 +25,12 @@ from __future__ import annotations
 import errno
 import logging
 import threading
-from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from otelfin.instrument import _traced
+from otelfin import instrument
+from otelfin._pillar import Installed
 from otelfin.metrics._buckets import (
     DEFAULT_PROMETHEUS_BUCKETS,
     BucketDesign,
@@ -66,7 +66,8 @@ from otelfin.metrics._server import MetricsServer, multiprocess_registry, start_
 from otelfin.metrics._transport import TransportMetricsProcessor
 
 if TYPE_CHECKING:
-    from otelfin._config import Config
+    from otelfin import Config
+    from otelfin._pillar import Tracing
 
 _log = logging.getLogger("otelfin")
 
@@ -117,8 +118,8 @@ class _State:
         self.internal: InternalErrorsCollector | None = None
         self.server: MetricsServer | None = None
         self.server_key: tuple[Any, ...] | None = None
+        self.server_registry: CollectorRegistry | None = None
         self.service_name = ""
-        self.transport_providers: set[int] = set()
 
 
 _state = _State()
@@ -132,16 +133,6 @@ def _transport_target() -> tuple[RedMetrics, str] | None:
 _transport_processor = TransportMetricsProcessor(_transport_target)
 
 
-def _hook_transport_spans() -> None:
-    """Add the transport-span processor to otelfin's tracer provider, once per provider."""
-    from otelfin import _config
-
-    provider = _config._state.provider
-    if provider is not None and id(provider) not in _state.transport_providers:
-        provider.add_span_processor(_transport_processor)
-        _state.transport_providers.add(id(provider))
-
-
 def current_metrics() -> RedMetrics | None:
     """The RED instruments ``configure()`` created, or None."""
     return _state.metrics
@@ -152,32 +143,26 @@ def metrics_server() -> MetricsServer | None:
     return _state.server
 
 
-def _tuple_option(options: Any, name: str, default: Sequence[Any]) -> tuple[Any, ...]:
-    value = options.get(name, default)
-    if isinstance(value, str):
-        value = [part.strip() for part in value.split(",") if part.strip()]
-    try:
-        return tuple(value)
-    except TypeError:
-        raise TypeError(f"configure({name}=...) must be a sequence, not {value!r}") from None
+def install_pillar(config: Config, tracing: Tracing) -> Installed:
+    """Create the RED metrics, hook ``@traced`` and start ``/metrics`` (configure calls this).
 
-
-def _install(config: Config) -> None:
-    """Create the RED metrics, hook ``@traced`` and start ``/metrics`` (configure calls this)."""
+    Returns the transport-span processor for config to add to the tracer provider.
+    """
     options = config.options
-    registry: CollectorRegistry = options.get("metrics_registry") or REGISTRY
-    labels = _tuple_option(options, "metrics_labels", ("channel",))
-    allow = _tuple_option(options, "metrics_allow_labels", ())
-    buckets = options.get("metrics_buckets")
-    slo = options.get("metrics_slo", 0.25)
-    p99 = options.get("metrics_p99")
-    max_series = int(options.get("metrics_max_series", DEFAULT_MAX_SERIES))
-    exemplars = bool(options.get("metrics_exemplars", True))
-    key = (id(registry), labels, allow, tuple(buckets or ()), slo, p99, max_series)
+    registry: CollectorRegistry = options["metrics_registry"] or REGISTRY
+    labels = tuple(options["metrics_labels"])
+    allow = tuple(options["metrics_allow_labels"])
+    buckets = options["metrics_buckets"]
+    slo = options["metrics_slo"]
+    p99 = options["metrics_p99"]
+    max_series = options["metrics_max_series"]
+    exemplars = options["metrics_exemplars"]
+    key = (labels, allow, tuple(buckets or ()), slo, p99, max_series)
     with _state.lock:
-        if _state.metrics is None or _state.key != key:
+        current = _state.metrics
+        if current is None or current.registry is not registry or _state.key != key:
             _drop_metrics()
-            _state.metrics = red_metrics(
+            current = _state.metrics = red_metrics(
                 labels=labels,
                 allow=allow,
                 buckets=buckets,
@@ -189,18 +174,22 @@ def _install(config: Config) -> None:
             _state.key = key
             _state.internal = InternalErrorsCollector()
             registry.register(_state.internal)
-        _state.recorder = CallRecorder(_state.metrics, config.service_name, exemplars=exemplars)
+        _state.recorder = CallRecorder(current, config.service_name, exemplars=exemplars)
         _state.service_name = config.service_name
-        _traced.set_call_observer(_state.recorder)
-        _hook_transport_spans()
+        instrument.set_call_observer(_state.recorder)
         _setup_server(config, registry)
+    return Installed(span_processors=(_transport_processor,))
 
 
 def _setup_server(config: Config, registry: CollectorRegistry) -> None:
     port = config.metrics_port
-    addr = str(config.options.get("metrics_addr", "0.0.0.0"))
-    server_key = (port, addr, id(registry))
-    if _state.server is not None and _state.server_key == server_key:
+    addr = config.options["metrics_addr"] or "0.0.0.0"
+    server_key = (port, addr)
+    if (
+        _state.server is not None
+        and _state.server_key == server_key
+        and _state.server_registry is registry
+    ):
         return
     _stop_server()
     if port is None:
@@ -216,6 +205,7 @@ def _setup_server(config: Config, registry: CollectorRegistry) -> None:
         _port_taken(port)
         return
     _state.server_key = server_key
+    _state.server_registry = registry
 
 
 def _port_taken(port: int) -> None:
@@ -257,12 +247,12 @@ def _drop_metrics() -> None:
     _state.key = None
 
 
-def _uninstall() -> None:
+def uninstall_pillar() -> None:
     """Unhook ``@traced``, stop the server and remove otelfin's metrics from the registry."""
     with _state.lock:
-        current = _traced._observer
+        current = instrument.call_observer()
         if current is not None and current is _state.recorder:
-            _traced.set_call_observer(None)
+            instrument.set_call_observer(None)
         _state.recorder = None
         _stop_server()
         _drop_metrics()

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from time import monotonic
 from typing import Any
@@ -246,8 +246,37 @@ class _Bound:
         self.last = [-EXEMPLAR_INTERVAL] * (buckets + 1)
 
 
-class _SpecState:
-    """What the recorder caches per ``@traced`` function (in ``spec.cache``)."""
+# Per-function cache of bound children; past this the guard is asked on every call.
+_MAX_CACHED = 256
+
+
+class CallRecorder:
+    """The ``@traced`` call observer: one histogram observation per call, errors counted.
+
+    :meth:`bind` gives each decorated function its own :class:`_FunctionHook`, which caches
+    the bound child of each (outcome, label values) combination, so a call costs a dict
+    lookup and ``child.observe`` (plus the exemplar check), not prometheus_client's
+    ``labels(...)`` lookup.
+    """
+
+    def __init__(self, metrics: RedMetrics, service: str, *, exemplars: bool = True) -> None:
+        self.metrics = metrics
+        self.service = service
+        self.exemplars = exemplars and not is_multiprocess()
+        self.bounds = metrics.buckets
+
+    def bind(self, spec: Any) -> _FunctionHook:
+        """The hook for one ``@traced`` function (``spec`` is its ``TracedSpec``)."""
+        keys = [*spec.static, *(name for name, _ in spec.extractors)]
+        return _FunctionHook(
+            self,
+            (self.service, spec.name),
+            tuple(_attribute_for(label, keys) for label in self.metrics.extra_labels),
+        )
+
+
+class _FunctionHook:
+    """What the recorder keeps per ``@traced`` function, and the call it answers."""
 
     __slots__ = ("keys", "lock", "prefix", "recorder", "series")
 
@@ -260,40 +289,8 @@ class _SpecState:
         self.series: dict[Any, _Bound] = {}
         self.lock = threading.Lock()
 
-
-_CACHE_KEY = "otelfin.metrics"
-# Per-function cache of bound children; past this the guard is asked on every call.
-_MAX_CACHED = 256
-
-
-class CallRecorder:
-    """The ``@traced`` call observer: one histogram observation per call, errors counted.
-
-    Per function it caches the bound child of each (outcome, label values) combination in
-    ``spec.cache``, so a call costs a dict lookup and ``child.observe`` (plus the exemplar
-    check), not prometheus_client's ``labels(...)`` lookup.
-    """
-
-    def __init__(self, metrics: RedMetrics, service: str, *, exemplars: bool = True) -> None:
-        self.metrics = metrics
-        self.service = service
-        self.exemplars = exemplars and not is_multiprocess()
-        self._bounds = metrics.buckets
-        self._nbuckets = len(metrics.buckets)
-
-    def _state(self, spec: Any) -> _SpecState:
-        keys = [*spec.static, *(name for name, _ in spec.extractors)]
-        state = _SpecState(
-            self,
-            (self.service, spec.name),
-            tuple(_attribute_for(label, keys) for label in self.metrics.extra_labels),
-        )
-        spec.cache[_CACHE_KEY] = state
-        return state
-
     def __call__(
         self,
-        spec: Any,
         duration: float,
         attributes: Mapping[str, Any] | None,
         error_code: str | None,
@@ -303,10 +300,7 @@ class CallRecorder:
         # One flat function on purpose: this runs on every @traced call, and each helper
         # call or generator expression here costs ~60-300 ns against a ~1.4 us budget.
         try:
-            state: _SpecState | None = spec.cache.get(_CACHE_KEY)
-            if state is None or state.recorder is not self:
-                state = self._state(spec)
-            keys = state.keys
+            keys = self.keys
             ok = exc is None
             if not keys:
                 key: Any = ok
@@ -319,13 +313,14 @@ class CallRecorder:
             else:
                 attrs = attributes or {}
                 key = (ok, *[_label_value(attrs.get(k)) if k else "" for k in keys])
-            bound = state.series.get(key)
+            bound = self.series.get(key)
             if bound is None:
-                bound = self._bind(state, key)
-            if self.exemplars:
+                bound = self._bind(key)
+            recorder = self.recorder
+            if recorder.exemplars:
                 ctx = span.get_span_context()
                 if ctx.trace_flags & 1:
-                    i = bisect_left(self._bounds, duration)
+                    i = bisect_left(recorder.bounds, duration)
                     now = monotonic()
                     last = bound.last
                     if now - last[i] >= EXEMPLAR_INTERVAL:
@@ -340,24 +335,22 @@ class CallRecorder:
             if not ok:
                 extra = _extra_of(key)
                 code = _code_value(error_code)
-                self.metrics.errors_guard.child((*state.prefix, code, *extra)).inc()
+                recorder.metrics.errors_guard.child((*self.prefix, code, *extra)).inc()
         except Exception as err:  # never let metrics break the host call
             _internal.report("metrics.observe", err)
 
-    def _bind(self, state: _SpecState, key: Any) -> _Bound:
+    def _bind(self, key: Any) -> _Bound:
+        metrics = self.recorder.metrics
         outcome = "ok" if (key if isinstance(key, bool) else key[0]) else "error"
-        values = (*state.prefix, outcome, *_extra_of(key))
-        child, folded = self.metrics.duration_guard.bind(values)
-        bound = _Bound(child, self._nbuckets)
+        values = (*self.prefix, outcome, *_extra_of(key))
+        child, folded = metrics.duration_guard.bind(values)
+        bound = _Bound(child, len(metrics.buckets))
         if not folded:
-            with state.lock:
-                if len(state.series) < _MAX_CACHED:
-                    bound = state.series.setdefault(key, bound)
+            with self.lock:
+                if len(self.series) < _MAX_CACHED:
+                    bound = self.series.setdefault(key, bound)
         return bound
 
 
 def _extra_of(key: Any) -> tuple[str, ...]:
     return () if isinstance(key, bool) else tuple(key[1:])
-
-
-ObserverFactory = Callable[[RedMetrics, str], CallRecorder]

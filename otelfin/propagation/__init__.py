@@ -49,7 +49,8 @@ from otelfin.propagation._carriers import (
 from otelfin.propagation._propagator import INJECT_FORMATS, OtelfinPropagator
 
 if TYPE_CHECKING:
-    from otelfin._config import Config
+    from otelfin import Config
+    from otelfin._pillar import Tracing
 
 __all__ = [
     "OtelfinPropagator",
@@ -111,7 +112,7 @@ class _State:
     installed: OtelfinPropagator | None = None
 
 
-def _install(config: Config) -> None:
+def install_pillar(config: Config, tracing: Tracing) -> None:
     """Set the global propagator from ``config.propagators`` (called by ``configure``)."""
     current = propagate.get_global_textmap()
     installed = _State.installed
@@ -125,7 +126,7 @@ def _install(config: Config) -> None:
     propagate.set_global_textmap(propagator)
 
 
-def _uninstall() -> None:
+def uninstall_pillar() -> None:
     """Put back the propagator that was global before ``configure``."""
     installed = _State.installed
     if installed is not None and propagate.get_global_textmap() is installed and _State.previous:

@@ -27,10 +27,12 @@ from otelfin.scrub._spans import (
     scrub_span,
     scrubbed_as_they_end,
 )
+from otelfin.scrub import _spans as _spans_module
 from otelfin.scrub._walk import scrub_attributes, scrub_value
 
 if TYPE_CHECKING:
-    from otelfin._config import Config
+    from otelfin import Config
+    from otelfin._pillar import Installed, Tracing
 
 __all__ = [
     "MIN_LEN",
@@ -59,18 +61,33 @@ __all__ = [
 
 def options_from(config: Config) -> ScrubOptions:
     """The :class:`ScrubOptions` an ``otelfin.configure()`` result asks for."""
-    extra: Any = config.options.get("secret_keys") or ()
+    extra: Any = config.options["secret_keys"] or ()
     if isinstance(extra, str):
         extra = (extra,)
     return ScrubOptions(pan_mask=config.pan_mask, secret_keys=frozenset(extra))
 
 
-def _install(config: Config) -> None:
-    """Make the service's settings the default (called first by ``otelfin.configure()``)."""
+def install_pillar(config: Config, tracing: Tracing) -> Installed | None:
+    """Make the service's settings the default and choose where spans are scrubbed (called
+    first by ``otelfin.configure()``); returns the processor config adds to the provider.
+
+    ``scrub_all_spans="auto"``: when otelfin reuses an application's provider, whose own
+    processors otelfin's exporter cannot cover, spans are scrubbed as they end (on the ending
+    thread, about 1.5 us for a typical span) so every processor sees them masked; on a
+    provider otelfin created, scrubbing stays off the request path, in the exporter.
+    ``True``/``False`` force the first/second way.
+    """
+    from otelfin._pillar import Installed
+
     configure(options_from(config))
+    mode = config.options["scrub_all_spans"]
+    provider = tracing.provider
+    wanted = (provider is not None and not tracing.owns_provider) if mode == "auto" else mode
+    processor = _spans_module.use_ending_scrubber(provider, as_they_end=bool(wanted))
+    return Installed(span_processors=(processor,)) if processor is not None else None
 
 
-def _uninstall() -> None:
+def uninstall_pillar() -> None:
     """Back to the defaults, and to export-time span scrubbing: spans still queued in a batch
     processor are flushed after the pillars are uninstalled and must be scrubbed too."""
     from otelfin.scrub import _spans

@@ -263,6 +263,19 @@ def install_span_scrubbing(provider: Any, *, as_they_end: bool) -> bool:
     return done
 
 
+# Stateless: one instance serves every provider (configure() adds it once per provider).
+_PROCESSOR = ScrubbingSpanProcessor()
+
+
+def use_ending_scrubber(provider: Any, *, as_they_end: bool) -> ScrubbingSpanProcessor | None:
+    """``configure()``'s choice for ``provider``: the processor to add to it when spans are
+    scrubbed as they end (config adds it, once per provider), or None for export-time
+    scrubbing in otelfin's exporters (also where the SDK lacks the ending hook)."""
+    done = as_they_end and isinstance(provider, TracerProvider) and ending_hook_supported()
+    _ending.on = done
+    return _PROCESSOR if done else None
+
+
 def reset() -> None:
     """Back to export-time scrubbing (spans still queued in a batch must be scrubbed)."""
     _ending.on = False

@@ -1,0 +1,492 @@
+"""Every setting otelfin reads, as one declarative table.
+
+A row names the ``configure()`` keyword, the environment variable that overrides it, the
+default, the parser (which also validates, and names where a bad value came from) and a line
+of documentation. ``otelfin.configure()`` resolves the whole table in one loop; the README's
+settings table is this one. A pillar's option is a row here, grouped under that pillar: adding
+a setting is adding a row, nothing else reads ``os.environ`` for configuration.
+
+Precedence for every row: the environment variable (operators change a deployed service
+without a code change), then the argument given in code, then the default. Rows marked
+``code_only`` take objects (registries, streams) that cannot come from the environment.
+"""
+
+from __future__ import annotations
+
+import difflib
+import os
+import re
+from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "SETTINGS",
+    "Setting",
+    "by_name",
+    "env_value",
+    "resolve",
+    "split_list",
+]
+
+Parser = Callable[[Any, str], Any]
+
+
+@dataclass(frozen=True)
+class Setting:
+    """One row of the settings table."""
+
+    name: str
+    pillar: str
+    default: Any
+    parse: Parser
+    env: str | None = None
+    doc: str = ""
+    choices: tuple[str, ...] = ()
+    code_only: bool = False
+
+
+# --- parsers: (raw value, where it came from) -> value; ValueError names ``where`` ------------
+
+
+def split_list(value: Any, where: str = "value", extra_separators: str = "") -> tuple[str, ...]:
+    """A list setting: a comma/newline separated string, or any iterable of strings."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        pattern = "[,\n" + re.escape(extra_separators) + "]"
+        return tuple(part.strip() for part in re.split(pattern, value) if part.strip())
+    try:
+        items = tuple(value)
+    except TypeError:
+        raise ValueError(f"{where} must be a list or a comma-separated string") from None
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f"{where} must hold strings, not {type(item).__name__}")
+    return tuple(item.strip() for item in items if item.strip())
+
+
+def _text(value: Any, where: str) -> str | None:
+    if value is None:
+        return None
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)  # type: ignore[no-any-return]
+    if not isinstance(value, str):
+        raise ValueError(f"{where} must be a string, not {type(value).__name__}")
+    return value.strip() or None
+
+
+def _choice(*choices: str) -> Parser:
+    def parse(value: Any, where: str) -> str:
+        text = (_text(value, where) or "").lower()
+        if text not in choices:
+            raise ValueError(f"{where}={value!r} must be one of {', '.join(choices)}")
+        return text
+
+    return parse
+
+
+def _boolean(value: Any, where: str) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str):
+        text = value.strip().lower()
+        if text in ("1", "true", "yes", "on"):
+            return True
+        if text in ("0", "false", "no", "off"):
+            return False
+    raise ValueError(f"{where}={value!r} must be true or false")
+
+
+def _integer(low: int, high: int | None = None, allow_none: bool = False) -> Parser:
+    def parse(value: Any, where: str) -> int | None:
+        if value is None and allow_none:
+            return None
+        if isinstance(value, bool):
+            raise ValueError(f"{where}={value!r} must be an integer")
+        try:
+            number = int(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}={value!r} must be an integer") from None
+        if number < low or (high is not None and number > high):
+            bound = f"between {low} and {high}" if high is not None else f">= {low}"
+            raise ValueError(f"{where}={value!r} must be {bound}")
+        return number
+
+    return parse
+
+
+def _port(value: Any, where: str) -> int | None:
+    if value is None:
+        return None
+    try:
+        return _integer(0, 65535)(value, where)  # type: ignore[no-any-return]
+    except ValueError:
+        raise ValueError(f"{where}={value!r} is not a port number (0-65535)") from None
+
+
+def _positive_number(allow_none: bool = False) -> Parser:
+    def parse(value: Any, where: str) -> float | None:
+        if value is None and allow_none:
+            return None
+        try:
+            number = float(value.strip() if isinstance(value, str) else value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{where}={value!r} must be a number") from None
+        if not 0 < number < float("inf"):
+            raise ValueError(f"{where}={value!r} must be a positive finite number")
+        return number
+
+    return parse
+
+
+def _numbers(value: Any, where: str) -> tuple[float, ...] | None:
+    if value is None:
+        return None
+    parts = split_list(value, where) if isinstance(value, str) else value
+    try:
+        return tuple(float(part) for part in parts)
+    except (TypeError, ValueError):
+        raise ValueError(f"{where}={value!r} must be a list of numbers") from None
+
+
+def _names(value: Any, where: str) -> tuple[str, ...]:
+    return split_list(value, where)
+
+
+def _optional_text(value: Any, where: str) -> str | None:
+    return _text(value, where)
+
+
+def _transports(value: Any, where: str) -> bool | tuple[str, ...]:
+    """``True`` (all installed), ``False`` (none) or the names of some."""
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, str) and value.strip().lower() in ("all", "true", "1", "yes"):
+        return True
+    if isinstance(value, str) and value.strip().lower() in ("none", "false", "0", "no", ""):
+        return False
+    return split_list(value, where)
+
+
+def _anything(value: Any, where: str) -> Any:
+    return value
+
+
+_LEVELS = ("debug", "info", "warning", "error", "critical")
+
+SETTINGS: tuple[Setting, ...] = (
+    # --- core ---------------------------------------------------------------------------------
+    Setting(
+        "service_name",
+        "core",
+        None,
+        _optional_text,
+        "OTEL_SERVICE_NAME",
+        "the service's name (resource attribute service.name); required",
+    ),
+    Setting(
+        "catalogue",
+        "core",
+        None,
+        _anything,
+        "OTELFIN_CATALOGUE",
+        "service catalogue file(s) laid over the packaged default (comma separated)",
+    ),
+    Setting(
+        "error_code_policy",
+        "logging",
+        "drop",
+        _choice("drop", "tag", "raise"),
+        "OTELFIN_ERROR_CODE_POLICY",
+        "an unregistered or missing error code on an error log: drop | tag | raise",
+        choices=("drop", "tag", "raise"),
+    ),
+    # --- tracing ------------------------------------------------------------------------------
+    Setting(
+        "traces_exporter",
+        "tracing",
+        None,
+        _optional_text,
+        "OTEL_TRACES_EXPORTER",
+        "none | console | jsonl | otlp (default: jsonl with spans_file, otlp with an "
+        "OTLP endpoint, else none)",
+        choices=("none", "console", "jsonl", "otlp"),
+    ),
+    Setting(
+        "spans_file",
+        "tracing",
+        None,
+        _optional_text,
+        "OTELFIN_SPANS_FILE",
+        "write spans as OTLP/JSON lines to this file",
+    ),
+    Setting(
+        "span_processor",
+        "tracing",
+        "batch",
+        _choice("batch", "simple"),
+        "OTELFIN_SPAN_PROCESSOR",
+        "batch (default) or simple",
+        choices=("batch", "simple"),
+    ),
+    Setting(
+        "methods_include",
+        "instrument",
+        (),
+        _names,
+        "OTELFIN_METHODS_INCLUDE",
+        "module:Qualname entries (globs after the colon) traced without code change",
+    ),
+    Setting(
+        "db_record_parameters",
+        "instrument",
+        False,
+        _boolean,
+        "OTELFIN_DB_RECORD_PARAMETERS",
+        "record database statement parameters on spans (scrubbed); off by default",
+    ),
+    Setting(
+        "handle_signals",
+        "core",
+        True,
+        _boolean,
+        "OTELFIN_HANDLE_SIGNALS",
+        "flush finished spans when SIGTERM/SIGINT ends the process (bounded)",
+    ),
+    Setting(
+        "transports",
+        "instrument",
+        True,
+        _transports,
+        "OTELFIN_TRANSPORTS",
+        "instrument every installed transport (true), none (false) or these names",
+    ),
+    # --- propagation --------------------------------------------------------------------------
+    Setting(
+        "propagators",
+        "propagation",
+        ("tracecontext", "baggage"),
+        _names,
+        "OTEL_PROPAGATORS",
+        "inject formats: tracecontext, baggage, b3, b3multi, none",
+    ),
+    # --- scrubbing ----------------------------------------------------------------------------
+    Setting(
+        "pan_mask",
+        "scrub",
+        "last4",
+        _choice("last4", "first6last4"),
+        "OTELFIN_PAN_MASK",
+        "card number mask: last4 or first6last4",
+        choices=("last4", "first6last4"),
+    ),
+    Setting(
+        "secret_keys",
+        "scrub",
+        (),
+        _names,
+        "OTELFIN_SECRET_KEYS",
+        "extra key names whose values are redacted",
+    ),
+    Setting(
+        "scrub_all_spans",
+        "scrub",
+        "auto",
+        _anything,
+        None,
+        "scrub spans as they end (true) or at export (false); auto decides by provider",
+    ),
+    # --- logging ------------------------------------------------------------------------------
+    Setting(
+        "log_level",
+        "logging",
+        "info",
+        _choice(*_LEVELS),
+        "OTELFIN_LOG_LEVEL",
+        "lowest level written",
+        choices=_LEVELS,
+    ),
+    Setting(
+        "log_file",
+        "logging",
+        None,
+        _optional_text,
+        "OTELFIN_LOG_FILE",
+        "append JSON lines to this file instead of stdout",
+    ),
+    Setting(
+        "log_stream",
+        "logging",
+        None,
+        _anything,
+        None,
+        "write JSON lines to this binary or text stream",
+        code_only=True,
+    ),
+    Setting(
+        "enrich_logs",
+        "logging",
+        False,
+        _boolean,
+        "OTELFIN_ENRICH_LOGS",
+        "add the catalogue's message, retryable and http_status to error lines",
+    ),
+    Setting(
+        "stdlib_bridge",
+        "logging",
+        True,
+        _boolean,
+        "OTELFIN_STDLIB_BRIDGE",
+        "route stdlib logging records through otelfin's chain",
+    ),
+    Setting(
+        "stdlib_error_code",
+        "logging",
+        None,
+        _optional_text,
+        None,
+        "error code given to stdlib error records that carry none",
+    ),
+    Setting(
+        "server_logs",
+        "logging",
+        True,
+        _boolean,
+        "OTELFIN_SERVER_LOGS",
+        "route uvicorn's and gunicorn's own access/error lines through the JSON pipeline",
+    ),
+    Setting(
+        "max_error_code_labels",
+        "logging",
+        100,
+        _integer(1),
+        None,
+        "distinct code label values of the unregistered-codes counter",
+    ),
+    # --- metrics ------------------------------------------------------------------------------
+    Setting(
+        "metrics_port",
+        "metrics",
+        None,
+        _port,
+        "OTELFIN_METRICS_PORT",
+        "serve Prometheus /metrics on this port",
+    ),
+    Setting(
+        "metrics_addr",
+        "metrics",
+        "0.0.0.0",
+        _optional_text,
+        "OTELFIN_METRICS_ADDR",
+        "bind address of the /metrics server",
+    ),
+    Setting(
+        "metrics_registry",
+        "metrics",
+        None,
+        _anything,
+        None,
+        "a prometheus_client CollectorRegistry (default: the global one)",
+        code_only=True,
+    ),
+    Setting(
+        "metrics_labels",
+        "metrics",
+        ("channel",),
+        _names,
+        "OTELFIN_METRICS_LABELS",
+        "extra RED labels taken from span attributes (label policy applies)",
+    ),
+    Setting(
+        "metrics_allow_labels",
+        "metrics",
+        (),
+        _names,
+        None,
+        "reviewed extra label names the allow-list lacks",
+    ),
+    Setting(
+        "metrics_slo",
+        "metrics",
+        0.25,
+        _positive_number(),
+        "OTELFIN_METRICS_SLO",
+        "latency SLO in seconds: a bucket bound sits exactly on it",
+    ),
+    Setting(
+        "metrics_p99",
+        "metrics",
+        None,
+        _positive_number(allow_none=True),
+        None,
+        "expected P99 in seconds: buckets are dense around it",
+    ),
+    Setting(
+        "metrics_buckets",
+        "metrics",
+        None,
+        _numbers,
+        None,
+        "explicit histogram bounds in seconds (instead of the design)",
+    ),
+    Setting(
+        "metrics_max_series",
+        "metrics",
+        1000,
+        _integer(1),
+        "OTELFIN_METRICS_MAX_SERIES",
+        "per-metric series cap; overflow folds into 'other'",
+    ),
+    Setting(
+        "metrics_exemplars",
+        "metrics",
+        True,
+        _boolean,
+        None,
+        "attach trace_id exemplars to histogram observations",
+    ),
+)
+
+_BY_NAME = {setting.name: setting for setting in SETTINGS}
+
+
+def by_name(name: str) -> Setting:
+    """The row called ``name`` (KeyError when there is none)."""
+    return _BY_NAME[name]
+
+
+def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
+    """The environment variable's value, or None when unset or blank."""
+    value = (os.environ if environ is None else environ).get(name)
+    return value.strip() if value is not None and value.strip() else None
+
+
+def _unknown(names: Iterable[str], known: Iterable[str]) -> None:
+    unknown = sorted(names)
+    if unknown:
+        close = difflib.get_close_matches(unknown[0], list(known), n=1)
+        hint = f"; did you mean {close[0]!r}?" if close else ""
+        raise TypeError(f"configure() got an unexpected keyword argument {unknown[0]!r}{hint}")
+
+
+def resolve(given: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+    """Every row's value: environment, then ``given`` (None = not given), then default.
+
+    Raises ``TypeError`` for a keyword no row has and ``ValueError`` naming the variable or
+    argument of a bad value.
+    """
+    _unknown(set(given) - set(_BY_NAME), _BY_NAME)
+    values: dict[str, Any] = {}
+    for setting in SETTINGS:
+        raw = env_value(setting.env, environ) if setting.env else None
+        if raw is not None:
+            where = setting.env
+        else:
+            raw = given.get(setting.name)
+            where = f"{setting.name}"
+        if raw is None:
+            values[setting.name] = setting.default
+            continue
+        values[setting.name] = setting.parse(raw, str(where))
+    return values
