@@ -77,6 +77,7 @@ _HOSTILE: list[tuple[str, Any, Getter[Any]]] = [
 
 
 @pytest.mark.parametrize(("name", "carrier", "getter"), _HOSTILE, ids=[c[0] for c in _HOSTILE])
+@pytest.mark.otelfin_internal_errors
 def test_hostile_carrier_starts_new_trace(
     spans: InMemorySpanExporter, name: str, carrier: Any, getter: Getter[Any]
 ) -> None:

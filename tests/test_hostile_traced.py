@@ -102,6 +102,7 @@ def test_record_args_with_unprintable_argument_keeps_span(spans: InMemorySpanExp
     assert span.attributes["code.arg.amount"] == "<unprintable Unprintable>"
 
 
+@pytest.mark.otelfin_internal_errors
 def test_nats_callback_unprintable_exception_propagates_unchanged() -> None:
     """A NATS subscriber callback raising an unprintable exception: that exception escapes."""
     pytest.importorskip("nats")
@@ -123,6 +124,7 @@ def test_nats_callback_unprintable_exception_propagates_unchanged() -> None:
     assert finished[0].status.status_code is StatusCode.ERROR
 
 
+@pytest.mark.otelfin_internal_errors
 def test_internal_failure_report_masks_card_numbers(caplog: pytest.LogCaptureFixture) -> None:
     """otelfin's own failure warning (seen by the app's root handlers too) masks card numbers."""
     pan = "4111111111111111"
@@ -151,6 +153,7 @@ class HostileAttributes(Exception):
         raise RuntimeError("broken attributes")
 
 
+@pytest.mark.otelfin_internal_errors
 def test_error_attributes_property_that_raises(spans: InMemorySpanExporter) -> None:
     """A coded exception whose ``attributes`` raises: code recorded, status ERROR, same object."""
     error = HostileAttributes("declined")

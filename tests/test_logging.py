@@ -329,6 +329,7 @@ def test_application_processors_see_scrubbed_spans() -> None:
     provider.shutdown()
 
 
+@pytest.mark.otelfin_internal_errors
 def test_broken_output_never_breaks_the_caller() -> None:
     """A log stream that fails on write is contained: the call returns, the failure counted."""
     stream = io.StringIO()

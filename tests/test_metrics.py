@@ -85,6 +85,7 @@ def test_error_without_valid_code_is_unclassified(prom_registry: CollectorRegist
     assert prom_registry.get_sample_value("otelfin_request_errors_total", labels) == 2
 
 
+@pytest.mark.otelfin_internal_errors
 def test_result_and_exception_unchanged_when_metrics_fail(prom_registry: CollectorRegistry) -> None:
     """A broken histogram is contained: the call's result stands and the failure is counted."""
     metrics = current_metrics()

@@ -426,6 +426,7 @@ class _BrokenGetter:
         raise RuntimeError("boom")
 
 
+@pytest.mark.otelfin_internal_errors
 def test_a_failing_getter_never_raises() -> None:
     """A getter that raises yields the original context and is counted once."""
     base = Context()

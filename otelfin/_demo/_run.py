@@ -443,8 +443,8 @@ def _analyse(
     from otelfin._demo import _html
     from otelfin._demo.payment_gateway.services import SLO_SECONDS
     from otelfin.logging import validate_file
-    from otelfin.metrics import _report
-    from otelfin.metrics._red import DURATION_METRIC
+    from otelfin.metrics import offline as _report
+    from otelfin.metrics.names import DURATION as DURATION_METRIC
 
     text = (out_dir / "metrics.prom").read_text(encoding="utf-8")
     series = _report.series_from_text(text, DURATION_METRIC)

@@ -69,10 +69,6 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 141
 
 
-if __name__ == "__main__":  # pragma: no cover
-    sys.exit(main())
-
-
 def main_exit() -> None:
     """Console-script entry point."""
     sys.exit(main())

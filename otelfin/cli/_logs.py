@@ -12,7 +12,7 @@ from typing import Any, TextIO
 from xml.etree import ElementTree
 
 from otelfin.catalogue import CatalogueError, load_catalogue
-from otelfin.logging._validate import (
+from otelfin.logging import (
     DEFAULT_MAX_LINE_BYTES,
     FileReport,
     Violation,

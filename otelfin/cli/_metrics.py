@@ -10,6 +10,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from otelfin.metrics import names
+
 __all__ = ["register"]
 
 
@@ -44,7 +46,7 @@ def register(subparsers: Any) -> None:
     source.add_argument("--prometheus", metavar="URL", help="Prometheus base URL")
     source.add_argument("--scrape", metavar="URL", help="a /metrics URL")
     source.add_argument("--file", metavar="EXPOSITION", help="an exposition file, or -")
-    report.add_argument("--metric", default="otelfin_request_duration_seconds")
+    report.add_argument("--metric", default=names.DURATION)
     report.add_argument(
         "--by", required=True, help="comma-separated labels, e.g. operation,channel"
     )
@@ -68,7 +70,7 @@ def register(subparsers: Any) -> None:
     build.add_argument("--slo", type=float, default=0.25, help="latency SLO, a bucket bound")
     build.add_argument("--objective", type=float, default=0.99, help="share faster than the SLO")
     build.add_argument("--quantile", type=float, default=0.99)
-    build.add_argument("--metric", default="otelfin_request_duration_seconds")
+    build.add_argument("--metric", default=names.DURATION)
     build.add_argument("--by", default="service,operation", help="aggregation labels")
     build.add_argument("--buckets", help="comma-separated bucket bounds, to check the SLO")
     build.add_argument("--output", "-o", default="-", help="file to write (default stdout)")
@@ -87,7 +89,7 @@ def register(subparsers: Any) -> None:
     dbuild.add_argument("--output-dir", default="dashboards")
     dbuild.add_argument("--slo", type=float, default=0.25, help="default SLO, a bucket bound")
     dbuild.add_argument("--objective", type=float, default=0.99, help="share faster than the SLO")
-    dbuild.add_argument("--metric", default="otelfin_request_duration_seconds")
+    dbuild.add_argument("--metric", default=names.DURATION)
     dbuild.set_defaults(func=_dashboards_build)
     dashboards.set_defaults(func=lambda args: _help(dashboards))
 
@@ -166,12 +168,12 @@ def _buckets_suggest(args: argparse.Namespace) -> int:
 
 
 def _p99_report(args: argparse.Namespace) -> int:
-    from otelfin.metrics import _report
+    from otelfin.metrics import offline
 
     by = [label.strip() for label in args.by.split(",") if label.strip()]
     try:
         if args.prometheus:
-            report = _report.from_prometheus(
+            report = offline.from_prometheus(
                 args.prometheus,
                 args.metric,
                 by,
@@ -181,16 +183,16 @@ def _p99_report(args: argparse.Namespace) -> int:
             )
         else:
             if args.scrape:
-                series = _report.scrape(args.scrape, args.metric, timeout=args.timeout)
+                series = offline.scrape(args.scrape, args.metric, timeout=args.timeout)
                 source = args.scrape
             else:
                 try:
                     text = _read(args.file)
                 except OSError as exc:
                     return _error(f"cannot read {args.file}: {exc.strerror or exc}")
-                series = _report.series_from_text(text, args.metric)
+                series = offline.series_from_text(text, args.metric)
                 source = args.file
-            report = _report.attribute(
+            report = offline.attribute(
                 series,
                 by,
                 metric=args.metric,
@@ -198,17 +200,17 @@ def _p99_report(args: argparse.Namespace) -> int:
                 window=args.window,
                 source=source,
             )
-    except _report.ReportError as exc:
+    except offline.ReportError as exc:
         return _error(str(exc))
     if args.format == "json":
         print(json.dumps(report.as_dict(), indent=2))
     else:
-        print(_report.format_text(report))
+        print(offline.format_text(report))
     return 0
 
 
 def _rules_build(args: argparse.Namespace) -> int:
-    from otelfin.metrics._rules import build_rules, rules_yaml
+    from otelfin.metrics.offline import build_rules, rules_yaml
 
     try:
         buckets = [float(b) for b in args.buckets.split(",") if b.strip()] if args.buckets else None
@@ -235,7 +237,7 @@ def _rules_build(args: argparse.Namespace) -> int:
 
 
 def _dashboards_build(args: argparse.Namespace) -> int:
-    from otelfin.metrics._dashboards import write_dashboards
+    from otelfin.metrics.offline import write_dashboards
 
     try:
         written = write_dashboards(

@@ -396,22 +396,49 @@ def _wrap_coroutine(func: Callable[..., Any], spec: TracedSpec) -> Callable[...,
     return wrapper
 
 
-def _wrap_generator(func: Callable[..., Any], spec: TracedSpec) -> Callable[..., Any]:
-    """The span covers the whole iteration.
+class _Run:
+    """One traced generator run: its span, the span's context, and how the run ends.
 
-    The inner generator is driven step by step with the span's context attached only while it
-    runs: attaching once and yielding would leak the span into the consumer's context.
+    Both generator drivers share it. The inner generator is driven step by step with the
+    span's context attached only while it runs (:meth:`enter`/:meth:`leave`): attaching once
+    and yielding would leak the span into the consumer's context.
     """
+
+    __slots__ = ("attrs", "ctx", "span", "spec", "t0", "token")
+
+    def __init__(self, spec: TracedSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+        self.spec = spec
+        self.span, self.ctx, self.attrs = _start(spec, args, kwargs)
+        self.t0 = perf_counter()
+        self.token: Any = None
+
+    def enter(self) -> None:
+        self.token = attach_context(self.ctx)
+
+    def leave(self) -> None:
+        detach(self.token)
+
+    def done(self) -> None:
+        """Exhausted, or closed early by the consumer (not an error)."""
+        _finish(self.spec, self.span, self.attrs, self.t0)
+        _end(self.span, None)
+
+    def failed(self, exc: BaseException) -> None:
+        _fail(self.spec, self.span, self.attrs, exc, self.t0)
+        _end(self.span, None)
+
+
+def _wrap_generator(func: Callable[..., Any], spec: TracedSpec) -> Callable[..., Any]:
+    """The span covers the whole iteration (see :class:`_Run`)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            span, ctx, attrs = _start(spec, args, kwargs)
+            run = _Run(spec, args, kwargs)
         except Exception as exc:
             _internal.report("traced.start", exc)
             return (yield from func(*args, **kwargs))
-        t0 = perf_counter()
-        token = attach_context(ctx)
+        run.enter()
         try:
             gen = func(*args, **kwargs)
             to_send: Any = None
@@ -427,30 +454,26 @@ def _wrap_generator(func: Callable[..., Any], spec: TracedSpec) -> Callable[...,
                     result = stop.value
                     break
                 finally:
-                    detach(token)
+                    run.leave()
                 try:
                     to_send = yield item
                 except GeneratorExit:
-                    token = attach_context(ctx)
+                    run.enter()
                     try:
                         gen.close()
                     finally:
-                        detach(token)
+                        run.leave()
                     raise
                 except BaseException as exc:
                     to_throw = exc
-                token = attach_context(ctx)
+                run.enter()
         except GeneratorExit:
-            # Closed early by the consumer: not an error.
-            _finish(spec, span, attrs, t0)
-            _end(span, None)
+            run.done()
             raise
         except BaseException as exc:
-            _fail(spec, span, attrs, exc, t0)
-            _end(span, None)
+            run.failed(exc)
             raise
-        _finish(spec, span, attrs, t0)
-        _end(span, None)
+        run.done()
         return result
 
     return wrapper
@@ -462,14 +485,13 @@ def _wrap_async_generator(func: Callable[..., Any], spec: TracedSpec) -> Callabl
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
         try:
-            span, ctx, attrs = _start(spec, args, kwargs)
+            run = _Run(spec, args, kwargs)
         except Exception as exc:
             _internal.report("traced.start", exc)
             async for item in func(*args, **kwargs):
                 yield item
             return
-        t0 = perf_counter()
-        token = attach_context(ctx)
+        run.enter()
         try:
             agen = func(*args, **kwargs)
             to_send: Any = None
@@ -484,29 +506,26 @@ def _wrap_async_generator(func: Callable[..., Any], spec: TracedSpec) -> Callabl
                 except StopAsyncIteration:
                     break
                 finally:
-                    detach(token)
+                    run.leave()
                 try:
                     to_send = yield item
                 except GeneratorExit:
-                    token = attach_context(ctx)
+                    run.enter()
                     try:
                         await agen.aclose()
                     finally:
-                        detach(token)
+                        run.leave()
                     raise
                 except BaseException as exc:
                     to_throw = exc
-                token = attach_context(ctx)
+                run.enter()
         except GeneratorExit:
-            _finish(spec, span, attrs, t0)
-            _end(span, None)
+            run.done()
             raise
         except BaseException as exc:
-            _fail(spec, span, attrs, exc, t0)
-            _end(span, None)
+            run.failed(exc)
             raise
-        _finish(spec, span, attrs, t0)
-        _end(span, None)
+        run.done()
 
     return wrapper
 

@@ -60,6 +60,8 @@ __all__ = [
     "processors",
     "schema",
     "validate_file",
+    "validate_path",
+    "DEFAULT_MAX_LINE_BYTES",
     "FileReport",
     "Violation",
     "capture_logs",

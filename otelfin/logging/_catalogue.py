@@ -25,6 +25,7 @@ from structlog import DropEvent
 from otelfin import _internal
 from otelfin import catalogue as catalogue_module
 from otelfin.catalogue import CODE_PATTERN, Catalogue
+from otelfin.metrics import names
 from otelfin.scrub import scrub_text
 
 __all__ = [
@@ -35,7 +36,7 @@ __all__ = [
 
 _log = logging.getLogger("otelfin")
 
-METRIC = "otelfin_unregistered_error_codes"
+METRIC = names.UNREGISTERED_CODES_BASE
 #: Label value for events at error/critical level without any code.
 MISSING = "missing"
 #: Label value for codes that are not even of the form DOMAIN-NNN (never used as a label).

@@ -9,6 +9,7 @@ from typing import Any, Protocol
 from prometheus_client.core import CounterMetricFamily, Metric
 
 from otelfin import _internal
+from otelfin.metrics import names
 
 __all__ = ["InternalErrorsCollector", "RequestsCollector"]
 
@@ -59,7 +60,7 @@ class InternalErrorsCollector:
     serves ``/metrics``.
     """
 
-    name = "otelfin_internal_errors"
+    name = names.INTERNAL_ERRORS_BASE
 
     def describe(self) -> list[Metric]:
         return [CounterMetricFamily(self.name, self._doc)]

@@ -24,6 +24,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
+from otelfin.metrics import names
 from otelfin.scrub import scrub_text
 
 __all__ = [
@@ -180,7 +181,7 @@ def overflow_counter(registry: CollectorRegistry | None = REGISTRY) -> Counter:
         if held is not None and held[0] is registry:
             return held[1]
         counter = Counter(
-            "otelfin_metric_overflow",
+            names.OVERFLOW_BASE,
             "Observations folded into the 'other' series: the metric hit its series cap.",
             ["metric"],
             registry=registry,

@@ -27,6 +27,7 @@ from prometheus_client import values as _prom_values
 
 from otelfin import _internal
 from otelfin.catalogue import CODE_PATTERN
+from otelfin.metrics import names
 from otelfin.metrics._buckets import _check_bounds, latency_buckets
 from otelfin.metrics._collectors import RequestsCollector, safe_unregister
 from otelfin.metrics._labels import DEFAULT_MAX_SERIES, SeriesGuard, check_label_names
@@ -42,9 +43,9 @@ __all__ = [
     "is_multiprocess",
 ]
 
-DURATION_METRIC = "otelfin_request_duration_seconds"
-REQUESTS_METRIC = "otelfin_requests_total"
-ERRORS_METRIC = "otelfin_request_errors_total"
+DURATION_METRIC = names.DURATION
+REQUESTS_METRIC = names.REQUESTS
+ERRORS_METRIC = names.ERRORS
 UNCLASSIFIED = "unclassified"
 #: One exemplar per bucket per series at most this often (seconds). Prometheus keeps only the
 #: latest exemplar of each bucket per scrape, so refreshing it on every call buys nothing and

@@ -16,16 +16,17 @@ from typing import Any
 
 import yaml
 
-from otelfin.metrics import _promql as q
+from otelfin.metrics import names
+from otelfin.metrics.offline import _promql as q
 from otelfin.metrics._buckets import le_text
 from otelfin.metrics._red import DURATION_METRIC, ERRORS_METRIC
 
 __all__ = ["build_rules", "rules_yaml", "all_expressions", "UNREGISTERED_CODES_METRIC"]
 
 #: Defined by otelfin.logging: events dropped or tagged for an unregistered error code.
-UNREGISTERED_CODES_METRIC = "otelfin_unregistered_error_codes_total"
-OVERFLOW_METRIC = "otelfin_metric_overflow_total"
-INTERNAL_ERRORS_METRIC = "otelfin_internal_errors_total"
+UNREGISTERED_CODES_METRIC = names.UNREGISTERED_CODES
+OVERFLOW_METRIC = names.OVERFLOW
+INTERNAL_ERRORS_METRIC = names.INTERNAL_ERRORS
 _SLO_WINDOWS = ("5m", "30m", "1h", "6h")
 
 

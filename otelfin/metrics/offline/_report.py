@@ -23,7 +23,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from otelfin.metrics import _promql as q
+from otelfin.metrics.offline import _promql as q
 from otelfin.metrics._buckets import histogram_quantile, le_text
 
 __all__ = [

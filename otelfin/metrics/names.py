@@ -1,0 +1,41 @@
+"""Every metric name otelfin exposes, defined once.
+
+The instruments, the generated recording/alerting rules, the Grafana dashboards, the P99
+report and the CLI defaults all read these constants, so a rename is one line. Counter names
+are given without ``_total`` where prometheus_client adds it (``*_BASE``) and with it where a
+query uses the exposed series.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "DURATION",
+    "REQUESTS",
+    "ERRORS",
+    "OVERFLOW",
+    "OVERFLOW_BASE",
+    "INTERNAL_ERRORS",
+    "INTERNAL_ERRORS_BASE",
+    "UNREGISTERED_CODES",
+    "UNREGISTERED_CODES_BASE",
+    "ALL",
+]
+
+#: Histogram of request/call latency in seconds (RED: rate from _count, duration).
+DURATION = "otelfin_request_duration_seconds"
+#: Requests, derived from the histogram's count at scrape time.
+REQUESTS = "otelfin_requests_total"
+#: Failed requests by error_code (RED: errors).
+ERRORS = "otelfin_request_errors_total"
+#: Label sets folded into ``other`` by the series cap.
+OVERFLOW_BASE = "otelfin_metric_overflow"
+OVERFLOW = OVERFLOW_BASE + "_total"
+#: Failures otelfin contained (by place).
+INTERNAL_ERRORS_BASE = "otelfin_internal_errors"
+INTERNAL_ERRORS = INTERNAL_ERRORS_BASE + "_total"
+#: Log events whose error code is missing or not in the catalogue.
+UNREGISTERED_CODES_BASE = "otelfin_unregistered_error_codes"
+UNREGISTERED_CODES = UNREGISTERED_CODES_BASE + "_total"
+
+#: Every exposed series family name above.
+ALL = (DURATION, REQUESTS, ERRORS, OVERFLOW, INTERNAL_ERRORS, UNREGISTERED_CODES)

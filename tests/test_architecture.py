@@ -1,0 +1,101 @@
+"""The pillars meet through public seams: an AST walk over otelfin/ keeps it that way."""
+
+from __future__ import annotations
+
+import ast
+from collections.abc import Iterable
+from pathlib import Path
+
+import otelfin
+
+ROOT = Path(otelfin.__file__).parent
+PILLARS = frozenset({"instrument", "propagation", "metrics", "logging", "scrub", "cli"})
+# Top-level modules every part of otelfin may use: containment, errors, the settings table
+# and the configure()/pillar seam. Everything else with an underscore belongs to its owner.
+SHARED = frozenset({"_internal", "_errors", "_settings", "_pillar"})
+# Still imported by pillars until the scrubber package (otelfin.scrub) replaces them; this
+# set only shrinks.
+TRANSITIONAL = ("otelfin._scrub", "otelfin._exporters")
+
+
+def _module_name(path: Path) -> str:
+    parts = list(path.relative_to(ROOT.parent).with_suffix("").parts)
+    if parts[-1] == "__init__":
+        parts.pop()
+    return ".".join(parts)
+
+
+def _owner(module: str) -> str:
+    """The pillar (or top-level module) a dotted otelfin module belongs to."""
+    parts = module.split(".")
+    return parts[1] if len(parts) > 1 else "otelfin"
+
+
+def _private(name: str) -> bool:
+    return name.startswith("_") and not name.startswith("__")
+
+
+def violations(modules: Iterable[tuple[str, str]]) -> list[str]:
+    """``module: reason`` for every seam broken in ``(module name, source)`` pairs."""
+    found: list[str] = []
+    for module, source in modules:
+        mine = _owner(module)
+        tree = ast.parse(source)
+        config_names: set[str] = set()
+        for node in ast.walk(tree):
+            imported: list[str] = []
+            if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+                imported = [f"{node.module}.{alias.name}" for alias in node.names]
+                if node.module == "otelfin":
+                    config_names |= {a.asname or a.name for a in node.names if a.name == "_config"}
+            elif isinstance(node, ast.Import):
+                imported = [alias.name for alias in node.names]
+            for full in imported:
+                segments = full.split(".")
+                if segments[0] != "otelfin" or len(segments) < 2:
+                    continue
+                owner = segments[1]
+                if mine not in PILLARS or owner == mine or owner in SHARED:
+                    continue
+                if full.startswith(TRANSITIONAL):
+                    continue
+                if any(_private(s) for s in segments[1:]):
+                    found.append(f"{module}:{node.lineno}: imports {full}")
+        if module == "otelfin._config":
+            continue
+        for node in ast.walk(tree):
+            if (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.value, ast.Name)
+                and node.value.id in config_names
+                and _private(node.attr)
+            ):
+                found.append(f"{module}:{node.lineno}: reads _config.{node.attr}")
+    return found
+
+
+def _package() -> list[tuple[str, str]]:
+    return [(_module_name(p), p.read_text("utf-8")) for p in sorted(ROOT.rglob("*.py"))]
+
+
+def test_pillars_import_only_each_others_public_names() -> None:
+    """No pillar imports another pillar's (or config's) underscore module or name."""
+    assert violations(_package()) == []
+
+
+def test_checker_catches_broken_seams() -> None:
+    """The walk sees a cross-pillar underscore import and a read of config's state."""
+    source = (
+        "from otelfin.metrics._red import CallRecorder\n"
+        "from otelfin import _config\n"
+        "_config._state.provider\n"
+        "from otelfin.logging import _pipeline\n"
+    )
+    found = violations([("otelfin.instrument._probe", source)])
+    assert found == [
+        "otelfin.instrument._probe:1: imports otelfin.metrics._red.CallRecorder",
+        "otelfin.instrument._probe:2: imports otelfin._config",
+        "otelfin.instrument._probe:4: imports otelfin.logging._pipeline",
+        "otelfin.instrument._probe:3: reads _config._state",
+    ]
+    assert violations([("otelfin.logging._probe", "from otelfin.logging import _pipeline")]) == []
