@@ -26,7 +26,6 @@ from opentelemetry.sdk.trace.export import BatchSpanProcessor, SpanExporter, Spa
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 
 import otelfin
-from otelfin import _config
 
 
 class DropExporter(SpanExporter):
@@ -61,8 +60,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--calls", type=int, default=4000)
     args = parser.parse_args(argv)
 
-    # The catalogue decides that PAY-012 is a business outcome.
-    _config._traced._set_code_lookup(_config._lookup_code)
+    # The live catalogue (otelfin.catalogue.current()) decides that PAY-012 is a business outcome.
     sampled, unsampled = provider(True), provider(False)
     tracer_on = sampled.get_tracer("bench")
     tracer_off = unsampled.get_tracer("bench")

@@ -17,7 +17,6 @@ from __future__ import annotations
 import importlib
 import logging
 import os
-import re
 import threading
 import weakref
 from collections.abc import Mapping

@@ -16,6 +16,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from otelfin.scrub import _spans as _spans_module
 from otelfin.scrub._options import PanMask, ScrubOptions, configure, current_options
 from otelfin.scrub._pan import MIN_LEN, find_pans, luhn_valid, mask_digits, scrub_text
 from otelfin.scrub._secrets import REDACTED, SECRET_WORDS, is_secret_key
@@ -27,7 +28,6 @@ from otelfin.scrub._spans import (
     scrub_span,
     scrubbed_as_they_end,
 )
-from otelfin.scrub import _spans as _spans_module
 from otelfin.scrub._walk import scrub_attributes, scrub_value
 
 if TYPE_CHECKING:

@@ -25,9 +25,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from otelfin.metrics.offline import _promql as q
 from otelfin.metrics._buckets import le_text
 from otelfin.metrics._red import DURATION_METRIC, ERRORS_METRIC
+from otelfin.metrics.offline import _promql as q
 from otelfin.metrics.offline._rules import (
     _METRIC_NAME,
     INTERNAL_ERRORS_METRIC,

@@ -23,8 +23,8 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from otelfin.metrics.offline import _promql as q
 from otelfin.metrics._buckets import histogram_quantile, le_text
+from otelfin.metrics.offline import _promql as q
 
 __all__ = [
     "ReportError",
