@@ -144,7 +144,7 @@ def test_bad_setting_is_one_line_and_the_app_still_runs(tmp_path: Path) -> None:
     assert proc.wait() == 0
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"result": 42}
     assert "otelfin: zero-code set-up skipped" in proc.stderr
-    assert "pan_mask" in proc.stderr and "Traceback" not in proc.stderr
+    assert "OTELFIN_PAN_MASK" in proc.stderr and "Traceback" not in proc.stderr
 
 
 def test_distro_and_configurator_entry_points_are_otelfin() -> None:
