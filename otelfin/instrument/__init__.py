@@ -62,7 +62,7 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
     from otelfin.instrument import transports
     from otelfin.instrument.transports import _datastores
 
-    _datastores.set_record_parameters(bool(config.options.get("db_record_parameters", False)))
+    _datastores.set_record_parameters(config.options["db_record_parameters"])
     # configure(transports=False) switches transport instrumentation off; a list picks some.
     wanted = config.options["transports"]  # True, False or a tuple of names
     if wanted is False:

@@ -193,7 +193,7 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
         if default_code is not None and default_code not in config.catalogue:
             raise ValueError(f"stdlib_error_code {default_code!r} is not in the catalogue")
         _stdlib.install(config.log_level, default_code)
-        if options.get("server_logs", True):
+        if options["server_logs"]:
             _stdlib.take_server_loggers()
         else:
             _stdlib.give_back_server_loggers()
