@@ -20,11 +20,14 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
+from otelfin.catalogue import LEVEL_NAMES
+
 __all__ = [
     "SETTINGS",
     "Setting",
     "by_name",
     "env_value",
+    "markdown_table",
     "resolve",
     "split_list",
 ]
@@ -173,7 +176,7 @@ def _anything(value: Any, where: str) -> Any:
     return value
 
 
-_LEVELS = ("debug", "info", "warning", "error", "critical")
+_LEVELS = LEVEL_NAMES
 
 SETTINGS: tuple[Setting, ...] = (
     # --- core ---------------------------------------------------------------------------------
@@ -199,7 +202,7 @@ SETTINGS: tuple[Setting, ...] = (
         "drop",
         _choice("drop", "tag", "raise"),
         "OTELFIN_ERROR_CODE_POLICY",
-        "an unregistered or missing error code on an error log: drop | tag | raise",
+        "an unregistered or missing error code on an error log: drop, tag or raise",
         choices=("drop", "tag", "raise"),
     ),
     # --- tracing ------------------------------------------------------------------------------
@@ -209,7 +212,7 @@ SETTINGS: tuple[Setting, ...] = (
         None,
         _optional_text,
         "OTEL_TRACES_EXPORTER",
-        "none | console | jsonl | otlp (default: jsonl with spans_file, otlp with an "
+        "none, console, jsonl or otlp (default: jsonl with spans_file, otlp with an "
         "OTLP endpoint, else none)",
         choices=("none", "console", "jsonl", "otlp"),
     ),
@@ -490,3 +493,26 @@ def resolve(given: Mapping[str, Any], environ: Mapping[str, str] | None = None) 
             continue
         values[setting.name] = setting.parse(raw, str(where))
     return values
+
+
+def _default_text(setting: Setting) -> str:
+    value = setting.default
+    if value is None or value == ():
+        return "(none)"
+    if isinstance(value, tuple):
+        return ",".join(str(v) for v in value)
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    return str(value)
+
+
+def markdown_table() -> str:
+    """The README's settings table, made from :data:`SETTINGS` (a test keeps them equal)."""
+    lines = [
+        "| argument | environment variable | default | meaning |",
+        "|---|---|---|---|",
+    ]
+    for s in SETTINGS:
+        env = f"`{s.env}`" if s.env else ("(code only)" if s.code_only else "")
+        lines.append(f"| `{s.name}` | {env} | `{_default_text(s)}` | {s.doc} |")
+    return "\n".join(lines) + "\n"

@@ -19,6 +19,8 @@ import yaml
 
 __all__ = [
     "CODE_PATTERN",
+    "DOMAIN_PATTERN",
+    "LEVEL_NAMES",
     "SEVERITIES",
     "Catalogue",
     "CatalogueError",
@@ -32,8 +34,11 @@ __all__ = [
 
 #: ``DOMAIN-NNN``: an upper-case domain of 2-12 letters/digits (starting with a letter), a dash and
 #: exactly three digits.
-CODE_PATTERN = re.compile(r"[A-Z][A-Z0-9]{1,11}-[0-9]{3}")
+DOMAIN_PATTERN = re.compile(r"[A-Z][A-Z0-9]{1,11}")
+CODE_PATTERN = re.compile(DOMAIN_PATTERN.pattern + r"-[0-9]{3}")
 SEVERITIES = ("info", "warning", "error", "critical")
+#: Log levels, lowest first: the severities plus ``debug`` (logs, settings and the validator).
+LEVEL_NAMES = ("debug", *SEVERITIES)
 #: Severities that describe an expected business outcome (a decline), not a fault.
 BUSINESS_SEVERITIES = frozenset({"info", "warning"})
 
@@ -224,7 +229,7 @@ def _parse_text(text: str, path: str) -> _Parsed:
                 parsed.find(version_node, "unsupported catalogue version (expected 1)")
         if "domains" in sections:
             for name, key_node, value in _pairs(parsed, sections["domains"][1], "domains"):
-                if not re.fullmatch(r"[A-Z][A-Z0-9]{1,11}", name):
+                if not DOMAIN_PATTERN.fullmatch(name):
                     parsed.find(key_node, f"bad domain name {name!r} (expected e.g. PAY)")
                 info = _scalar(loader, value)
                 parsed.domains[name] = dict(info) if isinstance(info, dict) else {}

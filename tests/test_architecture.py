@@ -96,3 +96,32 @@ def test_checker_catches_broken_seams() -> None:
         "otelfin.instrument._probe:3: reads _config._state",
     ]
     assert violations([("otelfin.logging._probe", "from otelfin.logging import _pipeline")]) == []
+
+
+def test_readme_settings_table_is_the_settings_table() -> None:
+    """The README's settings table is generated from otelfin/_settings.py and matches it."""
+    from otelfin import _settings
+
+    readme = (ROOT.parent / "README.md").read_text("utf-8")
+    begin, end = "<!-- settings:begin -->\n", "<!-- settings:end -->"
+    table = readme[readme.index(begin) + len(begin) : readme.index(end)]
+    assert table == _settings.markdown_table()
+
+
+def test_every_setting_has_a_doc_and_a_unique_variable() -> None:
+    """Each row is documented and no two rows read the same environment variable."""
+    from otelfin import _settings
+
+    envs = [s.env for s in _settings.SETTINGS if s.env]
+    assert len(envs) == len(set(envs))
+    assert all(s.doc for s in _settings.SETTINGS)
+
+
+def test_shipped_schema_uses_the_shared_definitions() -> None:
+    """schema.json's level enum and error-code pattern are the catalogue's, not a third copy."""
+    from otelfin import catalogue
+    from otelfin.logging import schema
+
+    properties = schema()["properties"]
+    assert tuple(properties["level"]["enum"]) == catalogue.LEVEL_NAMES
+    assert properties["error_code"]["pattern"] == f"^{catalogue.CODE_PATTERN.pattern}$"

@@ -30,6 +30,7 @@ from structlog.processors import format_exc_info
 
 from otelfin import _internal
 from otelfin._errors import error_code_of
+from otelfin.catalogue import LEVEL_NAMES
 from otelfin.logging._catalogue import CatalogueCheck, UnregisteredErrorCodeError
 from otelfin.scrub import REDACTED, is_secret_key, scrub_text, scrub_value
 
@@ -45,7 +46,7 @@ __all__ = [
 ]
 
 #: Level names in order, with their stdlib numbers.
-LEVELS = {"debug": 10, "info": 20, "warning": 30, "error": 40, "critical": 50}
+LEVELS = dict(zip(LEVEL_NAMES, (10, 20, 30, 40, 50), strict=True))
 # structlog method names that are not level names.
 _METHOD_LEVEL = {
     **{name: name for name in LEVELS},

@@ -29,6 +29,7 @@ from typing import IO, Any, cast
 
 import orjson
 
+from otelfin.catalogue import CODE_PATTERN, LEVEL_NAMES
 from otelfin.scrub import find_pans, scrub_text
 
 __all__ = [
@@ -45,7 +46,7 @@ _BLOCK = 1 << 20
 _MAX_CHUNK = 32 << 20
 #: Stands for a line over the size limit in a batch (compared by identity).
 TOO_LONG = b"<line too long>"  # 15 bytes: never a cached singleton
-_LEVELS = frozenset({"debug", "info", "warning", "error", "critical"})
+_LEVELS = frozenset(LEVEL_NAMES)
 _NEEDS_CODE = frozenset({"error", "critical"})
 _REQUIRED = ("timestamp", "level", "service_name", "event")
 # The same patterns as schema.json.
@@ -61,7 +62,7 @@ _TIMESTAMP = re.compile(
 _SERVICE = re.compile(r"[a-z0-9]+(?:-[a-z0-9]+)*").fullmatch
 _HEX32 = re.compile(r"[0-9a-f]{32}").fullmatch
 _HEX16 = re.compile(r"[0-9a-f]{16}").fullmatch
-_CODE = re.compile(r"[A-Z][A-Z0-9]{1,11}-[0-9]{3}").fullmatch
+_CODE = CODE_PATTERN.fullmatch
 _ZERO32 = "0" * 32
 _ZERO16 = "0" * 16
 # JSON escapes that stand for one non-alphanumeric, non-separator character: each becomes two
