@@ -10,14 +10,15 @@ SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "e2e_overhead.p
 
 
 def test_e2e_benchmark_quick_prints_the_table() -> None:
-    """--quick with tiny phases serves the three variants, measures and prints every table."""
+    """--quick with tiny phases serves the variants, measures and prints the tables and ratios
+    (two variants and one scaling pair only, to keep the shared CI machine's load small)."""
     out = subprocess.run(
         [
             sys.executable,
             str(SCRIPT),
             "--quick",
             "--variants",
-            "none,otel,otelfin",
+            "none,otelfin",
             "--closed-seconds",
             "1",
             "--open-seconds",
@@ -27,9 +28,9 @@ def test_e2e_benchmark_quick_prints_the_table() -> None:
             "--rate",
             "50",
             "--extra",
-            "2",
+            "1",
             "--slow-ms",
-            "5",
+            "0",
             "--drain-seconds",
             "0.5",
         ],
@@ -40,9 +41,8 @@ def test_e2e_benchmark_quick_prints_the_table() -> None:
     )
     assert out.returncode == 0, out.stderr[-2000:]
     text = out.stdout
-    for row in ("no instrumentation", "OpenTelemetry by hand", "otelfin configure() defaults"):
+    for row in ("no instrumentation", "otelfin configure() defaults"):
         assert f"| {row} |" in text, text
-    assert "| variant | CPU/request us |" in text
-    assert "one more span us" in text and "5 ms handler" in text
+    assert "| variant | CPU/request us |" in text and "one more span us" in text
     assert text.index("ratios") > text.index("| variant | CPU/request us |")
-    assert "otelfin added CPU / OpenTelemetry by hand:" in text
+    assert "otelfin p50 / none p50" in text
