@@ -3,6 +3,12 @@
 A catalogue is YAML (format in the README). It is parsed into PyYAML's node tree rather than
 with ``safe_load`` so that every finding can name ``file:line`` and duplicate keys, which
 ``safe_load`` silently collapses, are caught.
+
+Hostile files are refused with a finding, never a traceback or unbounded work: aliases
+(``*name``) are not allowed (a 583-byte "billion laughs" file otherwise expands without end
+when a value is shown in a finding), nesting deeper than :data:`MAX_DEPTH` and files larger than
+:data:`MAX_CATALOGUE_BYTES` are refused, and a value PyYAML cannot construct (an unknown tag,
+``!!int abc``) is reported at its line.
 """
 
 from __future__ import annotations
@@ -13,7 +19,7 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any
+from typing import Any, cast
 
 import yaml
 
@@ -31,6 +37,12 @@ __all__ = [
     "lint_files",
     "load_catalogue",
 ]
+
+#: A catalogue file larger than this is refused (a real one is a few KiB; 2 MiB is ~10,000
+#: codes, and PyYAML's pure-Python composer needs ~2 s per MiB, needed here for line numbers).
+MAX_CATALOGUE_BYTES = 2 << 20
+#: Deepest nesting of YAML collections accepted (a catalogue needs 4: top, codes, code, value).
+MAX_DEPTH = 16
 
 #: ``DOMAIN-NNN``: an upper-case domain of 2-12 letters/digits (starting with a letter), a dash and
 #: exactly three digits.
@@ -109,6 +121,9 @@ class Finding:
     path: str
     line: int
     reason: str
+    #: True when the file could not be read or parsed at all (an input error, not a lint
+    #: finding: ``otelfin codes lint`` exits 2 for it).
+    fatal: bool = field(default=False, compare=False)
 
     def __str__(self) -> str:
         return f"{self.path}:{self.line}: {self.reason}"
@@ -171,9 +186,89 @@ class _Parsed:
         line = node.start_mark.line + 1 if node is not None else 1
         self.findings.append(Finding(self.path, line, reason))
 
+    def fail(self, line: int, reason: str) -> _Parsed:
+        """Record that the file cannot be parsed at all (``line`` 1-based)."""
+        self.findings.append(Finding(self.path, line, reason, fatal=True))
+        return self
 
-def _scalar(loader: yaml.SafeLoader, node: yaml.Node) -> Any:
-    return loader.construct_object(node, deep=True)
+
+class _Refused(yaml.MarkedYAMLError):
+    """A construct the catalogue format does not allow (an alias, too deep a nesting)."""
+
+
+class _Loader(yaml.SafeLoader):
+    """SafeLoader that refuses aliases and caps the nesting depth while composing."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+
+    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
+        event = self.peek_event()  # type: ignore[no-untyped-call]
+        mark = cast("yaml.Mark", event.start_mark)
+        if isinstance(event, yaml.AliasEvent):
+            # Refused, not expanded: shared nodes turn a few hundred bytes into an unbounded
+            # value as soon as it is copied or shown, and a catalogue has nothing to share.
+            raise _Refused(
+                problem=f"YAML aliases (*{event.anchor}) are not allowed in a catalogue",
+                problem_mark=mark,
+            )
+        self._depth += 1
+        try:
+            if self._depth > MAX_DEPTH:
+                raise _Refused(
+                    problem=f"nesting deeper than {MAX_DEPTH} levels",
+                    problem_mark=mark,
+                )
+            return super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+
+
+class _Unconstructable:
+    """Stands for a value PyYAML could not build (already reported as a finding)."""
+
+    def __repr__(self) -> str:
+        return "<unreadable value>"
+
+
+_UNREADABLE = _Unconstructable()
+
+
+def _scalar(parsed: _Parsed, loader: yaml.SafeLoader, node: yaml.Node) -> Any:
+    """The Python value of ``node``, or :data:`_UNREADABLE` with a finding at its line."""
+    try:
+        return loader.construct_object(node, deep=True)
+    except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError) as exc:
+        # An unknown tag (!!python/name:...), !!int abc, !!timestamp nope, a 5,000-digit int.
+        if isinstance(exc, yaml.YAMLError):
+            problem = str(getattr(exc, "problem", None) or exc).splitlines()[0]
+        else:
+            tag = str(node.tag).replace("tag:yaml.org,2002:", "!!")
+            shown = _show(node.value) if isinstance(node, yaml.ScalarNode) else "value"
+            problem = f"{shown} is not a valid {tag}"
+        parsed.find(node, f"cannot read this value: {_short(problem)}")
+        return _UNREADABLE
+
+
+def _short(text: str, limit: int = 120) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _show(value: Any) -> str:
+    """``repr(value)`` cut short, for a finding (values here are small: no aliases)."""
+    return _short(repr(value), 60)
+
+
+_BAD_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
+
+
+def _text_problem(value: str) -> str | None:
+    """Why ``value`` cannot be a catalogue text (control characters, lone surrogates)."""
+    match = _BAD_TEXT.search(value)
+    if match is None:
+        return None
+    return f"contains the character U+{ord(match.group()):04X}, which text output cannot carry"
 
 
 def _pairs(parsed: _Parsed, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
@@ -198,51 +293,64 @@ def _pairs(parsed: _Parsed, node: yaml.Node, what: str) -> list[tuple[str, yaml.
 
 def _parse_text(text: str, path: str) -> _Parsed:
     parsed = _Parsed(path)
-    loader = yaml.SafeLoader(text)
     try:
-        try:
-            root = loader.get_single_node()
-        except yaml.MarkedYAMLError as exc:
-            mark = exc.problem_mark or exc.context_mark
-            reason = f"malformed YAML: {exc.problem or exc.context}"
-            if exc.context_mark is not None and "end of stream" in str(exc.problem):
-                # An unterminated quote or bracket: where it opened is what the reader needs.
-                reason = f"malformed YAML: {exc.context} starting here was never closed"
-                mark = exc.context_mark
-            line = mark.line + 1 if mark is not None else 1
-            parsed.findings.append(Finding(path, line, reason))
-            return parsed
-        except yaml.YAMLError as exc:
-            parsed.findings.append(Finding(path, 1, f"malformed YAML: {exc}"))
-            return parsed
-        if root is None:
-            parsed.findings.append(Finding(path, 1, "empty catalogue"))
-            return parsed
-        top = _pairs(parsed, root, "catalogue")
-        sections = {key: (key_node, value) for key, key_node, value in top}
-        for key, key_node, _ in top:
-            if key not in _TOP_FIELDS:
-                parsed.find(key_node, f"unknown top-level key {key!r}")
-        if "version" in sections:
-            version_node = sections["version"][1]
-            if _scalar(loader, version_node) != 1:
-                parsed.find(version_node, "unsupported catalogue version (expected 1)")
-        if "domains" in sections:
-            for name, key_node, value in _pairs(parsed, sections["domains"][1], "domains"):
-                if not DOMAIN_PATTERN.fullmatch(name):
-                    parsed.find(key_node, f"bad domain name {name!r} (expected e.g. PAY)")
-                info = _scalar(loader, value)
-                parsed.domains[name] = dict(info) if isinstance(info, dict) else {}
-        if "codes" not in sections:
-            parsed.find(root, "missing 'codes' section")
-            return parsed
-        for code, key_node, value in _pairs(parsed, sections["codes"][1], "codes"):
-            entry = _parse_code(parsed, loader, code, key_node, value, "domains" in sections)
-            if entry is not None:
-                parsed.codes[code] = entry
-        return parsed
+        loader = _Loader(text)
+    except yaml.reader.ReaderError as exc:
+        # NUL and other control characters are refused by the reader before any parsing.
+        line = text.count("\n", 0, exc.position) + 1
+        return parsed.fail(line, f"malformed YAML: character #x{exc.character:04x} not allowed")
+    try:
+        return _parse_loaded(parsed, loader, text)
+    except RecursionError:  # pragma: no cover - MAX_DEPTH keeps the composer shallow
+        return parsed.fail(1, f"nesting deeper than {MAX_DEPTH} levels")
     finally:
         loader.dispose()
+
+
+def _parse_loaded(parsed: _Parsed, loader: _Loader, text: str) -> _Parsed:
+    try:
+        root = loader.get_single_node()
+    except yaml.MarkedYAMLError as exc:
+        mark = exc.problem_mark or exc.context_mark
+        reason = f"malformed YAML: {exc.problem or exc.context}"
+        if isinstance(exc, _Refused):
+            reason = str(exc.problem)
+        elif exc.context_mark is not None and "end of stream" in str(exc.problem):
+            # An unterminated quote or bracket: where it opened is what the reader needs.
+            reason = f"malformed YAML: {exc.context} starting here was never closed"
+            mark = exc.context_mark
+        return parsed.fail(mark.line + 1 if mark is not None else 1, reason)
+    except yaml.reader.ReaderError as exc:  # a character refused in a later buffer
+        line = text.count("\n", 0, exc.position) + 1
+        return parsed.fail(line, f"malformed YAML: character #x{exc.character:04x} not allowed")
+    except yaml.YAMLError as exc:
+        return parsed.fail(1, f"malformed YAML: {_short(str(exc).splitlines()[0])}")
+    if root is None:
+        return parsed.fail(1, "empty catalogue")
+    top = _pairs(parsed, root, "catalogue")
+    sections = {key: (key_node, value) for key, key_node, value in top}
+    for key, key_node, _ in top:
+        if key not in _TOP_FIELDS:
+            parsed.find(key_node, f"unknown top-level key {_short(key)!r}")
+    if "version" in sections:
+        version_node = sections["version"][1]
+        version = _scalar(parsed, loader, version_node)
+        if version is not _UNREADABLE and (type(version) is not int or version != 1):
+            parsed.find(version_node, "unsupported catalogue version (expected 1)")
+    if "domains" in sections:
+        for name, key_node, value in _pairs(parsed, sections["domains"][1], "domains"):
+            if not DOMAIN_PATTERN.fullmatch(name):
+                parsed.find(key_node, f"bad domain name {_show(name)} (expected e.g. PAY)")
+            info = _scalar(parsed, loader, value)
+            parsed.domains[name] = dict(info) if isinstance(info, dict) else {}
+    if "codes" not in sections:
+        parsed.find(root, "missing 'codes' section")
+        return parsed
+    for code, key_node, value in _pairs(parsed, sections["codes"][1], "codes"):
+        entry = _parse_code(parsed, loader, code, key_node, value, "domains" in sections)
+        if entry is not None:
+            parsed.codes[code] = entry
+    return parsed
 
 
 def _parse_code(
@@ -255,55 +363,71 @@ def _parse_code(
 ) -> ErrorCode | None:
     ok = True
     if not CODE_PATTERN.fullmatch(code):
-        parsed.find(key_node, f"bad code format {code!r} (expected DOMAIN-NNN, e.g. PAY-012)")
+        parsed.find(key_node, f"bad code format {_show(code)} (expected DOMAIN-NNN, e.g. PAY-012)")
         ok = False
     elif check_domain and code.split("-", 1)[0] not in parsed.domains:
         parsed.find(key_node, f"{code}: unknown domain {code.split('-', 1)[0]!r}")
         ok = False
+    label = code if ok else _show(code)
     fields: dict[str, Any] = {}
-    for name, name_node, value_node in _pairs(parsed, node, code):
+    for name, name_node, value_node in _pairs(parsed, node, label):
         if name not in _CODE_FIELDS:
-            parsed.find(name_node, f"{code}: unknown field {name!r}")
+            parsed.find(name_node, f"{label}: unknown field {_show(name)}")
             ok = False
             continue
-        fields[name] = (_scalar(loader, value_node), value_node)
+        value = _scalar(parsed, loader, value_node)
+        if value is _UNREADABLE:
+            ok = False  # reported by _scalar
+            continue
+        fields[name] = (value, value_node)
     if not isinstance(node, yaml.MappingNode):
         return None
 
     def bad(field_name: str, reason: str) -> None:
         nonlocal ok
         where = fields[field_name][1] if field_name in fields else key_node
-        parsed.find(where, f"{code}: {reason}")
+        parsed.find(where, f"{label}: {reason}")
         ok = False
 
     message = fields.get("message", (None, None))[0]
     if not isinstance(message, str) or not message.strip():
         bad("message", "'message' is required and must be a non-empty string")
     severity = fields.get("severity", ("error", None))[0]
-    if severity not in SEVERITIES:
-        bad("severity", f"unknown severity {severity!r} (expected one of {', '.join(SEVERITIES)})")
+    if not isinstance(severity, str) or severity not in SEVERITIES:
+        bad(
+            "severity",
+            f"unknown severity {_show(severity)} (expected one of {', '.join(SEVERITIES)})",
+        )
     retryable = fields.get("retryable", (False, None))[0]
     if not isinstance(retryable, bool):
-        bad("retryable", f"'retryable' must be true or false, not {retryable!r}")
+        bad("retryable", f"'retryable' must be true or false, not {_show(retryable)}")
     http_status = fields.get("http_status", (None, None))[0]
     if http_status is not None and (
         not isinstance(http_status, int)
         or isinstance(http_status, bool)
         or not 100 <= http_status <= 599
     ):
-        bad("http_status", f"bad http_status {http_status!r} (expected an integer 100-599)")
+        bad("http_status", f"bad http_status {_show(http_status)} (expected an integer 100-599)")
     grpc_status = fields.get("grpc_status", (None, None))[0]
-    if grpc_status is not None and grpc_status not in _GRPC_STATUSES:
-        bad("grpc_status", f"bad grpc_status {grpc_status!r} (expected a gRPC status name)")
+    if grpc_status is not None and (
+        not isinstance(grpc_status, str) or grpc_status not in _GRPC_STATUSES
+    ):
+        bad("grpc_status", f"bad grpc_status {_show(grpc_status)} (expected a gRPC status name)")
     for text_field in ("description", "owner"):
         value = fields.get(text_field, (None, None))[0]
         if value is not None and not isinstance(value, str):
             bad(text_field, f"{text_field!r} must be a string")
+    for text_field in ("message", "description", "owner"):
+        value = fields.get(text_field, (None, None))[0]
+        problem = _text_problem(value) if isinstance(value, str) else None
+        if problem is not None:
+            bad(text_field, f"{text_field!r} {problem}")
     if not ok:
         return None
     owner = fields.get("owner", (None, None))[0]
     if owner is None:
-        owner = parsed.domains.get(code.split("-", 1)[0], {}).get("owner")
+        inherited = parsed.domains.get(code.split("-", 1)[0], {}).get("owner")
+        owner = inherited if isinstance(inherited, str) and not _text_problem(inherited) else None
     return ErrorCode(
         code=code,
         message=str(message),
@@ -318,14 +442,37 @@ def _parse_code(
 
 
 def _read(path: str | Path) -> _Parsed:
+    """Read and parse one file, refusing what cannot be a catalogue before parsing it."""
     name = str(path)
+    parsed = _Parsed(name)
     try:
-        text = Path(path).read_text(encoding="utf-8")
-    except (OSError, UnicodeDecodeError) as exc:
-        parsed = _Parsed(name)
-        parsed.findings.append(Finding(name, 1, f"cannot read: {exc}"))
-        return parsed
+        data = _read_capped(path, MAX_CATALOGUE_BYTES + 1)
+    except OSError as exc:
+        return parsed.fail(1, f"cannot read: {exc.strerror or exc}")
+    if len(data) > MAX_CATALOGUE_BYTES:
+        return parsed.fail(
+            1, f"larger than {MAX_CATALOGUE_BYTES >> 20} MiB: not read (a catalogue is a few KiB)"
+        )
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        line = data.count(b"\n", 0, exc.start) + 1
+        return parsed.fail(line, f"cannot read: not UTF-8 text (byte {exc.start + 1})")
     return _parse_text(text, name)
+
+
+def _read_capped(path: str | Path, limit: int) -> bytes:
+    """At most ``limit`` bytes of ``path``, in blocks (a pipe or /dev/zero cannot run away)."""
+    blocks: list[bytes] = []
+    size = 0
+    with open(path, "rb") as handle:
+        while size < limit:
+            block = handle.read(min(1 << 16, limit - size))
+            if not block:
+                break
+            blocks.append(block)
+            size += len(block)
+    return b"".join(blocks)
 
 
 _DEFAULT: Catalogue | None = None

@@ -54,7 +54,7 @@ def test_codes_lint_unreadable_file_exit_2(
     assert main(["codes", "lint", "--format", "json", str(path)]) == 2
     captured = capsys.readouterr()
     assert captured.out == ""
-    assert f"cannot read {path}" in captured.err
+    assert f"{path}:1: cannot read" in captured.err
 
 
 @pytest.mark.parametrize("slo", ["-3", "0", "inf", "nan"])

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-from pathlib import Path
 from typing import Any
 
 from otelfin.catalogue import CatalogueError, lint_files, load_catalogue
@@ -34,16 +33,14 @@ def register(sub: Any) -> None:
 
 
 def _lint(args: argparse.Namespace) -> int:
-    # A file that cannot be read (missing, a directory, not UTF-8) is an input error, exit 2,
-    # not a lint finding: nothing was linted.
-    for path in args.files:
-        try:
-            Path(path).read_text(encoding="utf-8")
-        except (OSError, UnicodeDecodeError) as exc:
-            reason = getattr(exc, "strerror", None) or str(exc)
-            print(f"otelfin codes lint: cannot read {path}: {reason}", file=sys.stderr)
-            return 2
     findings = lint_files(args.files)
+    # A file that cannot be read or parsed at all (missing, not UTF-8, malformed YAML, an
+    # alias, too large) is an input error, exit 2, not a lint finding: nothing was linted.
+    fatal = [f for f in findings if f.fatal]
+    if fatal:
+        for finding in fatal:
+            print(f"otelfin codes lint: {finding}", file=sys.stderr)
+        return 2
     if args.format == "json":
         print(json.dumps([{"path": f.path, "line": f.line, "reason": f.reason} for f in findings]))
     else:
