@@ -222,26 +222,77 @@ def take_server_loggers() -> list[str]:
     handler = _installed
     if handler is None:
         return []
+    global _wanted
+    _wanted = True
+    _hook_server_setup()
     for name in SERVER_LOGGERS:
-        if name in _taken or name not in logging.root.manager.loggerDict:
+        if name not in logging.root.manager.loggerDict:
             continue
         logger = logging.getLogger(name)
-        if not logger.handlers or handler in logger.handlers:
+        theirs = [h for h in logger.handlers if h is not handler]
+        if name in _taken:
+            # The server set its logging up again (uvicorn after opentelemetry-instrument ran
+            # configure(), gunicorn on reload): put its new handlers aside too.
+            _taken[name][0].extend(theirs)
+        elif theirs:
+            filters: list[logging.Filter] = []
+            if name == "gunicorn.access":
+                filters.append(_SpanFromEnviron())
+            _taken[name] = (theirs, filters)
+            for flt in filters:
+                logger.addFilter(flt)
+        else:
             continue
-        filters: list[logging.Filter] = []
-        if name == "gunicorn.access":
-            filters.append(_SpanFromEnviron())
-        _taken[name] = (list(logger.handlers), filters)
-        for old in list(logger.handlers):
+        for old in theirs:
             logger.removeHandler(old)
-        for flt in filters:
-            logger.addFilter(flt)
-        logger.addHandler(handler)
+        if handler not in logger.handlers:
+            logger.addHandler(handler)
     return sorted(_taken)
+
+
+_wanted = False
+_hooked = False
+
+
+def _retake(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    result = wrapped(*args, **kwargs)
+    if _wanted and _installed is not None:
+        try:
+            take_server_loggers()
+        except Exception as exc:  # the server's own start-up must go on
+            from otelfin import _internal
+
+            _internal.report("logging.server_loggers", exc)
+    return result
+
+
+def _hook_server_setup() -> None:
+    """Take the servers' loggers again whenever the server (re)configures its logging.
+
+    Under ``opentelemetry-instrument uvicorn app:app`` or ``gunicorn`` started the same way,
+    ``configure()`` runs before the server sets up its loggers; the server's set-up function
+    is wrapped (when the server is imported) so the takeover follows it.
+    """
+    global _hooked
+    if _hooked:
+        return
+    _hooked = True
+    import wrapt
+
+    wrapt.register_post_import_hook(
+        lambda module: wrapt.wrap_function_wrapper(module, "Config.configure_logging", _retake),
+        "uvicorn.config",
+    )
+    wrapt.register_post_import_hook(
+        lambda module: wrapt.wrap_function_wrapper(module, "Logger.setup", _retake),
+        "gunicorn.glogging",
+    )
 
 
 def give_back_server_loggers() -> None:
     """Put the servers' own handlers back."""
+    global _wanted
+    _wanted = False
     handler = _installed
     while _taken:
         name, (handlers, filters) = _taken.popitem()

@@ -218,3 +218,53 @@ def test_configure_at_the_top_of_a_script_traces_later_definitions(tmp_path: Pat
     assert proc.wait() == 0, proc.stderr[-3000:]
     assert "settled 41" in proc.stdout
     assert [s["name"] for s in read_spans(spans_file)] == ["settle"]
+
+
+FASTAPI_APP = """
+import logging
+
+from fastapi import FastAPI
+
+app = FastAPI()
+
+
+@app.get("/payments/{pid}")
+def payment(pid: str, card: str = ""):
+    logging.getLogger("payments").info("looked up %s", card)
+    return {"pid": pid}
+"""
+
+
+def test_uvicorn_fastapi_under_opentelemetry_instrument(tmp_path: Path) -> None:
+    """`opentelemetry-instrument uvicorn app:app`: uvicorn's own lines are otelfin JSON too."""
+    (tmp_path / "api.py").write_text(textwrap.dedent(FASTAPI_APP))
+    port = free_port()
+    spans_file = tmp_path / "spans.jsonl"
+    env = clean_env(
+        OTEL_PYTHON_DISTRO="otelfin",
+        OTEL_PYTHON_CONFIGURATOR="otelfin",
+        OTEL_SERVICE_NAME="payments_api",
+        OTELFIN_SPANS_FILE=str(spans_file),
+        PYTHONPATH=str(tmp_path),
+    )
+    argv = [str(BIN / "opentelemetry-instrument"), str(BIN / "uvicorn"), "api:app"]
+    proc = Proc([*argv, "--port", str(port), "--lifespan", "off"], tmp_path, env)
+    base = f"http://127.0.0.1:{port}"
+    wait_http(f"{base}/payments/0", proc)
+    assert get(f"{base}/payments/7?card={CARD.replace(' ', '')}")[0] == 200
+    proc.signal(signal.SIGTERM)
+    assert proc.wait() == -signal.SIGTERM
+    out = proc.stdout
+    assert "4111111111111111" not in out + proc.stderr
+    records = json_lines(out)
+    access = [
+        r for r in records if r.get("logger") == "uvicorn.access" and "/payments/7" in r["event"]
+    ]
+    assert len(access) == 1, out[-3000:]
+    assert "XXXXXXXXXXXX1111" in access[0]["event"] and len(access[0]["trace_id"]) == 32
+    app_line = next(
+        r for r in records if r.get("logger") == "payments" and "XXXXXXXXXXXX1111" in r["event"]
+    )
+    assert app_line["trace_id"] == access[0]["trace_id"]
+    server = [s for s in read_spans(spans_file) if s["kind"] == 2]
+    assert any(s["traceId"] == access[0]["trace_id"] for s in server)
