@@ -104,6 +104,8 @@ class _State:
         )
         self.exporter: SpanExporter | None = None
         self.export_key: tuple[Any, ...] | None = None
+        #: The arguments of the configure() call in force, for _snapshot()/test fixtures.
+        self.call: dict[str, Any] | None = None
 
 
 _state = _State()
@@ -246,6 +248,7 @@ def configure(
         if _state.config is not None and _key_matches(_state.key, key):
             return _state.config
         _state.config = config
+        _state.call = {**given, "span_exporter": span_exporter, "tracer_provider": tracer_provider}
         _state.key = None  # set only once every pillar is in place (a failed call retries)
         tracing = _setup_tracing(config, span_exporter, tracer_provider)
         _setup_pillars(config, tracing)
@@ -412,3 +415,18 @@ def reset() -> None:
         _state.owns_provider = False
         _state.processor = None
         _state.added = weakref.WeakKeyDictionary()
+
+
+def _snapshot() -> tuple[dict[str, Any], SdkTracerProvider | None] | None:
+    """What puts the configuration in force back after a test replaced it, or None.
+
+    The arguments of the ``configure()`` call in force, and the application's own SDK provider
+    when otelfin reused one (a provider otelfin created is shut down by ``reset()``; a new one
+    is made instead). Used by ``otelfin.testing``: an app's import-time ``configure()`` must
+    survive a fixture, or tests would pass or fail by their order.
+    """
+    with _state.lock:
+        if _state.config is None or _state.call is None:
+            return None
+        provider = _state.provider if not _state.owns_provider else None
+        return dict(_state.call), provider

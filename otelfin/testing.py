@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from weakref import WeakKeyDictionary
 
 import pytest
@@ -55,6 +55,7 @@ def configured_for_test(
     """``otelfin.configure()`` against a fresh provider and in-memory exporter, undone after."""
     from otelfin import _config
 
+    previous = _config._snapshot()  # an app's import-time configure(), put back afterwards
     _config.reset()
     reset_tracer_provider()
     provider = TracerProvider()
@@ -68,6 +69,20 @@ def configured_for_test(
         _config.reset()
         provider.shutdown()
         reset_tracer_provider()
+        if previous is not None:
+            _restore(*previous)
+
+
+def _restore(call: dict[str, Any], app_provider: TracerProvider | None) -> None:
+    """Re-apply the configure() call a test fixture replaced (never fails the test for it)."""
+    from otelfin import _config, _internal
+
+    if app_provider is not None:
+        trace.set_tracer_provider(app_provider)
+    try:
+        _config.configure(**call)
+    except Exception as exc:
+        _internal.report("testing.restore_configuration", exc)
 
 
 # The span exporter of each live ``prom_registry`` set-up, for ``spans`` in the same test.

@@ -111,3 +111,38 @@ def test_pre_commit_hooks_run_real_commands() -> None:
         assert argv[0] == "otelfin" and hook["language"] == "python"
         args = parser.parse_args([*argv[1:], "some-file"])
         assert callable(args.func)
+
+
+_APP = """
+import otelfin
+
+otelfin.configure("orders-api", catalogue="errorcodes.yaml")   # at import, as apps do
+
+def refuse():
+    otelfin.get_logger().error("refused", error_code="ORD-001")
+"""
+
+_APP_TESTS = """
+import app
+
+def test_a_uses_the_spans_fixture(spans):
+    assert spans.get_finished_spans() == ()
+
+def test_b_logs_the_apps_own_code():
+    app.refuse()
+"""
+
+
+def test_check_does_not_depend_on_test_order(pytester: pytest.Pytester) -> None:
+    """A fixture's teardown puts back the app's import-time configure(): B passes after A."""
+    pytester.makeini(_INI)
+    pytester.makefile(
+        ".yaml",
+        errorcodes="codes:\n  ORD-001:\n    message: Order refused\n    severity: error\n",
+    )
+    pytester.makepyfile(app=_APP, test_order=_APP_TESTS)
+    args = ("-p", "no:cacheprovider", "--otelfin-check-logs")
+    alone = pytester.runpytest_subprocess(*args, "-k", "test_b")
+    alone.assert_outcomes(passed=1, deselected=1)
+    both = pytester.runpytest_subprocess(*args)
+    both.assert_outcomes(passed=2)
