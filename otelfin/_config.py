@@ -42,6 +42,7 @@ __all__ = [
     "get_config",
     "reset",
     "shutdown",
+    "snapshot",
 ]
 
 _log = logging.getLogger("otelfin")
@@ -104,7 +105,7 @@ class _State:
         )
         self.exporter: SpanExporter | None = None
         self.export_key: tuple[Any, ...] | None = None
-        #: The arguments of the configure() call in force, for _snapshot()/test fixtures.
+        #: The arguments of the configure() call in force, for snapshot() and the test fixtures.
         self.call: dict[str, Any] | None = None
 
 
@@ -417,7 +418,7 @@ def reset() -> None:
         _state.added = weakref.WeakKeyDictionary()
 
 
-def _snapshot() -> tuple[dict[str, Any], SdkTracerProvider | None] | None:
+def snapshot() -> tuple[dict[str, Any], SdkTracerProvider | None] | None:
     """What puts the configuration in force back after a test replaced it, or None.
 
     The arguments of the ``configure()`` call in force, and the application's own SDK provider

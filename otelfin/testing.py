@@ -55,7 +55,7 @@ def configured_for_test(
     """``otelfin.configure()`` against a fresh provider and in-memory exporter, undone after."""
     from otelfin import _config
 
-    previous = _config._snapshot()  # an app's import-time configure(), put back afterwards
+    previous = _config.snapshot()  # an app's import-time configure(), put back afterwards
     _config.reset()
     reset_tracer_provider()
     provider = TracerProvider()
