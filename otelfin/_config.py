@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
-from otelfin import _exporters, _internal, _lifecycle, _settings
+from otelfin import _exporters, _internal, _lifecycle, _sampling, _settings
 from otelfin._pillar import Installed, Tracing
 from otelfin.catalogue import Catalogue, default_catalogue, load_catalogue
 
@@ -296,6 +296,7 @@ def _setup_tracing(
     elif _state.provider is not provider:
         _state.owns_provider = False
     _state.provider = provider
+    _count_unsampled(provider, config.options["metrics_count_unsampled"])
 
     if _state.processor is None:
         _state.processor = _exporters.SwappableSpanProcessor()
@@ -324,6 +325,19 @@ def _setup_tracing(
         )
     _state.processor.swap(delegate, shutdown_old=not reused)
     return Tracing(provider, _state.owns_provider)
+
+
+def _count_unsampled(provider: SdkTracerProvider, wanted: bool) -> None:
+    """Record the unsampled spans metrics measure (see :mod:`otelfin._sampling`), or stop.
+
+    Tracers take the provider's sampler when they are created, so this reaches every tracer
+    made after ``configure()``: the transports it instruments and ``@traced`` included.
+    """
+    sampler = provider.sampler
+    if wanted:
+        provider.sampler = _sampling.wrap(sampler)
+    elif isinstance(sampler, _sampling.RecordMeasuredSampler):
+        provider.sampler = sampler.delegate
 
 
 def _add_processors(provider: SdkTracerProvider, processors: tuple[SpanProcessor, ...]) -> None:

@@ -172,6 +172,25 @@ def _transports(value: Any, where: str) -> bool | tuple[str, ...]:
     return split_list(value, where)
 
 
+def _operation_slos(value: Any, where: str) -> tuple[tuple[str, float], ...]:
+    """``{"risk.score": 0.01}`` or ``"risk.score=0.01,POST /payments=0.25"``."""
+    if value is None:
+        return ()
+    if isinstance(value, str):
+        pairs = []
+        for part in split_list(value, where):
+            name, sep, number = part.rpartition("=")
+            if not sep or not name.strip():
+                raise ValueError(f"{where}: {part!r} is not OPERATION=SECONDS")
+            pairs.append((name.strip(), number))
+    elif isinstance(value, Mapping):
+        pairs = list(value.items())
+    else:
+        raise ValueError(f"{where} must be a mapping or 'OPERATION=SECONDS,...'")
+    parse = _positive_number()
+    return tuple((str(name), float(parse(number, f"{where}[{name}]"))) for name, number in pairs)
+
+
 def _anything(value: Any, where: str) -> Any:
     return value
 
@@ -418,6 +437,14 @@ SETTINGS: tuple[Setting, ...] = (
         "latency SLO in seconds: a bucket bound sits exactly on it",
     ),
     Setting(
+        "metrics_operation_slos",
+        "metrics",
+        (),
+        _operation_slos,
+        "OTELFIN_METRICS_OPERATION_SLOS",
+        "SLO per operation or route (risk.score=0.01,POST /payments=0.25): each is a bucket bound",
+    ),
+    Setting(
         "metrics_p99",
         "metrics",
         None,
@@ -440,6 +467,14 @@ SETTINGS: tuple[Setting, ...] = (
         _integer(1),
         "OTELFIN_METRICS_MAX_SERIES",
         "per-metric series cap; overflow folds into 'other'",
+    ),
+    Setting(
+        "metrics_count_unsampled",
+        "metrics",
+        True,
+        _boolean,
+        "OTELFIN_METRICS_COUNT_UNSAMPLED",
+        "record unsampled server/consumer/client spans (not exported) so metrics count them",
     ),
     Setting(
         "metrics_exemplars",

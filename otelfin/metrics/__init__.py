@@ -38,6 +38,7 @@ from otelfin.metrics._buckets import (
     evaluate_buckets,
     histogram_quantile,
     latency_buckets,
+    operation_buckets,
     suggest_buckets,
 )
 from otelfin.metrics._collectors import InternalErrorsCollector, RequestsCollector, safe_unregister
@@ -74,6 +75,7 @@ _log = logging.getLogger("otelfin")
 __all__ = [
     # bucket design
     "latency_buckets",
+    "operation_buckets",
     "suggest_buckets",
     "evaluate_buckets",
     "histogram_quantile",
@@ -152,9 +154,11 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
     registry: CollectorRegistry = options["metrics_registry"] or REGISTRY
     labels = tuple(options["metrics_labels"])
     allow = tuple(options["metrics_allow_labels"])
-    buckets = options["metrics_buckets"]
     slo = options["metrics_slo"]
     p99 = options["metrics_p99"]
+    buckets = options["metrics_buckets"] or operation_buckets(
+        slo, options["metrics_operation_slos"], p99=p99
+    )
     max_series = options["metrics_max_series"]
     exemplars = options["metrics_exemplars"]
     key = (labels, allow, tuple(buckets or ()), slo, p99, max_series)

@@ -27,7 +27,7 @@ from __future__ import annotations
 import math
 import random
 from bisect import bisect_left
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -435,3 +435,35 @@ def suggest_buckets(
         slo=slo,
         warnings=tuple(warnings),
     )
+
+
+#: More bounds than this in one histogram is a configuration mistake (each series stores all).
+MAX_OPERATION_BOUNDS = 40
+
+
+def operation_buckets(
+    slo: float,
+    operation_slos: Sequence[tuple[str, float]] | Mapping[str, float] = (),
+    *,
+    p99: float | None = None,
+) -> tuple[float, ...]:
+    """One histogram's bounds when operations have SLOs of their own.
+
+    Prometheus series of one histogram share their ``le`` bounds, so the layout is the union
+    of the default design (``slo``/``p99``) and a design per operation SLO: every SLO is
+    exactly a bound, so "slower than its SLO" stays exact for each operation's series, and
+    each operation has bounds dense around its own range (a 10 ms ``risk.score`` no longer
+    lands entirely in the lowest bucket of a 250 ms layout). More than
+    :data:`MAX_OPERATION_BOUNDS` bounds is a ``ValueError``.
+    """
+    pairs = list(operation_slos.items()) if isinstance(operation_slos, Mapping) else operation_slos
+    bounds = set(latency_buckets(slo=slo, p99=p99))
+    for _, op_slo in pairs:
+        bounds.update(latency_buckets(slo=op_slo, count=8))
+    result = tuple(sorted(bounds))
+    if len(result) > MAX_OPERATION_BOUNDS:
+        raise ValueError(
+            f"operation SLOs make {len(result)} histogram bounds (at most "
+            f"{MAX_OPERATION_BOUNDS}); group operations under fewer distinct SLOs"
+        )
+    return result

@@ -57,6 +57,8 @@ ALLOWED_LABELS: frozenset[str] = frozenset(
         "acquirer",  # the processing bank: a contract list
         "messaging_system",  # OpenTelemetry messaging.system
         "destination",  # a queue or topic name (not a reply queue per request)
+        "system",  # a dependency's kind: postgresql, redis, rabbitmq, http, grpc
+        "peer",  # a dependency's host or service name: the service's own list of peers
         "metric",  # used by otelfin_metric_overflow_total itself
         "where",  # used by otelfin_internal_errors_total
         "code",  # used by otelfin_unregistered_error_codes_total

@@ -101,6 +101,32 @@ class RedMetrics:
     duration_guard: SeriesGuard
     errors_guard: SeriesGuard
     registry: CollectorRegistry | None
+    #: Outgoing calls (CLIENT/PRODUCER spans): service, system, peer, operation, outcome.
+    dependency: Histogram | None = None
+    dependency_guard: SeriesGuard | None = None
+
+    def observe_dependency(
+        self,
+        service: str,
+        system: str,
+        peer: str,
+        operation: str,
+        duration: float,
+        *,
+        failed: bool = False,
+        span: Span | None = None,
+    ) -> None:
+        """Record one outgoing call (a database statement, an HTTP request, a publish)."""
+        guard = self.dependency_guard
+        if guard is None:
+            return
+        values = tuple(_label_value(v) for v in (service, system, peer, operation))
+        child, _ = guard.bind((*values, "error" if failed else "ok"))
+        ctx = span.get_span_context() if span is not None else None
+        if ctx is not None and ctx.trace_flags.sampled:
+            child.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
+        else:
+            child.observe(duration)
 
     def observe(
         self,
@@ -132,8 +158,9 @@ class RedMetrics:
 
     def unregister(self) -> None:
         """Remove the instruments from their registry."""
-        for collector in (self.duration, self.errors, self.requests):
-            safe_unregister(self.registry, collector)
+        for collector in (self.duration, self.errors, self.requests, self.dependency):
+            if collector is not None:
+                safe_unregister(self.registry, collector)
 
 
 def red_metrics(
@@ -175,6 +202,19 @@ def red_metrics(
     except ValueError:
         safe_unregister(registry, duration)
         raise
+    dependency_labels = ("service", "system", "peer", "operation", "outcome")
+    try:
+        dependency = Histogram(
+            names.DEPENDENCY,
+            "Duration of outgoing calls (database, HTTP client, publish) from CLIENT spans.",
+            dependency_labels,
+            buckets=bounds,
+            registry=registry,
+        )
+    except ValueError:
+        safe_unregister(registry, duration)
+        safe_unregister(registry, errors)
+        raise
     requests = RequestsCollector(
         duration,
         DURATION_METRIC,
@@ -207,6 +247,15 @@ def red_metrics(
             registry=registry,
         ),
         registry=registry,
+        dependency=dependency,
+        dependency_guard=SeriesGuard(
+            dependency,
+            names.DEPENDENCY,
+            dependency_labels,
+            max_series=max_series,
+            keep=("service", "system", "outcome"),
+            registry=registry,
+        ),
     )
 
 

@@ -4,8 +4,10 @@
 official ``opentelemetry-instrumentation-*`` packages and otelfin's own) produce spans, not
 calls, so this span processor turns every finished SERVER or CONSUMER span into one
 observation: operation = span name, outcome from the span status, ``error_code`` from
-``otelfin.error_code``. Limit: a processor only sees *sampled* spans, so with a sampler below
-100% the transport series count the sampled share only (``@traced`` series count every call).
+``otelfin.error_code``. CLIENT and PRODUCER spans (database statements, HTTP client calls,
+publishes) feed the dependency histogram by system and peer, so a P99 report can tell the
+code's tail from a dependency's. Unsampled spans reach this processor too: configure() wraps
+the sampler so measured span kinds are recorded, not exported (see ``otelfin._sampling``).
 """
 
 from __future__ import annotations
@@ -22,6 +24,25 @@ from otelfin.metrics._red import RedMetrics
 __all__ = ["TransportMetricsProcessor"]
 
 _INCOMING = frozenset({SpanKind.SERVER, SpanKind.CONSUMER})
+_OUTGOING = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
+# Semantic-convention keys, newest first, for a dependency's system and peer.
+_SYSTEM_KEYS = ("db.system.name", "db.system", "messaging.system", "rpc.system")
+_PEER_KEYS = ("server.address", "net.peer.name", "peer.service", "db.namespace", "db.name")
+
+
+def _first(attributes: Mapping[str, object], keys: tuple[str, ...]) -> str:
+    for key in keys:
+        value = attributes.get(key)
+        if value:
+            return str(value)
+    return ""
+
+
+def _system(attributes: Mapping[str, object]) -> str:
+    system = _first(attributes, _SYSTEM_KEYS)
+    if not system and ("http.request.method" in attributes or "http.method" in attributes):
+        return "http"
+    return system
 
 
 def _channel(attributes: Mapping[str, object]) -> str | None:
@@ -42,6 +63,9 @@ class TransportMetricsProcessor(SpanProcessor):
         return None
 
     def on_end(self, span: ReadableSpan) -> None:
+        if span.kind in _OUTGOING:
+            self._dependency(span)
+            return
         if span.kind not in _INCOMING:
             return
         scope = span.instrumentation_scope
@@ -67,6 +91,28 @@ class TransportMetricsProcessor(SpanProcessor):
             )
         except Exception as exc:
             _internal.report("metrics.transport_span", exc)
+
+    def _dependency(self, span: ReadableSpan) -> None:
+        scope = span.instrumentation_scope
+        if scope is not None and scope.name == "otelfin":
+            return  # a @traced(kind="client") call: the call observer records it
+        target = self._target()
+        if target is None or span.start_time is None or span.end_time is None:
+            return
+        metrics, service = target
+        try:
+            attributes = span.attributes or {}
+            metrics.observe_dependency(
+                service,
+                _system(attributes),
+                _first(attributes, _PEER_KEYS),
+                span.name,
+                (span.end_time - span.start_time) / 1e9,
+                failed=span.status.status_code is StatusCode.ERROR,
+                span=span,  # type: ignore[arg-type]
+            )
+        except Exception as exc:
+            _internal.report("metrics.dependency_span", exc)
 
     def shutdown(self) -> None:
         return None

@@ -12,6 +12,7 @@ __all__ = [
     "DURATION",
     "REQUESTS",
     "ERRORS",
+    "DEPENDENCY",
     "OVERFLOW",
     "OVERFLOW_BASE",
     "INTERNAL_ERRORS",
@@ -27,6 +28,8 @@ DURATION = "otelfin_request_duration_seconds"
 REQUESTS = "otelfin_requests_total"
 #: Failed requests by error_code (RED: errors).
 ERRORS = "otelfin_request_errors_total"
+#: Histogram of outgoing calls (database, HTTP client, publish) by system and peer.
+DEPENDENCY = "otelfin_dependency_duration_seconds"
 #: Label sets folded into ``other`` by the series cap.
 OVERFLOW_BASE = "otelfin_metric_overflow"
 OVERFLOW = OVERFLOW_BASE + "_total"
@@ -38,4 +41,4 @@ UNREGISTERED_CODES_BASE = "otelfin_unregistered_error_codes"
 UNREGISTERED_CODES = UNREGISTERED_CODES_BASE + "_total"
 
 #: Every exposed series family name above.
-ALL = (DURATION, REQUESTS, ERRORS, OVERFLOW, INTERNAL_ERRORS, UNREGISTERED_CODES)
+ALL = (DURATION, REQUESTS, ERRORS, DEPENDENCY, OVERFLOW, INTERNAL_ERRORS, UNREGISTERED_CODES)
