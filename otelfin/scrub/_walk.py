@@ -12,6 +12,7 @@ from uuid import UUID
 from otelfin.scrub._options import ScrubOptions, current_options
 from otelfin.scrub._pan import MIN_LEN, scrub_text
 from otelfin.scrub._secrets import REDACTED, classify_key, is_secret_key, key_verdict
+from otelfin.scrub._sql import SQL_KEYS, redact_sql_secrets
 
 __all__ = ["MAX_DEPTH", "scrub_attributes", "scrub_value"]
 
@@ -168,9 +169,12 @@ def scrub_attributes(
                 renamed.append((key, secret))
                 new = REDACTED if classify_key(secret, opts) else _value(val, opts, 0)
         elif type(val) is str:
-            if len(val) < MIN_LEN:
+            if key in SQL_KEYS:  # a statement: secret literals go by column, not by value
+                new = scrub_text(redact_sql_secrets(val, opts), options=opts)
+            elif len(val) < MIN_LEN:
                 continue
-            new = scrub_text(val, options=opts)
+            else:
+                new = scrub_text(val, options=opts)
         elif isinstance(val, (list, tuple)):
             new = _value(tuple(val), opts, 0)
             if new is not val and all(a is b for a, b in zip(new, val, strict=True)):

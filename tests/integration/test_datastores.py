@@ -249,6 +249,46 @@ def test_sqlalchemy_asyncio_engine_survives_a_shutdown_configure_cycle(table: st
     assert _internal.internal_error_counts() == {}
 
 
+def test_secret_literals_redacted_through_each_driver(
+    table: str, spans: InMemorySpanExporter
+) -> None:
+    """A password clause and a secret column's literal are redacted in psycopg, psycopg2 and
+    SQLAlchemy statements (a card number in the secret column ``pan`` with it)."""
+    import psycopg
+    import psycopg2
+    import sqlalchemy
+
+    password = "ALTER ROLE otelfin_no_such_role PASSWORD 'hunter2-secret'"
+    insert = f"INSERT INTO {table} (pan, note) VALUES ('{GROUPED}', 'cvv 999 kept')"
+    with psycopg.connect(PG_DSN, autocommit=True) as conn:
+        conn.execute(insert)
+        with pytest.raises(psycopg.errors.UndefinedObject):
+            conn.execute(password)
+    conn2 = psycopg2.connect(PG_DSN)
+    try:
+        with conn2, conn2.cursor() as cursor:
+            cursor.execute(f"UPDATE {table} SET note = 'n' WHERE pan = '{PLAIN}'")
+    finally:
+        conn2.close()
+    engine = sqlalchemy.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    try:
+        with engine.begin() as conn3:
+            conn3.execute(sqlalchemy.text(insert))
+    finally:
+        engine.dispose()
+    statements = [
+        str((s.attributes or {}).get("db.statement"))
+        for s in spans.get_finished_spans()
+        if (s.attributes or {}).get("db.statement", "").startswith(("INSERT", "ALTER", "UPDATE"))
+    ]
+    assert len(statements) == 4, statements
+    text = "\n".join(statements)
+    assert "hunter2" not in text and GROUPED not in text and PLAIN not in text
+    assert "PASSWORD '[REDACTED]'" in text and "WHERE pan = '[REDACTED]'" in text
+    assert text.count("VALUES ('[REDACTED]', 'cvv 999 kept')") == 2
+    assert _stored(table) == [GROUPED, GROUPED]
+
+
 def test_parameters_recorded_and_masked_on_opt_in(table: str) -> None:
     """db_record_parameters=True: psycopg and asyncpg record parameters, card numbers masked."""
     import asyncpg
