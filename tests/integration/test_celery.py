@@ -408,3 +408,69 @@ def test_payment_service_one_trace_through_database_and_worker(
         "card 4111-1111-1111-1111 authorised",
         "settled card 4111 1111 1111 1111",
     ]
+
+
+def test_fastapi_service_one_trace_through_database_and_worker(
+    worker: Worker, producer: Any, spans: InMemorySpanExporter
+) -> None:
+    """The same through FastAPI under uvicorn: the server span is named by the route template
+    and parents the SQLAlchemy write and the publish; the worker continues the trace."""
+    import requests
+    import sqlalchemy
+    import uvicorn
+    from fastapi import FastAPI
+    from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+    engine = sqlalchemy.create_engine("postgresql+psycopg://postgres@127.0.0.1:5432/test")
+    settle = producer.tasks["settlement.settle"]
+    app = FastAPI()
+
+    @app.post("/payments/{payment_id}", status_code=202)
+    def pay(payment_id: str) -> dict[str, str]:
+        with engine.begin() as conn:
+            conn.execute(
+                sqlalchemy.text(
+                    f"INSERT INTO {worker.table} (payment_id, note) "
+                    f"VALUES ('{payment_id}', 'card 4111 1111 1111 1111 authorised')"
+                )
+            )
+        settle.delay(payment_id)
+        return {"status": "accepted"}
+
+    FastAPIInstrumentor.instrument_app(app)
+    port = _free_port()
+    config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
+    server = uvicorn.Server(config)
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    deadline = time.monotonic() + 10
+    while not server.started:
+        assert time.monotonic() < deadline and thread.is_alive(), "uvicorn did not start"
+        time.sleep(0.02)
+    payment = f"pay-{uuid.uuid4().hex[:8]}"
+    try:
+        with trace.get_tracer("test").start_as_current_span("checkout") as root:
+            response = requests.post(f"http://127.0.0.1:{port}/payments/{payment}", timeout=10)
+        assert response.status_code == 202, response.text
+        trace_id = format(root.get_span_context().trace_id, "032x")
+        remote = worker.wait_for(trace_id, _names("INSERT", "run/settlement.settle"))
+    finally:
+        server.should_exit = True
+        thread.join(timeout=10)
+        engine.dispose()
+
+    local = [
+        s for s in spans.get_finished_spans() if format(s.context.trace_id, "032x") == trace_id
+    ]
+    server_span = next(s for s in local if s.kind is SpanKind.SERVER)
+    assert server_span.name == "POST /payments/{payment_id}"
+    inserts = [s for s in local if _statement(s).startswith("INSERT")]
+    assert len(inserts) == 1 and inserts[0].name == "INSERT test"
+    publish = _producer_span(spans, "settlement.settle")
+    for child in (inserts[0], publish):
+        assert child.parent is not None and child.parent.span_id == server_span.context.span_id
+    run = next(s for s in remote if s["name"] == "run/settlement.settle")
+    assert run["parentSpanId"] == _hex(publish.context.span_id)
+    exported = repr([(s.name, dict(s.attributes or {}), s.events) for s in local])
+    exported += json.dumps(remote)
+    assert payment in exported and _leaks(exported) == []
