@@ -43,6 +43,10 @@ def _e(value: Any) -> str:
     return html.escape(str(value), quote=True)
 
 
+def _code(text: str) -> str:
+    return f"<code>{_e(text)}</code>"
+
+
 def _ms(nanos: float) -> str:
     return f"{nanos / 1e6:,.1f} ms"
 
@@ -101,8 +105,7 @@ def _table(report: Any) -> str:
                 f'<td class="l">{_e(row.label)}</td><td class="l">{_e(row.value or chr(34) * 2)}'
                 f"</td><td>{row.requests:,.0f}</td><td>{row.traffic_share:.1%}</td>"
                 f"<td>{row.slow:,.0f}</td><td>{row.tail_share:.1%}</td><td>{row.lift:.1f}x</td>"
-                f'<td class="l"><code>{_e(row.exemplars[0] if row.exemplars else "")}</code>'
-                "</td></tr>"
+                f'<td class="l">{_code(row.exemplars[0]) if row.exemplars else ""}</td></tr>'
             )
     share = report.slow / report.requests if report.requests else 0.0
     return (

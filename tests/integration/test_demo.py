@@ -136,3 +136,107 @@ def test_traces_show_reads_the_demo_spans(demo: DemoRun) -> None:
     slowest = max(traces.values(), key=lambda t: t.duration_ns)
     assert document["trace_id"] == slowest.trace_id
     assert len(document["spans"]) == len(slowest.rows)
+
+
+def _chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess[bytes]:
+    import shutil
+
+    binary = shutil.which("chromium") or "/usr/bin/chromium"
+    if not Path(binary).exists():
+        reason = "chromium is not installed (Debian package 'chromium'; .ci/run installs it)"
+        if os.environ.get("OTELFIN_REQUIRE_INTEGRATION") == "1":
+            pytest.fail(f"{reason} and OTELFIN_REQUIRE_INTEGRATION=1", pytrace=False)
+        pytest.skip(reason)
+    return subprocess.run(
+        [
+            binary, "--headless", "--no-sandbox", "--disable-gpu",
+            "--disable-background-networking", "--disable-component-update", "--disable-sync",
+            "--no-first-run", f"--user-data-dir={user_data}", *args,
+        ],
+        capture_output=True,
+        timeout=120,
+    )  # fmt: skip
+
+
+def _png_pixels(data: bytes) -> tuple[int, int, list[bytes]]:
+    """Width, height and RGB rows of an 8-bit RGB/RGBA PNG (Chromium's screenshots)."""
+    import struct
+    import zlib
+
+    assert data[:8] == b"\x89PNG\r\n\x1a\n"
+    pos, idat, header = 8, b"", b""
+    while pos < len(data):
+        length, kind = struct.unpack(">I4s", data[pos : pos + 8])
+        chunk = data[pos + 8 : pos + 8 + length]
+        if kind == b"IHDR":
+            header = chunk
+        elif kind == b"IDAT":
+            idat += chunk
+        pos += 12 + length
+    width, height, depth, colour = struct.unpack(">IIBB", header[:10])
+    assert depth == 8 and colour in (2, 6)
+    bpp = 3 if colour == 2 else 4
+    raw = zlib.decompress(idat)
+    stride = width * bpp
+    rows: list[bytes] = []
+    previous = bytearray(stride)
+    for y in range(height):
+        kind = raw[y * (stride + 1)]
+        line = bytearray(raw[y * (stride + 1) + 1 : (y + 1) * (stride + 1)])
+        for i in range(stride):
+            left = line[i - bpp] if i >= bpp else 0
+            up = previous[i]
+            corner = previous[i - bpp] if i >= bpp else 0
+            if kind == 1:
+                line[i] = (line[i] + left) & 255
+            elif kind == 2:
+                line[i] = (line[i] + up) & 255
+            elif kind == 3:
+                line[i] = (line[i] + (left + up) // 2) & 255
+            elif kind == 4:
+                p = left + up - corner
+                pa, pb, pc = abs(p - left), abs(p - up), abs(p - corner)
+                pred = left if pa <= pb and pa <= pc else up if pb <= pc else corner
+                line[i] = (line[i] + pred) & 255
+        rows.append(bytes(b for j, b in enumerate(line) if j % bpp < 3))
+        previous = line
+    return width, height, rows
+
+
+def test_report_html_renders_in_headless_chromium(demo: DemoRun, tmp_path: Path) -> None:
+    """report.html is self-contained and draws one bar per span of its trace, a histogram per
+    channel with SLO and P99 marks, the attribution table and the error codes."""
+    import re
+
+    report = demo.out / "report.html"
+    html = report.read_text(encoding="utf-8")
+    assert not re.search(r"<script|<link|@import|src=|url\(", html), "must be self-contained"
+
+    dom = _chromium("--dump-dom", report.as_uri(), user_data=tmp_path / "profile-dom")
+    assert dom.returncode == 0, dom.stderr[-2000:]
+    rendered = dom.stdout.decode("utf-8")
+    trace_id = re.search(r'<code id="trace-id">([0-9a-f]{32})</code>', rendered)
+    assert trace_id is not None
+    spans = [s for s in read_spans(str(demo.out / "spans.jsonl")) if s.trace_id == trace_id[1]]
+    assert rendered.count('class="span-bar"') == len(spans) >= 10
+    services = set(re.findall(r'class="span-bar" data-span-id="[0-9a-f]+" data-service="([^"]+)"',
+                              rendered))  # fmt: skip
+    assert services == {"checkout", "payment-api", "ledger", "settlement-worker"}
+    channels = re.findall(r'<svg class="histogram" data-channel="([a-z]+)"', rendered)
+    assert sorted(channels) == ["alipay", "applepay", "card", "unionpay", "wechat"]
+    assert rendered.count('<line class="slo"') == 5 and rendered.count('<line class="p99"') == 5
+    assert re.search(r'<tr class="top" data-label="channel" data-value="wechat">', rendered)
+    assert 'data-code="PAY-011"' in rendered and 'data-code="PAY-006"' in rendered
+
+    shot = tmp_path / "report.png"
+    result = _chromium(
+        f"--screenshot={shot}", "--window-size=1300,2200", report.as_uri(),
+        user_data=tmp_path / "profile-shot",
+    )  # fmt: skip
+    assert result.returncode == 0 and shot.exists(), result.stderr[-2000:]
+    width, height, rows = _png_pixels(shot.read_bytes())
+    assert (width, height) == (1300, 2200)
+    pixels = {row[i : i + 3] for row in rows[::4] for i in range(0, len(row), 12)}
+    # Each service's bar colour and the histogram bars are on screen, not only in the markup.
+    for colour in ("3b6fd6", "2f9e6a", "c47a12", "9a4fd0", "7d9be0"):
+        assert bytes.fromhex(colour) in pixels, f"#{colour} is not drawn"
