@@ -240,3 +240,103 @@ def test_report_html_renders_in_headless_chromium(demo: DemoRun, tmp_path: Path)
     # Each service's bar colour and the histogram bars are on screen, not only in the markup.
     for colour in ("3b6fd6", "2f9e6a", "c47a12", "9a4fd0", "7d9be0"):
         assert bytes.fromhex(colour) in pixels, f"#{colour} is not drawn"
+
+
+@pytest.mark.parametrize(
+    ("flag", "url", "port", "system"),
+    [
+        ("--amqp", "amqp://guest:guest@127.0.0.1:5672/", 5672, "rabbitmq"),
+        ("--nats", "nats://127.0.0.1:4222", 4222, "nats"),
+    ],
+)
+def test_demo_settles_over_a_real_broker(
+    tmp_path: Path, flag: str, url: str, port: int, system: str
+) -> None:
+    """--amqp / --nats: the settlement crosses the real broker inside the same trace."""
+    from tests.integration.conftest import require_service
+
+    require_service(system, "127.0.0.1", port)
+    run = run_demo(tmp_path / "out", flag, url, "--requests", "80", "--no-progress")
+    traces = group_traces(read_spans(str(run.out / "spans.jsonl")))
+    complete = [t for t in traces.values() if len(t.services) == 4]
+    assert complete, run.stdout[-2000:]
+    kinds = {(s.service, s.kind) for s in complete[0].spans}
+    assert ("ledger", "producer") in kinds and ("settlement-worker", "consumer") in kinds
+    systems = {s.attributes.get("messaging.system") for t in complete for s in t.spans}
+    assert system in systems
+    assert "card numbers: 0 unmasked" in run.stdout
+
+
+def _readme_section(title: str) -> str:
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    start = text.index(f"\n## {title}\n")
+    end = text.index("\n## ", start + 1)
+    return text[start:end]
+
+
+def _blocks(section: str, language: str) -> list[str]:
+    import re
+
+    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+
+
+def test_readme_top_commands_are_the_makefile_targets() -> None:
+    """The two commands at the top of the README: `make demo` runs `otelfin demo`, `make test`."""
+    text = (ROOT / "README.md").read_text(encoding="utf-8")
+    first = _blocks(text[: text.index("\n## ")], "sh")[0]
+    assert [line.split("#")[0].strip() for line in first.splitlines()] == ["make demo", "make test"]
+    makefile = (ROOT / "Makefile").read_text(encoding="utf-8")
+    demo_recipe = makefile[makefile.index("\ndemo:") + 1 :].splitlines()[1]
+    assert demo_recipe.strip() == "$(BIN)/otelfin demo"
+    assert "pytest" in makefile[makefile.index("\ntest:") :]
+
+
+def test_readme_demo_commands_run(demo: DemoRun, tmp_path: Path) -> None:
+    """Every command in the README's Demo section is one the tests run: the demo runs above
+    (default, --slow-channel, --amqp, --nats); the CLI reads of its artefacts run here."""
+    commands = [
+        line.split("  #")[0].strip()
+        for block in _blocks(_readme_section("Demo"), "sh")
+        for line in block.splitlines()
+        if line.strip()
+    ]
+    demo_runs = {
+        "otelfin demo",
+        "otelfin demo --slow-channel unionpay --requests 300 --out build/demo",
+        "otelfin demo --amqp amqp://guest:guest@127.0.0.1:5672/",
+        "otelfin demo --nats nats://127.0.0.1:4222",
+    }
+    reads = [c for c in commands if c not in demo_runs]
+    assert set(commands) - set(reads) == demo_runs
+    assert len(reads) == 3
+    for command in reads:
+        args = command.replace("build/demo", str(demo.out)).split()[1:]
+        result = cli(*args)
+        assert result.returncode == 0, f"{command}: {result.stdout[-500:]}{result.stderr[-500:]}"
+        assert (result.stdout + result.stderr).strip()
+
+
+def test_readme_rules_and_dashboards_commands_and_prometheus_config(tmp_path: Path) -> None:
+    """The Dashboards and rules section: both commands run, and its prometheus.yml snippet
+    (with the rules file it loads) passes `promtool check config`."""
+    from tests.integration.conftest import require_binary
+
+    promtool = require_binary("promtool")
+    section = _readme_section("Dashboards and rules")
+    commands = [line.split("  #")[0].strip() for line in _blocks(section, "sh")[0].splitlines()]
+    assert commands == ["otelfin rules build --slo 0.25 -o otelfin-rules.yml",
+                        "otelfin dashboards build"]  # fmt: skip
+    for command in commands:
+        result = subprocess.run(
+            [sys.executable, "-m", "otelfin.cli", *command.split()[1:]],
+            capture_output=True, text=True, timeout=60, cwd=tmp_path,
+        )  # fmt: skip
+        assert result.returncode == 0, result.stderr
+    assert len(list((tmp_path / "dashboards").glob("*.json"))) == 3
+    (tmp_path / "prometheus.yml").write_text(_blocks(section, "yaml")[0])
+    check = subprocess.run(
+        [promtool, "check", "config", "prometheus.yml"],
+        capture_output=True, text=True, timeout=60, cwd=tmp_path,
+    )  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "1 rules found" not in check.stdout and "rules found" in check.stdout
