@@ -72,25 +72,25 @@ async def drive(
     rnd = random.Random(seed)
     progress = Progress(total=requests, deadline=time.monotonic() + seconds)
     url = f"{api_url}/v1/payments"
-    semaphore = asyncio.Semaphore(concurrency)
 
-    async def one(client: Any, n: int) -> None:
+    def body_of() -> tuple[str, dict[str, Any]]:
         channel = rnd.choices(CHANNELS, WEIGHTS)[0]
         amount = round(min(rnd.lognormvariate(4.0, 1.0), 3_000.0), 2)
         if rnd.random() < 0.01:
             amount = 5_000.0  # over the fraud rule's limit: RISK-001
         merchant = FROZEN_MERCHANT if rnd.random() < 0.01 else f"m-{rnd.randrange(40):03d}"
-        body = {
+        return channel, {
             "channel": channel,
             "amount": amount,
             "currency": "CNY",
             "merchant": merchant,
             "card_number": rnd.choice(TEST_CARDS[channel]),
         }
-        async with semaphore:
-            if time.monotonic() > progress.deadline:
-                return
+
+    async def worker(client: Any) -> None:
+        while progress.sent < requests and time.monotonic() < progress.deadline:
             progress.sent += 1
+            channel, body = body_of()
             try:
                 status = await pay(client, url, channel, body)
                 progress.outcomes[_outcome(status)] += 1
@@ -101,5 +101,5 @@ async def drive(
                 on_progress(progress)
 
     async with httpx.AsyncClient(timeout=5.0) as client:
-        await asyncio.gather(*(one(client, n) for n in range(requests)))
+        await asyncio.gather(*(worker(client) for _ in range(max(1, concurrency))))
     return progress

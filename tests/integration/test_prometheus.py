@@ -51,13 +51,14 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 
 
 @contextlib.contextmanager
-def _prometheus(tmp: Path, target: str, rules: Path) -> Iterator[str]:
+def _prometheus(tmp: Path, target: str | list[str], rules: Path) -> Iterator[str]:
     binary = require_binary("prometheus")
+    targets = [target] if isinstance(target, str) else target
     port = _free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],
-        "scrape_configs": [{"job_name": "app", "static_configs": [{"targets": [target]}]}],
+        "scrape_configs": [{"job_name": "app", "static_configs": [{"targets": targets}]}],
     }
     (tmp / "prometheus.yml").write_text(yaml.safe_dump(config))
     log = (tmp / "prometheus.log").open("w")
