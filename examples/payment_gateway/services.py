@@ -37,7 +37,7 @@ _PER_PROCESS_ENV = (
 #: The latency SLO of the payment API, and buckets with a bound exactly on it, dense where
 #: the slow channel's tail lands (the P99 report needs bounds there to be exact).
 SLO_SECONDS = 0.25
-BUCKETS = (0.02, 0.05, 0.1, 0.25, 0.4, 0.5, 0.55, 0.6, 0.7, 1.0, 2.5)
+BUCKETS = (0.02, 0.05, 0.1, 0.25, 0.5, 0.9, 1.1, 1.2, 1.3, 1.4, 2.5)
 
 
 @dataclass(frozen=True)

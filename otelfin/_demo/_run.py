@@ -24,7 +24,7 @@ _GATEWAY = "otelfin._demo.payment_gateway"
 _ACCEPT = "application/openmetrics-text; version=1.0.0, text/plain; version=0.0.4"
 _ARTEFACTS = ("spans.jsonl", "logs.jsonl", "metrics.prom", "report.html")
 _START_TIMEOUT = 60.0
-_STOP_TIMEOUT = 20.0
+_STOP_TIMEOUT = 45.0
 
 
 class DemoError(Exception):
@@ -35,7 +35,7 @@ class DemoError(Exception):
 class DemoOptions:
     """``otelfin demo``'s options."""
 
-    requests: int = 600
+    requests: int = 500
     seconds: float = 40.0
     slow_channel: str | None = "wechat"
     amqp: str | None = None
@@ -131,6 +131,7 @@ class _Services:
         self.processes: dict[str, Any] = {}
         self.info: dict[str, dict[str, str]] = {}
         self.stopped: set[str] = set()
+        self.terminated: list[str] = []
 
     def start(self, name: str, target: Any, *args: Any, env: dict[str, str] | None = None) -> None:
         process = self.ctx.Process(target=target, args=args, name=f"otelfin-demo-{name}")
@@ -164,9 +165,11 @@ class _Services:
     def shutdown(self) -> None:
         self.stop.set()
         deadline = time.monotonic() + _STOP_TIMEOUT
-        for process in self.processes.values():
+        for name, process in self.processes.items():
             process.join(max(0.1, deadline - time.monotonic()))
             if process.is_alive():
+                # Its last spans and log lines may be lost (or a line cut short): say so.
+                self.terminated.append(name)
                 process.terminate()
                 process.join(2)
         with contextlib.suppress(Exception):
@@ -420,6 +423,12 @@ def run_demo(
         import otelfin
 
         otelfin.shutdown()
+        for name in services.terminated:
+            print(
+                f"warning: {name} did not stop within {_STOP_TIMEOUT:g}s and was terminated; "
+                "its last spans and log lines may be missing",
+                file=err,
+            )
     for name, text in expositions.items():
         (parts / f"metrics-{name}.prom").write_text(text, encoding="utf-8")
     (out_dir / "metrics.prom").write_text(expositions["payment-api"], encoding="utf-8")
@@ -480,6 +489,8 @@ def _analyse(
         f"(otelfin logs validate {out_dir / 'logs.jsonl'})",
         file=out,
     )
+    for violation in logs.violations[:5]:
+        print(f"  {violation}", file=out)
     html_path = out_dir / "report.html"
     html_path.write_text(
         _html.render(

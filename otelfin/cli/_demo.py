@@ -41,7 +41,7 @@ def register(subparsers: Any) -> None:
         "attribution table and the log validation result. Leaves spans.jsonl, logs.jsonl, "
         "metrics.prom and report.html in --out.",
     )
-    demo.add_argument("--requests", type=_positive_int, default=600, help="payments (600)")
+    demo.add_argument("--requests", type=_positive_int, default=500, help="payments (500)")
     demo.add_argument(
         "--seconds", type=_seconds, default=40.0, help="stop the workload after this long (40)"
     )

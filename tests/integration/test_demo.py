@@ -83,10 +83,41 @@ def test_attribution_names_the_slow_channel_and_the_cli_agrees(demo: DemoRun) ->
     assert f"{named[0]['tail_share']:.0%} of slow requests" in demo.stdout
 
 
-def test_other_slow_channel_is_found_from_the_data(tmp_path: Path) -> None:
-    """--slow-channel unionpay: the table follows the data, not a default."""
-    run = run_demo(tmp_path / "out", "--slow-channel", "unionpay", "--requests", "300")
+def test_other_slow_channel_is_found_and_spans_reach_an_otlp_endpoint(tmp_path: Path) -> None:
+    """--slow-channel unionpay: the table follows the data, not a default; --otlp ships every
+    service's spans to an OTLP/HTTP endpoint as well as to spans.jsonl."""
+    import http.server
+    import threading
+
+    received: list[tuple[str, int]] = []
+
+    class Collector(http.server.BaseHTTPRequestHandler):
+        def do_POST(self) -> None:
+            body = self.rfile.read(int(self.headers.get("Content-Length", 0)))
+            received.append((self.path, len(body)))
+            self.send_response(200)
+            self.send_header("Content-Type", "application/x-protobuf")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+
+        def log_message(self, *args: object) -> None:
+            return None
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        endpoint = f"http://127.0.0.1:{server.server_address[1]}"
+        run = run_demo(
+            tmp_path / "out", "--slow-channel", "unionpay", "--requests", "300",
+            "--otlp", endpoint, "--no-progress",
+        )  # fmt: skip
+    finally:
+        server.shutdown()
+        server.server_close()
     assert "=> the slow tail is channel 'unionpay'" in run.stdout
+    assert received and all(path == "/v1/traces" for path, _ in received)
+    assert sum(size for _, size in received) > 10_000
 
 
 def test_one_trace_crosses_four_services(demo: DemoRun) -> None:
@@ -401,3 +432,20 @@ def test_every_dashboard_query_returns_data_from_the_running_demo(tmp_path: Path
         if proc.stdout is not None:
             proc.stdout.close()
     assert proc.returncode in (0, 1, 130), "".join(lines)[-3000:]
+
+
+def test_wheel_ships_the_example_the_demo_runs(tmp_path: Path) -> None:
+    """The built wheel holds otelfin/_demo/payment_gateway (examples/payment_gateway's files)."""
+    import zipfile
+
+    result = subprocess.run(
+        [sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "-q",
+         "-w", str(tmp_path), str(ROOT)],
+        capture_output=True, text=True, timeout=300,
+    )  # fmt: skip
+    assert result.returncode == 0, result.stderr[-2000:]
+    (wheel,) = tmp_path.glob("otelfin-*.whl")
+    names = set(zipfile.ZipFile(wheel).namelist())
+    example = {p.name for p in (ROOT / "examples" / "payment_gateway").glob("*.py")}
+    assert {f"otelfin/_demo/payment_gateway/{name}" for name in example} <= names
+    assert {"otelfin/_demo/_run.py", "otelfin/_demo/_html.py", "otelfin/cli/_demo.py"} <= names
