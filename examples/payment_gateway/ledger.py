@@ -1,9 +1,8 @@
 """The ledger: a gRPC service (``grpc.aio``) that books double entries in SQLite.
 
 Messages are JSON over gRPC's generic handlers, so the example needs no generated stubs. The
-gRPC server and client spans come from ``otelfin.configure()``; the SQL spans from the stdlib
-``sqlite3`` driver's instrumentation (see :func:`instrument_sqlite3`). After booking, the ledger
-publishes a settlement message on the bus.
+gRPC server and client spans and the SQL spans of the stdlib ``sqlite3`` driver all come from
+``otelfin.configure()``. After booking, the ledger publishes a settlement message on the bus.
 """
 
 from __future__ import annotations
@@ -37,19 +36,6 @@ def _loads(data: bytes) -> dict[str, Any]:
     if not isinstance(value, dict):
         raise ValueError("a ledger message is a JSON object")
     return value
-
-
-def instrument_sqlite3() -> None:
-    """Trace the stdlib sqlite3 driver.
-
-    NOT YET VIA configure(): until otelfin switches data stores on in ``configure()``, the
-    official instrumentation is enabled here, the one place the demo does it by hand.
-    """
-    from opentelemetry.instrumentation.sqlite3 import SQLite3Instrumentor
-
-    instrumentor = SQLite3Instrumentor()
-    if not instrumentor.is_instrumented_by_opentelemetry:
-        instrumentor.instrument()
 
 
 class Ledger:

@@ -66,7 +66,7 @@ def transports_of(service: str, settings: Settings) -> list[str]:
     return {
         "checkout": ["httpx"],
         "payment-api": ["grpc"],
-        "ledger": ["grpc", *bus],
+        "ledger": ["grpc", "sqlite3", *bus],
         "settlement-worker": bus,
     }.get(service, [])
 
@@ -110,9 +110,7 @@ async def _until(stop: Any) -> None:
 def run_ledger(settings: Settings, events: Any, stop: Any, shared: Any, published: Any) -> None:
     """The ledger process: gRPC on a free port, SQLite in ``out_dir/parts``."""
     metrics_url = configure_service("ledger", settings)
-    from .ledger import Ledger, instrument_sqlite3
-
-    instrument_sqlite3()
+    from .ledger import Ledger
 
     async def main() -> None:
         import grpc
