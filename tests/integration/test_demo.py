@@ -115,8 +115,8 @@ def test_other_slow_channel_is_found_and_spans_reach_an_otlp_endpoint(tmp_path: 
     finally:
         server.shutdown()
         server.server_close()
-    assert "=> the slow tail is channel 'unionpay'" in run.stdout
-    assert received and all(path == "/v1/traces" for path, _ in received)
+    assert "=> the slow tail is channel 'unionpay'" in run.stdout, run.stdout[-3000:]
+    assert received and all(path == "/v1/traces" for path, _ in received), received
     assert sum(size for _, size in received) > 10_000
 
 
