@@ -315,7 +315,7 @@ def _internal_errors() -> Any:
     try:
         from otelfin import _internal
 
-        return getattr(_internal, "counts", lambda: None)()
+        return _internal.internal_error_counts()
     except Exception:
         return None
 
@@ -373,6 +373,8 @@ def serve(port: int) -> None:
         log_level="warning",
         access_log=False,
         lifespan="off",
+        # idle keep-alive connections stay open: the open-loop client's pool reuses them
+        timeout_keep_alive=120,
     )
 
 
@@ -432,6 +434,9 @@ class Sink:
                     payload = json.dumps(self.counts).encode()
                 elif method == "GET" and path == "/_names":
                     payload = json.dumps(self.names).encode()
+                elif method == "GET" and path == "/_start_toggling":
+                    self.toggling.set()
+                    payload = b"{}"
                 else:
                     self._count(path, body, headers.get("content-type", ""))
                     payload = b"{}"
@@ -448,12 +453,14 @@ class Sink:
             writer.close()
 
     async def run(self, port: int, control_port: int) -> None:
+        self.toggling = asyncio.Event()
         control = await asyncio.start_server(self.handle, "127.0.0.1", control_port)
         async with control:
+            server = await asyncio.start_server(self.handle, "127.0.0.1", port)
+            if not self.toggle_s:
+                await server.serve_forever()
+            await self.toggling.wait()  # up until the driver has calibrated
             while True:
-                server = await asyncio.start_server(self.handle, "127.0.0.1", port)
-                if not self.toggle_s:
-                    await server.serve_forever()
                 await asyncio.sleep(self.toggle_s)
                 server.close()  # down: connections refused, open ones cut
                 for writer in list(self.writers):
@@ -461,6 +468,7 @@ class Sink:
                         writer.close()
                 await server.wait_closed()
                 await asyncio.sleep(self.toggle_s)
+                server = await asyncio.start_server(self.handle, "127.0.0.1", port)
 
 
 # --- load generators (the driver process) --------------------------------------------------------
@@ -503,6 +511,11 @@ class LoadResult:
     seconds: float = 0.0
     latencies: list[float] = field(default_factory=list)
     late: int = 0
+    kinds: dict[str, int] = field(default_factory=dict)
+
+    def fail(self, kind: str) -> None:
+        self.errors += 1
+        self.kinds[kind] = self.kinds.get(kind, 0) + 1
 
 
 async def open_loop(port: int, rate: float, seconds: float, max_inflight: int = 512) -> LoadResult:
@@ -524,10 +537,10 @@ async def open_loop(port: int, rate: float, seconds: float, max_inflight: int = 
             status = await asyncio.wait_for(_read_response(reader), 30)
             result.latencies.append(loop.time() - scheduled)
             if status != 200:
-                result.errors += 1
+                result.fail(f"HTTP {status}")
             idle.append(connection)
-        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError):
-            result.errors += 1
+        except (OSError, asyncio.TimeoutError, asyncio.IncompleteReadError, ValueError) as exc:
+            result.fail(type(exc).__name__)
         finally:
             inflight -= 1
 
@@ -538,7 +551,7 @@ async def open_loop(port: int, rate: float, seconds: float, max_inflight: int = 
         if delay > 0:
             await asyncio.sleep(delay)
         if inflight >= max_inflight:  # bounded: the server cannot keep up
-            result.errors += 1
+            result.fail("not sent (client bound reached)")
             result.late += 1
             continue
         inflight += 1
@@ -969,9 +982,13 @@ def soak(args: argparse.Namespace) -> int:
     try:
         server.start(sink, log_dir)
         server.wait_ready()
-        asyncio.run(closed_loop_python(server.port, 4, args.warmup_seconds))
-        start = server.stats(full=True)
+        # calibration with the endpoint up: spans per request, to count what the soak drops
+        warm = asyncio.run(closed_loop_python(server.port, 4, args.warmup_seconds))
+        time.sleep(args.drain_seconds)
         counts_before = get_json(counts_url).get(variant, {}).get("spans", 0)
+        per_request = args.spans_per_request or (counts_before / max(warm.requests, 1))
+        get_json(counts_url.replace("_counts", "_start_toggling"))
+        start = server.stats(full=True)
         print(
             f"soak: {variant} at {args.rate:g} req/s for {seconds:g} s, exporter endpoint "
             f"up/down every {args.toggle_seconds:g} s",
@@ -986,6 +1003,8 @@ def soak(args: argparse.Namespace) -> int:
             result = asyncio.run(open_loop(server.port, args.rate, part))
             total.requests += result.requests
             total.errors += result.errors
+            for kind, count in result.kinds.items():
+                total.kinds[kind] = total.kinds.get(kind, 0) + count
             latencies.extend(result.latencies)
             done += part
             rss = server.stats()["rss_kb"] / 1024
@@ -1001,11 +1020,11 @@ def soak(args: argparse.Namespace) -> int:
         server.stop()
         sink_process.terminate()
     latencies.sort()
-    per_request = args.spans_per_request
-    expected = total.requests * per_request if per_request else None
+    expected = round(total.requests * per_request) if per_request else None
     print(f"\n| soak ({variant}, {seconds / 60:g} min) | value |\n|---|---|")
     print(f"| requests | {total.requests} |")
-    print(f"| application errors (non-200, refused, timeouts) | {total.errors} |")
+    kinds = ", ".join(f"{k}: {v}" for k, v in sorted(total.kinds.items())) or "none"
+    print(f"| application errors (non-200, refused, timeouts) | {total.errors} ({kinds}) |")
     print(
         f"| p50 / p99 ms | {percentile(latencies, 0.5) * 1000:.2f} / "
         f"{percentile(latencies, 0.99) * 1000:.2f} |"
@@ -1022,7 +1041,8 @@ def soak(args: argparse.Namespace) -> int:
     print(f"| spans received by the endpoint | {received} |")
     if expected:
         print(
-            f"| spans dropped (expected {expected}) | {expected - received} "
+            f"| spans dropped (expected {expected}, {per_request:.2f} a request) | "
+            f"{expected - received} "
             f"({(expected - received) / expected:.1%}) |"
         )
     print(f"| otelfin internal errors | {end.get('internal_errors')} |")
