@@ -17,7 +17,7 @@ from __future__ import annotations
 import threading
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
 
@@ -104,6 +104,28 @@ class RedMetrics:
     #: Outgoing calls (CLIENT/PRODUCER spans): service, system, peer, operation, outcome.
     dependency: Histogram | None = None
     dependency_guard: SeriesGuard | None = None
+    #: When each bucket of a series (by its child) last got an exemplar; bounded by the guards.
+    exemplar_times: dict[Any, list[float]] = field(default_factory=dict, compare=False, repr=False)
+
+    def _observe(self, child: Any, duration: float, span: Span | None) -> None:
+        # The same exemplar rate as @traced (EXEMPLAR_INTERVAL per bucket and series): building
+        # and validating one per call was most of a transport span's metrics cost.
+        ctx = span.get_span_context() if span is not None else None
+        if ctx is None or not ctx.trace_flags.sampled:
+            child.observe(duration)
+            return
+        last = self.exemplar_times.get(child)
+        if last is None:
+            last = self.exemplar_times.setdefault(
+                child, [-EXEMPLAR_INTERVAL] * (len(self.buckets) + 1)
+            )
+        i = bisect_left(self.buckets, duration)
+        now = monotonic()
+        if i < len(last) and now - last[i] >= EXEMPLAR_INTERVAL:
+            last[i] = now
+            child.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
+        else:
+            child.observe(duration)
 
     def observe_dependency(
         self,
@@ -122,11 +144,7 @@ class RedMetrics:
             return
         values = tuple(_label_value(v) for v in (service, system, peer, operation))
         child, _ = guard.bind((*values, "error" if failed else "ok"))
-        ctx = span.get_span_context() if span is not None else None
-        if ctx is not None and ctx.trace_flags.sampled:
-            child.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
-        else:
-            child.observe(duration)
+        self._observe(child, duration, span)
 
     def observe(
         self,
@@ -148,11 +166,7 @@ class RedMetrics:
         extra = tuple(_label_value((labels or {}).get(name)) for name in self.extra_labels)
         values = (service, operation, "error" if error else "ok", *extra)
         child, _ = self.duration_guard.bind(values)
-        ctx = span.get_span_context() if span is not None else None
-        if ctx is not None and ctx.trace_flags.sampled:
-            child.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
-        else:
-            child.observe(duration)
+        self._observe(child, duration, span)
         if error:
             self.errors_guard.child((service, operation, _code_value(error_code), *extra)).inc()
 

@@ -47,9 +47,11 @@ def _system(attributes: Mapping[str, object]) -> str:
 
 def _channel(attributes: Mapping[str, object]) -> str | None:
     """The ``channel`` label, by the same rule as ``@traced``: ``channel`` or any ``*.channel``."""
-    for key, value in attributes.items():
+    # Keys only: a finished span's attributes iterate as a plain dict, while items() goes
+    # through the Mapping mixin and a lookup per attribute.
+    for key in attributes:
         if key == "channel" or key.endswith(".channel"):
-            return str(value)
+            return str(attributes[key])
     return None
 
 
