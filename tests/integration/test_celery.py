@@ -21,6 +21,7 @@ import time
 import urllib.request
 import uuid
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -111,13 +112,13 @@ class Worker:
             return str(r.read().decode())
 
 
-@pytest.fixture(scope="module", params=sorted(BROKERS))
-def worker(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+@contextmanager
+def _run_worker(
+    broker: str, directory: Path, pool: tuple[str, ...], extra_env: dict[str, str]
 ) -> Iterator[Worker]:
-    """One solo-pool worker on the broker for the whole module (start: about 3 s)."""
-    url, port, how = BROKERS[request.param]
-    require_service(request.param, "127.0.0.1", port, how)
+    """A ``celery worker`` subprocess on ``broker`` with its own queue and table."""
+    url, port, how = BROKERS[broker]
+    require_service(broker, "127.0.0.1", port, how)
     require_service(
         "PostgreSQL", "127.0.0.1", 5432, "pg_ctlcluster $(ls /etc/postgresql) main start"
     )
@@ -127,7 +128,6 @@ def worker(
     table = f"otelfin_celery_{tag}"
     with psycopg.connect(PG_DSN, autocommit=True) as conn:
         conn.execute(f"CREATE TABLE {table} (payment_id text, note text)")
-    directory = tmp_path_factory.mktemp(f"celery-{request.param}")
     ready = directory / "ready"
     output = directory / "worker.out"
     env = {
@@ -141,12 +141,13 @@ def worker(
         "OTELFIN_SPAN_PROCESSOR": "simple",
         "OTELFIN_LOG_FILE": str(directory / "logs.jsonl"),
         "OTELFIN_METRICS_PORT": str(_free_port()),
+        **extra_env,
     }
     for name in ("OTEL_SERVICE_NAME", "OTEL_TRACES_EXPORTER", "OTELFIN_CATALOGUE"):
         env.pop(name, None)
     command = [
         sys.executable, "-m", "celery", "-A", "tests.integration.celery_app:worker", "worker",
-        "-P", "solo", "-Q", env["OTELFIN_TEST_QUEUE"], "-n", f"otelfin-{tag}@%h",
+        *pool, "-Q", env["OTELFIN_TEST_QUEUE"], "-n", f"otelfin-{tag}@%h",
         "--without-heartbeat", "--without-gossip", "--without-mingle", "--loglevel", "INFO",
     ]  # fmt: skip
     with output.open("wb") as sink:
@@ -176,6 +177,16 @@ def worker(
         _delete_queue(url, state.queue)
 
 
+@pytest.fixture(scope="module", params=sorted(BROKERS))
+def worker(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[Worker]:
+    """One solo-pool worker on the broker for the whole module (start: about 3 s)."""
+    directory = tmp_path_factory.mktemp(f"celery-{request.param}")
+    with _run_worker(request.param, directory, ("-P", "solo"), {}) as state:
+        yield state
+
+
 def _delete_queue(url: str, queue: str) -> None:
     from kombu import Connection
 
@@ -193,7 +204,7 @@ def producer(worker: Worker, spans: InMemorySpanExporter) -> Iterator[Any]:
 
     app = make_app(worker.broker, worker.queue)
     yield app
-    app.close()
+    app.close()  # kombu's connection pools are per broker URL and shared by apps: kept open
 
 
 def _names(*wanted: str) -> Callable[[list[dict[str, Any]]], bool]:
@@ -474,3 +485,38 @@ def test_fastapi_service_one_trace_through_database_and_worker(
     exported = repr([(s.name, dict(s.attributes or {}), s.events) for s in local])
     exported += json.dumps(remote)
     assert payment in exported and _leaks(exported) == []
+
+
+def test_prefork_worker_recipe(tmp_path: Path, spans: InMemorySpanExporter) -> None:
+    """The README recipe with the prefork pool (2 children, batch span processor, metrics in
+    multiprocess mode): the children's spans continue the trace, their metrics reach the
+    parent's /metrics and their failure log line carries the code."""
+    from tests.integration.celery_app import make_app
+
+    prom = tmp_path / "prom"
+    prom.mkdir()
+    extra = {"OTELFIN_SPAN_PROCESSOR": "batch", "PROMETHEUS_MULTIPROC_DIR": str(prom)}
+    with _run_worker("rabbitmq", tmp_path, ("-P", "prefork", "-c", "2"), extra) as state:
+        app = make_app(state.broker, state.queue)
+        try:
+            with trace.get_tracer("test").start_as_current_span("POST /payments") as root:
+                app.tasks["settlement.settle"].delay("pay-prefork")
+                app.tasks["settlement.decline"].delay("pay-prefork")
+        finally:
+            app.close()
+        trace_id = format(root.get_span_context().trace_id, "032x")
+        found = state.wait_for(
+            trace_id, _names("INSERT", "run/settlement.settle", "run/settlement.decline")
+        )
+        exposition = state.metrics()
+        lines = [
+            entry for entry in state.log_lines()
+            if entry.get("trace_id") == trace_id and entry.get("level") == "error"
+        ]  # fmt: skip
+    decline = next(s for s in found if s["name"] == "run/settlement.decline")
+    assert decline["attrs"]["otelfin.error_code"] == "PAY-012"
+    publishes = {_hex(s.context.span_id) for s in spans.get_finished_spans()}
+    assert all(s["parentSpanId"] in publishes for s in found if s["name"].startswith("run/"))
+    assert 'error_code="PAY-012",operation="run/settlement.decline"' in exposition
+    assert 'operation="run/settlement.settle",outcome="ok"' in exposition
+    assert [line["error_code"] for line in lines] == ["PAY-012"]
