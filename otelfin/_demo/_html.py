@@ -185,7 +185,9 @@ def _histograms(series: Sequence[Any], slo: float, operation: str | None) -> str
             svg.append(
                 f'<line class="{cls}" x1="{x:.1f}" x2="{x:.1f}" y1="14" y2="{18 + plot_h}" '
                 f'stroke="{colour}" stroke-width="2" stroke-dasharray="4 2"/>'
-                f'<text x="{x + 3:.1f}" y="{12 if cls == "slo" else 26}" fill="{colour}">'
+                f'<text x="{x + 3 if x < left + plot_w * 0.7 else x - 3:.1f}" '
+                f'y="{12 if cls == "slo" else 26}" fill="{colour}" '
+                f'text-anchor="{"start" if x < left + plot_w * 0.7 else "end"}">'
                 f"{_e(text)}</text>"
             )
         svg.append(
