@@ -380,9 +380,7 @@ def test_every_dashboard_query_returns_data_from_the_running_demo(tmp_path: Path
     import signal
     import threading
 
-    from otelfin.metrics._dashboards import panel_queries
-    from otelfin.metrics._rules import build_rules, rules_yaml
-
+    from otelfin.metrics.offline import build_rules, panel_queries, rules_yaml
     from tests.integration.test_prometheus import _api, _prometheus, _wait
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELFIN_"))}
