@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 from otelfin.metrics import names
+from otelfin.scrub import scrub_text
 
 __all__ = ["register"]
 
@@ -139,7 +140,8 @@ def _buckets_suggest(args: argparse.Namespace) -> int:
         try:
             samples.append(float(line))
         except ValueError:
-            return _error(f"{args.samples}:{number}: {line[:40]!r} is not a number of seconds")
+            shown = scrub_text(line)[:40]  # mask, then cut
+            return _error(f"{args.samples}:{number}: {shown!r} is not a number of seconds")
     try:
         design = suggest_buckets(samples, args.count, slo=args.slo, quantile=args.quantile)
     except ValueError as exc:

@@ -20,6 +20,7 @@ from types import ModuleType
 from typing import Any
 
 import wrapt
+from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
@@ -269,6 +270,18 @@ class MethodIncludeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         if isinstance(entries, str):
             entries = [e for e in entries.replace("\n", ",").split(",") if e.strip()]
         instrument_methods(parse_entries_reporting(entries))
+        # Zero-code runs whose distro is not otelfin's never call otelfin.configure(): the
+        # distro's provider (set up before instrumentors load) still gets the scrubber.
+        try:
+            from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
+
+            from otelfin.scrub import install_span_scrubbing
+
+            provider = trace.get_tracer_provider()
+            if isinstance(provider, SdkTracerProvider):
+                install_span_scrubbing(provider, as_they_end=True)
+        except Exception as exc:
+            _internal.report("instrument.zero_code_scrubbing", exc)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         uninstrument()

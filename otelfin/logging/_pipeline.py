@@ -32,7 +32,7 @@ from otelfin import _internal
 from otelfin._errors import error_code_of
 from otelfin.catalogue import LEVEL_NAMES
 from otelfin.logging._catalogue import CatalogueCheck, UnregisteredErrorCodeError
-from otelfin.scrub import REDACTED, is_secret_key, scrub_text, scrub_value
+from otelfin.scrub import MIN_LEN, REDACTED, is_secret_key, scrub_text, scrub_value
 
 __all__ = [
     "LEVELS",
@@ -93,7 +93,7 @@ def scrub_event(logger: Any, method_name: str, event_dict: dict[str, Any]) -> di
             if value is not None:
                 event_dict[key] = REDACTED
         elif isinstance(value, str):
-            if len(value) >= 13:
+            if len(value) >= MIN_LEN:
                 new = scrub_text(value)
                 if new is not value:
                     event_dict[key] = new

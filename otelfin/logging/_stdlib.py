@@ -9,11 +9,13 @@ from __future__ import annotations
 
 import logging
 import threading
+from collections.abc import Callable
 from typing import Any
 
+from otelfin import _internal
 from otelfin.logging import _pipeline
 from otelfin.logging._catalogue import UnregisteredErrorCodeError
-from otelfin.scrub import scrub_value
+from otelfin.scrub import scrub_text, scrub_value
 
 __all__ = [
     "OtelfinHandler",
@@ -93,6 +95,65 @@ class OtelfinHandler(logging.Handler):
             self._local.depth = depth
 
 
+class _ScrubbingRecords:
+    """A log-record factory that scrubs every stdlib record as it is made, for *every*
+    handler: servers configure their own loggers (uvicorn's ``uvicorn.access`` and
+    gunicorn's do not propagate to the root logger) and write them with their own handlers,
+    which otelfin's bridge never sees.
+
+    The formatted message is scrubbed (never the format string alone: masking ``pin=%s``
+    would break the formatting) and kept as the record's message; an exception's text is
+    formatted once, scrubbed and cached where ``logging.Formatter`` looks for it.
+    """
+
+    def __init__(self, inner: Callable[..., logging.LogRecord]) -> None:
+        self.inner = inner
+
+    def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
+        record = self.inner(*args, **kwargs)
+        try:
+            _scrub_record(record)
+        except Exception as exc:  # an unformattable record is the handler's to report
+            _internal.report("logging.record_scrub", exc)
+        return record
+
+
+def _scrub_record(record: logging.LogRecord) -> None:
+    msg = record.msg
+    if record.args or isinstance(msg, str):
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format string: the handler reports it as usual
+            return
+        scrubbed = scrub_text(message)
+        if scrubbed is not message and scrubbed != message:
+            record.msg = scrubbed
+            record.args = None
+    if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
+        text = _FORMATTER.formatException(record.exc_info)
+        scrubbed = scrub_text(text)
+        if scrubbed != text:
+            record.exc_text = scrubbed
+
+
+_FORMATTER = logging.Formatter()
+_factory: _ScrubbingRecords | None = None
+
+
+def _install_factory() -> None:
+    global _factory
+    if _factory is None or logging.getLogRecordFactory() is not _factory:
+        _factory = _ScrubbingRecords(logging.getLogRecordFactory())
+        logging.setLogRecordFactory(_factory)
+
+
+def _uninstall_factory() -> None:
+    global _factory
+    if _factory is not None and logging.getLogRecordFactory() is _factory:
+        logging.setLogRecordFactory(_factory.inner)
+    _factory = None
+
+
 _installed: OtelfinHandler | None = None
 _previous_level: int | None = None
 
@@ -102,6 +163,7 @@ def install(level: str, error_code: str | None = None) -> None:
     global _installed, _previous_level
     number = _pipeline.LEVELS[level]
     root = logging.getLogger()
+    _install_factory()
     if _installed is None:
         _installed = OtelfinHandler()
         root.addHandler(_installed)
@@ -167,6 +229,7 @@ def _unguard_handlers() -> None:
 def uninstall() -> None:
     """Remove the handler and restore the root logger's level."""
     global _installed, _previous_level
+    _uninstall_factory()
     if _installed is None:
         return
     give_back_server_loggers()

@@ -22,6 +22,7 @@ import io
 import itertools
 import os
 import re
+import unicodedata
 import zlib
 from collections.abc import Callable, Collection, Iterable, Iterator
 from dataclasses import dataclass, field
@@ -30,7 +31,7 @@ from typing import IO, Any, cast
 import orjson
 
 from otelfin.catalogue import CODE_PATTERN, LEVEL_NAMES
-from otelfin.scrub import find_pans, scrub_text
+from otelfin.scrub import find_pans, may_hold_pan, scrub_text, scrub_value
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
@@ -65,18 +66,6 @@ _HEX16 = re.compile(r"[0-9a-f]{16}").fullmatch
 _CODE = CODE_PATTERN.fullmatch
 _ZERO32 = "0" * 32
 _ZERO16 = "0" * 16
-# JSON escapes that stand for one non-alphanumeric, non-separator character: each becomes two
-# such characters so the raw line can be scanned with the decoded text's token boundaries.
-_ESCAPES = (
-    (b"\\\\", b".."),
-    (b'\\"', b".."),
-    (b"\\/", b".."),
-    (b"\\n", b".."),
-    (b"\\r", b".."),
-    (b"\\t", b".."),
-    (b"\\b", b".."),
-    (b"\\f", b".."),
-)
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,11 +93,17 @@ class FileReport:
 
 
 def _show(value: Any) -> str:
-    """A value quoted for a reason: truncated and scrubbed (reports must not leak either)."""
-    text = repr(value)
+    """A value quoted for a reason: scrubbed, then truncated (reports must not leak either).
+
+    Masking comes first, on the value itself: a cut could leave a card number's first 13-15
+    digits (the Luhn check recovers the rest), and ``repr`` would turn a no-break space or a
+    full-width digit into an escape the scanner no longer reads as part of a number.
+    """
+    text = repr(scrub_text(value) if isinstance(value, str) else scrub_value(value))
+    text = scrub_text(text)
     if len(text) > 40:
         text = text[:37] + "..."
-    return scrub_text(text)
+    return text
 
 
 def _walk_texts(value: Any) -> Iterator[str]:
@@ -128,28 +123,30 @@ def _walk_texts(value: Any) -> Iterator[str]:
             yield str(item)
 
 
+def _last4(text: str) -> str:
+    digits = [str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal()]
+    return "".join(digits[-4:])
+
+
 def _pan_reasons(raw: bytes, obj: Any) -> list[str]:
     if b"\\" in raw:
-        if b"\\u" in raw:
-            # Unicode escapes can hide digits or separators: judge the decoded values instead.
-            found: list[str] = []
-            for text in _walk_texts(obj):
-                for a, b in find_pans(text):
-                    digits = text[a:b].replace(" ", "").replace("-", "")
-                    reason = f"unmasked card number (ending {digits[-4:]})"
-                    if reason not in found:
-                        found.append(reason)
-            return found
-        for escape, stand_in in _ESCAPES:
-            raw = raw.replace(escape, stand_in)
+        # Escapes (\u0034, \t, \u00a0, ...) can hide digits or separators: judge the
+        # decoded values, which is what the scrubber saw.
+        found: list[str] = []
+        for text in _walk_texts(obj):
+            for a, b in find_pans(text):
+                reason = f"unmasked card number (ending {_last4(text[a:b])})"
+                if reason not in found:
+                    found.append(reason)
+        return found
     return _raw_pans(raw)
 
 
 def _raw_pans(raw: bytes) -> list[str]:
     out = []
     for a, b in find_pans(raw):
-        digits = raw[a:b].replace(b" ", b"").replace(b"-", b"").decode("ascii")
-        out.append(f"unmasked card number (ending {digits[-4:]}) at byte {a + 1}")
+        digits = _last4(raw[a:b].decode("utf-8", "replace"))
+        out.append(f"unmasked card number (ending {digits}) at byte {a + 1}")
     return out
 
 
@@ -170,8 +167,7 @@ def make_line_checker(
     zero32 = _ZERO32
     zero16 = _ZERO16
     registered = frozenset(codes) if codes is not None else None
-    shape = bytes(48 if chr(i) in "0123456789 -" else 120 for i in range(256))
-    thirteen = b"0" * 13
+    may_hold = may_hold_pan
     # Service names repeat on every line: remember the valid ones (a bounded set).
     good_services: set[str] = set()
 
@@ -183,11 +179,13 @@ def make_line_checker(
         except decode_error as exc:
             if not raw.strip():
                 return ["empty line"]
+            # Not JSON, but it may still carry a card number: scan the raw text too.
+            pans = _raw_pans(raw) if may_hold_pan(raw) else []
             try:
                 raw.decode("utf-8")
             except UnicodeDecodeError as bad:  # orjson words this as a str surrogate error
-                return [f"invalid JSON: not UTF-8 text (byte {bad.start} of the line)"]
-            return [f"invalid JSON: {exc}"]
+                return [f"invalid JSON: not UTF-8 text (byte {bad.start} of the line)", *pans]
+            return [f"invalid JSON: {exc}", *pans]
         except Exception as exc:  # orjson's own limits: the line is still bad
             return [f"invalid JSON: {type(exc).__name__}"]
         if type(obj) is not dict:
@@ -234,7 +232,7 @@ def make_line_checker(
                 code in registered if registered is not None else code_ok(code)
             ):
                 reasons = (reasons or []) + [_code_reason(code, registered)]
-            if raw.translate(shape).find(thirteen) >= 0:
+            if may_hold(raw) or b"\\u" in raw:
                 pans = _pan_reasons(raw, obj)
                 if pans:
                     reasons = (reasons or []) + pans

@@ -10,6 +10,7 @@ from prometheus_client.core import CounterMetricFamily, Metric
 
 from otelfin import _internal
 from otelfin.metrics import names
+from otelfin.scrub import scrub_text
 
 __all__ = ["InternalErrorsCollector", "RequestsCollector"]
 
@@ -70,7 +71,7 @@ class InternalErrorsCollector:
     def collect(self) -> Iterator[Metric]:
         family = CounterMetricFamily(self.name, self._doc, labels=["where"])
         for where, count in sorted(_internal.internal_error_counts().items()):
-            family.add_metric([where], float(count))
+            family.add_metric([scrub_text(where)], float(count))
         yield family
 
 

@@ -31,6 +31,7 @@ from otelfin.metrics import names
 from otelfin.metrics._buckets import _check_bounds, latency_buckets
 from otelfin.metrics._collectors import RequestsCollector, safe_unregister
 from otelfin.metrics._labels import DEFAULT_MAX_SERIES, SeriesGuard, check_label_names
+from otelfin.scrub import scrub_text
 
 __all__ = [
     "DURATION_METRIC",
@@ -277,7 +278,10 @@ def _label_value(value: Any) -> str:
     if value is None:
         return ""
     text = value if isinstance(value, str) else str(value)
-    return text[:_MAX_VALUE_LENGTH]
+    if len(text) <= _MAX_VALUE_LENGTH:
+        return text
+    # Mask, then cut: a cut first could leave 13-15 digits of a card number behind.
+    return scrub_text(text)[:_MAX_VALUE_LENGTH]
 
 
 def _code_value(code: str | None) -> str:

@@ -17,6 +17,8 @@ from urllib.parse import quote, unquote
 
 from opentelemetry.trace import TraceState
 
+from otelfin.scrub import find_pans, may_hold_pan
+
 __all__ = [
     "MAX_BAGGAGE_LENGTH",
     "MAX_TRACESTATE_MEMBERS",
@@ -30,6 +32,7 @@ __all__ = [
     "parse_baggage_members",
     "parse_traceparent",
     "parse_tracestate",
+    "without_card_numbers",
 ]
 
 #: Limits from the W3C specifications; larger inbound values are ignored, never truncated
@@ -172,7 +175,23 @@ def parse_tracestate(values: Sequence[str] | None) -> W3CTraceState:
         members = {}
         for key, value in pairs:
             members.setdefault(key, value)
+    if "%" in header or may_hold_pan(header):
+        members = without_card_numbers(members)
     return W3CTraceState.of(members)
+
+
+def without_card_numbers(members: Mapping[str, str]) -> dict[str, str]:
+    """``members`` less every tracestate member whose key or value holds a card number.
+
+    The W3C spec lets a hop delete a member for security reasons ("Delete a key/value pair"
+    in the header-format chapter); masking would change another vendor's value, so the
+    member goes whole.
+    """
+    return {k: v for k, v in members.items() if not _holds_card(v) and not find_pans(k)}
+
+
+def _holds_card(value: str) -> bool:
+    return bool(find_pans(value)) or ("%" in value and bool(find_pans(unquote(value))))
 
 
 def format_tracestate(state: Mapping[str, str]) -> str:
@@ -181,6 +200,9 @@ def format_tracestate(state: Mapping[str, str]) -> str:
     Trimming first drops members longer than 128 characters, then members from the end.
     """
     header = ",".join([f"{k}={v}" for k, v in state.items()])
+    if "%" in header or may_hold_pan(header):  # an application's own state: no card leaves
+        state = without_card_numbers(state)
+        header = ",".join([f"{k}={v}" for k, v in state.items()])
     if len(header) <= MAX_TRACESTATE_OUT:
         return header
     items = [f"{k}={v}" for k, v in state.items() if len(k) + len(v) + 1 <= 128]

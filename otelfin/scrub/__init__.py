@@ -4,6 +4,7 @@ Logs, span names/attributes/events/links/status, baggage, metric label values, U
 log validator all go through these functions, so what one channel masks, every channel masks.
 
 * :func:`scrub_text` masks card numbers (PANs) in a string; :func:`find_pans` finds them.
+* :func:`scrub_url` cleans a URL (userinfo, secret query parameters, encoded card numbers).
 * :func:`is_secret_key` says whether a field name holds a secret; :func:`scrub_value` walks
   any value (dicts, lists, dataclasses, ...) masking card numbers and redacting secrets.
 * :class:`ScrubbingSpanProcessor` (as spans end) and :class:`ScrubbingSpanExporter` (as they
@@ -17,9 +18,10 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from otelfin.scrub import _spans as _spans_module
+from otelfin.scrub._iin import BRANDS, brand_of
 from otelfin.scrub._options import PanMask, ScrubOptions, configure, current_options
-from otelfin.scrub._pan import MIN_LEN, find_pans, luhn_valid, mask_digits, scrub_text
-from otelfin.scrub._secrets import REDACTED, SECRET_WORDS, is_secret_key
+from otelfin.scrub._pan import PAN_MIN, find_pans, luhn_valid, mask_digits, mask_pans, may_hold_pan
+from otelfin.scrub._secrets import REDACTED, SECRET_WORDS, is_secret_key, redact_pairs
 from otelfin.scrub._spans import (
     ScrubbingSpanExporter,
     ScrubbingSpanProcessor,
@@ -28,6 +30,8 @@ from otelfin.scrub._spans import (
     scrub_span,
     scrubbed_as_they_end,
 )
+from otelfin.scrub._text import MIN_LEN, scrub_text
+from otelfin.scrub._url import scrub_query, scrub_url
 from otelfin.scrub._walk import scrub_attributes, scrub_value
 
 if TYPE_CHECKING:
@@ -35,7 +39,9 @@ if TYPE_CHECKING:
     from otelfin._pillar import Installed, Tracing
 
 __all__ = [
+    "BRANDS",
     "MIN_LEN",
+    "PAN_MIN",
     "REDACTED",
     "SECRET_WORDS",
     "PanMask",
@@ -44,16 +50,22 @@ __all__ = [
     "ScrubbingSpanProcessor",
     "configure",
     "current_options",
+    "brand_of",
     "ending_hook_supported",
     "find_pans",
     "install_span_scrubbing",
     "is_secret_key",
     "luhn_valid",
     "mask_digits",
+    "mask_pans",
+    "may_hold_pan",
     "options_from",
+    "redact_pairs",
     "scrub_attributes",
+    "scrub_query",
     "scrub_span",
     "scrub_text",
+    "scrub_url",
     "scrub_value",
     "scrubbed_as_they_end",
 ]

@@ -1,13 +1,27 @@
-"""Secrets by key name: which fields' values are redacted whatever they hold."""
+"""Secrets by key name: which fields' values are redacted whatever they hold.
+
+A key is split into words (``_``, ``-``, ``.``, spaces, camelCase); it names a secret when one
+word, or two or three adjacent words joined, is in :data:`SECRET_WORDS` (plus the options'
+extra names). Whole words only: ``pinned``, ``passenger`` and ``company`` are not secrets.
+:func:`redact_pairs` applies the same test to ``key=value``, ``key: value`` and
+``"key": "value"`` pairs inside free text (log messages, exception texts, query strings).
+"""
 
 from __future__ import annotations
 
 import re
 
 from otelfin.scrub._options import ScrubOptions, current_options
-from otelfin.scrub._pan import MIN_LEN, scrub_text
+from otelfin.scrub._pan import PAN_MIN, mask_pans
 
-__all__ = ["REDACTED", "SECRET_WORDS", "is_secret_key", "key_verdict", "classify_key"]
+__all__ = [
+    "REDACTED",
+    "SECRET_WORDS",
+    "classify_key",
+    "is_secret_key",
+    "key_verdict",
+    "redact_pairs",
+]
 
 #: What a secret value is replaced with.
 REDACTED = "[REDACTED]"
@@ -22,7 +36,7 @@ SECRET_WORDS = frozenset(
         "token",
         "apikey",
         "authorization",
-        "auth_token",
+        "authcode",
         "cookie",
         "setcookie",
         "cvv",
@@ -45,6 +59,23 @@ SECRET_WORDS = frozenset(
         "track2",
         "trackdata",
         "iban",
+        "securitycode",
+        "csc",
+        "cardverification",
+        "otp",
+        "totp",
+        "hotp",
+        "jwt",
+        "bearer",
+        "passcode",
+        "pass",
+        "ssn",
+        "expiry",
+        "expdate",
+        "expirydate",
+        "expirationdate",
+        "signature",
+        "privkey",
     }
 )
 _KEY_CACHE_MAX = 4096
@@ -105,11 +136,82 @@ def key_verdict(key: str, options: ScrubOptions | None = None) -> bool | str:
     result: bool | str = False
     if isinstance(key, str):
         result = classify_key(key, opts)
-        if len(key) >= MIN_LEN:
-            masked = scrub_text(key, options=opts)
+        if len(key) >= PAN_MIN:
+            masked = mask_pans(key, opts.pan_mask)
             if masked is not key:
                 result = masked
     if len(cache) >= _KEY_CACHE_MAX:
         cache.clear()  # keys are normally a small fixed set; a flood must not grow memory
     cache[key] = result
     return result
+
+
+# key=value / key: value / "key": "value" in free text. The key is one identifier (letters,
+# digits, _ . -), optionally quoted; at most three blanks around the separator. The value's
+# extent is found by hand (quoted string, auth scheme + token, or up to a delimiter).
+_PAIR = re.compile(r"""(?<![\w.\-])(["']?)([A-Za-z][\w.\-]{0,63})\1[ \t]{0,3}[:=][ \t]{0,3}""")
+_SCHEMES = frozenset({"bearer", "basic", "digest", "token", "negotiate", "apikey", "hmac"})
+_VALUE_END = re.compile(r"""[\s,;&)\]}>"'<]""")
+
+
+def _value_end(text: str, pos: int) -> int:
+    """Where the value starting at ``pos`` ends (exclusive)."""
+    if pos >= len(text):
+        return pos
+    quote = text[pos]
+    if quote in "\"'":
+        i = pos + 1
+        while i < len(text):
+            ch = text[i]
+            if ch == "\\":
+                i += 2
+                continue
+            if ch == quote:
+                return i + 1
+            i += 1
+        return len(text)
+    m = _VALUE_END.search(text, pos)
+    end = m.start() if m else len(text)
+    # "Authorization: Bearer abc": the scheme and its token are one value.
+    if text[pos:end].lower() in _SCHEMES and end < len(text) and text[end] == " ":
+        m = _VALUE_END.search(text, end + 1)
+        end = m.start() if m else len(text)
+    return end
+
+
+def redact_pairs(text: str, options: ScrubOptions | None = None) -> str:
+    """``text`` with the value of every secret-keyed pair replaced by :data:`REDACTED`.
+
+    The very same object when nothing was redacted.
+    """
+    if "=" not in text and ":" not in text:
+        return text
+    opts = options or current_options()
+    out: list[str] | None = None
+    pos = 0
+    scan = 0
+    while True:
+        m = _PAIR.search(text, scan)
+        if m is None:
+            break
+        start = m.end()
+        scan = start
+        if not is_secret_key(m.group(2), opts) or text.startswith(REDACTED, start):
+            continue
+        end = _value_end(text, start)
+        value = text[start:end]
+        quoted = len(value) >= 2 and value[0] in "\"'" and value[-1] == value[0]
+        inner = value[1:-1] if quoted else value
+        if not inner or inner == REDACTED or inner in ("null", "None"):
+            scan = max(end, start)
+            continue
+        if out is None:
+            out = []
+        out.append(text[pos:start])
+        out.append(f"{value[0]}{REDACTED}{value[0]}" if quoted else REDACTED)
+        pos = end
+        scan = max(end, start + 1)
+    if out is None:
+        return text
+    out.append(text[pos:])
+    return "".join(out)

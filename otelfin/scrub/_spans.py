@@ -22,6 +22,7 @@ from __future__ import annotations
 import weakref
 from collections.abc import Sequence
 from typing import Any
+from urllib.parse import unquote
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
@@ -29,11 +30,12 @@ from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor, Tr
 from opentelemetry.sdk.trace import SynchronousMultiSpanProcessor as _Multi
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from opentelemetry.sdk.util import BoundedList
-from opentelemetry.trace import Link, Status
+from opentelemetry.trace import Link, SpanContext, Status
 
 from otelfin import _internal
 from otelfin.scrub._options import ScrubOptions, current_options
-from otelfin.scrub._pan import MIN_LEN, scrub_text
+from otelfin.scrub._pan import find_pans, may_hold_pan
+from otelfin.scrub._text import MIN_LEN, scrub_text
 from otelfin.scrub._walk import scrub_attributes
 
 __all__ = [
@@ -99,6 +101,11 @@ class ScrubbingSpanProcessor(SpanProcessor):
         # This runs on the thread that ends the span, so it reads the SDK span's fields
         # directly (its public properties copy events and links on every access) and
         # replaces only what changed, keeping the dropped-item counts.
+        context = span._context
+        if context is not None and context.trace_state:
+            clean = _clean_context(context)
+            if clean is not context:
+                span._context = clean
         name = span._name
         if name and len(name) >= MIN_LEN:
             span._name = scrub_text(name, options=opts)
@@ -143,6 +150,8 @@ def scrub_span(span: ReadableSpan, options: ScrubOptions | None = None) -> Reada
     # The SDK's properties build a new view on every access: read each once.
     original_attributes = span.attributes
     original_status = span.status
+    original_context = span.get_span_context()
+    context = _clean_context(original_context)
     attributes = scrub_attributes(original_attributes, opts)
     events: Sequence[Event] = span.events
     new_events: list[Event] | None = None
@@ -172,11 +181,12 @@ def scrub_span(span: ReadableSpan, options: ScrubOptions | None = None) -> Reada
         and new_events is None
         and new_links is None
         and status is original_status
+        and context is original_context
     ):
         return span
     return ReadableSpan(
         name=name,
-        context=span.get_span_context(),
+        context=context,
         parent=span.parent,
         resource=span.resource,
         attributes=attributes,
@@ -234,6 +244,29 @@ class _Ending:
 
 
 _ending = _Ending()
+
+
+def _clean_context(context: SpanContext | None) -> SpanContext | None:
+    """``context`` without tracestate members that hold a card number (exported as
+    ``traceState``); the same object when there are none."""
+    if context is None or not context.trace_state:
+        return context
+    state = context.trace_state
+    header = ",".join(f"{k}={v}" for k, v in state.items())
+    if "%" not in header and not may_hold_pan(header):
+        return context
+    for key, value in list(state.items()):
+        if find_pans(value) or find_pans(key) or ("%" in value and find_pans(unquote(value))):
+            state = state.delete(key)
+    return SpanContext(
+        context.trace_id,
+        context.span_id,
+        context.is_remote,
+        context.trace_flags,
+        state,
+    )
+
+
 _installed: weakref.WeakKeyDictionary[TracerProvider, ScrubbingSpanProcessor] = (
     weakref.WeakKeyDictionary()
 )

@@ -10,11 +10,26 @@ from typing import Any
 from uuid import UUID
 
 from otelfin.scrub._options import ScrubOptions, current_options
-from otelfin.scrub._pan import MIN_LEN, scrub_text
 from otelfin.scrub._secrets import REDACTED, classify_key, is_secret_key, key_verdict
 from otelfin.scrub._sql import SQL_KEYS, redact_sql_secrets
+from otelfin.scrub._text import MIN_LEN, scrub_text
+from otelfin.scrub._url import scrub_query, scrub_url
 
-__all__ = ["MAX_DEPTH", "scrub_attributes", "scrub_value"]
+__all__ = ["MAX_DEPTH", "URL_KEYS", "scrub_attributes", "scrub_value"]
+
+#: Span attributes that hold a URL or part of one (OpenTelemetry HTTP semantic conventions,
+#: old and new names), scrubbed with :func:`scrub_url` / :func:`scrub_query`. Every HTTP
+#: client and server instrumentation writes these, so none of them needs its own hook.
+URL_KEYS = {
+    "http.url": "url",
+    "url.full": "url",
+    "url.original": "url",
+    "http.target": "url",
+    "url.path": "url",
+    "http.route": "url",
+    "url.query": "query",
+    "url.fragment": "query",
+}
 
 #: Deeper structures are cut here; a cyclic or absurdly deep value must not blow the stack.
 MAX_DEPTH = 32
@@ -24,8 +39,8 @@ _TYPE_CACHE_MAX = 4096
 def scrub_value(value: Any, *, options: ScrubOptions | None = None) -> Any:
     """``value`` with card numbers masked and secret-keyed entries redacted, at any depth.
 
-    Strings are masked; integers with 13+ digits that are card numbers become masked strings
-    (a float's digits always touch its decimal point or exponent, so never match); dicts,
+    Strings are masked; integers and floats whose digits are a card number become masked
+    strings (``4111111111111111.0`` -> ``"XXXXXXXXXXXX1111.0"``); dicts,
     lists, tuples, sets and frozensets are rebuilt only when something inside changed,
     otherwise the original object is returned. Dataclass instances and enum members, which a
     JSON encoder such as orjson writes field by field / by value, are scrubbed as those (a
@@ -39,8 +54,15 @@ def scrub_value(value: Any, *, options: ScrubOptions | None = None) -> Any:
 def _value(value: Any, opts: ScrubOptions, depth: int) -> Any:
     if isinstance(value, str):
         return scrub_text(value, options=opts) if len(value) >= MIN_LEN else value
-    if isinstance(value, (bool, float)) or value is None:
+    if isinstance(value, bool) or value is None:
         return value
+    if isinstance(value, float):
+        # A card number held as a float is written 4111111111111111.0 by every JSON encoder.
+        if not 1e12 <= abs(value) < 1e19 or value != value:
+            return value
+        text = repr(value)
+        masked = scrub_text(text, options=opts)
+        return value if masked is text else masked
     if isinstance(value, int):
         if -1_000_000_000_000 < value < 1_000_000_000_000:
             return value
@@ -174,7 +196,13 @@ def scrub_attributes(
             elif len(val) < MIN_LEN:
                 continue
             else:
-                new = scrub_text(val, options=opts)
+                url_kind = URL_KEYS.get(key)
+                if url_kind is None:
+                    new = scrub_text(val, options=opts)
+                elif url_kind == "query":
+                    new = scrub_query(val, opts)
+                else:
+                    new = scrub_url(val, opts)
         elif isinstance(val, (list, tuple)):
             new = _value(tuple(val), opts, 0)
             if new is not val and all(a is b for a, b in zip(new, val, strict=True)):

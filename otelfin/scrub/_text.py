@@ -1,0 +1,44 @@
+""":func:`scrub_text`: everything that must not leave, removed from one string."""
+
+from __future__ import annotations
+
+import re
+
+from otelfin.scrub._options import ScrubOptions, current_options
+from otelfin.scrub._pan import mask_pans
+from otelfin.scrub._secrets import redact_pairs
+from otelfin.scrub._url import scrub_url
+
+__all__ = ["MIN_LEN", "scrub_text"]
+
+#: The shortest string :func:`scrub_text` can change (``pin=1``); shorter ones skip it.
+MIN_LEN = 5
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]{1,15}://[^\s\"'<>]+")
+# A token holding percent escapes (a request target in an access log, a form body): decoded
+# and scanned as a URL, so %EF%BC%94... (full-width digits) or %34%31... cannot hide a card.
+_ESCAPED = re.compile(r"[^\s\"'<>]*%[0-9A-Fa-f]{2}[^\s\"'<>]*")
+
+
+def scrub_text(text: str, mask: str | None = None, *, options: ScrubOptions | None = None) -> str:
+    """``text`` with card numbers masked, secret-keyed pairs (``password=...``) redacted and
+    URLs scrubbed (userinfo, secret query parameters, percent-encoded card numbers).
+
+    ``mask`` (``last4``/``first6last4``) overrides ``options.pan_mask``; ``options`` defaults
+    to :func:`~otelfin.scrub.current_options`. Returns the very same object when nothing
+    needed changing.
+    """
+    if len(text) < MIN_LEN:
+        return text
+    opts = options or current_options()
+    out = text
+    if "=" in out or ":" in out:
+        out = redact_pairs(out, opts)
+        if "://" in out:
+            out = _URL.sub(lambda m: scrub_url(m.group(), opts), out)
+    if "%" in out:
+        out = _ESCAPED.sub(lambda m: scrub_url(m.group(), opts), out)
+    masked = mask_pans(out, mask or opts.pan_mask)
+    if masked == text:
+        return text
+    return masked
