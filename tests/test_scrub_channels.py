@@ -222,6 +222,7 @@ def test_metric_label_values(shape: str, prom_registry: CollectorRegistry) -> No
     assert VISA[:13] not in _digits(exposition)
 
 
+@pytest.mark.otelfin_internal_errors
 def test_internal_error_where_label_is_masked(prom_registry: CollectorRegistry) -> None:
     """The where label of otelfin_internal_errors_total never shows a card number."""
     from otelfin import _internal

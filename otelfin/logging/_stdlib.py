@@ -120,7 +120,14 @@ class _ScrubbingRecords:
 
 def _scrub_record(record: logging.LogRecord) -> None:
     msg = record.msg
-    if record.args or isinstance(msg, str):
+    args = record.args
+    if args or isinstance(msg, str):
+        # The arguments first, kept as arguments (filters such as the gunicorn span lookup
+        # read them); only when the formatted text still changes is it frozen as the message.
+        if args:
+            scrubbed_args = scrub_value(args)
+            if scrubbed_args is not args:
+                record.args = args = scrubbed_args
         try:
             message = record.getMessage()
         except Exception:  # a bad format string: the handler reports it as usual
