@@ -52,16 +52,17 @@ def test_placeholders_expressions_and_plain_columns_stay(statement: str) -> None
 
 
 def test_statement_attributes_only() -> None:
-    """db.statement and db.query.text are read as SQL; other attributes keep their text."""
+    """db.statement and db.query.text are read as SQL; other attributes keep their text
+    (free-text rules only: a ``cvv = '123'`` pair is redacted anywhere, SQL clauses are not)."""
     attributes = {
         "db.statement": "UPDATE c SET cvv = '123'",
         "db.query.text": "INSERT INTO c (pan, note) VALUES ('4111 1111 1111 1111', 'n')",
-        "note": "cvv = '123'",
+        "note": "ALTER USER bob IDENTIFIED BY 'hunter2'",
     }
     assert scrub_attributes(attributes) == {
         "db.statement": f"UPDATE c SET cvv = {R}",
         "db.query.text": f"INSERT INTO c (pan, note) VALUES ({R}, 'n')",
-        "note": "cvv = '123'",
+        "note": "ALTER USER bob IDENTIFIED BY 'hunter2'",
     }
 
 
