@@ -89,6 +89,7 @@ def test_dashboards_have_variables_exemplars_and_the_three_views() -> None:
     assert "Latency P50 / P90 / P99 by operation" in titles
     assert {f"Share of the slow tail by {label}" for label in ("channel", "operation")} <= titles
     assert any(t.startswith("SLO burn rate") for t in titles)
+    assert "Share of the slow dependency calls by system" in titles
     assert any("Unregistered" in t for t in titles) and any("export" in t for t in titles)
 
 

@@ -25,6 +25,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from otelfin.metrics import names
 from otelfin.metrics._buckets import le_text
 from otelfin.metrics._red import DURATION_METRIC, ERRORS_METRIC
 from otelfin.metrics.offline import _promql as q
@@ -102,6 +103,29 @@ def _attribution(metric: str, objective: float) -> list[DashboardPanel]:
         )
         for label in ("channel", "operation", "outcome")
     ]
+    dependency = names.DEPENDENCY.removesuffix("_total")
+    panels.append(
+        DashboardPanel(
+            "Share of the slow dependency calls by system",
+            "percentunit",
+            ((q.tail_share(dependency, "system", _WINDOW, "$slo", _SELECTOR), "{{system}}"),),
+            "Outgoing calls (databases, gRPC, HTTP, brokers) slower than the SLO bucket, split "
+            "by the system called: which dependency the slow requests were waiting on.",
+        )
+    )
+    panels.append(
+        DashboardPanel(
+            "Dependency P99 by system and peer",
+            "s",
+            (
+                (
+                    q.quantile(0.99, dependency, ["system", "peer"], _WINDOW, _SELECTOR),
+                    "{{system}} {{peer}}",
+                ),
+            ),
+            exemplars=True,
+        )
+    )
     errors = q.errors(ERRORS_METRIC, ["error_code"], _WINDOW, _SELECTOR)
     total = q.errors(ERRORS_METRIC, [], _WINDOW, _SELECTOR)
     panels.append(
