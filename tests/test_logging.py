@@ -102,7 +102,10 @@ def test_first6last4_mask_from_config() -> None:
 def test_drop_policy_counts_and_warns_once_per_code() -> None:
     """Policy drop: the event is not written, the counter counts, one warning per code."""
     registry = CollectorRegistry()
-    with configured_for_test("payment-gateway", metrics_registry=registry), capture_logs() as logs:
+    with (
+        configured_for_test("payment-gateway", error_code_policy="drop", metrics_registry=registry),
+        capture_logs() as logs,
+    ):
         log = otelfin.get_logger()
         log.error("declined", error_code="PAY-999")
         log.error("declined again", error_code="PAY-999")
@@ -126,8 +129,9 @@ def test_tag_policy_keeps_and_marks() -> None:
         capture_logs() as logs,
     ):
         otelfin.get_logger().error("declined", error_code="PAY-999")
-    assert logs[0]["error_code"] == "PAY-999"
-    assert "PAY-999" in logs[0]["catalogue_violation"]
+    (event,) = [r for r in logs if r["event"] == "declined"]
+    assert event["error_code"] == "PAY-999"
+    assert "PAY-999" in event["catalogue_violation"]
     assert _sample(registry, "PAY-999") == 1
 
 

@@ -83,7 +83,8 @@ def test_it(captured_logs, capsys):
     log = otelfin.get_logger()
     log.info("paid", card="4111 1111 1111 1111")
     log.error("declined", error_code="NOPE-001")
-    assert [r["event"] for r in captured_logs if r.get("logger") != "otelfin"] == ["paid"]
+    events = [r["event"] for r in captured_logs if r.get("logger") != "otelfin"]
+    assert events == ["paid", "declined"]  # the default policy tags, never drops
     assert captured_logs[0]["card"] == "XXXXXXXXXXXX1111"
     assert captured_logs.violations == ["unregistered error_code 'NOPE-001'"]
     assert captured_logs.lines[0].endswith(b"\\n")

@@ -209,4 +209,4 @@ def uninstall_pillar() -> None:
     state.sink.close()
     state.min_level = LEVELS["info"]
     state.service_name = _pipeline.default_service_name()
-    state.check.update(None, "drop", False, None)
+    state.check.update(None, "tag", False, None)

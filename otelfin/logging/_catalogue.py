@@ -2,15 +2,20 @@
 
 Policies (``Config.error_code_policy``):
 
-``drop`` (default)
-    The event is not written; ``otelfin_unregistered_error_codes_total{code}`` increments and
-    one warning per distinct code is logged on the ``otelfin`` logger.
-``tag``
-    The event is written with ``catalogue_violation`` saying what is wrong (and counted).
+``tag`` (default)
+    The event is written with ``catalogue_violation`` saying what is wrong; it is counted in
+    ``otelfin_unregistered_error_codes_total{code}`` and one warning per distinct code is
+    logged on the ``otelfin`` logger. Nothing is lost: an error without a code is still an
+    error someone must see.
+``drop``
+    The event is not written; it is counted and warned about the same way.
 ``raise``
     :class:`UnregisteredErrorCodeError` is raised from the log call (for tests).
 
-``error`` and ``critical`` events without any ``error_code`` are violations too.
+``error`` and ``critical`` events without any ``error_code`` are violations too. Records of the
+OpenTelemetry SDK's own loggers (``opentelemetry.*``, e.g. "Failed to export span batch") are
+always kept and tagged, whatever the policy: they are often the only sign that telemetry is
+being lost, and dropping them by the rule meant for application events hid exactly that.
 """
 
 from __future__ import annotations
@@ -44,6 +49,8 @@ MALFORMED = "malformed"
 #: Label value once the distinct-code budget is spent.
 OTHER = "other"
 _NEEDS_CODE = frozenset({"error", "critical"})
+#: Logger-name prefix of the records that are kept whatever the policy.
+_ALWAYS_KEPT = "opentelemetry"
 _HELP = "Log events whose error_code is not in the catalogue (or missing on error/critical)"
 
 
@@ -125,13 +132,13 @@ class CatalogueCheck:
     def __init__(
         self,
         catalogue: Catalogue | None = None,
-        policy: str = "drop",
+        policy: str = "tag",
         enrich: bool = False,
         registry: CollectorRegistry | None = None,
         max_codes: int = 100,
     ) -> None:
-        self.update(catalogue, policy, enrich, registry, max_codes)
         self.warned: set[str] = set()
+        self.update(catalogue, policy, enrich, registry, max_codes)
         #: Called with ``(reason, event_dict)`` for every violation (test captures).
         self.listeners: tuple[Any, ...] = ()
 
@@ -150,6 +157,8 @@ class CatalogueCheck:
         self.policy = policy
         self.enrich = enrich
         self.counter = _CodeCounter(registry if registry is not None else REGISTRY, max_codes)
+        # One warning per kind per configuration: a new setup (a test, a new policy) warns anew.
+        self.warned = set()
 
     def _catalogue(self) -> Catalogue:
         if self.catalogue is not None:
@@ -182,19 +191,33 @@ class CatalogueCheck:
             self.counter.inc(code)
         except Exception as exc:
             _internal.report("logging.unregistered_counter", exc)
-        if self.policy == "tag":
-            event_dict["catalogue_violation"] = reason
-            return event_dict
-        if self.policy == "raise":
+        policy = self.policy
+        source = event_dict.get("logger")
+        if isinstance(source, str) and (
+            source == _ALWAYS_KEPT or source.startswith(_ALWAYS_KEPT + ".")
+        ):
+            policy = "tag"
+        if policy == "raise":
             event = scrub_text(str(event_dict.get("event")))
             raise UnregisteredErrorCodeError(f"{reason} (event {event!r})")
         key = code if code is not None else MISSING
         if key not in self.warned and len(self.warned) < 1000:
             self.warned.add(key)
-            _log.warning(
-                "otelfin: dropped a log event: %s; further events like it are only counted "
-                "in %s_total",
-                reason,
-                METRIC,
-            )
+            if policy == "tag":
+                _log.warning(
+                    "otelfin: a log event broke the catalogue: %s; it is kept with a "
+                    "catalogue_violation field, further ones are counted in %s_total",
+                    reason,
+                    METRIC,
+                )
+            else:
+                _log.warning(
+                    "otelfin: dropped a log event: %s; further events like it are only counted "
+                    "in %s_total",
+                    reason,
+                    METRIC,
+                )
+        if policy == "tag":
+            event_dict["catalogue_violation"] = reason
+            return event_dict
         raise DropEvent

@@ -284,25 +284,32 @@ class _Sink:
             _internal.report("logging.flush", exc)
 
     def write(self, line: bytes) -> None:
+        """Write one whole line: the write and its flush happen under :attr:`lock`.
+
+        Without the lock, threads writing long lines to a pipe interleaved: a text stream and
+        its buffer split a 20 KB line into several writes, and another thread's line landed
+        between them (32 threads, 4-20 KB lines: 334-1,148 of 6,400 lines corrupted).
+        """
         line += b"\n"
         if self.taps:
             for tap in self.taps:
                 tap(line)
             if self.mute:
                 return
-        stream = self.stream
-        if stream is None:
-            out = sys.stdout
-            if out is None:
-                return
-            out.write(line.decode("utf-8", "replace"))
-            out.flush()
-        elif self.binary:
-            stream.write(line)
-            stream.flush()
-        else:
-            stream.write(line.decode("utf-8", "replace"))
-            stream.flush()
+        with self.lock:
+            stream = self.stream
+            if stream is None:
+                out = sys.stdout
+                if out is None:
+                    return
+                out.write(line.decode("utf-8", "replace"))
+                out.flush()
+            elif self.binary:
+                stream.write(line)
+                stream.flush()
+            else:
+                stream.write(line.decode("utf-8", "replace"))
+                stream.flush()
 
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
