@@ -18,6 +18,7 @@ import importlib
 import logging
 import os
 import threading
+import time
 import weakref
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
-from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
+from opentelemetry.sdk.trace.export import SpanExporter
 
 from otelfin import _exporters, _internal, _lifecycle, _sampling, _settings
 from otelfin._pillar import Installed, Tracing
@@ -74,7 +75,7 @@ class Config:
     service_name: str
     catalogue: Catalogue
     catalogue_paths: tuple[str, ...] = ()
-    error_code_policy: ErrorCodePolicy = "drop"
+    error_code_policy: ErrorCodePolicy = "tag"
     metrics_port: int | None = None
     methods_include: tuple[str, ...] = ()
     traces_exporter: str = "none"
@@ -205,7 +206,8 @@ def configure(
             ``OTEL_EXPORTER_OTLP_ENDPOINT`` is set, else none.
         catalogue: a service catalogue file (or :class:`~otelfin.catalogue.Catalogue`) laid
             over the packaged default; ``OTELFIN_CATALOGUE`` (comma separated) wins.
-        error_code_policy: what an unregistered error code in a log does: drop | tag | raise.
+        error_code_policy: what an unregistered or missing error code in a log does:
+            tag (default: kept and marked) | drop | raise.
         metrics_port: serve Prometheus ``/metrics`` on this port (``OTELFIN_METRICS_PORT``).
         methods_include: ``module:Qualname`` entries (``*`` globs) to trace without code
             change; ``OTELFIN_METHODS_INCLUDE`` wins.
@@ -317,12 +319,7 @@ def _setup_tracing(
         exporter = _exporters.make_exporter(config.traces_exporter, config.spans_file)
     delegate: SpanProcessor | None = None
     if exporter is not None:
-        guarded = _exporters.GuardedExporter(exporter)
-        delegate = (
-            SimpleSpanProcessor(guarded)
-            if config.span_processor == "simple"
-            else BatchSpanProcessor(guarded)
-        )
+        delegate = _exporters.ExportPipeline(exporter, batch=config.span_processor != "simple")
     _state.processor.swap(delegate, shutdown_old=not reused)
     return Tracing(provider, _state.owns_provider)
 
@@ -395,8 +392,16 @@ def force_flush(timeout_seconds: float = 30.0) -> bool:
 
 
 def shutdown(timeout_millis: int = 30000) -> None:
-    """Flush spans, metrics and logs and stop otelfin's background work. Never raises."""
+    """Flush spans, metrics and logs and stop otelfin's background work. Never raises.
+
+    Returns within about ``timeout_millis`` whatever the collector does (down, hanging,
+    answering errors): spans not exported by then are counted in
+    ``otelfin_spans_dropped_total{reason="shutdown"}``.
+    """
+    import importlib
+
     _lifecycle.uninstall()
+    deadline = time.monotonic() + max(0, timeout_millis) / 1000
     with _state.lock:
         processor = _state.processor
         # Flush first, while the pillars (the span scrubber above all) are still in place.
@@ -411,7 +416,9 @@ def shutdown(timeout_millis: int = 30000) -> None:
             except Exception as exc:
                 _internal.report(f"shutdown[{module_name}]", exc)
         if processor is not None:
-            processor.swap(None)
+            # What the flush left over gets the rest of the budget, then counts as dropped.
+            remaining = max(0.0, (deadline - time.monotonic()) * 1000)
+            processor.swap(None, timeout_millis=remaining)
         _state.export_key, _state.exporter = None, None
         if _state.owns_provider and _state.provider is not None:
             try:

@@ -9,93 +9,149 @@ processors on the provider.
 
 from __future__ import annotations
 
+import base64
+import itertools
 import os
 import threading
-from collections.abc import Sequence
+import time
+from collections.abc import Callable, Sequence
 from typing import IO, Any
 
 import orjson
+from google.protobuf import json_format
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
-from opentelemetry.trace import format_span_id, format_trace_id
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+from opentelemetry.sdk.resources import Resource
+from opentelemetry.sdk.trace import Event, ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace.export import (
+    BatchSpanProcessor,
+    SimpleSpanProcessor,
+    SpanExporter,
+    SpanExportResult,
+)
+from opentelemetry.trace import Link
 
 from otelfin import _internal
 from otelfin.scrub import ScrubbingSpanExporter
 
 __all__ = [
+    "EXIT_TIMEOUT_MILLIS",
+    "ExportPipeline",
     "GuardedExporter",
     "JsonlSpanExporter",
     "SwappableSpanProcessor",
+    "otlp_json_request",
     "span_to_otlp_json",
 ]
 
 
-def _otlp_value(value: Any) -> dict[str, Any]:
-    if isinstance(value, bool):
-        return {"boolValue": value}
-    if isinstance(value, int):
-        return {"intValue": str(value)}
-    if isinstance(value, float):
-        return {"doubleValue": value}
-    if isinstance(value, (list, tuple)):
-        return {"arrayValue": {"values": [_otlp_value(v) for v in value]}}
-    return {"stringValue": str(value)}
+# OTLP/JSON (the OTLP specification's JSON encoding) is the protobuf JSON mapping with three
+# exceptions; the official encoder plus ``json_format`` does the rest (flags, schemaUrl, dropped
+# counts, NaN/Infinity as the strings proto3 JSON defines, bytes as base64, int64 as text):
+# enums as integers (``use_integers_for_enums``), lowerCamelCase names (the default), and trace
+# and span ids as hex, not base64 (:func:`_hex_ids`).
+_INT64_MIN, _INT64_MAX = -(2**63), 2**63 - 1
 
 
-def _otlp_attributes(attributes: Any) -> list[dict[str, Any]]:
-    if not attributes:
-        return []
-    return [{"key": k, "value": _otlp_value(v)} for k, v in attributes.items()]
+def _hex(value: Any) -> Any:
+    return base64.b64decode(value).hex() if isinstance(value, str) else value
+
+
+def _hex_ids(span: dict[str, Any]) -> dict[str, Any]:
+    for key in ("traceId", "spanId", "parentSpanId"):
+        if key in span:
+            span[key] = _hex(span[key])
+    for link in span.get("links", ()):
+        for key in ("traceId", "spanId"):
+            if key in link:
+                link[key] = _hex(link[key])
+    # Readers index ``attributes`` directly; proto3 JSON leaves an empty list out.
+    span.setdefault("attributes", [])
+    return span
+
+
+def _fits_int64(value: Any) -> bool:
+    if isinstance(value, bool) or not isinstance(value, int):
+        if isinstance(value, (list, tuple)):
+            return all(_fits_int64(v) for v in value)
+        return True
+    return _INT64_MIN <= value <= _INT64_MAX
+
+
+def _int64_safe(attributes: Any) -> Any:
+    """``attributes`` with integers beyond int64 as their decimal text (None when none are).
+
+    OTLP's ``intValue`` is an int64; the SDK accepts any Python int, and the encoder drops an
+    attribute it cannot encode (logging an error). Text keeps the value, whole.
+    """
+    if not attributes or all(_fits_int64(v) for v in attributes.values()):
+        return None
+
+    def fix(value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            if all(_fits_int64(v) for v in value):
+                return value
+            return tuple(str(v) for v in value)  # an OTLP array holds one type
+        return value if _fits_int64(value) else str(value)
+
+    return {k: fix(v) for k, v in attributes.items()}
+
+
+def _encodable(span: ReadableSpan) -> ReadableSpan:
+    """``span`` itself, or a copy whose out-of-range integers became text."""
+    attributes = _int64_safe(span.attributes)
+    events = [(e, _int64_safe(e.attributes)) for e in span.events]
+    links = [(link, _int64_safe(link.attributes)) for link in span.links]
+    resource_attributes = _int64_safe(span.resource.attributes)
+    if (
+        attributes is None
+        and resource_attributes is None
+        and all(fixed is None for _, fixed in events)
+        and all(fixed is None for _, fixed in links)
+    ):
+        return span
+    resource = span.resource
+    if resource_attributes is not None:
+        resource = Resource(resource_attributes, resource.schema_url)
+    return ReadableSpan(
+        name=span.name,
+        context=span.get_span_context(),
+        parent=span.parent,
+        resource=resource,
+        attributes=attributes if attributes is not None else span.attributes,
+        events=[e if fixed is None else Event(e.name, fixed, e.timestamp) for e, fixed in events],
+        links=[link if fixed is None else Link(link.context, fixed) for link, fixed in links],
+        kind=span.kind,
+        status=span.status,
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def otlp_json_request(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
+    """An OTLP/JSON ``ExportTraceServiceRequest`` (``{"resourceSpans": [...]}``) for ``spans``."""
+    message = encode_spans([_encodable(s) for s in spans])
+    request: dict[str, Any] = json_format.MessageToDict(message, use_integers_for_enums=True)
+    for resource_spans in request.get("resourceSpans", ()):
+        for scope_spans in resource_spans.get("scopeSpans", ()):
+            for span in scope_spans.get("spans", ()):
+                _hex_ids(span)
+    return request
 
 
 def span_to_otlp_json(span: ReadableSpan) -> dict[str, Any]:
     """One span in the OTLP/JSON shape (hex ids, nanosecond times as strings)."""
-    ctx = span.get_span_context()
-    assert ctx is not None
-    out: dict[str, Any] = {
-        "traceId": format_trace_id(ctx.trace_id),
-        "spanId": format_span_id(ctx.span_id),
-        "name": span.name,
-        "kind": span.kind.value + 1,  # OTLP numbers kinds from 1 (INTERNAL)
-        "startTimeUnixNano": str(span.start_time or 0),
-        "endTimeUnixNano": str(span.end_time or 0),
-        "attributes": _otlp_attributes(span.attributes),
-        "status": {"code": span.status.status_code.value},
-    }
-    if span.parent is not None:
-        out["parentSpanId"] = format_span_id(span.parent.span_id)
-    if ctx.trace_state:
-        out["traceState"] = ctx.trace_state.to_header()
-    if span.status.description:
-        out["status"]["message"] = span.status.description
-    if span.events:
-        out["events"] = [
-            {
-                "timeUnixNano": str(e.timestamp),
-                "name": e.name,
-                "attributes": _otlp_attributes(e.attributes),
-            }
-            for e in span.events
-        ]
-    if span.links:
-        out["links"] = [
-            {
-                "traceId": format_trace_id(link.context.trace_id),
-                "spanId": format_span_id(link.context.span_id),
-                "attributes": _otlp_attributes(link.attributes),
-            }
-            for link in span.links
-        ]
-    return out
+    message = encode_spans([_encodable(span)]).resource_spans[0].scope_spans[0].spans[0]
+    return _hex_ids(json_format.MessageToDict(message, use_integers_for_enums=True))
 
 
 class JsonlSpanExporter(SpanExporter):
     """Writes each export batch as one OTLP/JSON ``{"resourceSpans": [...]}`` line.
 
     The same line format as the OpenTelemetry Collector's file exporter, so the file can be
-    replayed into a collector or read by ``otelfin`` itself. Hand-written because the protobuf
-    JSON mapping encodes trace ids as base64 where OTLP/JSON requires hex.
+    replayed into a collector or read by ``otelfin`` itself. Encoded by the SDK's own OTLP
+    encoder; only the id encoding is adapted (see :func:`otlp_json_request`).
     """
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
@@ -106,26 +162,7 @@ class JsonlSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
             return SpanExportResult.SUCCESS
-        by_resource: dict[int, tuple[Any, dict[tuple[str, str | None], list[Any]]]] = {}
-        for span in spans:
-            resource = span.resource
-            scopes = by_resource.setdefault(id(resource), (resource, {}))[1]
-            scope = span.instrumentation_scope
-            key = (scope.name, scope.version) if scope is not None else ("", None)
-            scopes.setdefault(key, []).append(span_to_otlp_json(span))
-        payload = {
-            "resourceSpans": [
-                {
-                    "resource": {"attributes": _otlp_attributes(resource.attributes)},
-                    "scopeSpans": [
-                        {"scope": {"name": n, **({"version": v} if v else {})}, "spans": items}
-                        for (n, v), items in scopes.items()
-                    ],
-                }
-                for resource, scopes in by_resource.values()
-            ]
-        }
-        line = orjson.dumps(payload) + b"\n"
+        line = orjson.dumps(otlp_json_request(spans)) + b"\n"
         with self._lock:
             if self._file is None:
                 directory = os.path.dirname(self.path)
@@ -181,26 +218,228 @@ class GuardedExporter(SpanExporter):
             return False
 
 
+#: How long a process that never called ``otelfin.shutdown()`` may spend flushing spans at exit
+#: (the provider's atexit hook), and the default bound when a reconfiguration retires an old
+#: exporter. A collector that is down costs at most this much, never its retry schedule.
+EXIT_TIMEOUT_MILLIS = 2000
+
+
+def _within(call: Callable[[], Any], timeout_millis: float, name: str) -> bool:
+    """Run ``call`` on a daemon thread and wait at most ``timeout_millis``; True if it finished.
+
+    The SDK's ``BatchSpanProcessor.force_flush`` ignores its timeout and its ``shutdown`` waits
+    for the export in flight, and an OTLP export retries for up to its own 10 s timeout per
+    batch, so a hanging collector made ``shutdown(timeout_millis=1000)`` take 49 s. A thread
+    left behind here is a daemon: it never delays the exit, and exports it attempts after the
+    deadline fail at once (:class:`_Accounts`).
+    """
+    if timeout_millis <= 0:
+        return False
+    worker = threading.Thread(target=_contained(call, name), name=f"otelfin-{name}", daemon=True)
+    worker.start()
+    worker.join(timeout_millis / 1000)
+    return not worker.is_alive()
+
+
+def _contained(call: Callable[[], Any], name: str) -> Callable[[], None]:
+    def run() -> None:
+        try:
+            call()
+        except Exception as exc:
+            _internal.report(f"processor.{name}", exc)
+
+    return run
+
+
+def _queue_size() -> int:
+    # The BatchSpanProcessor reads the same variable; otelfin passes the value explicitly so
+    # its own gate (:class:`ExportPipeline`) knows the bound.
+    try:
+        size = int(os.environ.get("OTEL_BSP_MAX_QUEUE_SIZE", "2048"))
+    except ValueError:
+        return 2048
+    return size if size > 0 else 2048
+
+
+class _Accounts:
+    """Where every span handed to one pipeline went: exported, failed, dropped or in flight.
+
+    ``admitted`` counts spans passed on to the batch processor (an ``itertools.count``: its
+    ``next()`` is atomic, so the per-span cost is one call, no lock); ``reached`` counts spans
+    the exporter received plus the ones the gate turned away, so ``admitted - reached`` is what
+    the batch processor holds. After :meth:`close` nothing more is counted: what was still
+    queued or in flight is counted once, there, as dropped at shutdown.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counter = itertools.count(1)
+        self.admitted = 0
+        self.reached = 0
+        self.in_flight = 0
+        self.deadline: float | None = None
+        self.closed = False
+
+    def admit(self, queue_size: int) -> bool:
+        self.admitted = admitted = next(self.counter)
+        if admitted - self.reached <= queue_size:
+            return True
+        with self.lock:
+            self.reached += 1
+        _internal.spans_dropped("queue_full", 1, "the export queue is full")
+        return False
+
+    def close(self, counted_queue: bool) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            queued = max(0, self.admitted - self.reached) if counted_queue else 0
+            in_flight = self.in_flight
+        if in_flight:
+            _internal.span_export_failed("timeout", "still running at the shutdown deadline")
+        _internal.spans_dropped("shutdown", queued + in_flight, "not exported by the deadline")
+
+    def forget_queue(self) -> None:
+        """After a fork: the batch processor empties its queue in the child; so do the counts."""
+        self.lock = threading.Lock()
+        self.counter = itertools.count(1)
+        self.admitted = self.reached = self.in_flight = 0
+
+
+class _CountingExporter(SpanExporter):
+    """Counts failed exports and the spans they lose; after the shutdown deadline, fails at once.
+
+    The SDK's batch processor keeps its drops to itself (a log line and, if enabled, an
+    internal OpenTelemetry metric), so otelfin counts at this seam: every result, exception and
+    late export, by reason (``otelfin_span_export_failures_total``,
+    ``otelfin_spans_dropped_total``).
+    """
+
+    def __init__(self, inner: SpanExporter, accounts: _Accounts) -> None:
+        self.inner = inner
+        self.accounts = accounts
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        n = len(spans)
+        acc = self.accounts
+        with acc.lock:
+            if acc.closed:
+                return SpanExportResult.FAILURE  # counted by close()
+            acc.reached += n
+            late = acc.deadline is not None and time.monotonic() >= acc.deadline
+            if not late:
+                acc.in_flight += n
+        if late:
+            _internal.spans_dropped("shutdown", n, "the shutdown deadline has passed")
+            return SpanExportResult.FAILURE
+        result: SpanExportResult | None = None
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:
+            _internal.report(f"exporter.export[{type(self.inner).__name__}]", exc)
+        with acc.lock:
+            if acc.closed:
+                return result or SpanExportResult.FAILURE  # counted by close()
+            acc.in_flight -= n
+        if result is SpanExportResult.SUCCESS:
+            return result
+        reason = "exception" if result is None else "failure"
+        _internal.span_export_failed(reason, type(self.inner).__name__)
+        _internal.spans_dropped("export_failed", n, f"{type(self.inner).__name__} failed")
+        return SpanExportResult.FAILURE
+
+    def shutdown(self) -> None:
+        try:
+            self.inner.shutdown()
+        except Exception as exc:
+            _internal.report(f"exporter.shutdown[{type(self.inner).__name__}]", exc)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        try:
+            return bool(self.inner.force_flush(timeout_millis))
+        except Exception as exc:
+            _internal.report(f"exporter.force_flush[{type(self.inner).__name__}]", exc)
+            return False
+
+
+class ExportPipeline(SpanProcessor):
+    """The delegate :class:`SwappableSpanProcessor` routes spans to: the SDK's batch (or simple)
+    processor over :class:`GuardedExporter` over the counting layer over the exporter.
+
+    ``force_flush`` and ``shutdown`` keep to their time budget whatever the exporter does; a
+    span the full queue cannot take is turned away here and counted (the batch processor would
+    silently evict its oldest span instead).
+    """
+
+    def __init__(self, exporter: SpanExporter, *, batch: bool = True) -> None:
+        self.exporter = exporter
+        self.accounts = _Accounts()
+        guarded = GuardedExporter(_CountingExporter(exporter, self.accounts))
+        self.queue_size = _queue_size() if batch else 0
+        self.processor: SpanProcessor = (
+            BatchSpanProcessor(guarded, max_queue_size=self.queue_size)
+            if batch
+            else SimpleSpanProcessor(guarded)
+        )
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        self.processor.on_start(span, parent_context=parent_context)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        if self.queue_size and not self.accounts.admit(self.queue_size):
+            return
+        self.processor.on_end(span)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return _within(lambda: self.processor.force_flush(timeout_millis), timeout_millis, "flush")
+
+    def shutdown(self) -> None:
+        self.close(EXIT_TIMEOUT_MILLIS)
+
+    def close(self, timeout_millis: float, *, shutdown_exporter: bool = True) -> bool:
+        """Flush and shut down within ``timeout_millis``; what is left is counted as dropped.
+
+        ``shutdown_exporter=False`` flushes only (the exporter object is reused elsewhere).
+        """
+        acc = self.accounts
+        acc.deadline = time.monotonic() + max(0.0, timeout_millis) / 1000
+
+        def finish() -> None:
+            self.processor.force_flush(int(max(timeout_millis, 0)))
+            if shutdown_exporter:
+                self.processor.shutdown()
+
+        done = _within(finish, timeout_millis, "shutdown")
+        acc.close(counted_queue=self.queue_size > 0)
+        if not done and shutdown_exporter:
+            # Tell the exporter to stop (the OTLP exporter then abandons its retry wait), off
+            # this thread: its own shutdown may wait for the export in flight.
+            _within(self.exporter.shutdown, 1, "exporter_shutdown")
+        return done
+
+
 class SwappableSpanProcessor(SpanProcessor):
     """otelfin's single processor on a provider; its delegate changes on reconfigure."""
 
     def __init__(self) -> None:
         self.delegate: SpanProcessor | None = None
 
-    def swap(self, delegate: SpanProcessor | None, *, shutdown_old: bool = True) -> None:
-        """Route spans to ``delegate``; the old delegate is flushed and (by default) shut down.
+    def swap(
+        self,
+        delegate: SpanProcessor | None,
+        *,
+        shutdown_old: bool = True,
+        timeout_millis: float = EXIT_TIMEOUT_MILLIS,
+    ) -> None:
+        """Route spans to ``delegate``; the old delegate is flushed and (by default) shut down,
+        within ``timeout_millis``.
 
         ``shutdown_old=False`` is for an old delegate whose exporter the new one reuses.
         """
         old, self.delegate = self.delegate, delegate
         if old is not None:
-            if shutdown_old:
-                _shutdown_processor(old)
-            else:
-                try:
-                    old.force_flush()
-                except Exception as exc:
-                    _internal.report("processor.force_flush", exc)
+            _shutdown_processor(old, timeout_millis, shutdown_exporter=shutdown_old)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         delegate = self.delegate
@@ -232,11 +471,18 @@ class SwappableSpanProcessor(SpanProcessor):
             return False
 
 
-def _shutdown_processor(processor: SpanProcessor) -> None:
+def _shutdown_processor(
+    processor: SpanProcessor, timeout_millis: float, *, shutdown_exporter: bool = True
+) -> None:
+    if isinstance(processor, ExportPipeline):
+        processor.close(timeout_millis, shutdown_exporter=shutdown_exporter)
+        return
     try:
         processor.force_flush()
     except Exception as exc:
         _internal.report("processor.force_flush", exc)
+    if not shutdown_exporter:
+        return
     try:
         processor.shutdown()
     except Exception as exc:

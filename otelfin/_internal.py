@@ -7,15 +7,25 @@ latency profile stay its own.
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import threading
 from collections import Counter
 
-__all__ = ["internal_error_counts", "report", "reset"]
+__all__ = [
+    "export_health",
+    "internal_error_counts",
+    "report",
+    "reset",
+    "span_export_failed",
+    "spans_dropped",
+]
 
 _log = logging.getLogger("otelfin")
 _lock = threading.Lock()
 _counts: Counter[str] = Counter()
+_dropped: Counter[str] = Counter()
+_export_failures: Counter[str] = Counter()
 
 
 def report(where: str, exc: BaseException | None = None, detail: str = "") -> None:
@@ -44,6 +54,53 @@ def report(where: str, exc: BaseException | None = None, detail: str = "") -> No
         pass
 
 
+def spans_dropped(reason: str, count: int, detail: str = "") -> None:
+    """Count ``count`` spans that will never reach the exporter, by ``reason``
+    (``queue_full``, ``export_failed``, ``shutdown``); the first time per reason, warn.
+
+    Exposed as ``otelfin_spans_dropped_total{reason}`` on ``/metrics``. Never raises.
+    """
+    if count <= 0:
+        return
+    with _lock:
+        first = _dropped[reason] == 0
+        _dropped[reason] += count
+    if first:
+        _warn(
+            f"otelfin: {count} span(s) dropped ({reason}){': ' + detail if detail else ''}; "
+            f'further drops are counted in otelfin_spans_dropped_total{{reason="{reason}"}}'
+        )
+
+
+def span_export_failed(reason: str, detail: str = "") -> None:
+    """Count one failed export call by ``reason`` (``failure``: the exporter said so,
+    ``exception``: it raised, ``timeout``: it had not returned by the shutdown deadline); the
+    first time per reason, warn. Exposed as ``otelfin_span_export_failures_total{reason}``.
+    """
+    with _lock:
+        first = _export_failures[reason] == 0
+        _export_failures[reason] += 1
+    if first:
+        _warn(
+            f"otelfin: a span export failed ({reason}){': ' + detail if detail else ''}; "
+            "further failures are counted in "
+            f'otelfin_span_export_failures_total{{reason="{reason}"}}'
+        )
+
+
+def export_health() -> tuple[dict[str, int], dict[str, int]]:
+    """Copies of (spans dropped by reason, export failures by reason), for metrics and tests."""
+    with _lock:
+        return dict(_dropped), dict(_export_failures)
+
+
+def _warn(message: str) -> None:
+    with contextlib.suppress(Exception):  # a broken handler must not reach the exporter
+        from otelfin.scrub import scrub_text  # late: the scrubber reports through here
+
+        _log.warning(scrub_text(message))
+
+
 def internal_error_counts() -> dict[str, int]:
     """A copy of the failure counts by place, for metrics and tests."""
     with _lock:
@@ -54,3 +111,5 @@ def reset() -> None:
     """Forget all counts (tests)."""
     with _lock:
         _counts.clear()
+        _dropped.clear()
+        _export_failures.clear()

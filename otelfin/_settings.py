@@ -218,11 +218,12 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "error_code_policy",
         "logging",
-        "drop",
-        _choice("drop", "tag", "raise"),
+        "tag",
+        _choice("tag", "drop", "raise"),
         "OTELFIN_ERROR_CODE_POLICY",
-        "an unregistered or missing error code on an error log: drop, tag or raise",
-        choices=("drop", "tag", "raise"),
+        "an unregistered or missing error code on an error log: tag (kept and marked), drop "
+        "or raise",
+        choices=("tag", "drop", "raise"),
     ),
     # --- tracing ------------------------------------------------------------------------------
     Setting(

@@ -100,7 +100,7 @@ def test_otlp_selected_by_endpoint(monkeypatch: pytest.MonkeyPatch) -> None:
     assert config.traces_exporter == "otlp"
     delegate = _config._state.processor.delegate
     assert delegate is not None
-    assert type(delegate.span_exporter.inner).__name__ == "OTLPSpanExporter"
+    assert type(delegate.exporter).__name__ == "OTLPSpanExporter"
 
 
 @pytest.mark.parametrize(
@@ -201,8 +201,9 @@ def test_batch_processor_is_default_and_flushed_by_shutdown() -> None:
     exporter = InMemorySpanExporter()
     otelfin.configure("svc", span_exporter=exporter)
     delegate = _config._state.processor.delegate
-    assert type(delegate).__name__ == "BatchSpanProcessor"
-    assert isinstance(delegate.span_exporter, _exporters.GuardedExporter)
+    assert isinstance(delegate, _exporters.ExportPipeline)
+    assert type(delegate.processor).__name__ == "BatchSpanProcessor"
+    assert isinstance(delegate.processor.span_exporter, _exporters.GuardedExporter)
     for _ in range(5):
         work()
     otelfin.shutdown()

@@ -69,6 +69,9 @@ def test_exporter_raising_on_export_and_shutdown(
     assert counts["exporter.export[ExplodingExporter]"] >= 1
     assert counts["exporter.shutdown[ExplodingExporter]"] == 1
     assert exporter.calls >= 1
+    dropped, failures = _internal.export_health()
+    assert failures["exception"] == exporter.calls
+    assert dropped["export_failed"] == 21  # every span of every raising export
     logged = [r.getMessage() for r in caplog.records if "exporter.export" in r.getMessage()]
     assert len(logged) == 1
     assert "collector unreachable" in logged[0]

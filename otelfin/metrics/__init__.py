@@ -41,7 +41,12 @@ from otelfin.metrics._buckets import (
     operation_buckets,
     suggest_buckets,
 )
-from otelfin.metrics._collectors import InternalErrorsCollector, RequestsCollector, safe_unregister
+from otelfin.metrics._collectors import (
+    ExportHealthCollector,
+    InternalErrorsCollector,
+    RequestsCollector,
+    safe_unregister,
+)
 from otelfin.metrics._labels import (
     ALLOWED_LABELS,
     DEFAULT_MAX_SERIES,
@@ -103,6 +108,7 @@ __all__ = [
     "multiprocess_registry",
     "MetricsServer",
     "InternalErrorsCollector",
+    "ExportHealthCollector",
     "RequestsCollector",
     "is_multiprocess",
     "current_metrics",
@@ -118,6 +124,7 @@ class _State:
         self.metrics: RedMetrics | None = None
         self.recorder: CallRecorder | None = None
         self.internal: InternalErrorsCollector | None = None
+        self.export_health: ExportHealthCollector | None = None
         self.server: MetricsServer | None = None
         self.server_key: tuple[Any, ...] | None = None
         self.server_registry: CollectorRegistry | None = None
@@ -178,6 +185,8 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
             _state.key = key
             _state.internal = InternalErrorsCollector()
             registry.register(_state.internal)
+            _state.export_health = ExportHealthCollector()
+            registry.register(_state.export_health)
         _state.recorder = CallRecorder(current, config.service_name, exemplars=exemplars)
         _state.service_name = config.service_name
         instrument.set_call_observer(_state.recorder)
@@ -246,8 +255,10 @@ def _drop_metrics() -> None:
     if metrics is not None:
         metrics.unregister()
         safe_unregister(metrics.registry, _state.internal)
+        safe_unregister(metrics.registry, _state.export_health)
         _forget_overflow_counter(metrics.registry)
     _state.internal = None
+    _state.export_health = None
     _state.key = None
 
 

@@ -12,7 +12,7 @@ from otelfin import _internal
 from otelfin.metrics import names
 from otelfin.scrub import scrub_text
 
-__all__ = ["InternalErrorsCollector", "RequestsCollector"]
+__all__ = ["ExportHealthCollector", "InternalErrorsCollector", "RequestsCollector"]
 
 
 class _Source(Protocol):
@@ -73,6 +73,40 @@ class InternalErrorsCollector:
         for where, count in sorted(_internal.internal_error_counts().items()):
             family.add_metric([scrub_text(where)], float(count))
         yield family
+
+
+class ExportHealthCollector:
+    """``otelfin_spans_dropped_total{reason}`` and ``otelfin_span_export_failures_total{reason}``.
+
+    Mirrors :func:`otelfin._internal.export_health`, counted where otelfin hands spans to the
+    exporter (the SDK's batch processor does not publish its drops). ``reason`` is one of a few
+    fixed words; every reason is always present (0 until it happens) so an alert on
+    ``increase(...)`` sees the first drop.
+    """
+
+    _DROPPED = names.SPANS_DROPPED_BASE
+    _FAILURES = names.SPAN_EXPORT_FAILURES_BASE
+    _DROPPED_DOC = "Spans that never reached the exporter, by reason."
+    _FAILURES_DOC = "Span export calls that failed, by reason."
+    DROP_REASONS = ("queue_full", "export_failed", "shutdown")
+    FAILURE_REASONS = ("failure", "exception", "timeout")
+
+    def describe(self) -> list[Metric]:
+        return [
+            CounterMetricFamily(self._DROPPED, self._DROPPED_DOC),
+            CounterMetricFamily(self._FAILURES, self._FAILURES_DOC),
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        dropped, failures = _internal.export_health()
+        for name, doc, reasons, counts in (
+            (self._DROPPED, self._DROPPED_DOC, self.DROP_REASONS, dropped),
+            (self._FAILURES, self._FAILURES_DOC, self.FAILURE_REASONS, failures),
+        ):
+            family = CounterMetricFamily(name, doc, labels=["reason"])
+            for reason in sorted({*reasons, *counts}):
+                family.add_metric([reason], float(counts.get(reason, 0)))
+            yield family
 
 
 def safe_unregister(registry: Any, collector: Any) -> None:

@@ -19,6 +19,11 @@ __all__ = [
     "INTERNAL_ERRORS_BASE",
     "UNREGISTERED_CODES",
     "UNREGISTERED_CODES_BASE",
+    "SPANS_DROPPED",
+    "SPANS_DROPPED_BASE",
+    "SPAN_EXPORT_FAILURES",
+    "SPAN_EXPORT_FAILURES_BASE",
+    "HEALTH",
     "ALL",
 ]
 
@@ -40,5 +45,31 @@ INTERNAL_ERRORS = INTERNAL_ERRORS_BASE + "_total"
 UNREGISTERED_CODES_BASE = "otelfin_unregistered_error_codes"
 UNREGISTERED_CODES = UNREGISTERED_CODES_BASE + "_total"
 
+#: Spans that never reached the exporter, by ``reason``: queue_full, export_failed, shutdown.
+SPANS_DROPPED_BASE = "otelfin_spans_dropped"
+SPANS_DROPPED = SPANS_DROPPED_BASE + "_total"
+#: Span export calls that failed, by ``reason``: failure, exception, timeout.
+SPAN_EXPORT_FAILURES_BASE = "otelfin_span_export_failures"
+SPAN_EXPORT_FAILURES = SPAN_EXPORT_FAILURES_BASE + "_total"
+
+#: otelfin's own health series, each with the label it is broken down by (dashboards, rules).
+HEALTH = (
+    (UNREGISTERED_CODES, "code"),
+    (SPANS_DROPPED, "reason"),
+    (SPAN_EXPORT_FAILURES, "reason"),
+    (OVERFLOW, "metric"),
+    (INTERNAL_ERRORS, "where"),
+)
+
 #: Every exposed series family name above.
-ALL = (DURATION, REQUESTS, ERRORS, DEPENDENCY, OVERFLOW, INTERNAL_ERRORS, UNREGISTERED_CODES)
+ALL = (
+    DURATION,
+    REQUESTS,
+    ERRORS,
+    DEPENDENCY,
+    OVERFLOW,
+    INTERNAL_ERRORS,
+    UNREGISTERED_CODES,
+    SPANS_DROPPED,
+    SPAN_EXPORT_FAILURES,
+)

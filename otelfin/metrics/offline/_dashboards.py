@@ -8,7 +8,8 @@ Three dashboards, importable into Grafana 10+ and committed under ``dashboards/`
 * ``otelfin-p99-attribution``: each channel's, operation's and outcome's share of the slow
   tail, errors by code, and the SLO burn rate over the multi-window pairs the alerts use;
 * ``otelfin-pipeline-health``: unregistered error codes (the events the catalogue policy
-  dropped or tagged), export failures, metric overflow and every failure otelfin contained.
+  dropped or tagged), spans dropped and export failures by reason, metric overflow and every
+  failure otelfin contained.
 
 Datasource, service and SLO are template variables. Every query comes from
 :mod:`otelfin.metrics.offline._promql`, the module the rules and ``otelfin p99 report`` use;
@@ -174,9 +175,18 @@ def _health() -> list[DashboardPanel]:
             "Counted by the catalogue policy; under `drop` these events are not in the logs.",
         ),
         DashboardPanel(
-            "Span export failures",
+            "Spans dropped, by reason",
             "ops",
-            ((rate_by(INTERNAL_ERRORS_METRIC, "where", 'where=~"exporter.*"'), "{{where}}"),),
+            ((rate_by(names.SPANS_DROPPED, "reason"), "{{reason}}"),),
+            "queue_full: the export queue was full; export_failed: the exporter failed; "
+            "shutdown: not exported by the shutdown or exit deadline. These spans are lost.",
+        ),
+        DashboardPanel(
+            "Span export failures, by reason",
+            "ops",
+            ((rate_by(names.SPAN_EXPORT_FAILURES, "reason"), "{{reason}}"),),
+            "failure: the exporter reported failure (a collector answering 500, refusing the "
+            "connection); exception: it raised; timeout: still running at the shutdown deadline.",
         ),
         DashboardPanel(
             "Metric overflow (series cap hit, folded into 'other')",
