@@ -113,6 +113,17 @@ class _State:
 _state = _State()
 
 
+def _after_fork_in_child() -> None:
+    # A thread of the parent may have held the lock (a configure() or shutdown() under way):
+    # it does not exist in the child, so the child's first configure()/shutdown() would wait
+    # forever on its copy.
+    _state.lock = threading.RLock()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 def get_config() -> Config | None:
     """The effective configuration, or None before ``configure()``."""
     return _state.config
@@ -319,7 +330,13 @@ def _setup_tracing(
         exporter = _exporters.make_exporter(config.traces_exporter, config.spans_file)
     delegate: SpanProcessor | None = None
     if exporter is not None:
-        delegate = _exporters.ExportPipeline(exporter, batch=config.span_processor != "simple")
+        delegate = _exporters.ExportPipeline(
+            exporter,
+            batch=config.span_processor != "simple",
+            factory=_exporters.OTLPSpanExporterFactory()
+            if span_exporter is None and config.traces_exporter == "otlp"
+            else None,
+        )
     _state.processor.swap(delegate, shutdown_old=not reused)
     return Tracing(provider, _state.owns_provider)
 

@@ -14,6 +14,7 @@ import itertools
 import os
 import threading
 import time
+import weakref
 from collections.abc import Callable, Sequence
 from typing import IO, Any
 
@@ -38,6 +39,7 @@ __all__ = [
     "EXIT_TIMEOUT_MILLIS",
     "ExportPipeline",
     "GuardedExporter",
+    "OTLPSpanExporterFactory",
     "JsonlSpanExporter",
     "SwappableSpanProcessor",
     "otlp_json_request",
@@ -158,6 +160,16 @@ class JsonlSpanExporter(SpanExporter):
         self.path = os.fspath(path)
         self._lock = threading.Lock()
         self._file: IO[bytes] | None = None
+        _after_fork(self, JsonlSpanExporter._forked)
+
+    def _forked(self) -> None:
+        # The export thread may have held the lock, mid-write, when the parent forked: the
+        # child starts over with a new lock and its own descriptor (opened at its first
+        # export); the inherited one is left untouched, never flushed.
+        self._lock = threading.Lock()
+        if self._file is not None:
+            _inherited.append(self._file)
+            self._file = None
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not spans:
@@ -168,9 +180,12 @@ class JsonlSpanExporter(SpanExporter):
                 directory = os.path.dirname(self.path)
                 if directory:
                     os.makedirs(directory, exist_ok=True)
-                self._file = open(self.path, "ab")  # noqa: SIM115 - kept open across exports
-            self._file.write(line)
-            self._file.flush()
+                # Unbuffered: one write(2) a line on an O_APPEND file, so forked workers
+                # appending to the same file never split each other's lines.
+                self._file = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
+            view = memoryview(line)
+            while view:
+                view = view[self._file.write(view) :]
         return SpanExportResult.SUCCESS
 
     def shutdown(self) -> None:
@@ -216,6 +231,31 @@ class GuardedExporter(SpanExporter):
         except Exception as exc:
             _internal.report(f"exporter.force_flush[{type(self.inner).__name__}]", exc)
             return False
+
+
+#: Objects inherited across fork() that a child must not touch again (a file object whose
+#: lock or buffer was mid-write in the parent; an HTTP session sharing the parent's socket).
+_inherited: list[Any] = []
+_fork_hooks: weakref.WeakKeyDictionary[Any, Callable[[Any], None]] = weakref.WeakKeyDictionary()
+_fork_hook_installed = False
+
+
+def _after_fork(obj: Any, hook: Callable[[Any], None]) -> None:
+    """Call ``hook(obj)`` in every child forked while ``obj`` is alive (one at-fork handler for
+    all: ``os.register_at_fork`` has no way to unregister, so per-object ones would pile up)."""
+    global _fork_hook_installed
+    _fork_hooks[obj] = hook
+    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
+        _fork_hook_installed = True
+        os.register_at_fork(after_in_child=_run_fork_hooks)
+
+
+def _run_fork_hooks() -> None:
+    for obj, hook in list(_fork_hooks.items()):
+        try:
+            hook(obj)
+        except Exception as exc:
+            _internal.report("exporter.after_fork", exc)
 
 
 #: How long a process that never called ``otelfin.shutdown()`` may spend flushing spans at exit
@@ -372,16 +412,41 @@ class ExportPipeline(SpanProcessor):
     silently evict its oldest span instead).
     """
 
-    def __init__(self, exporter: SpanExporter, *, batch: bool = True) -> None:
+    def __init__(
+        self,
+        exporter: SpanExporter,
+        *,
+        batch: bool = True,
+        factory: Callable[[], SpanExporter] | None = None,
+    ) -> None:
         self.exporter = exporter
+        #: Makes a fresh exporter for a forked child (exporters otelfin built itself).
+        self.factory = factory
         self.accounts = _Accounts()
-        guarded = GuardedExporter(_CountingExporter(exporter, self.accounts))
+        self.counting = _CountingExporter(exporter, self.accounts)
+        guarded = GuardedExporter(self.counting)
         self.queue_size = _queue_size() if batch else 0
         self.processor: SpanProcessor = (
             BatchSpanProcessor(guarded, max_queue_size=self.queue_size)
             if batch
             else SimpleSpanProcessor(guarded)
         )
+        _after_fork(self, ExportPipeline._forked)
+        _register_multiprocessing_hook(self)
+
+    def _forked(self) -> None:
+        """In a forked child: the SDK's batch processor starts a new worker thread and empties
+        its queue there (its own at-fork hook); the counts follow, and an exporter otelfin
+        built is replaced, since the OTLP exporter's HTTP session would share the parent's
+        pooled connection (and its pool's lock)."""
+        self.accounts.forget_queue()
+        if self.factory is not None and not self.accounts.closed:
+            _inherited.append(self.exporter)
+            self.exporter = self.counting.inner = self.factory()
+
+    def _flush_at_exit(self) -> None:
+        if not self.accounts.closed:
+            self.force_flush(EXIT_TIMEOUT_MILLIS)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         self.processor.on_start(span, parent_context=parent_context)
@@ -417,6 +482,45 @@ class ExportPipeline(SpanProcessor):
             # this thread: its own shutdown may wait for the export in flight.
             _within(self.exporter.shutdown, 1, "exporter_shutdown")
         return done
+
+
+def _register_multiprocessing_hook(pipeline: ExportPipeline) -> None:
+    import multiprocessing.util
+
+    multiprocessing.util.register_after_fork(pipeline, _in_multiprocessing_child)
+
+
+def _in_multiprocessing_child(pipeline: ExportPipeline) -> None:
+    """In a fork-started ``multiprocessing`` worker, flush before the worker ends.
+
+    A worker never runs ``atexit`` (it leaves through ``os._exit``), so the provider's exit
+    hook does not flush its spans; ``multiprocessing``'s own finalizers do run on a normal
+    exit. ``Pool.terminate()`` (what ``with Pool() as pool:`` does on leaving) ends idle
+    workers with SIGTERM: when SIGTERM has its default action, otelfin flushes (bounded by
+    ``EXIT_TIMEOUT_MILLIS``), restores the default and re-sends the signal, so the worker
+    still dies by SIGTERM, as it would have. Without this a pool's spans were all lost.
+    """
+    import multiprocessing.util
+    import signal
+
+    multiprocessing.util.Finalize(None, pipeline._flush_at_exit, exitpriority=10)
+    if threading.current_thread() is not threading.main_thread():
+        return
+    try:
+        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
+            signal.signal(signal.SIGTERM, _flush_then_terminate)
+    except (ValueError, OSError) as exc:
+        _internal.report("exporter.multiprocessing_sigterm", exc)
+
+
+def _flush_then_terminate(signum: int, frame: Any) -> None:
+    import signal
+
+    for obj in list(_fork_hooks):
+        if isinstance(obj, ExportPipeline):
+            obj._flush_at_exit()
+    signal.signal(signum, signal.SIG_DFL)
+    os.kill(os.getpid(), signum)
 
 
 class SwappableSpanProcessor(SpanProcessor):
@@ -508,17 +612,12 @@ def otlp_protocol() -> str:
     return "http/protobuf"
 
 
-def make_exporter(kind: str, spans_file: str | None) -> SpanExporter | None:
-    """An exporter by name: ``none``, ``console``, ``jsonl`` or ``otlp``."""
-    if kind == "none":
-        return None
-    if kind == "console":
-        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+class OTLPSpanExporterFactory:
+    """Builds the OTLP exporter ``traces_exporter="otlp"`` uses (settings from ``OTEL_*``):
+    OTLP/HTTP, or OTLP/gRPC when the protocol variables ask for it. Called again in a forked
+    child, which must not share the parent's connection."""
 
-        return ConsoleSpanExporter()
-    if kind == "jsonl":
-        return JsonlSpanExporter(spans_file or "otelfin-spans.jsonl")
-    if kind == "otlp":
+    def __call__(self) -> SpanExporter:
         if otlp_protocol() == "grpc":
             try:
                 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import (
@@ -534,4 +633,18 @@ def make_exporter(kind: str, spans_file: str | None) -> SpanExporter | None:
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
 
         return OTLPSpanExporter()
+
+
+def make_exporter(kind: str, spans_file: str | None) -> SpanExporter | None:
+    """An exporter by name: ``none``, ``console``, ``jsonl`` or ``otlp``."""
+    if kind == "none":
+        return None
+    if kind == "console":
+        from opentelemetry.sdk.trace.export import ConsoleSpanExporter
+
+        return ConsoleSpanExporter()
+    if kind == "jsonl":
+        return JsonlSpanExporter(spans_file or "otelfin-spans.jsonl")
+    if kind == "otlp":
+        return OTLPSpanExporterFactory()()
     raise ValueError(f"unknown traces exporter {kind!r} (expected none, console, jsonl or otlp)")

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import os
 import threading
 from collections import Counter
 
@@ -26,6 +27,15 @@ _lock = threading.Lock()
 _counts: Counter[str] = Counter()
 _dropped: Counter[str] = Counter()
 _export_failures: Counter[str] = Counter()
+
+
+def _after_fork_in_child() -> None:
+    global _lock
+    _lock = threading.Lock()  # a parent thread may have held it at fork()
+
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
 def report(where: str, exc: BaseException | None = None, detail: str = "") -> None:

@@ -240,6 +240,7 @@ class _Sink:
         self.taps: tuple[Callable[[bytes], None], ...] = ()
         self.mute = 0
         self.lock = threading.Lock()
+        self.held_for_fork = False
 
     def use(self, path: str | None, stream: IO[Any] | None) -> None:
         """Switch the destination (None, None = stdout)."""
@@ -252,7 +253,9 @@ class _Sink:
                 directory = os.path.dirname(path)
                 if directory:
                     os.makedirs(directory, exist_ok=True)
-                self.stream = open(path, "ab")  # noqa: SIM115 - kept open while configured
+                # Unbuffered: each line is one write(2) on an O_APPEND file, so processes
+                # sharing the file (forked workers) never split each other's lines.
+                self.stream = open(path, "ab", buffering=0)  # noqa: SIM115 - kept open
                 self.binary = True
                 self.owned = True
                 self.path = path
@@ -305,11 +308,52 @@ class _Sink:
                 out.write(line.decode("utf-8", "replace"))
                 out.flush()
             elif self.binary:
-                stream.write(line)
+                _write_all(stream, line)
                 stream.flush()
             else:
                 stream.write(line.decode("utf-8", "replace"))
                 stream.flush()
+
+    # fork(): the lock is held across the fork, so no otelfin line is half-written in the
+    # child's copy of the stream (a thread writing at that moment does not exist in the child,
+    # and the lock it held would stay held forever: 60 of 60 children hung on their first log
+    # write). The wait is bounded: a writer stuck on a full pipe must not stop fork().
+    _FORK_WAIT = 0.5
+
+    def before_fork(self) -> None:
+        self.held_for_fork = self.lock.acquire(timeout=self._FORK_WAIT)
+
+    def after_fork_in_parent(self) -> None:
+        if self.held_for_fork:
+            self.held_for_fork = False
+            self.lock.release()
+
+    def after_fork_in_child(self) -> None:
+        held, self.held_for_fork = self.held_for_fork, False
+        self.lock = threading.Lock()
+        if not held and self.owned and self.path is not None:
+            # A writer may have been mid-line: write to a new descriptor, leave the old one
+            # alone (closing it could flush the parent's half line a second time).
+            _inherited.append(self.stream)
+            try:
+                self.stream = open(self.path, "ab", buffering=0)  # noqa: SIM115 - kept open
+            except OSError as exc:
+                self.stream, self.owned, self.path = None, False, None
+                _internal.report("logging.reopen_after_fork", exc)
+
+
+#: Streams a forked child inherited mid-write; kept referenced so they are never flushed.
+_inherited: list[Any] = []
+
+
+def _write_all(stream: IO[bytes], data: bytes) -> None:
+    """Write every byte (a raw file may take less than asked in one call)."""
+    view = memoryview(data)
+    while view:
+        written = stream.write(view)
+        if written is None:  # a non-blocking stream that is full: the rest is lost
+            return
+        view = view[written:]
 
 
 _NOT_SLUG = re.compile(r"[^a-z0-9]+")
@@ -342,6 +386,13 @@ class _State:
 
 _state = _State()
 _state.chain[:] = processors()
+
+if hasattr(os, "register_at_fork"):
+    os.register_at_fork(
+        before=lambda: _state.sink.before_fork(),
+        after_in_parent=lambda: _state.sink.after_fork_in_parent(),
+        after_in_child=lambda: _state.sink.after_fork_in_child(),
+    )
 
 
 def emit(method_name: str, event_dict: dict[str, Any], logger: Any = None) -> None:
