@@ -260,14 +260,16 @@ def configure(
     with _state.lock:
         key = (config, span_exporter, tracer_provider)
         if _state.config is not None and _key_matches(_state.key, key):
+            _repair_pillars(_state.config)
             return _state.config
         _state.config = config
         _state.call = {**given, "span_exporter": span_exporter, "tracer_provider": tracer_provider}
         _state.key = None  # set only once every pillar is in place (a failed call retries)
         tracing = _setup_tracing(config, span_exporter, tracer_provider)
-        _setup_pillars(config, tracing)
+        complete = _setup_pillars(config, tracing)
         _lifecycle.install(force_flush, handle_signals=config.options["handle_signals"])
-        _state.key = key
+        if complete:  # a pillar whose failure was contained is tried again next time
+            _state.key = key
         return config
 
 
@@ -375,7 +377,9 @@ _PILLARS = (
 )
 
 
-def _setup_pillars(config: Config, tracing: Tracing) -> None:
+def _setup_pillars(config: Config, tracing: Tracing) -> bool:
+    """Install every pillar; False if one failed (contained), so a retry installs again."""
+    complete = True
     for module_name in _PILLARS:
         module = importlib.import_module(module_name)
         try:
@@ -383,10 +387,25 @@ def _setup_pillars(config: Config, tracing: Tracing) -> None:
         except (ValueError, TypeError):
             raise  # configuration mistakes surface at start-up
         except Exception as exc:
+            complete = False
             _internal.report(f"configure[{module_name}]", exc)
             continue
         if installed is not None and tracing.provider is not None:
             _add_processors(tracing.provider, installed.span_processors)
+    return complete
+
+
+def _repair_pillars(config: Config) -> None:
+    """``configure()`` again with the same settings: a pillar's ``repair_pillar(config)`` puts
+    back what the host undid since (the logging bridge after ``basicConfig(force=True)``)."""
+    for module_name in _PILLARS:
+        repair = getattr(importlib.import_module(module_name), "repair_pillar", None)
+        if repair is None:
+            continue
+        try:
+            repair(config)
+        except Exception as exc:
+            _internal.report(f"configure.repair[{module_name}]", exc)
 
 
 def force_flush(timeout_seconds: float = 30.0) -> bool:

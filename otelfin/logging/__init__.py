@@ -201,6 +201,12 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
         _stdlib.uninstall()
 
 
+def repair_pillar(config: Config) -> None:
+    """Put the stdlib bridge back if the host's logging reset removed it (same settings)."""
+    if config.options["stdlib_bridge"]:
+        _stdlib.install(config.log_level, config.options["stdlib_error_code"])
+
+
 def uninstall_pillar() -> None:
     """Flush and close the log output, detach the stdlib bridge, back to defaults."""
     state = _pipeline_state()

@@ -163,26 +163,55 @@ def _uninstall_factory() -> None:
 
 _installed: OtelfinHandler | None = None
 _previous_level: int | None = None
+#: The root level otelfin set when it lowered it (None: it did not).
+_lowered_to: int | None = None
 
 
 def install(level: str, error_code: str | None = None) -> None:
-    """Attach one :class:`OtelfinHandler` to the root logger (idempotent) at ``level``."""
-    global _installed, _previous_level
+    """Attach one :class:`OtelfinHandler` to the root logger (idempotent) at ``level``.
+
+    Also repairs what a host's logging reset undid: ``logging.basicConfig(force=True)`` and
+    ``logging.config.dictConfig(...)`` remove otelfin's handler from the root logger, and
+    ``dictConfig`` disables existing loggers, ``otelfin``'s own among them, so a later
+    ``configure()`` puts the handler back and enables the ``otelfin`` logger again. Handlers
+    the host added since are guarded like the first ones: they keep the threshold the host
+    would have without otelfin, whatever ``log_level`` otelfin runs at.
+    """
+    global _installed, _previous_level, _lowered_to
     number = _pipeline.LEVELS[level]
     root = logging.getLogger()
     _install_factory()
-    if _installed is None:
-        _installed = OtelfinHandler()
+    if _installed is None or _installed not in root.handlers:
+        if _installed is None:
+            _previous_level = root.level
+            _installed = OtelfinHandler()
+        else:  # the host reset logging and removed the handler (the same one goes back)
+            _previous_level = _host_level(root)
+            _unguard_handlers()
         root.addHandler(_installed)
-        _previous_level = root.level
+    own = logging.getLogger("otelfin")
+    if own.disabled:
+        own.disabled = False
     _installed.setLevel(number)
     _installed.error_code = error_code
     # Libraries' info records must reach the handler; only ever lower the root threshold
-    # (NOTSET already lets everything through).
+    # (NOTSET already lets everything through). The host's handlers keep the threshold the
+    # host chose: otelfin's lowering must never make them print a record they would not have
+    # printed (raw, before otelfin masks it, in library debug/info records).
+    host = _host_level(root)
+    if host > number:
+        _guard_handlers(host)
     if root.level > number:
-        if not _guarded:
-            _guard_handlers(root.level)
         root.setLevel(number)
+        _lowered_to = number
+
+
+def _host_level(root: logging.Logger) -> int:
+    """The root threshold as the host set it: the level otelfin found, unless the host has set
+    a different one since otelfin lowered it."""
+    if _lowered_to is not None and root.level == _lowered_to and _previous_level is not None:
+        return _previous_level
+    return root.level
 
 
 class _KeepThreshold(logging.Filter):
@@ -216,7 +245,7 @@ def _guard_handlers(root_level: int) -> None:
         for lg in list(logging.root.manager.loggerDict.values())
         if isinstance(lg, logging.Logger)
     ]
-    seen: set[int] = set()
+    seen: set[int] = {id(handler) for handler, _ in _guarded}
     for logger in loggers:
         for handler in list(logger.handlers):
             if handler is _installed or id(handler) in seen or handler.level >= root_level:
@@ -235,7 +264,7 @@ def _unguard_handlers() -> None:
 
 def uninstall() -> None:
     """Remove the handler and restore the root logger's level."""
-    global _installed, _previous_level
+    global _installed, _previous_level, _lowered_to
     _uninstall_factory()
     if _installed is None:
         return
@@ -244,9 +273,10 @@ def uninstall() -> None:
     root.removeHandler(_installed)
     _unguard_handlers()
     if _previous_level is not None:
-        root.setLevel(_previous_level)
+        root.setLevel(_host_level(root))
     _installed = None
     _previous_level = None
+    _lowered_to = None
 
 
 #: The loggers uvicorn and gunicorn write their own lines to. They do not propagate to the
