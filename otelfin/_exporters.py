@@ -262,6 +262,8 @@ def _run_fork_hooks() -> None:
 #: (the provider's atexit hook), and the default bound when a reconfiguration retires an old
 #: exporter. A collector that is down costs at most this much, never its retry schedule.
 EXIT_TIMEOUT_MILLIS = 2000
+#: The budget of a shutdown that follows a flush still stuck on the exporter.
+_STUCK_MILLIS = 100
 
 
 def _within(call: Callable[[], Any], timeout_millis: float, name: str) -> bool:
@@ -431,6 +433,7 @@ class ExportPipeline(SpanProcessor):
             if batch
             else SimpleSpanProcessor(guarded)
         )
+        self._flushing: threading.Thread | None = None
         _after_fork(self, ExportPipeline._forked)
         _register_multiprocessing_hook(self)
 
@@ -457,7 +460,15 @@ class ExportPipeline(SpanProcessor):
         self.processor.on_end(span)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return _within(lambda: self.processor.force_flush(timeout_millis), timeout_millis, "flush")
+        flush = threading.Thread(
+            target=_contained(lambda: self.processor.force_flush(timeout_millis), "flush"),
+            name="otelfin-flush",
+            daemon=True,
+        )
+        self._flushing = flush
+        flush.start()
+        flush.join(max(0, timeout_millis) / 1000)
+        return not flush.is_alive()
 
     def shutdown(self) -> None:
         self.close(EXIT_TIMEOUT_MILLIS)
@@ -468,6 +479,11 @@ class ExportPipeline(SpanProcessor):
         ``shutdown_exporter=False`` flushes only (the exporter object is reused elsewhere).
         """
         acc = self.accounts
+        stuck = self._flushing
+        if stuck is not None and stuck.is_alive():
+            # An earlier flush (the exit hook's, a signal's) is still waiting on the exporter:
+            # waiting again would only add its budget to the exit time.
+            timeout_millis = min(timeout_millis, _STUCK_MILLIS)
         acc.deadline = time.monotonic() + max(0.0, timeout_millis) / 1000
 
         def finish() -> None:
@@ -491,36 +507,17 @@ def _register_multiprocessing_hook(pipeline: ExportPipeline) -> None:
 
 
 def _in_multiprocessing_child(pipeline: ExportPipeline) -> None:
-    """In a fork-started ``multiprocessing`` worker, flush before the worker ends.
+    """In a fork-started ``multiprocessing`` worker, flush when the worker ends normally.
 
-    A worker never runs ``atexit`` (it leaves through ``os._exit``), so the provider's exit
-    hook does not flush its spans; ``multiprocessing``'s own finalizers do run on a normal
-    exit. ``Pool.terminate()`` (what ``with Pool() as pool:`` does on leaving) ends idle
-    workers with SIGTERM: when SIGTERM has its default action, otelfin flushes (bounded by
-    ``EXIT_TIMEOUT_MILLIS``), restores the default and re-sends the signal, so the worker
-    still dies by SIGTERM, as it would have. Without this a pool's spans were all lost.
+    A worker never runs ``atexit`` (it leaves through ``os._exit``), so neither the provider's
+    exit hook nor otelfin's own flushes its spans; ``multiprocessing``'s finalizers do run.
+    ``Pool.terminate()`` (the end of a ``with Pool()`` block) ends idle workers with SIGTERM
+    instead: the worker inherited otelfin's SIGTERM handler (:mod:`otelfin._lifecycle`), which
+    flushes before the signal takes its default course. Without both a pool's spans were lost.
     """
     import multiprocessing.util
-    import signal
 
     multiprocessing.util.Finalize(None, pipeline._flush_at_exit, exitpriority=10)
-    if threading.current_thread() is not threading.main_thread():
-        return
-    try:
-        if signal.getsignal(signal.SIGTERM) is signal.SIG_DFL:
-            signal.signal(signal.SIGTERM, _flush_then_terminate)
-    except (ValueError, OSError) as exc:
-        _internal.report("exporter.multiprocessing_sigterm", exc)
-
-
-def _flush_then_terminate(signum: int, frame: Any) -> None:
-    import signal
-
-    for obj in list(_fork_hooks):
-        if isinstance(obj, ExportPipeline):
-            obj._flush_at_exit()
-    signal.signal(signum, signal.SIG_DFL)
-    os.kill(os.getpid(), signum)
 
 
 class SwappableSpanProcessor(SpanProcessor):

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from otelfin._exporters import EXIT_TIMEOUT_MILLIS
+from otelfin._lifecycle import FLUSH_TIMEOUT_S
 from tests._collectors import HangingCollector, Http500Collector, closed_port
 
 _APP = """
@@ -99,11 +99,11 @@ def test_shutdown_honours_its_timeout_with_otlp(tmp_path: Path, kind: str) -> No
 
 @pytest.mark.parametrize("kind", ["closed", "hanging", "http500"])
 def test_exit_without_shutdown_is_bounded_with_otlp(tmp_path: Path, kind: str) -> None:
-    """A process that never calls shutdown() exits within EXIT_TIMEOUT_MILLIS (+ slack)."""
+    """A process that never calls shutdown() exits within FLUSH_TIMEOUT_S (+ slack)."""
     with _collector(kind) as endpoint:
         took, exit_after = _run(tmp_path, ["0"], endpoint)
     assert took is None
-    assert exit_after < EXIT_TIMEOUT_MILLIS / 1000 + _EXIT_SLACK, exit_after
+    assert exit_after < FLUSH_TIMEOUT_S + _EXIT_SLACK, exit_after
 
 
 @pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs a named pipe")
@@ -115,5 +115,5 @@ def test_jsonl_exporter_blocked_on_a_fifo_is_bounded(tmp_path: Path, call_shutdo
     took, exit_after = _run(tmp_path, [call_shutdown, str(fifo)], None)
     if call_shutdown == "1":
         assert took is not None and took < 1.0 + _SLACK, took
-    bound = 0.0 if call_shutdown == "1" else EXIT_TIMEOUT_MILLIS / 1000
+    bound = 0.0 if call_shutdown == "1" else FLUSH_TIMEOUT_S
     assert exit_after < bound + _EXIT_SLACK, exit_after
