@@ -455,8 +455,12 @@ class ExportPipeline(SpanProcessor):
         self.processor.on_start(span, parent_context=parent_context)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if self.queue_size and not self.accounts.admit(self.queue_size):
-            return
+        if self.queue_size:
+            context = span.context
+            if not (context and context.trace_flags.sampled):
+                return  # recorded but not sampled: the batch processor would not queue it
+            if not self.accounts.admit(self.queue_size):
+                return
         self.processor.on_end(span)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:

@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import subprocess
+from typing import Any
 
 import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+from opentelemetry.sdk.trace import TracerProvider
+from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+from opentelemetry.sdk.trace.sampling import Decision, Sampler, SamplingResult
 from prometheus_client import CollectorRegistry, generate_latest
 
 import otelfin
@@ -92,3 +96,29 @@ def test_health_exposition_passes_promtool() -> None:
         [promtool, "check", "metrics"], input=text, capture_output=True, timeout=60
     )
     assert checked.returncode == 0, checked.stdout + checked.stderr
+
+
+class _RecordOnly(Sampler):
+    """Records every span but samples none (what a tail-sampling setup may do)."""
+
+    def should_sample(self, *args: Any, **kwargs: Any) -> SamplingResult:
+        return SamplingResult(Decision.RECORD_ONLY)
+
+    def get_description(self) -> str:
+        return "RecordOnly"
+
+
+def test_unsampled_spans_never_fill_the_gate(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Recorded-but-unsampled spans (never queued by the SDK) do not count against the queue."""
+    monkeypatch.setenv("OTEL_BSP_MAX_QUEUE_SIZE", "100")
+    monkeypatch.setenv("OTEL_BSP_MAX_EXPORT_BATCH_SIZE", "50")
+    spans = InMemorySpanExporter()
+    provider = TracerProvider(sampler=_RecordOnly())
+    otelfin.configure("payment-gateway", span_exporter=spans, tracer_provider=provider)
+    tracer = provider.get_tracer("app")
+    for _ in range(500):
+        with tracer.start_as_current_span("unsampled"):
+            pass
+    otelfin.shutdown()
+    dropped, _ = _internal.export_health()
+    assert dropped.get("queue_full", 0) == 0 and dropped.get("shutdown", 0) == 0
