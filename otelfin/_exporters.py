@@ -67,8 +67,12 @@ def _hex_ids(span: dict[str, Any]) -> dict[str, Any]:
         for key in ("traceId", "spanId"):
             if key in link:
                 link[key] = _hex(link[key])
-    # Readers index ``attributes`` directly; proto3 JSON leaves an empty list out.
+    # Readers index ``attributes`` and ``status.code`` directly, as the earlier encoder always
+    # wrote them; proto3 JSON leaves an empty list and a zero (UNSET) out. Both parse as is.
     span.setdefault("attributes", [])
+    span.setdefault("status", {}).setdefault("code", 0)
+    for item in (*span.get("events", ()), *span.get("links", ())):
+        item.setdefault("attributes", [])
     return span
 
 
