@@ -3,11 +3,11 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
 
 from otelfin.catalogue import CatalogueError, lint_files, load_catalogue
+from otelfin.cli._output import json_text
 
 
 def register(sub: Any) -> None:
@@ -42,7 +42,7 @@ def _lint(args: argparse.Namespace) -> int:
             print(f"otelfin codes lint: {finding}", file=sys.stderr)
         return 2
     if args.format == "json":
-        print(json.dumps([{"path": f.path, "line": f.line, "reason": f.reason} for f in findings]))
+        print(json_text([{"path": f.path, "line": f.line, "reason": f.reason} for f in findings]))
     else:
         for finding in findings:
             print(finding)
@@ -72,7 +72,7 @@ def _list(args: argparse.Namespace) -> int:
             }
             for e in entries
         ]
-        print(json.dumps(rows, indent=2))
+        print(json_text(rows, indent=2))
     elif args.format == "markdown":
         print("| code | message | severity | retryable | HTTP | gRPC | owner |")
         print("|---|---|---|---|---|---|---|")

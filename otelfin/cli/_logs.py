@@ -12,6 +12,7 @@ from typing import Any, TextIO
 from xml.etree import ElementTree
 
 from otelfin.catalogue import CatalogueError, load_catalogue
+from otelfin.cli._output import json_text
 from otelfin.logging import (
     DEFAULT_MAX_LINE_BYTES,
     FileReport,
@@ -228,7 +229,7 @@ def _finish(reports: list[FileReport], fmt: str, max_errors: int | None, out: Te
             "violations": listed,
             "violations_listed": len(listed),
         }
-        out.write(json.dumps(payload, indent=2) + "\n")
+        out.write(json_text(payload, indent=2) + "\n")
         return
     if fmt == "junit":
         out.write(_junit(reports))

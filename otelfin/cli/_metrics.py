@@ -4,12 +4,12 @@
 from __future__ import annotations
 
 import argparse
-import json
 import math
 import sys
 from pathlib import Path
 from typing import Any
 
+from otelfin.cli._output import json_text
 from otelfin.metrics import names
 from otelfin.scrub import scrub_text
 
@@ -147,7 +147,7 @@ def _buckets_suggest(args: argparse.Namespace) -> int:
     except ValueError as exc:
         return _error(f"{args.samples}: {exc}")
     if args.format == "json":
-        print(json.dumps(design.as_dict(), indent=2))
+        print(json_text(design.as_dict(), indent=2))
         return 0
     acc = design.window_accuracy
     print("buckets = [" + ", ".join(f"{b:g}" for b in design.buckets) + "]")
@@ -205,7 +205,7 @@ def _p99_report(args: argparse.Namespace) -> int:
     except offline.ReportError as exc:
         return _error(str(exc))
     if args.format == "json":
-        print(json.dumps(report.as_dict(), indent=2))
+        print(json_text(report.as_dict(), indent=2))
     else:
         print(offline.format_text(report))
     return 0

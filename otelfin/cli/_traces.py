@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import json
 import sys
 from typing import Any
+
+from otelfin.cli._output import json_text
 
 __all__ = ["register"]
 
@@ -77,7 +78,7 @@ def _show(args: argparse.Namespace) -> int:
                 for depth, s in trace.rows
             ],
         }
-        print(json.dumps(document, indent=2))
+        print(json_text(document, indent=2))
     else:
         print(render_waterfall(trace, width=args.width))
     return 0

@@ -156,8 +156,7 @@ def latency_buckets(
     if not _MIN_BUCKETS <= count <= _MAX_BUCKETS:
         raise ValueError(f"count must be between {_MIN_BUCKETS} and {_MAX_BUCKETS}, not {count}")
     for name, value in (("slo", slo), ("p99", p99)):
-        if value is not None and not (math.isfinite(value) and value > 0):
-            raise ValueError(f"{name} must be a positive number of seconds, not {value!r}")
+        _check_seconds(name, value)
     centre = p99 if p99 is not None else slo
     if centre is None:
         raise ValueError("latency_buckets() needs slo= and/or p99=")
@@ -258,15 +257,35 @@ def _finite_or_null(value: Any) -> Any:
     return value
 
 
+#: Latencies (and SLOs) outside [1 ns, ~11.6 days] are refused: they are not latencies in
+#: seconds, and values near the float limits (1.7e308, 5e-324) overflow the design's arithmetic.
+MIN_SECONDS = 1e-9
+MAX_SECONDS = 1e6
+
+
 def _clean_samples(samples: Iterable[float]) -> list[float]:
     values: list[float] = []
     for raw in samples:
         value = float(raw)
         if not math.isfinite(value) or value < 0:
             raise ValueError(f"latency samples must be finite seconds >= 0, got {raw!r}")
+        if value != 0 and not MIN_SECONDS <= value <= MAX_SECONDS:
+            raise ValueError(
+                f"latency sample {value:g} is outside {MIN_SECONDS:g}..{MAX_SECONDS:g} seconds "
+                "(are the values in seconds?)"
+            )
         values.append(value)
     values.sort()
     return values
+
+
+def _check_seconds(name: str, value: float | None) -> None:
+    if value is not None and not (math.isfinite(value) and MIN_SECONDS <= value <= MAX_SECONDS):
+        raise ValueError(
+            f"{name} must be a positive number of seconds between {MIN_SECONDS:g} and "
+            f"{MAX_SECONDS:g}, "
+            f"not {value!r}"
+        )
 
 
 def _design(xs: Sequence[float], count: int, slo: float | None, q: float) -> tuple[float, ...]:
@@ -385,8 +404,7 @@ def suggest_buckets(
         raise ValueError(f"count must be between {_MIN_BUCKETS} and {_MAX_BUCKETS}, not {count}")
     if not 0.5 <= quantile < 1:
         raise ValueError(f"quantile must be in [0.5, 1), not {quantile}")
-    if slo is not None and not (math.isfinite(slo) and slo > 0):
-        raise ValueError(f"slo must be a positive number of seconds, not {slo!r}")
+    _check_seconds("slo", slo)
     xs = _clean_samples(samples)
     if len(xs) < _MIN_SAMPLES:
         raise ValueError(
@@ -403,6 +421,15 @@ def suggest_buckets(
             f"only {len(xs)} samples: the P99 band is estimated loosely; "
             f"{3 * REFERENCE_WINDOW}+ samples give a steadier design"
         )
+    try:
+        return _suggest(xs, count, slo, quantile, warnings)
+    except (OverflowError, ZeroDivisionError) as exc:  # pragma: no cover - the range check
+        raise ValueError(f"cannot design buckets for these samples ({exc})") from None
+
+
+def _suggest(
+    xs: list[float], count: int, slo: float | None, quantile: float, warnings: list[str]
+) -> BucketDesign:
     buckets = _design(xs, count, slo, quantile)
     # Held-out error: design on the even-indexed half of a shuffle, test on the odd half.
     rng = random.Random(1)

@@ -13,12 +13,15 @@ the report prints).
 
 from __future__ import annotations
 
+import http.client
+import itertools
 import json
 import math
 import time
 import urllib.error
 import urllib.parse
 import urllib.request
+from bisect import bisect_left, bisect_right
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
@@ -184,14 +187,98 @@ def series_from_registry(registry: Any, metric: str) -> list[HistogramSeries]:
 
 
 def scrape(url: str, metric: str, timeout: float = 10.0) -> list[HistogramSeries]:
-    """GET a ``/metrics`` URL (asking for OpenMetrics, for exemplars) and parse it."""
+    """GET a ``/metrics`` URL (asking for OpenMetrics, for exemplars) and parse it.
+
+    Only ``http``/``https`` URLs; ``timeout`` bounds the whole request, not each read.
+    """
+    check_url(url, "--scrape")
+    status, body = _fetch(url, {"Accept": _OPENMETRICS_ACCEPT}, timeout, f"cannot scrape {url}")
+    if status != 200:
+        raise ReportError(f"cannot scrape {url}: HTTP {status}")
     try:
-        request = urllib.request.Request(url, headers={"Accept": _OPENMETRICS_ACCEPT})
-        with urllib.request.urlopen(request, timeout=timeout) as response:
-            text = response.read().decode("utf-8")
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ReportError(f"cannot scrape {url}: {exc}") from None
+        text = body.decode("utf-8")
+    except UnicodeDecodeError as exc:
+        raise ReportError(f"cannot scrape {url}: not UTF-8 text (byte {exc.start})") from None
     return series_from_text(text, metric)
+
+
+#: The largest HTTP body read from a /metrics URL or Prometheus (larger ones are refused).
+MAX_BODY_BYTES = 64 << 20
+
+
+class _HttpOnlyRedirects(urllib.request.HTTPRedirectHandler):
+    """Follow redirects to http(s) only (urllib also follows them to ftp://)."""
+
+    def redirect_request(
+        self, req: Any, fp: Any, code: int, msg: str, headers: Any, newurl: str
+    ) -> Any:
+        if urllib.parse.urlsplit(newurl).scheme not in ("http", "https"):
+            raise urllib.error.URLError(f"refused a redirect to {_short(newurl)}")
+        return super().redirect_request(req, fp, code, msg, headers, newurl)
+
+
+def check_url(url: str, option: str) -> None:
+    """Raise :class:`ReportError` unless ``url`` is an ``http://`` or ``https://`` URL.
+
+    Nothing else is ever opened: a ``file://`` URL would read a local file and quote it.
+    """
+    try:
+        parts = urllib.parse.urlsplit(url)
+    except ValueError:
+        parts = None
+    if parts is None or parts.scheme not in ("http", "https") or not parts.netloc:
+        shown = parts.scheme + ":" if parts is not None and parts.scheme else _short(url)
+        raise ReportError(f"{option} takes an http:// or https:// URL, not {shown!r}")
+
+
+def _short(text: str, limit: int = 80) -> str:
+    return text if len(text) <= limit else text[: limit - 3] + "..."
+
+
+def _fetch(url: str, headers: dict[str, str], timeout: float, what: str) -> tuple[int, bytes]:
+    """``(status, body)`` of a GET, within about ``timeout`` seconds overall and MAX_BODY_BYTES.
+
+    Error statuses are returned, not raised; an unreachable or too slow server, a body that is
+    too large or a refused redirect raise :class:`ReportError` starting with ``what``.
+    """
+    deadline = time.monotonic() + timeout
+    opener = urllib.request.build_opener(_HttpOnlyRedirects)
+    request = urllib.request.Request(url, headers=headers)
+    try:
+        try:
+            response = opener.open(request, timeout=timeout)
+        except urllib.error.HTTPError as exc:
+            response = exc  # an error status still has a body worth reading
+        with response:
+            status = int(response.status or 0)
+            chunks: list[bytes] = []
+            size = 0
+            while True:
+                left = deadline - time.monotonic()
+                if left <= 0:
+                    raise TimeoutError(f"no complete answer within {timeout:g}s (--timeout)")
+                # read1: what has arrived, at most one socket read (each bounded by ``timeout``),
+                # so a server trickling bytes is cut off soon after the deadline.
+                chunk = response.read1(1 << 16)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > MAX_BODY_BYTES:
+                    raise ReportError(
+                        f"{what}: the answer is larger than {MAX_BODY_BYTES >> 20} MiB"
+                    )
+                chunks.append(chunk)
+    except ReportError:
+        raise
+    except TimeoutError as exc:
+        detail = (
+            str(exc) if "--timeout" in str(exc) else f"no answer within {timeout:g}s (--timeout)"
+        )
+        raise ReportError(f"{what}: {detail}") from None
+    except (urllib.error.URLError, OSError, ValueError, http.client.HTTPException) as exc:
+        reason = getattr(exc, "reason", None) or exc
+        raise ReportError(f"{what}: {_short(str(reason), 200)}") from None
+    return status, b"".join(chunks)
 
 
 def _promql(metric: str, by: Sequence[str], quantile: float, window: str, le: str) -> list[str]:
@@ -209,15 +296,58 @@ def _threshold(bounds: Sequence[float], p99: float) -> float:
     return bounds[-1]
 
 
+class _Indexed:
+    """One series' bounds sorted once, so "the count at or below a bound" is a bisection."""
+
+    __slots__ = ("bounds", "counts", "series")
+
+    def __init__(self, series: HistogramSeries) -> None:
+        self.series = series
+        self.bounds = sorted(series.buckets)
+        self.counts = [series.buckets[b][1] for b in self.bounds]
+
+    def fast(self, threshold: float) -> float:
+        """The cumulative count of the series' largest bound at or below ``threshold``."""
+        # A series with other bounds (another version of the app) takes its largest bound
+        # below the threshold, which counts a little more as slow rather than inventing a split.
+        i = bisect_right(self.bounds, threshold)
+        return self.counts[i - 1] if i else 0.0
+
+    def slow(self, threshold: float) -> float:
+        return max(0.0, self.series.count - self.fast(threshold))
+
+
 def _slow_of(series: HistogramSeries, threshold: float) -> float:
-    entry = series.buckets.get(threshold)
-    if entry is not None:
-        return max(0.0, series.count - entry[1])
-    # A series with other bounds (another version of the app): take its largest bound below
-    # the threshold, which counts a little more as slow rather than inventing a split.
-    below = [b for b in series.buckets if b <= threshold]
-    fast = series.buckets[max(below)][1] if below else 0.0
-    return max(0.0, series.count - fast)
+    return _Indexed(series).slow(threshold)
+
+
+def _step_sums(
+    indexed: Sequence[_Indexed], position: Mapping[float, int], size: int
+) -> tuple[list[float], list[float]]:
+    """Per global bound: the summed cumulative counts and the summed slow counts.
+
+    Each series is a step function of the bound (constant between its own bounds), so both
+    sums are built from the steps with one prefix sum: linear in the number of buckets. (The
+    direct way, every series at every bound, was quadratic: minutes for a 2.6 MB exposition
+    whose series had bounds of their own.)
+    """
+    cum_steps = [0.0] * size
+    slow_steps = [0.0] * size
+    slow_base = 0.0
+    for item in indexed:
+        total = item.series.count
+        previous_cum = 0.0
+        previous_slow = max(0.0, total)
+        slow_base += previous_slow
+        for bound, count in zip(item.bounds, item.counts, strict=True):
+            i = position[bound]
+            cum_steps[i] += count - previous_cum
+            slow = max(0.0, total - count)
+            slow_steps[i] += slow - previous_slow
+            previous_cum, previous_slow = count, slow
+    cumulative = list(itertools.accumulate(cum_steps))
+    slow_totals = [slow_base + s for s in itertools.accumulate(slow_steps)]
+    return cumulative, slow_totals
 
 
 def attribute(
@@ -229,41 +359,51 @@ def attribute(
     window: str = "5m",
     source: str = "",
 ) -> AttributionReport:
-    """Rank every value of every ``by`` label by its share of the slow tail."""
+    """Rank every value of every ``by`` label by its share of the slow tail.
+
+    Time is linear in the number of buckets (plus one sort of the distinct bounds).
+    """
     if not 0 < quantile < 1:
         raise ReportError(f"quantile must be between 0 and 1, not {quantile}")
     if not by:
         raise ReportError("give at least one label to attribute by (--by)")
+    _check_finite(series, metric)
+    indexed = [_Indexed(s) for s in series]
     bounds = sorted({b for s in series for b in s.buckets})
     total = sum(s.count for s in series)
     if not bounds or total <= 0:
         raise ReportError(f"histogram {metric!r} has no observations")
-    cumulative = [sum(_cum_at(s, b) for s in series) for b in bounds] + [total]
-    p99 = histogram_quantile(quantile, bounds, cumulative)
-    threshold = _threshold(bounds, p99)
+    if not math.isfinite(total):
+        raise ReportError(f"histogram {metric!r}: the counts add up to more than a float holds")
+    position = {b: i for i, b in enumerate(bounds)}
+    cumulative, slow_totals = _step_sums(indexed, position, len(bounds))
+    p99 = histogram_quantile(quantile, bounds, [*cumulative, total])
+    at = min(bisect_left(bounds, p99), len(bounds) - 1)
     notes: list[str] = []
-    while sum(_slow_of(s, threshold) for s in series) == 0 and bounds.index(threshold) > 0:
+    while slow_totals[at] == 0 and at > 0:
         # Coarse buckets: nothing lies above the bound over the P99. Step down so the tail
         # still has members, and say so.
-        threshold = bounds[bounds.index(threshold) - 1]
+        at -= 1
         notes.append(
-            f"no request is above the bound over the P99; using le={le_text(threshold)} "
+            f"no request is above the bound over the P99; using le={le_text(bounds[at])} "
             "(buckets are too coarse here: see `otelfin buckets suggest`)"
         )
+    threshold = bounds[at]
     threshold_le = next(
         (s.buckets[threshold][0] for s in series if threshold in s.buckets),
         le_text(threshold),
     )
-    slow_total = sum(_slow_of(s, threshold) for s in series)
+    slow_of = [item.slow(threshold) for item in indexed]
+    slow_total = sum(slow_of)
     rows: list[AttributionRow] = []
     for label in by:
         requests: dict[str, float] = {}
         slow: dict[str, float] = {}
         exemplars: dict[str, list[tuple[float, str]]] = {}
-        for s in series:
+        for s, slow_count in zip(series, slow_of, strict=True):
             value = s.labels.get(label, "")
             requests[value] = requests.get(value, 0.0) + s.count
-            slow[value] = slow.get(value, 0.0) + _slow_of(s, threshold)
+            slow[value] = slow.get(value, 0.0) + slow_count
             for bound, observed, trace_id in s.exemplars:
                 if bound > threshold or observed > threshold:
                     exemplars.setdefault(value, []).append((observed, trace_id))
@@ -286,6 +426,22 @@ def attribute(
     )
 
 
+def _check_finite(series: Sequence[HistogramSeries], metric: str) -> None:
+    """Counts must be finite and non-negative (an exposition can say NaN, +Inf or -5)."""
+    for s in series:
+        counts = [s.count, *(count for _, count in s.buckets.values())]
+        if not all(math.isfinite(c) and c >= 0 for c in counts):
+            raise ReportError(
+                f"histogram {metric!r} series {_labels_text(s.labels)} has a count that is "
+                "not a finite number >= 0"
+            )
+
+
+def _labels_text(labels: Mapping[str, str]) -> str:
+    text = "{" + ",".join(f'{k}="{v}"' for k, v in sorted(labels.items())) + "}"
+    return text if len(text) <= 80 else text[:77] + "..."
+
+
 def _missing_labels(
     by: Sequence[str], label_sets: Sequence[Mapping[str, str]], metric: str
 ) -> list[str]:
@@ -296,14 +452,6 @@ def _missing_labels(
         for label in by
         if label not in present
     ]
-
-
-def _cum_at(series: HistogramSeries, bound: float) -> float:
-    entry = series.buckets.get(bound)
-    if entry is not None:
-        return entry[1]
-    below = [b for b in series.buckets if b <= bound]
-    return series.buckets[max(below)][1] if below else 0.0
 
 
 def _rows(
@@ -341,34 +489,84 @@ def _rows(
 
 
 def _query(base: str, path: str, params: dict[str, str], timeout: float) -> Any:
+    """The ``data`` of a Prometheus API answer; anything else is a :class:`ReportError`."""
+    what = params.get("query", path)
     url = f"{base.rstrip('/')}{path}?{urllib.parse.urlencode(params)}"
+    status, raw = _fetch(
+        url, {"Accept": "application/json"}, timeout, f"cannot query Prometheus at {base}"
+    )
     try:
-        with urllib.request.urlopen(url, timeout=timeout) as response:
-            body = json.loads(response.read().decode("utf-8"))
-    except urllib.error.HTTPError as exc:
-        try:
-            detail = json.loads(exc.read().decode("utf-8")).get("error", str(exc))
-        except (ValueError, OSError):
-            detail = str(exc)
-        raise ReportError(f"Prometheus refused {params.get('query', path)!r}: {detail}") from None
-    except (urllib.error.URLError, OSError, ValueError) as exc:
-        raise ReportError(f"cannot query Prometheus at {base}: {exc}") from None
-    if body.get("status") != "success":
-        raise ReportError(f"Prometheus error: {body.get('error', body)}")
+        body = json.loads(raw.decode("utf-8"), parse_constant=_no_constant)
+    except (ValueError, RecursionError):
+        start = raw[:200].decode("utf-8", "replace").strip()
+        kind = "an HTML page" if start[:1] == "<" else "something that is not JSON"
+        if status != 200:
+            raise ReportError(f"Prometheus at {base} answered HTTP {status} ({kind})") from None
+        raise ReportError(f"Prometheus at {base} answered {what!r} with {kind}") from None
+    if not isinstance(body, dict):
+        raise ReportError(f"Prometheus at {base} answered {what!r} with JSON that is not an object")
+    if status != 200 or body.get("status") != "success":
+        detail = body.get("error")
+        detail = _short(detail, 300) if isinstance(detail, str) else f"HTTP {status}"
+        raise ReportError(f"Prometheus refused {what!r}: {detail}")
+    if "data" not in body:
+        raise ReportError(f"Prometheus at {base} answered {what!r} without 'data'")
     return body["data"]
 
 
+def _no_constant(name: str) -> Any:
+    raise ValueError(f"{name} is not JSON")
+
+
 def query(base: str, promql: str, timeout: float = 10.0) -> list[dict[str, Any]]:
-    """Run an instant PromQL query; returns the vector's ``[{"metric", "value"}]``."""
+    """Run an instant PromQL query; returns the vector's ``[{"metric", "value"}]``.
+
+    Every row is checked: ``metric`` an object of strings, ``value`` ``[time, "number"]``.
+    """
+    check_url(base, "--prometheus")
     data = _query(base, "/api/v1/query", {"query": promql}, timeout)
-    if data.get("resultType") != "vector":
+    if not isinstance(data, dict) or data.get("resultType") != "vector":
         raise ReportError(f"expected an instant vector from {promql!r}")
-    return list(data["result"])
+    result = data.get("result")
+    if not isinstance(result, list):
+        raise ReportError(f"Prometheus answered {promql!r} without a result list")
+    for row in result:
+        if not (
+            isinstance(row, dict)
+            and isinstance(row.get("metric"), dict)
+            and all(isinstance(v, str) for v in row["metric"].values())
+            and isinstance(row.get("value"), list)
+            and len(row["value"]) == 2
+            and isinstance(row["value"][1], str)
+        ):
+            raise ReportError(
+                f"Prometheus answered {promql!r} with a malformed sample: {_short(repr(row))}"
+            )
+        _sample_value(row, promql)
+    return list(result)
 
 
-def _number(text: str) -> float:
-    value = float(text)
-    return 0.0 if math.isnan(value) else value
+def _sample_value(row: dict[str, Any], promql: str) -> float:
+    """A sample's value (Prometheus sends numbers as strings: "1.5", "NaN", "+Inf")."""
+    text = row["value"][1]
+    try:
+        return float(text)
+    except ValueError:
+        raise ReportError(
+            f"Prometheus answered {promql!r} with the value {_short(text)!r}, not a number"
+        ) from None
+
+
+def _number(row: dict[str, Any], promql: str) -> float:
+    """A count: NaN (no data in the window) is 0; infinite or negative is refused."""
+    value = _sample_value(row, promql)
+    if math.isnan(value):
+        return 0.0
+    if not math.isfinite(value) or value < 0:
+        raise ReportError(
+            f"Prometheus answered {promql!r} with the count {value}, not a finite number >= 0"
+        )
+    return value
 
 
 def from_prometheus(
@@ -385,19 +583,27 @@ def from_prometheus(
         raise ReportError("give at least one label to attribute by (--by)")
     p99_query = q.quantile(quantile, metric, [], window)
     p99_rows = query(base, p99_query, timeout)
-    if not p99_rows or math.isnan(float(p99_rows[0]["value"][1])):
+    p99 = _sample_value(p99_rows[0], p99_query) if p99_rows else math.nan
+    if math.isnan(p99):
         raise ReportError(f"no {metric} observations in the last {window} (is it scraped?)")
-    p99 = float(p99_rows[0]["value"][1])
-    les = query(
-        base,
-        q.sum_by(["le"], q.rate(f"{metric}_bucket", window, fn="increase")),
-        timeout,
-    )
-    bounds = sorted(
-        (float(row["metric"]["le"]), row["metric"]["le"])
-        for row in les
-        if row["metric"].get("le") not in (None, "+Inf")
-    )
+    if not math.isfinite(p99) or p99 < 0:
+        raise ReportError(f"Prometheus answered {p99_query!r} with {p99}, not a latency")
+    le_query = q.sum_by(["le"], q.rate(f"{metric}_bucket", window, fn="increase"))
+    les = query(base, le_query, timeout)
+    bounds = []
+    for row in les:
+        text = row["metric"].get("le")
+        if text in (None, "+Inf"):
+            continue
+        try:
+            bound = float(text)
+        except ValueError:
+            raise ReportError(
+                f"Prometheus answered {le_query!r} with le={_short(text)!r}"
+            ) from None
+        if math.isfinite(bound):
+            bounds.append((bound, text))
+    bounds.sort()
     if not bounds:
         raise ReportError(f"{metric} has no finite buckets")
     le_float = _threshold([b for b, _ in bounds], p99)
@@ -411,10 +617,14 @@ def from_prometheus(
     for i, label in enumerate(by):
         req_rows = query(base, queries[1 + 2 * i], timeout)
         slow_rows = query(base, queries[2 + 2 * i], timeout)
-        requests = {r["metric"].get(label, ""): _number(r["value"][1]) for r in req_rows}
-        slow = {r["metric"].get(label, ""): _number(r["value"][1]) for r in slow_rows}
+        requests = {r["metric"].get(label, ""): _number(r, queries[1 + 2 * i]) for r in req_rows}
+        slow = {r["metric"].get(label, ""): _number(r, queries[2 + 2 * i]) for r in slow_rows}
         total = sum(requests.values())
         slow_total = sum(slow.values())
+        if not (math.isfinite(total) and math.isfinite(slow_total)):
+            raise ReportError(
+                f"the {metric} counts from Prometheus add up to more than a float holds"
+            )
         by_value: dict[str, list[tuple[float, str]]] = {}
         for labels, observed, trace_id in exemplars:
             by_value.setdefault(labels.get(label, ""), []).append((observed, trace_id))
@@ -452,13 +662,29 @@ def _exemplars(
     except ReportError:
         return []
     found = []
-    for series in data or []:
-        labels = series.get("seriesLabels", {})
-        for exemplar in series.get("exemplars", []):
-            trace_id = exemplar.get("labels", {}).get("trace_id")
-            value = float(exemplar.get("value", 0))
-            if trace_id and value > threshold:
-                found.append((labels, value, trace_id))
+    # Exemplars are a bonus: a malformed answer yields none rather than failing the report.
+    for series in data if isinstance(data, list) else []:
+        if not isinstance(series, dict):
+            continue
+        labels = series.get("seriesLabels")
+        exemplars = series.get("exemplars")
+        if not isinstance(labels, dict) or not isinstance(exemplars, list):
+            continue
+        for exemplar in exemplars:
+            if not isinstance(exemplar, dict) or not isinstance(exemplar.get("labels"), dict):
+                continue
+            trace_id = exemplar["labels"].get("trace_id")
+            try:
+                value = float(exemplar.get("value", 0))
+            except (TypeError, ValueError):
+                continue
+            if (
+                isinstance(trace_id, str)
+                and trace_id
+                and math.isfinite(value)
+                and value > threshold
+            ):
+                found.append(({k: str(v) for k, v in labels.items()}, value, trace_id))
     return found
 
 
