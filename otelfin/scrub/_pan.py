@@ -208,6 +208,13 @@ def _scan(text: str) -> _Found:
     size = len(text)
     prev_end = -10
     for a, b in _groups(text):
+        width = b - a
+        if 6 < width < PAN_MIN or width > _PAN_MAX:
+            # 7-12 or 20+ digits: never part of a card number, and it ends any window.
+            while buf:
+                _take(text, buf, out)
+            prev_end = b
+            continue
         # The letter ending a percent escape (%2D) is a separator's, not glue.
         glued_left = a > 0 and text[a - 1].isalpha() and not (a >= 3 and text[a - 3] == "%")
         glued_right = b < size and text[b].isalpha()
@@ -253,6 +260,9 @@ def _blob(text: str, i: int, step: int) -> bool:
 
 def _take(text: str, buf: list[_Group], out: _Found) -> None:
     """Consume ``buf[0]``: the card number starting there, or just that group."""
+    if len(buf) == 1 and len(buf[0][2]) < PAN_MIN:  # a lone short group: nothing to find
+        del buf[0]
+        return
     found = _window_at(text, buf)
     if found is None:
         del buf[0]
