@@ -134,3 +134,22 @@ def test_transport_channel_label_from_a_namespaced_attribute() -> None:
             channel="moto",
         )
     assert count == 1
+
+
+def test_http_server_spans_are_labelled_by_route_template_never_raw_path() -> None:
+    """operation is ``<method> <http.route>``; without a route the method, never the raw path."""
+    registry = CollectorRegistry()
+    with configured_for_test("payment-gateway", metrics_registry=registry):
+        tracer = trace.get_tracer("opentelemetry.instrumentation.asgi")
+        for pid in (1, 2):
+            with tracer.start_as_current_span(f"POST /payments/{pid}", kind=SpanKind.SERVER) as s:
+                s.set_attribute("http.request.method", "POST")
+                s.set_attribute("http.route", "/payments/{pid}")
+            with tracer.start_as_current_span(f"GET /raw/{pid}", kind=SpanKind.SERVER) as s:
+                s.set_attribute("http.method", "GET")
+                s.set_attribute("http.target", f"/raw/{pid}")
+        count = "otelfin_request_duration_seconds_count"
+        base = {"service": "payment-gateway", "outcome": "ok", "channel": ""}
+        assert sample(registry, count, **base, operation="POST /payments/{pid}") == 2
+        assert sample(registry, count, **base, operation="GET") == 2
+        assert sample(registry, count, **base, operation="GET /raw/1") == 0

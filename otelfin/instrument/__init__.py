@@ -13,6 +13,7 @@ from otelfin.instrument._include import (
     parse_entries_reporting,
     uninstrument,
 )
+from otelfin.instrument._problem import ProblemDetailsMiddleware, problem, problem_details
 from otelfin.instrument._traced import (
     CallHook,
     CallObserver,
@@ -41,6 +42,9 @@ __all__ = [
     "call_observer",
     "set_call_observer",
     "spec_of",
+    "problem_details",
+    "problem",
+    "ProblemDetailsMiddleware",
 ]
 
 

@@ -3,11 +3,14 @@
 ``@traced`` feeds the RED metrics through its call observer. Transport instrumentations (the
 official ``opentelemetry-instrumentation-*`` packages and otelfin's own) produce spans, not
 calls, so this span processor turns every finished SERVER or CONSUMER span into one
-observation: operation = span name, outcome from the span status, ``error_code`` from
-``otelfin.error_code``. CLIENT and PRODUCER spans (database statements, HTTP client calls,
-publishes) feed the dependency histogram by system and peer, so a P99 report can tell the
-code's tail from a dependency's. Unsampled spans reach this processor too: configure() wraps
-the sampler so measured span kinds are recorded, not exported (see ``otelfin._sampling``).
+observation: outcome from the span status, ``error_code`` from ``otelfin.error_code``, and
+operation = ``<method> <http.route>`` for an HTTP server span with a route template, the method
+alone for one without (the span name of a bare WSGI/ASGI middleware holds the raw path, one
+series per payment id), the span name otherwise. CLIENT and PRODUCER spans (database
+statements, HTTP client calls, publishes) feed the dependency histogram by system and peer, so
+a P99 report can tell the code's tail from a dependency's. Unsampled spans reach this
+processor too: configure() wraps the sampler so measured span kinds are recorded, not exported
+(see ``otelfin._sampling``).
 """
 
 from __future__ import annotations
@@ -55,6 +58,19 @@ def _channel(attributes: Mapping[str, object]) -> str | None:
     return None
 
 
+def operation_of(name: str, attributes: Mapping[str, object]) -> str:
+    """The ``operation`` label of an incoming span: a route template, never a raw HTTP target."""
+    method = attributes.get("http.request.method", attributes.get("http.method"))
+    route = attributes.get("http.route")
+    if isinstance(method, str) and method and isinstance(route, str) and route:
+        return f"{'HTTP' if method == '_OTHER' else method} {route}"
+    if isinstance(route, str) and route:
+        return name  # a route without a method: the instrumentation's own span name
+    if isinstance(method, str) and method:
+        return "HTTP" if method == "_OTHER" else method
+    return name
+
+
 class TransportMetricsProcessor(SpanProcessor):
     """Records incoming transport spans into the RED metrics ``target()`` returns."""
 
@@ -84,7 +100,7 @@ class TransportMetricsProcessor(SpanProcessor):
             labels = {"channel": channel} if channel is not None else {}
             metrics.observe(
                 service,
-                span.name,
+                operation_of(span.name, attributes),
                 (span.end_time - span.start_time) / 1e9,
                 error_code=code if isinstance(code, str) else None,
                 failed=span.status.status_code is StatusCode.ERROR,

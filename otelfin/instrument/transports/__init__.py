@@ -2,7 +2,8 @@
 
 ``otelfin.configure()`` calls :func:`install`, which switches on every transport whose library
 is installed: requests and httpx clients, gRPC client and server (sync and ``grpc.aio``), pika,
-aio-pika, kafka-python / confluent-kafka producers and consumers, and nats-py. Each is a row of
+aio-pika, kafka-python / confluent-kafka producers and consumers, nats-py, and the FastAPI,
+Starlette, Flask and Django web frameworks (see ``web``). Each is a row of
 :data:`TABLE` (see ``_table``): a library, the ``BaseInstrumentor`` for it (official where one
 passes otelfin's tests, otelfin's own fix on top where it does not) and the extra that installs it.
 ``configure(transports=False)`` (or a list of names) limits this.
@@ -30,7 +31,7 @@ __all__ = ["TRANSPORTS", "TABLE", "Row", "install", "uninstall", "installed", "r
 
 # Submodules reachable as attributes after ``import otelfin`` (the README writes
 # ``otelfin.instrument.transports.wsgi.middleware(app)``), imported on first use only.
-_SUBMODULES = frozenset({"wsgi", "asgi", "pika", "aio_pika", "kafka", "nats"})
+_SUBMODULES = frozenset({"wsgi", "asgi", "web", "pika", "aio_pika", "kafka", "nats"})
 
 
 def __getattr__(name: str) -> Any:

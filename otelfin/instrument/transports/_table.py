@@ -63,6 +63,12 @@ class Row:
             raise ImportError(f"otelfin needs {module} for {self.library}: {self.hint}") from exc
 
 
+def _asgi_options() -> Mapping[str, Any]:
+    # The ASGI middleware's per-message "http send"/"http receive" INTERNAL spans are 2-4 extra
+    # spans a request that no payment dashboard reads.
+    return {"exclude_spans": ["receive", "send"]}
+
+
 def _official(
     name: str,
     library: str,
@@ -109,6 +115,13 @@ TABLE: tuple[Row, ...] = (
     _official("redis", "redis", "redis", "RedisInstrumentor", "redis"),
     _official("celery", "celery", "celery", "CeleryInstrumentor", "celery"),
     Row("celery", "celery", f"{_OWN}.celery:CeleryFixInstrumentor", "celery"),
+    # Web frameworks: the official instrumentations, applied per app (see ``web``).
+    Row("fastapi", "fastapi", f"{_OWN}.web:FastAPIAppsInstrumentor", "fastapi", _asgi_options),
+    Row("fastapi", "starlette", f"{_OWN}.web:StarletteErrorsInstrumentor", "fastapi"),
+    Row("starlette", "starlette", f"{_OWN}.web:StarletteAppsInstrumentor", "fastapi"),
+    Row("starlette", "starlette", f"{_OWN}.web:StarletteErrorsInstrumentor", "fastapi"),
+    Row("flask", "flask", f"{_OWN}.web:FlaskAppsInstrumentor", "flask"),
+    Row("django", "django", f"{_OWN}.web:DjangoMiddlewareInstrumentor", "django"),
 )
 
 

@@ -17,7 +17,17 @@ __all__ = ["middleware"]
 
 
 def middleware(app: Any, **kwargs: Any) -> Any:
-    """``app`` wrapped in OpenTelemetry's ASGI middleware (kwargs are passed through)."""
+    """``app`` wrapped in OpenTelemetry's ASGI middleware (kwargs are passed through).
+
+    A FastAPI, Starlette or Django app is instrumented the framework's way instead (route
+    templates, one SERVER span per request even when ``configure()`` instruments it too).
+    """
+    if not kwargs:
+        from otelfin.instrument.transports.web import instrument_app
+
+        framework = instrument_app(app)
+        if framework is not None:
+            return framework
     try:
         from opentelemetry.instrumentation.asgi import OpenTelemetryMiddleware
     except ImportError as exc:

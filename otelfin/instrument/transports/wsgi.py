@@ -17,7 +17,18 @@ __all__ = ["middleware"]
 
 
 def middleware(app: Any, **kwargs: Any) -> Any:
-    """``app`` wrapped in OpenTelemetry's WSGI middleware (kwargs are passed through)."""
+    """``app`` wrapped in OpenTelemetry's WSGI middleware (kwargs are passed through).
+
+    A Flask app (or its ``wsgi_app``) or a Django handler is instrumented the framework's way
+    instead (route templates, one SERVER span per request even when ``configure()`` instruments
+    it too).
+    """
+    if not kwargs:
+        from otelfin.instrument.transports.web import instrument_app
+
+        framework = instrument_app(app)
+        if framework is not None:
+            return framework
     try:
         from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
     except ImportError as exc:

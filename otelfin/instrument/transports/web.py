@@ -1,0 +1,427 @@
+"""Web frameworks: FastAPI, Starlette, Flask and Django, switched on by ``configure()`` alone.
+
+Server spans come from the official instrumentations (``opentelemetry-instrumentation-fastapi``,
+``-starlette``, ``-flask``, ``-django``): they name spans and set ``http.route`` from the route
+template (``POST /payments/{pid}``, ``GET /payments/<pid>``, ``GET payments/<int:pid>``), mark
+5xx responses as errors, and FastAPI's own telemetry (FastAPI >= 0.16x) stands down when it
+finds their middleware, so a request gets one SERVER span. What otelfin adds, as instrumentors
+of its own (rows of the transport table):
+
+* **Apps created before ``configure()``.** The official ``instrument()`` swaps the framework's
+  class (``fastapi.FastAPI = ...``), which misses every app made from a name imported earlier
+  (``from fastapi import FastAPI`` at the top of a module). otelfin instruments each app when it
+  builds its middleware stack (FastAPI, Starlette: on the first request) or on its first call
+  (Flask), with the official ``instrument_app``; an app that already served a request before
+  ``configure()`` is left alone. Django is instrumented when its handler loads the middleware
+  (``get_wsgi_application()`` / ``get_asgi_application()``), so ``configure()`` may run in
+  ``settings.py``; the official ``instrument()`` at import time would call
+  ``settings.configure()`` on an unconfigured project and break it.
+* **Error codes.** An exception with a catalogue code (``OtelfinError``) raised in a handler puts
+  ``otelfin.error_code`` and ``error.type`` on the server span and status ERROR (so the RED
+  metrics get its ``error_code`` label), and writes one ``http_request_failed`` log line at the
+  catalogue's severity. Hooks: Starlette's ``ExceptionMiddleware`` (inside the server span for
+  FastAPI and Starlette), Flask's and Django's ``got_request_exception`` signals.
+* :func:`instrument_app`: what ``wsgi.middleware`` / ``asgi.middleware`` do when handed a
+  framework app, so a hand-added middleware line never makes a second SERVER span.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import threading
+import weakref
+from collections.abc import Collection
+from typing import Any
+
+from opentelemetry import trace
+from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
+    BaseInstrumentor,
+)
+from opentelemetry.trace import Status, StatusCode
+
+from otelfin import _internal
+from otelfin._errors import error_code_of
+from otelfin.instrument.transports._base import Patch, patch, unpatch
+
+__all__ = [
+    "FastAPIAppsInstrumentor",
+    "StarletteAppsInstrumentor",
+    "StarletteErrorsInstrumentor",
+    "FlaskAppsInstrumentor",
+    "DjangoMiddlewareInstrumentor",
+    "instrument_app",
+    "record_error",
+    "catalogue_entry",
+]
+
+_RECORDED = "_otelfin_http_recorded"
+_LEVELS = {"info": "info", "warning": "warning", "error": "error", "critical": "critical"}
+
+
+def catalogue_entry(code: str) -> Any:
+    """The live catalogue's entry for ``code`` (None when unregistered)."""
+    from otelfin import catalogue
+
+    current = getattr(catalogue, "current", None)
+    if current is not None:
+        return current().get(code)
+    import otelfin
+
+    config = otelfin.get_config()
+    found = config.catalogue if config is not None else catalogue.default_catalogue()
+    return found.get(code)
+
+
+def record_error(
+    exc: BaseException, *, status: int | None = None, route: str | None = None
+) -> str | None:
+    """Put ``exc``'s catalogue code on the current server span and write one log line.
+
+    Returns the code, or None (and does nothing) for an exception without one. Contained:
+    it never raises into the host's error handling.
+    """
+    code = error_code_of(exc)
+    if code is None or getattr(exc, _RECORDED, False):
+        return code  # no code, or already recorded (an app mounted in an app: two hooks)
+    # An exception type that takes no attributes is recorded anyway (perhaps twice).
+    with contextlib.suppress(Exception):
+        setattr(exc, _RECORDED, True)
+    try:
+        span = trace.get_current_span()
+        if span.is_recording():
+            span.set_attribute("otelfin.error_code", code)
+            span.set_attribute("error.type", code)
+            span.set_status(Status(StatusCode.ERROR, code))
+        import otelfin
+
+        entry = catalogue_entry(code)
+        level = _LEVELS.get(getattr(entry, "severity", "error"), "error")
+        fields: dict[str, Any] = {"error_code": code}
+        if status is not None:
+            fields["http.status_code"] = status
+        if route is not None:
+            fields["http.route"] = route
+        getattr(otelfin.get_logger(), level)("http_request_failed", **fields)
+    except Exception as err:
+        _internal.report("transports.web.record_error", err)
+    return code
+
+
+# --- Starlette and FastAPI ----------------------------------------------------------------------
+
+
+class _Apps:
+    """Apps otelfin instrumented (weakly held), to hand back to ``uninstrument_app``."""
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.apps: weakref.WeakSet[Any] = weakref.WeakSet()
+        self.options: dict[str, Any] = {}
+
+    def add(self, app: Any) -> None:
+        with self.lock:
+            self.apps.add(app)
+
+    def drain(self) -> list[Any]:
+        with self.lock:
+            apps = list(self.apps)
+            self.apps.clear()
+            return apps
+
+
+_fastapi_apps = _Apps()
+_starlette_apps = _Apps()
+
+
+def _fastapi_build(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    # Called while the app has no middleware stack yet (first request): instrument_app
+    # replaces this method on the instance, and that replacement calls back here.
+    if not getattr(instance, "_is_instrumented_by_opentelemetry", False):
+        try:
+            from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+            FastAPIInstrumentor.instrument_app(instance, **_fastapi_apps.options)
+            _fastapi_apps.add(instance)
+            return instance.build_middleware_stack()
+        except Exception as exc:
+            _internal.report("transports.fastapi.instrument_app", exc)
+    return wrapped(*args, **kwargs)
+
+
+def _starlette_build(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    if not getattr(instance, "_is_instrumented_by_opentelemetry", False) and not _is_fastapi(
+        instance
+    ):
+        try:
+            from opentelemetry.instrumentation.starlette import StarletteInstrumentor
+
+            StarletteInstrumentor.instrument_app(instance, **_starlette_apps.options)
+            _starlette_apps.add(instance)
+        except Exception as exc:
+            _internal.report("transports.starlette.instrument_app", exc)
+    return wrapped(*args, **kwargs)
+
+
+def _is_fastapi(app: Any) -> bool:
+    return any(cls.__module__.startswith("fastapi") for cls in type(app).__mro__)
+
+
+async def _exception_middleware(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    try:
+        return await wrapped(*args, **kwargs)
+    except Exception as exc:
+        scope = args[0] if args else kwargs.get("scope", {})
+        record_error(exc, status=500, route=_scope_route(scope))
+        raise
+
+
+def _scope_route(scope: Any) -> str | None:
+    route = scope.get("route") if isinstance(scope, dict) else None
+    path = getattr(route, "path", None)
+    return path if isinstance(path, str) else None
+
+
+class FastAPIAppsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Every FastAPI app gets the official instrumentation, whenever it was created."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The FastAPI versions this instrumentor supports."""
+        return ("fastapi >= 0.92",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        _fastapi_apps.options = dict(kwargs)
+        patch((("fastapi.applications", "FastAPI.build_middleware_stack", _fastapi_build),))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        unpatch((("fastapi.applications", "FastAPI.build_middleware_stack", _fastapi_build),))
+        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+        for app in _fastapi_apps.drain():
+            try:
+                FastAPIInstrumentor.uninstrument_app(app)
+            except Exception as exc:
+                _internal.report("transports.fastapi.uninstrument_app", exc)
+
+
+class StarletteAppsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Every plain Starlette app (not FastAPI) gets the official instrumentation."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The Starlette versions this instrumentor supports."""
+        return ("starlette >= 0.13",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        _starlette_apps.options = dict(kwargs)
+        patch((("starlette.applications", "Starlette.build_middleware_stack", _starlette_build),))
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        unpatch((("starlette.applications", "Starlette.build_middleware_stack", _starlette_build),))
+        from opentelemetry.instrumentation.starlette import StarletteInstrumentor
+
+        for app in _starlette_apps.drain():
+            try:
+                StarletteInstrumentor.uninstrument_app(app)
+            except Exception as exc:
+                _internal.report("transports.starlette.uninstrument_app", exc)
+
+
+_STARLETTE_ERRORS: tuple[Patch, ...] = (
+    ("starlette.middleware.exceptions", "ExceptionMiddleware.__call__", _exception_middleware),
+)
+
+
+class StarletteErrorsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Catalogue codes of unhandled handler exceptions onto the server span (see module doc)."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The Starlette versions this instrumentor supports."""
+        return ("starlette >= 0.13",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        patch(_STARLETTE_ERRORS)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        unpatch(_STARLETTE_ERRORS)
+
+
+# --- Flask --------------------------------------------------------------------------------------
+
+_flask_apps = _Apps()
+
+
+def _flask_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    if not getattr(instance, "_is_instrumented_by_opentelemetry", False) and not getattr(
+        instance, "_got_first_request", False
+    ):
+        try:
+            from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+            FlaskInstrumentor.instrument_app(instance, **_flask_apps.options)  # type: ignore[no-untyped-call]
+            _flask_apps.add(instance)
+        except Exception as exc:
+            _internal.report("transports.flask.instrument_app", exc)
+    return wrapped(*args, **kwargs)
+
+
+def _flask_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
+    try:
+        import flask
+
+        rule = getattr(flask.request, "url_rule", None)
+        route = getattr(rule, "rule", None)
+    except Exception:
+        route = None
+    record_error(exception, status=500, route=route)
+
+
+class FlaskAppsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """Every Flask app gets the official instrumentation on its first request; error codes."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The Flask versions this instrumentor supports."""
+        return ("flask >= 2.0",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        import flask
+
+        _flask_apps.options = dict(kwargs)
+        patch((("flask.app", "Flask.__call__", _flask_call),))
+        flask.got_request_exception.connect(_flask_exception, weak=False)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        import flask
+
+        flask.got_request_exception.disconnect(_flask_exception)
+        unpatch((("flask.app", "Flask.__call__", _flask_call),))
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        for app in _flask_apps.drain():
+            try:
+                FlaskInstrumentor.uninstrument_app(app)  # type: ignore[no-untyped-call]
+            except Exception as exc:
+                _internal.report("transports.flask.uninstrument_app", exc)
+
+
+# --- Django -------------------------------------------------------------------------------------
+
+
+class _DjangoState:
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.official: Any = None  # the official instrumentor, when otelfin switched it on
+        self.options: dict[str, Any] = {}
+
+
+_django = _DjangoState()
+
+
+def _django_load_middleware(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    # Settings are configured by now (the handler is being built from them), so the official
+    # instrumentor can add its middleware to settings.MIDDLEWARE without configuring Django.
+    try:
+        from opentelemetry.instrumentation.django import DjangoInstrumentor as Official
+
+        with _django.lock:
+            official = Official()
+            if not official.is_instrumented_by_opentelemetry:
+                official.instrument(**_django.options)
+                if official.is_instrumented_by_opentelemetry:
+                    _django.official = official
+    except Exception as exc:
+        _internal.report("transports.django.instrument", exc)
+    return wrapped(*args, **kwargs)
+
+
+def _django_exception(sender: Any, request: Any = None, **extra: Any) -> None:
+    import sys
+
+    exc = sys.exc_info()[1]
+    if exc is None:
+        return
+    match = getattr(request, "resolver_match", None)
+    route = getattr(match, "route", None)
+    record_error(exc, status=500, route=route if isinstance(route, str) else None)
+
+
+class DjangoMiddlewareInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """The official Django instrumentation, switched on when the handler loads its middleware."""
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The Django versions this instrumentor supports."""
+        return ("django >= 2.0",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        from django.core import signals
+
+        _django.options = dict(kwargs)
+        patch(
+            (("django.core.handlers.base", "BaseHandler.load_middleware", _django_load_middleware),)
+        )
+        signals.got_request_exception.connect(_django_exception, weak=False)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        from django.core import signals
+
+        signals.got_request_exception.disconnect(_django_exception)
+        unpatch(
+            (("django.core.handlers.base", "BaseHandler.load_middleware", _django_load_middleware),)
+        )
+        with _django.lock:
+            official, _django.official = _django.official, None
+        if official is not None:
+            official.uninstrument()
+
+
+# --- a framework app handed to wsgi.middleware / asgi.middleware --------------------------------
+
+
+def instrument_app(app: Any) -> Any | None:
+    """Instrument a FastAPI, Starlette, Flask or Django app the framework's way.
+
+    Returns what to use in place of ``app`` (the app itself, or for ``flask_app.wsgi_app`` its
+    instrumented replacement), or None when ``app`` is not such an app or the framework's
+    instrumentation is not installed (the caller then wraps it in the plain middleware).
+    """
+    try:
+        return _instrument_app(app)
+    except ImportError:
+        return None
+
+
+def _instrument_app(app: Any) -> Any | None:
+    owner = getattr(app, "__self__", None)  # flask_app.wsgi_app, a bound method
+    target = owner if owner is not None and _is_flask(owner) else app
+    if _is_flask(target):
+        from opentelemetry.instrumentation.flask import FlaskInstrumentor
+
+        if not getattr(target, "_is_instrumented_by_opentelemetry", False):
+            FlaskInstrumentor.instrument_app(target, **_flask_apps.options)  # type: ignore[no-untyped-call]
+            _flask_apps.add(target)
+        return target.wsgi_app if owner is not None else target
+    mro = [f"{cls.__module__}.{cls.__qualname__}" for cls in type(app).__mro__]
+    if "starlette.applications.Starlette" in mro:
+        if not getattr(app, "_is_instrumented_by_opentelemetry", False):
+            if _is_fastapi(app):
+                from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
+
+                FastAPIInstrumentor.instrument_app(app, **_fastapi_apps.options)
+                _fastapi_apps.add(app)
+            else:
+                from opentelemetry.instrumentation.starlette import StarletteInstrumentor
+
+                StarletteInstrumentor.instrument_app(app, **_starlette_apps.options)
+                _starlette_apps.add(app)
+        return app
+    if any(name.startswith("django.core.handlers.") for name in mro):
+        from opentelemetry.instrumentation.django import DjangoInstrumentor as Official
+
+        # The handler's middleware chain holds the official middleware when it is switched on.
+        return app if Official().is_instrumented_by_opentelemetry else None
+    return None
+
+
+def _is_flask(app: Any) -> bool:
+    return any(
+        f"{cls.__module__}.{cls.__qualname__}" in ("flask.app.Flask", "flask.sansio.app.App")
+        for cls in type(app).__mro__
+    )
