@@ -32,7 +32,7 @@ from otelfin import _internal
 from otelfin._errors import error_code_of
 from otelfin.catalogue import LEVEL_NAMES
 from otelfin.logging._catalogue import CatalogueCheck, UnregisteredErrorCodeError
-from otelfin.scrub import MIN_LEN, REDACTED, is_secret_key, scrub_text, scrub_value
+from otelfin.scrub import MIN_LEN, PAN_MIN, REDACTED, is_secret_key, scrub_text, scrub_value
 
 __all__ = [
     "LEVELS",
@@ -93,7 +93,9 @@ def scrub_event(logger: Any, method_name: str, event_dict: dict[str, Any]) -> di
             if value is not None:
                 event_dict[key] = REDACTED
         elif isinstance(value, str):
-            if len(value) >= MIN_LEN:
+            n = len(value)
+            # Short values can only hold a secret pair (pin=1): skip the call otherwise.
+            if n >= PAN_MIN or (n >= MIN_LEN and ("=" in value or ":" in value or "%" in value)):
                 new = scrub_text(value)
                 if new is not value:
                     event_dict[key] = new

@@ -10,6 +10,7 @@ from typing import Any
 from uuid import UUID
 
 from otelfin.scrub._options import ScrubOptions, current_options
+from otelfin.scrub._pan import PAN_MIN
 from otelfin.scrub._secrets import REDACTED, classify_key, is_secret_key, key_verdict
 from otelfin.scrub._sql import SQL_KEYS, redact_sql_secrets
 from otelfin.scrub._text import MIN_LEN, scrub_text
@@ -53,7 +54,10 @@ def scrub_value(value: Any, *, options: ScrubOptions | None = None) -> Any:
 
 def _value(value: Any, opts: ScrubOptions, depth: int) -> Any:
     if isinstance(value, str):
-        return scrub_text(value, options=opts) if len(value) >= MIN_LEN else value
+        n = len(value)
+        if n >= PAN_MIN or (n >= MIN_LEN and ("=" in value or ":" in value or "%" in value)):
+            return scrub_text(value, options=opts)
+        return value
     if isinstance(value, bool) or value is None:
         return value
     if isinstance(value, float):
