@@ -26,7 +26,18 @@ def register(subparsers: Any) -> None:
         description="Design histogram buckets from latencies (seconds, one per line) and report "
         "the expected histogram_quantile error against prometheus_client's default buckets.",
     )
-    suggest.add_argument("--samples", required=True, help="file of latencies in seconds, or -")
+    src = suggest.add_mutually_exclusive_group(required=True)
+    src.add_argument("--samples", help="file of latencies in seconds, or -")
+    src.add_argument(
+        "--file", metavar="EXPOSITION", help="design per --by value from an exposition"
+    )
+    src.add_argument("--prometheus", metavar="URL", help="design per --by value from Prometheus")
+    suggest.add_argument(
+        "--metric", default=names.DURATION, help="histogram, with --file/--prometheus"
+    )
+    suggest.add_argument("--by", default="operation", help="label to design per (operation)")
+    suggest.add_argument("--window", default="1h", help="PromQL range with --prometheus (1h)")
+    suggest.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per HTTP request")
     suggest.add_argument("--count", type=int, default=12, help="number of buckets, 8-12")
     suggest.add_argument("--slo", type=float, help="latency SLO in seconds: a bound lands on it")
     suggest.add_argument("--quantile", type=float, default=0.99)
@@ -128,6 +139,8 @@ def _read(path: str) -> str:
 def _buckets_suggest(args: argparse.Namespace) -> int:
     from otelfin.metrics import suggest_buckets
 
+    if args.samples is None:
+        return _buckets_suggest_by(args)
     try:
         text = _read(args.samples)
     except OSError as exc:
@@ -166,6 +179,67 @@ def _buckets_suggest(args: argparse.Namespace) -> int:
     )
     for warning in design.warnings:
         print(f"warning: {warning}")
+    return 0
+
+
+def _buckets_suggest_by(args: argparse.Namespace) -> int:
+    """``buckets suggest --file/--prometheus``: one design per value of ``--by``."""
+    from otelfin.metrics import offline
+
+    if args.slo is not None:
+        return _error("--slo goes with --samples; per operation the output suggests an SLO each")
+    try:
+        if args.prometheus:
+            series = offline.series_from_prometheus(
+                args.prometheus, args.metric, args.by, window=args.window, timeout=args.timeout
+            )
+        else:
+            try:
+                text = _read(args.file)
+            except OSError as exc:
+                return _error(f"cannot read {args.file}: {exc.strerror or exc}")
+            series = offline.series_from_text(text, args.metric)
+        designs = offline.suggest_by_label(
+            series, args.by, count=args.count, quantile=args.quantile
+        )
+    except (offline.ReportError, ValueError) as exc:
+        return _error(f"{args.prometheus or args.file}: {exc}")
+    setting, left_out = offline.slos_setting(designs)
+    if args.format == "json":
+        doc = {
+            "metric": args.metric,
+            "by": args.by,
+            "inf_factor": offline.INF_FACTOR,
+            "operations": [d.as_dict() for d in designs],
+            "setting": setting,
+            "left_out_of_setting": list(left_out),
+        }
+        print(json.dumps(doc, indent=2, allow_nan=False))
+        return 0
+    print(
+        f"{args.metric} by {args.by}: designed from bucket counts (each bucket's requests "
+        "spread uniformly inside it), so no finer than the source buckets"
+    )
+    for d in designs:
+        print()
+        if d.design is None:
+            print(f"{args.by}={d.value!r}: skipped: {d.skipped}")
+            continue
+        print(f"{args.by}={d.value!r} ({d.requests:,.0f} requests)")
+        print("  buckets = [" + ", ".join(f"{b:g}" for b in d.design.buckets) + "]")
+        print(
+            f"  P{d.design.quantile * 100:g} ~ {d.design.p99_seconds:.4g}s; "
+            f"SLO hint {d.slo_hint:g}s"
+        )
+        if d.inf_placed_at is not None:
+            print(
+                f"  limit: +Inf requests were placed at {d.inf_placed_at:g}s "
+                f"({offline.INF_FACTOR:g}x the top bound); the real ones may be slower"
+            )
+    print()
+    for value in left_out:
+        print(f"note: {args.by}={value!r} cannot be written in the setting; set it in code")
+    print(setting)
     return 0
 
 

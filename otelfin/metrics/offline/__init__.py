@@ -34,6 +34,15 @@ from otelfin.metrics.offline._rules import (
     build_rules,
     rules_yaml,
 )
+from otelfin.metrics.offline._suggest import (
+    INF_FACTOR,
+    OperationDesign,
+    samples_from_buckets,
+    series_from_prometheus,
+    slo_hint,
+    slos_setting,
+    suggest_by_label,
+)
 
 __all__ = [
     # P99 attribution
@@ -48,6 +57,14 @@ __all__ = [
     "AttributionRow",
     "HistogramSeries",
     "ReportError",
+    # bucket design per operation from histogram counts
+    "suggest_by_label",
+    "samples_from_buckets",
+    "series_from_prometheus",
+    "slo_hint",
+    "slos_setting",
+    "OperationDesign",
+    "INF_FACTOR",
     # rules and dashboards
     "build_rules",
     "rules_yaml",

@@ -1,0 +1,66 @@
+"""``otelfin buckets suggest --prometheus``: per-operation designs from a real Prometheus."""
+
+from __future__ import annotations
+
+import json
+import math
+import random
+from pathlib import Path
+
+import pytest
+from prometheus_client import CollectorRegistry, Histogram
+
+from otelfin.cli import main
+from otelfin.metrics import metrics_server
+from otelfin.testing import configured_for_test
+from tests.integration.test_prometheus import _api, _prometheus, _wait
+
+_FINE = tuple(round(0.0005 * 1.2**i, 7) for i in range(52))
+
+
+def test_buckets_suggest_from_prometheus(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Prometheus bucket increases give a 5 ms and a 200 ms operation their own dense bounds."""
+    registry = CollectorRegistry()
+    hist = Histogram("buckets_it_latency", "latency", ["operation"], unit="seconds",
+                     buckets=_FINE, registry=registry)  # fmt: skip
+    for op in ("risk.score", "gateway"):
+        hist.labels(operation=op)  # zero series first, so increase() sees the observations
+    rules = tmp_path / "rules.yml"
+    rules.write_text("groups: []\n")
+    with configured_for_test(metrics_registry=registry, metrics_port=0, metrics_addr="127.0.0.1"):
+        server = metrics_server()
+        assert server is not None
+        with _prometheus(tmp_path, f"127.0.0.1:{server.port}", rules) as base:
+            count = "sum(buckets_it_latency_seconds_count)"
+            _wait(lambda: _api(base, "/api/v1/query", query=count)["result"], 30, "a first scrape")
+            rng = random.Random(5)
+            p99 = {}
+            for op, median in (("risk.score", 0.005), ("gateway", 0.2)):
+                values = sorted(rng.lognormvariate(math.log(median), 0.3) for _ in range(6000))
+                for v in values:
+                    hist.labels(operation=op).observe(v)
+                p99[op] = values[int(0.99 * len(values)) - 1]
+            grown = "sum(increase(buckets_it_latency_seconds_count[1m]))"
+            _wait(
+                lambda: float(_api(base, "/api/v1/query", query=grown)["result"][0]["value"][1])
+                >= 11000,
+                30,
+                "the observations in Prometheus",
+            )
+            metric = "buckets_it_latency_seconds"
+            code = main(["buckets", "suggest", "--prometheus", base, "--metric", metric,
+                         "--window", "1m", "--format", "json"])  # fmt: skip
+            out = capsys.readouterr().out
+            assert code == 0, out
+            doc = json.loads(out[out.index("{\n") :])
+            designs = {op["value"]: op["design"] for op in doc["operations"]}
+            for op, truth in p99.items():
+                near = [b for b in designs[op]["buckets"] if truth / 1.3 <= b <= truth * 1.3]
+                assert len(near) >= 4, (op, truth, designs[op]["buckets"])
+            pairs = doc["setting"].split("=", 1)[1].strip('"').split(",")
+            assert sorted(pairs) == ["gateway=0.5", "risk.score=0.012"]
+            # An unknown metric over the same server is a clear exit 2.
+            assert main(["buckets", "suggest", "--prometheus", base, "--metric", "nope"]) == 2
+            assert "no nope observations" in capsys.readouterr().err
