@@ -203,7 +203,7 @@ def _buckets_suggest_by(args: argparse.Namespace) -> int:
             series, args.by, count=args.count, quantile=args.quantile
         )
     except (offline.ReportError, ValueError) as exc:
-        return _error(f"{args.prometheus or args.file}: {exc}")
+        return _error(scrub_text(f"{args.prometheus or args.file}: {exc}"))
     setting, left_out = offline.slos_setting(designs)
     if args.format == "json":
         doc = {
@@ -214,7 +214,7 @@ def _buckets_suggest_by(args: argparse.Namespace) -> int:
             "setting": setting,
             "left_out_of_setting": list(left_out),
         }
-        print(json.dumps(doc, indent=2, allow_nan=False))
+        print(json_text(doc, indent=2))
         return 0
     print(
         f"{args.metric} by {args.by}: designed from bucket counts (each bucket's requests "
