@@ -8,7 +8,9 @@ measures, in one run:
   file line by line, no catalogue and no card-number check;
 * otelfin, one core: the validator core (``validate_path``, everything checked);
 * ``otelfin logs validate --jobs 1`` and ``--jobs 2`` as subprocesses (start-up included), with
-  their peak resident memory.
+  their peak resident memory;
+* ``otelfin logs filter``: its core (``filter_lines``, output to /dev/null) and the command
+  (stdout to /dev/null), which check every line the same way and also write it out.
 
 Targets (issue 5): one core >= 1.5x the baseline's lines/s; --jobs 2 >= 1.7x --jobs 1.
 Run: python benchmarks/bench_validate.py [--mb 1024]
@@ -31,7 +33,7 @@ import fastjsonschema
 import orjson
 
 from otelfin.catalogue import default_catalogue
-from otelfin.logging import schema
+from otelfin.logging import filter_lines, schema
 from otelfin.logging._validate import validate_path
 
 _TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
@@ -110,6 +112,32 @@ def _core(path: Path) -> tuple[float, int]:
     return time.perf_counter() - start, report.bad_lines
 
 
+def _filter_core(path: Path) -> float:
+    """``filter_lines`` (the core of ``otelfin logs filter``) writing the lines to /dev/null."""
+    codes = frozenset(default_catalogue())
+    with open(os.devnull, "wb") as out, open(os.devnull, "wb") as dead:
+        start = time.perf_counter()
+        report = filter_lines([str(path)], out, dead, codes=codes)
+        elapsed = time.perf_counter() - start
+    if report.dead_lettered or report.passed != report.lines:
+        raise SystemExit(f"filter dead-lettered {report.dead_lettered} lines")
+    return elapsed
+
+
+def _filter_cli(path: Path) -> float:
+    start = time.perf_counter()
+    with open(os.devnull, "wb") as out:
+        proc = subprocess.run(
+            [sys.executable, "-m", "otelfin.cli", "logs", "filter", str(path)],
+            stdout=out,
+            stderr=subprocess.PIPE,
+            check=False,
+        )
+    if proc.returncode != 0:
+        raise SystemExit(f"logs filter exited {proc.returncode}: {proc.stderr[-500:]!r}")
+    return time.perf_counter() - start
+
+
 def _cli(path: Path, jobs: int) -> tuple[float, int]:
     start = time.perf_counter()
     proc = subprocess.run(
@@ -134,7 +162,7 @@ def main(argv: list[str] | None = None) -> int:
         path = Path(tmp) / "logs.jsonl"
         lines = _write(path, args.mb)
         size_mb = path.stat().st_size / (1 << 20)
-        base, core, cli1, cli2 = [], [], [], []
+        base, core, cli1, cli2, fcore, fcli = [], [], [], [], [], []
         rss2 = 0
         for _ in range(args.rounds):
             base.append(_baseline(path))
@@ -146,6 +174,8 @@ def main(argv: list[str] | None = None) -> int:
             cli1.append(elapsed)
             elapsed, rss2 = _cli(path, 2)
             cli2.append(elapsed)
+            fcore.append(_filter_core(path))
+            fcli.append(_filter_cli(path))
 
     def rate(times: list[float]) -> float:
         return lines / statistics.median(times)
@@ -155,6 +185,8 @@ def main(argv: list[str] | None = None) -> int:
         "otelfin validator core, 1 core": core,
         "otelfin logs validate --jobs 1": cli1,
         "otelfin logs validate --jobs 2": cli2,
+        "otelfin logs filter core (to /dev/null)": fcore,
+        "otelfin logs filter (CLI, stdout)": fcli,
     }
     figures = {name: rate(times) for name, times in runs.items()}
     print(f"{lines} lines, {size_mb:.0f} MiB, median of {args.rounds} rounds (lines/s; range)")
@@ -164,6 +196,11 @@ def main(argv: list[str] | None = None) -> int:
         print(f"  {name:<36} {value:>12,.0f}   ({spread})")
     one = figures["otelfin validator core, 1 core"] / figures["orjson + fastjsonschema (baseline)"]
     scale = figures["otelfin logs validate --jobs 2"] / figures["otelfin logs validate --jobs 1"]
+    ratio = (
+        figures["otelfin logs filter core (to /dev/null)"]
+        / figures["otelfin validator core, 1 core"]
+    )
+    print(f"filter core / validator core: {ratio:.2f} (target: the same class, >= 0.70)")
     print(f"one core / baseline: {one:.2f} (target >= 1.50) {'MET' if one >= 1.5 else 'MISSED'}")
     print(
         f"--jobs 2 / --jobs 1: {scale:.2f} (target >= 1.70) {'MET' if scale >= 1.7 else 'MISSED'}"

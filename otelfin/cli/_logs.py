@@ -1,4 +1,4 @@
-"""``otelfin logs validate`` and ``otelfin logs schema``."""
+"""``otelfin logs validate``, ``otelfin logs filter`` and ``otelfin logs schema``."""
 
 from __future__ import annotations
 
@@ -7,6 +7,7 @@ import gc
 import json
 import os
 import sys
+import time
 from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 from xml.etree import ElementTree
@@ -79,6 +80,58 @@ def register(sub: Any) -> None:
         help=f"longer lines are reported, not parsed (default {DEFAULT_MAX_LINE_BYTES})",
     )
     validate.set_defaults(func=_validate)
+
+    flt = logs_sub.add_parser(
+        "filter",
+        help="pipeline stage: pass valid JSON log lines to stdout, dead-letter the bad ones",
+        description=(
+            "Read JSON log lines from each FILE (- or none for stdin; gzip is detected) as they "
+            "arrive and write every valid line to stdout unchanged. A bad line (invalid JSON, "
+            "schema violation, unregistered error_code, unmasked card number: the same checks "
+            "as `otelfin logs validate`) goes to the dead-letter file as one JSON object "
+            '{"source", "line_number", "reasons", "line"} with card numbers masked. No line is '
+            "lost: passed + dead-lettered = lines read. Exit 0 all passed, 1 some dead-lettered, "
+            "2 usage error or unreadable input."
+        ),
+    )
+    flt.add_argument("files", nargs="*", metavar="FILE", help="inputs (default: stdin)")
+    flt.add_argument(
+        "--dead-letter",
+        metavar="PATH",
+        help="append bad lines here as JSON lines (default: stderr)",
+    )
+    flt.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="write counts in Prometheus text format for node_exporter's textfile collector "
+        "(atomically, by rename; name it *.prom), every --metrics-interval and at the end",
+    )
+    flt.add_argument(
+        "--metrics-interval",
+        type=float,
+        default=10.0,
+        metavar="SECONDS",
+        help="how often to rewrite --metrics-file while input streams (default 10)",
+    )
+    flt.add_argument(
+        "--catalogue",
+        action="append",
+        default=[],
+        metavar="FILE",
+        help="service catalogue laid over the packaged one (repeatable)",
+    )
+    flt.add_argument(
+        "--no-catalogue", action="store_true", help="skip the error-code registration check"
+    )
+    flt.add_argument(
+        "--max-line-bytes",
+        type=_positive,
+        default=DEFAULT_MAX_LINE_BYTES,
+        metavar="N",
+        help="longer lines are dead-lettered without their text "
+        f"(default {DEFAULT_MAX_LINE_BYTES})",
+    )
+    flt.set_defaults(func=_filter)
 
     schema = logs_sub.add_parser("schema", help="print the JSON Schema of an otelfin log line")
     schema.set_defaults(func=_schema)
@@ -288,3 +341,74 @@ def _junit(reports: list[FileReport]) -> str:
             error.text = report.error
     body = ElementTree.tostring(suites, encoding="unicode")
     return '<?xml version="1.0" encoding="UTF-8"?>\n' + body + "\n"
+
+
+def _filter(args: argparse.Namespace) -> int:
+    from otelfin.logging import FilterReport, filter_lines
+    from otelfin.logging._filter import write_metrics_file
+
+    files = args.files or ["-"]
+    if files.count("-") > 1:
+        print("otelfin logs filter: '-' (stdin) may be given once", file=sys.stderr)
+        return 2
+    if not args.metrics_interval > 0:
+        print("otelfin logs filter: --metrics-interval must be > 0", file=sys.stderr)
+        return 2
+    codes: frozenset[str] | None = None
+    if not args.no_catalogue:
+        try:
+            codes = frozenset(load_catalogue(*args.catalogue))
+        except CatalogueError as exc:
+            print(f"otelfin logs filter: bad catalogue:\n{exc}", file=sys.stderr)
+            return 2
+    try:
+        dead = open(args.dead_letter, "ab") if args.dead_letter else sys.stderr.buffer  # noqa: SIM115
+    except OSError as exc:
+        print(
+            f"otelfin logs filter: cannot open {args.dead_letter}: {exc.strerror}", file=sys.stderr
+        )
+        return 2
+    metrics_error: list[str] = []
+
+    def write_metrics(report: FilterReport) -> None:
+        try:
+            write_metrics_file(args.metrics_file, report)
+        except OSError as exc:
+            if not metrics_error:
+                metrics_error.append(f"cannot write {args.metrics_file}: {exc.strerror or exc}")
+
+    due = [time.monotonic() + args.metrics_interval]
+
+    def progress(report: FilterReport) -> None:
+        if args.metrics_file and time.monotonic() >= due[0]:
+            due[0] = time.monotonic() + args.metrics_interval
+            write_metrics(report)
+
+    try:
+        if args.metrics_file:
+            write_metrics(FilterReport())  # the file exists (all zero) from the start
+        report = filter_lines(
+            files,
+            sys.stdout.buffer,
+            dead,
+            codes=codes,
+            max_line_bytes=args.max_line_bytes,
+            on_progress=progress,
+        )
+    finally:
+        if args.dead_letter:
+            dead.close()
+    if args.metrics_file:
+        write_metrics(report)
+    for problem in metrics_error:
+        print(f"otelfin logs filter: {problem}", file=sys.stderr)
+    if report.error:
+        print(f"otelfin logs filter: {report.error}", file=sys.stderr)
+    print(
+        f"otelfin logs filter: {report.lines} lines: {report.passed} passed, "
+        f"{report.dead_lettered} dead-lettered",
+        file=sys.stderr,
+    )
+    if report.error or metrics_error:
+        return 2
+    return 1 if report.dead_lettered else 0

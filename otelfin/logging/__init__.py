@@ -23,6 +23,7 @@ from otelfin.logging._catalogue import (
     UnregisteredErrorCodeError,
     unregistered_counter,
 )
+from otelfin.logging._filter import FilterReport, filter_lines
 from otelfin.logging._pipeline import (
     LEVELS,
     Correlate,
@@ -60,6 +61,8 @@ __all__ = [
     "processors",
     "schema",
     "validate_file",
+    "filter_lines",
+    "FilterReport",
     "validate_path",
     "DEFAULT_MAX_LINE_BYTES",
     "FileReport",
