@@ -344,8 +344,7 @@ def _junit(reports: list[FileReport]) -> str:
 
 
 def _filter(args: argparse.Namespace) -> int:
-    from otelfin.logging import FilterReport, filter_lines
-    from otelfin.logging._filter import write_metrics_file
+    from otelfin.logging import FilterReport, filter_lines, write_metrics_file
 
     files = args.files or ["-"]
     if files.count("-") > 1:

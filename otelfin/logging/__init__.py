@@ -23,7 +23,7 @@ from otelfin.logging._catalogue import (
     UnregisteredErrorCodeError,
     unregistered_counter,
 )
-from otelfin.logging._filter import FilterReport, filter_lines
+from otelfin.logging._filter import FilterReport, filter_lines, write_metrics_file
 from otelfin.logging._pipeline import (
     LEVELS,
     Correlate,
@@ -63,6 +63,7 @@ __all__ = [
     "validate_file",
     "filter_lines",
     "FilterReport",
+    "write_metrics_file",
     "validate_path",
     "DEFAULT_MAX_LINE_BYTES",
     "FileReport",
