@@ -85,8 +85,14 @@ def test_stdlib_bridge_and_server_logs(
     log = logging.getLogger(logger_name)
     own = io.StringIO()
     handler = logging.StreamHandler(own)
+    # An in-process uvicorn/gunicorn earlier in the session may have set these loggers' level,
+    # filters or disabled flag (dictConfig does); start each case from a plain logger.
+    saved = (log.propagate, log.level, log.disabled, log.filters[:], log.handlers[:])
+    log.handlers, log.filters = [], []
+    log.setLevel(logging.NOTSET)
+    log.disabled = False
     log.addHandler(handler)
-    old_propagate, log.propagate = log.propagate, propagate
+    log.propagate = propagate
     try:
         with capture_logs() as logs:
             log.warning('%s - "GET /pay?card=%s HTTP/1.1" 200', "127.0.0.1:5000", quote(pan))
@@ -96,8 +102,8 @@ def test_stdlib_bridge_and_server_logs(
             except ValueError:
                 log.warning("charge failed", exc_info=True)
     finally:
-        log.removeHandler(handler)
-        log.propagate = old_propagate
+        log.propagate, level, log.disabled, log.filters, log.handlers = saved
+        log.setLevel(level)
     written = own.getvalue()
     assert written.count("\n") >= 3 and "bad card" in written
     assert _leaks(written) == []
