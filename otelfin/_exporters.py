@@ -205,7 +205,27 @@ class JsonlSpanExporter(SpanExporter):
         return True
 
 
-class GuardedExporter(SpanExporter):
+class _Contained(SpanExporter):
+    """Shutdown and flush of a wrapped exporter ``inner``, its failures contained and counted
+    (export is each subclass's own)."""
+
+    inner: SpanExporter
+
+    def shutdown(self) -> None:
+        try:
+            self.inner.shutdown()
+        except Exception as exc:
+            _internal.report(f"exporter.shutdown[{type(self.inner).__name__}]", exc)
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        try:
+            return bool(self.inner.force_flush(timeout_millis))
+        except Exception as exc:
+            _internal.report(f"exporter.force_flush[{type(self.inner).__name__}]", exc)
+            return False
+
+
+class GuardedExporter(_Contained):
     """Scrubs spans once, then exports; an exporter failure is counted, logged once, contained.
 
     Scrubbing is :class:`~otelfin.scrub.ScrubbingSpanExporter`'s, which steps aside when the
@@ -222,19 +242,6 @@ class GuardedExporter(SpanExporter):
         except Exception as exc:
             _internal.report(f"exporter.export[{type(self.inner).__name__}]", exc)
             return SpanExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        try:
-            self.inner.shutdown()
-        except Exception as exc:
-            _internal.report(f"exporter.shutdown[{type(self.inner).__name__}]", exc)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        try:
-            return bool(self.inner.force_flush(timeout_millis))
-        except Exception as exc:
-            _internal.report(f"exporter.force_flush[{type(self.inner).__name__}]", exc)
-            return False
 
 
 #: Objects inherited across fork() that a child must not touch again (a file object whose
@@ -353,7 +360,7 @@ class _Accounts:
         self.admitted = self.reached = self.in_flight = 0
 
 
-class _CountingExporter(SpanExporter):
+class _CountingExporter(_Contained):
     """Counts failed exports and the spans they lose; after the shutdown deadline, fails at once.
 
     The SDK's batch processor keeps its drops to itself (a log line and, if enabled, an
@@ -394,19 +401,6 @@ class _CountingExporter(SpanExporter):
         _internal.span_export_failed(reason, type(self.inner).__name__)
         _internal.spans_dropped("export_failed", n, f"{type(self.inner).__name__} failed")
         return SpanExportResult.FAILURE
-
-    def shutdown(self) -> None:
-        try:
-            self.inner.shutdown()
-        except Exception as exc:
-            _internal.report(f"exporter.shutdown[{type(self.inner).__name__}]", exc)
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        try:
-            return bool(self.inner.force_flush(timeout_millis))
-        except Exception as exc:
-            _internal.report(f"exporter.force_flush[{type(self.inner).__name__}]", exc)
-            return False
 
 
 class ExportPipeline(SpanProcessor):

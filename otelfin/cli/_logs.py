@@ -161,17 +161,25 @@ def _schema(args: argparse.Namespace) -> int:
     return 0
 
 
+def _codes(args: argparse.Namespace, command: str) -> tuple[bool, frozenset[str] | None]:
+    """``(ok, codes)`` of ``--catalogue`` (codes None with ``--no-catalogue``); ok is False
+    after a bad catalogue was reported (the caller exits 2)."""
+    if args.no_catalogue:
+        return True, None
+    try:
+        return True, frozenset(load_catalogue(*args.catalogue))
+    except CatalogueError as exc:
+        print(f"otelfin logs {command}: bad catalogue:\n{exc}", file=sys.stderr)
+        return False, None
+
+
 def _validate(args: argparse.Namespace) -> int:
     if args.files.count("-") > 1:
         print("otelfin logs validate: '-' (stdin) may be given once", file=sys.stderr)
         return 2
-    codes: frozenset[str] | None = None
-    if not args.no_catalogue:
-        try:
-            codes = frozenset(load_catalogue(*args.catalogue))
-        except CatalogueError as exc:
-            print(f"otelfin logs validate: bad catalogue:\n{exc}", file=sys.stderr)
-            return 2
+    ok, codes = _codes(args, "validate")
+    if not ok:
+        return 2
     jobs = args.jobs or (os.cpu_count() or 1)
     # Validating makes no reference cycles (each parsed line is freed by reference counting),
     # so the cyclic collector only costs time (~2%); it is switched back on afterwards.
@@ -353,13 +361,9 @@ def _filter(args: argparse.Namespace) -> int:
     if not args.metrics_interval > 0:
         print("otelfin logs filter: --metrics-interval must be > 0", file=sys.stderr)
         return 2
-    codes: frozenset[str] | None = None
-    if not args.no_catalogue:
-        try:
-            codes = frozenset(load_catalogue(*args.catalogue))
-        except CatalogueError as exc:
-            print(f"otelfin logs filter: bad catalogue:\n{exc}", file=sys.stderr)
-            return 2
+    ok, codes = _codes(args, "filter")
+    if not ok:
+        return 2
     try:
         dead = open(args.dead_letter, "ab") if args.dead_letter else sys.stderr.buffer  # noqa: SIM115
     except OSError as exc:
