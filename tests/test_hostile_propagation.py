@@ -118,3 +118,16 @@ def test_inject_into_dict_with_bytes_named_traceparent(spans: InMemorySpanExport
     send()
     assert b"traceparent" not in carrier and "traceparent" in carrier
     assert carrier["x-other"] == "1"
+
+
+@pytest.mark.parametrize(
+    "header", ["note=password=hunter2", "note=token:hunter2", "ok=1,note=pwd=hunter2"]
+)
+def test_secret_pair_inside_a_baggage_value_is_redacted(header: str) -> None:
+    """A key=value secret written inside a baggage value never survives extract (fast path)."""
+    from opentelemetry import baggage
+
+    from otelfin.propagation import OtelfinPropagator
+
+    ctx = OtelfinPropagator(("tracecontext", "baggage")).extract({"baggage": header})
+    assert "hunter2" not in repr(dict(baggage.get_all(ctx)))
