@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 import argparse
-import math
 import sys
 from typing import Any
+
+from otelfin.cli._metrics import _seconds
 
 __all__ = ["register"]
 
@@ -17,16 +18,6 @@ def _positive_int(text: str) -> int:
         value = 0
     if value < 1:
         raise argparse.ArgumentTypeError(f"expected a positive whole number, got {text!r}")
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = math.nan
-    if not 0 < value < math.inf:
-        raise argparse.ArgumentTypeError(f"expected a positive number of seconds, got {text!r}")
     return value
 
 
