@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-check demo test lint bench clean
+.PHONY: install install-check demo test lint bench bench-quick clean
 
 $(BIN)/otelfin: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -28,6 +28,12 @@ test: install
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+# Every benchmark in its quick mode (a few short rounds): proves each script still runs against
+# the current code, so none rots. Figures from this are not to be quoted. .ci/run runs it.
+bench-quick: install
+	@for b in benchmarks/bench_*.py; do \
+	  echo "== $$b --quick"; $(BIN)/python $$b --quick || exit 1; done
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -44,7 +44,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=20000)
+    parser.add_argument(
+        "--quick", action="store_true", help="a few short rounds: checks the script runs (CI)"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.calls = 3, 2000
 
     sink = open(os.devnull, "wb")  # noqa: SIM115 - lives for the whole run
     structlog.configure(

@@ -62,7 +62,12 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=9)
     parser.add_argument("--requests", type=int, default=3000)
+    parser.add_argument(
+        "--quick", action="store_true", help="a few short rounds: checks the script runs (CI)"
+    )
     args = parser.parse_args()
+    if args.quick:
+        args.rounds, args.requests = 3, 500
     os.environ["OTEL_TRACES_SAMPLER"] = "always_off"
     results = {m: _measure(m, args.rounds, args.requests) for m in ("plain", "not", "counted")}
     _config.reset()

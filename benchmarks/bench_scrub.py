@@ -78,7 +78,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=20000)
     parser.add_argument("--adversarial-mb", type=int, default=10)
+    parser.add_argument(
+        "--quick", action="store_true", help="a few short rounds: checks the script runs (CI)"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.calls, args.adversarial_mb = 3, 2000, 1
 
     cases: dict[str, Callable[[], object]] = {
         "scrub_text, plain line (no digits run)": lambda: scrub_text(PLAIN),

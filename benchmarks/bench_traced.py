@@ -58,7 +58,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--rounds", type=int, default=15)
     parser.add_argument("--calls", type=int, default=4000)
+    parser.add_argument(
+        "--quick", action="store_true", help="a few short rounds: checks the script runs (CI)"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.calls = 3, 1000
 
     # The live catalogue (otelfin.catalogue.current()) decides that PAY-012 is a business outcome.
     sampled, unsampled = provider(True), provider(False)

@@ -156,7 +156,12 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--mb", type=int, default=256, help="size of the generated file")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument(
+        "--quick", action="store_true", help="a few short rounds: checks the script runs (CI)"
+    )
     args = parser.parse_args(argv)
+    if args.quick:
+        args.rounds, args.mb = 1, 4
 
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "logs.jsonl"
