@@ -34,7 +34,7 @@ import orjson
 
 from otelfin.catalogue import default_catalogue
 from otelfin.logging import filter_lines, schema
-from otelfin.logging._validate import validate_path
+from otelfin.tools.logs._validate import validate_path
 
 _TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
 _SPAN = "00f067aa0ba902b7"

@@ -125,3 +125,34 @@ def test_shipped_schema_uses_the_shared_definitions() -> None:
     properties = schema()["properties"]
     assert tuple(properties["level"]["enum"]) == catalogue.LEVEL_NAMES
     assert properties["error_code"]["pattern"] == f"^{catalogue.CODE_PATTERN.pattern}$"
+
+
+def test_runtime_never_loads_the_offline_tools() -> None:
+    """Importing otelfin and its pillars and running configure() loads nothing of otelfin.tools,
+    while the names kept for compatibility still resolve to the tools'."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, otelfin, otelfin.instrument, otelfin.propagation, otelfin.metrics, "
+        "otelfin.logging, otelfin.scrub, otelfin.catalogue\n"
+        "from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter\n"
+        "otelfin.configure(service_name='probe', span_exporter=InMemorySpanExporter())\n"
+        "otelfin.get_logger().info('probe')\n"
+        "otelfin.shutdown()\n"
+        "print(sorted(m for m in sys.modules if m.startswith('otelfin.tools')))\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True
+    )
+    assert result.stdout.strip().splitlines()[-1] == "[]"
+
+    import otelfin.logging
+    import otelfin.metrics.offline
+    from otelfin.tools import logs, metrics
+
+    assert otelfin.logging.validate_path is logs.validate_path
+    assert otelfin.logging.filter_lines is logs.filter_lines
+    assert otelfin.logging.write_metrics_file is logs.write_metrics_file
+    assert otelfin.metrics.offline.attribute is metrics.attribute
+    assert set(otelfin.metrics.offline.__all__) == set(metrics.__all__)

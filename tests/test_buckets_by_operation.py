@@ -12,7 +12,7 @@ from prometheus_client import CollectorRegistry, Histogram, generate_latest
 
 from otelfin.cli import main
 from otelfin.metrics import names
-from otelfin.metrics.offline import (
+from otelfin.tools.metrics import (
     ReportError,
     samples_from_buckets,
     series_from_prometheus,

@@ -11,8 +11,8 @@ import pytest
 import yaml
 
 from otelfin.cli import main
-from otelfin.metrics.offline import _promql
-from otelfin.metrics.offline._dashboards import build_dashboards, panel_queries
+from otelfin.tools.metrics import _promql
+from otelfin.tools.metrics._dashboards import build_dashboards, panel_queries
 from tests.integration.conftest import require_binary
 
 COMMITTED = Path(__file__).resolve().parents[1] / "dashboards"
@@ -95,8 +95,8 @@ def test_dashboards_have_variables_exemplars_and_the_three_views() -> None:
 
 def test_rules_report_and_dashboards_share_the_slow_query() -> None:
     """One builder writes the slow-tail PromQL the rules, the report and the dashboards use."""
-    from otelfin.metrics.offline._report import _promql as report_promql
-    from otelfin.metrics.offline._rules import all_expressions, build_rules
+    from otelfin.tools.metrics._report import _promql as report_promql
+    from otelfin.tools.metrics._rules import all_expressions, build_rules
 
     metric = "otelfin_request_duration_seconds"
     slow = _promql.slow(metric, ["channel"], "5m", "0.25", fn="increase")

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 
 from otelfin.cli import main
-from otelfin.metrics.offline import HistogramSeries, attribute, series_from_text
+from otelfin.tools.metrics import HistogramSeries, attribute, series_from_text
 
 _METRIC = "otelfin_request_duration_seconds"
 _GOOD_P99 = {"status": "success", "data": {"resultType": "vector", "result": []}}

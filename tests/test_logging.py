@@ -25,8 +25,8 @@ from otelfin.logging import (
     processors,
     schema,
 )
-from otelfin.logging._validate import make_line_checker
 from otelfin.testing import configured_for_test
+from otelfin.tools.logs._validate import make_line_checker
 
 VISA = "4111111111111111"
 TIMESTAMP = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{6}\+00:00")

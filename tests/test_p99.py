@@ -13,7 +13,7 @@ from prometheus_client.openmetrics.exposition import generate_latest as generate
 
 from otelfin.cli import main
 from otelfin.metrics import DURATION_METRIC, red_metrics
-from otelfin.metrics.offline import (
+from otelfin.tools.metrics import (
     ReportError,
     attribute,
     format_text,

@@ -8,7 +8,7 @@ import pytest
 import yaml
 
 from otelfin.cli import main
-from otelfin.metrics.offline import UNREGISTERED_CODES_METRIC, all_expressions, build_rules
+from otelfin.tools.metrics import UNREGISTERED_CODES_METRIC, all_expressions, build_rules
 
 
 def test_rules_cover_p99_burn_codes_and_overflow() -> None:

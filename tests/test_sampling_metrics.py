@@ -113,7 +113,7 @@ def test_bad_operation_slos_fail_at_startup(monkeypatch: pytest.MonkeyPatch) -> 
 
 def test_p99_report_names_the_slow_dependency() -> None:
     """The dependency histogram lets the P99 report say the tail is the ledger database."""
-    from otelfin.metrics.offline import attribute, series_from_registry
+    from otelfin.tools.metrics import attribute, series_from_registry
 
     registry = CollectorRegistry()
     otelfin.configure("svc", traces_exporter="none", metrics_registry=registry)

@@ -13,8 +13,8 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otelfin._exporters import JsonlSpanExporter
-from otelfin._traces import group_traces, pick_trace, read_spans, render_waterfall
 from otelfin.cli import main
+from otelfin.tools.traces import group_traces, pick_trace, read_spans, render_waterfall
 
 
 def _write_two_services(path: Path) -> tuple[str, str]:

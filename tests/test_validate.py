@@ -20,7 +20,7 @@ from hypothesis import strategies as st
 from otelfin.catalogue import default_catalogue
 from otelfin.cli import main
 from otelfin.logging import schema
-from otelfin.logging._validate import make_line_checker, validate_path
+from otelfin.tools.logs._validate import make_line_checker, validate_path
 
 VISA = "4111111111111111"
 CODES = frozenset(default_catalogue())

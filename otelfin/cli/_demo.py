@@ -57,7 +57,7 @@ def register(subparsers: Any) -> None:
 
 
 def _demo(args: argparse.Namespace) -> int:
-    from otelfin._demo import DemoError, DemoOptions, run_demo
+    from otelfin.tools.demo import DemoError, DemoOptions, run_demo
 
     options = DemoOptions(
         requests=args.requests,

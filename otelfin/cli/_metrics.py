@@ -184,7 +184,7 @@ def _buckets_suggest(args: argparse.Namespace) -> int:
 
 def _buckets_suggest_by(args: argparse.Namespace) -> int:
     """``buckets suggest --file/--prometheus``: one design per value of ``--by``."""
-    from otelfin.metrics import offline
+    from otelfin.tools import metrics as offline
 
     if args.slo is not None:
         return _error("--slo goes with --samples; per operation the output suggests an SLO each")
@@ -244,7 +244,7 @@ def _buckets_suggest_by(args: argparse.Namespace) -> int:
 
 
 def _p99_report(args: argparse.Namespace) -> int:
-    from otelfin.metrics import offline
+    from otelfin.tools import metrics as offline
 
     by = [label.strip() for label in args.by.split(",") if label.strip()]
     try:
@@ -286,7 +286,7 @@ def _p99_report(args: argparse.Namespace) -> int:
 
 
 def _rules_build(args: argparse.Namespace) -> int:
-    from otelfin.metrics.offline import build_rules, rules_yaml
+    from otelfin.tools.metrics import build_rules, rules_yaml
 
     try:
         buckets = [float(b) for b in args.buckets.split(",") if b.strip()] if args.buckets else None
@@ -313,7 +313,7 @@ def _rules_build(args: argparse.Namespace) -> int:
 
 
 def _dashboards_build(args: argparse.Namespace) -> int:
-    from otelfin.metrics.offline import write_dashboards
+    from otelfin.tools.metrics import write_dashboards
 
     try:
         written = write_dashboards(

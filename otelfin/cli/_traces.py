@@ -39,7 +39,7 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
-    from otelfin._traces import (
+    from otelfin.tools.traces import (
         TraceFileError,
         group_traces,
         pick_trace,

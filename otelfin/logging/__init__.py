@@ -23,7 +23,6 @@ from otelfin.logging._catalogue import (
     UnregisteredErrorCodeError,
     unregistered_counter,
 )
-from otelfin.logging._filter import FilterReport, filter_lines, write_metrics_file
 from otelfin.logging._pipeline import (
     LEVELS,
     Correlate,
@@ -37,12 +36,6 @@ from otelfin.logging._pipeline import (
     scrub_event,
 )
 from otelfin.logging._stdlib import OtelfinHandler
-from otelfin.logging._validate import (
-    DEFAULT_MAX_LINE_BYTES,
-    FileReport,
-    Violation,
-    validate_path,
-)
 
 # The scrubber moved to otelfin.scrub; these names stay here so existing imports keep working.
 ScrubbingSpanExporter = _scrubber.ScrubbingSpanExporter
@@ -55,6 +48,39 @@ if TYPE_CHECKING:
     from otelfin import Config
     from otelfin._pillar import Tracing
     from otelfin.catalogue import Catalogue
+    from otelfin.tools.logs import (
+        DEFAULT_MAX_LINE_BYTES,
+        FileReport,
+        FilterReport,
+        Violation,
+        filter_lines,
+        validate_path,
+        write_metrics_file,
+    )
+
+# The file tools (validate, filter) live in the offline wing, otelfin.tools.logs; these names
+# stay importable from here, resolved on first use (PEP 562) so that a service importing the
+# logging pillar never loads the tools.
+_TOOL_NAMES = frozenset(
+    {
+        "DEFAULT_MAX_LINE_BYTES",
+        "FileReport",
+        "FilterReport",
+        "Violation",
+        "filter_lines",
+        "validate_path",
+        "write_metrics_file",
+    }
+)
+
+
+def __getattr__(name: str) -> Any:
+    if name in _TOOL_NAMES:
+        from otelfin.tools import logs
+
+        return getattr(logs, name)
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
 
 __all__ = [
     "get_logger",
@@ -102,6 +128,7 @@ def validate_file(
     lists the first ``keep`` as ``file:line: reason``; ``report.error`` names unreadable input.
     """
     from otelfin import catalogue as catalogue_module
+    from otelfin.tools.logs import validate_path
 
     codes = frozenset(catalogue if catalogue is not None else catalogue_module.current())
     return validate_path(path, codes, max_errors=max_errors, keep=keep)
@@ -138,7 +165,7 @@ class CapturedLogs(list[dict[str, Any]]):
     def problems(self) -> list[str]:
         """Catalogue violations (dropped events included) and lines failing the validator's
         format and card-number checks; empty when the logs are clean."""
-        from otelfin.logging._validate import make_line_checker
+        from otelfin.tools.logs import make_line_checker
 
         check = make_line_checker(None)
         found = [f"catalogue: {reason}" for reason in self.violations]

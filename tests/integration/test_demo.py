@@ -12,8 +12,8 @@ from pathlib import Path
 
 import pytest
 
-from otelfin._traces import group_traces, read_spans
 from otelfin.logging import find_pans
+from otelfin.tools.traces import group_traces, read_spans
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTEFACTS = ("spans.jsonl", "logs.jsonl", "metrics.prom", "report.html")
@@ -380,7 +380,7 @@ def test_every_dashboard_query_returns_data_from_the_running_demo(tmp_path: Path
     import signal
     import threading
 
-    from otelfin.metrics.offline import build_rules, panel_queries, rules_yaml
+    from otelfin.tools.metrics import build_rules, panel_queries, rules_yaml
     from tests.integration.test_prometheus import _api, _prometheus, _wait
 
     env = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELFIN_"))}
@@ -434,7 +434,7 @@ def test_every_dashboard_query_returns_data_from_the_running_demo(tmp_path: Path
 
 
 def test_wheel_ships_the_example_the_demo_runs(tmp_path: Path) -> None:
-    """The built wheel holds otelfin/_demo/payment_gateway (examples/payment_gateway's files)."""
+    """The built wheel holds the example gateway as package data (otelfin/tools/demo/...)."""
     import zipfile
 
     result = subprocess.run(
@@ -445,6 +445,10 @@ def test_wheel_ships_the_example_the_demo_runs(tmp_path: Path) -> None:
     assert result.returncode == 0, result.stderr[-2000:]
     (wheel,) = tmp_path.glob("otelfin-*.whl")
     names = set(zipfile.ZipFile(wheel).namelist())
-    example = {p.name for p in (ROOT / "examples" / "payment_gateway").glob("*.py")}
-    assert {f"otelfin/_demo/payment_gateway/{name}" for name in example} <= names
-    assert {"otelfin/_demo/_run.py", "otelfin/_demo/_html.py", "otelfin/cli/_demo.py"} <= names
+    gateway = ROOT / "otelfin" / "tools" / "demo" / "payment_gateway"
+    assert not gateway.is_symlink()
+    example = {p.name for p in gateway.glob("*.py")}
+    assert {"__init__.py", "api.py", "services.py", "worker.py"} <= example
+    assert {f"otelfin/tools/demo/payment_gateway/{name}" for name in example} <= names
+    demo = {"otelfin/tools/demo/_run.py", "otelfin/tools/demo/_html.py", "otelfin/cli/_demo.py"}
+    assert demo <= names

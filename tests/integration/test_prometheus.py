@@ -21,8 +21,8 @@ from prometheus_client import CollectorRegistry
 import otelfin
 from otelfin.cli import main
 from otelfin.metrics import metrics_server
-from otelfin.metrics.offline import all_expressions, build_rules
 from otelfin.testing import configured_for_test
+from otelfin.tools.metrics import all_expressions, build_rules
 from tests.integration.conftest import require_binary
 
 

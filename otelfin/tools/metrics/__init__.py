@@ -1,21 +1,22 @@
-"""The offline room of the metrics pillar: tools that read metrics rather than record them.
+"""Offline metrics tools: they read metrics rather than record them.
 
 ``otelfin p99 report`` (:func:`attribute` over an exposition file, a scrape or a Prometheus
 server), the generated Prometheus recording/alerting rules (:func:`build_rules`) and the
-Grafana dashboards (:func:`write_dashboards`). Nothing here runs on a request path; the
-runtime room (RED instruments, labels, buckets, exemplars, the /metrics server) is
-:mod:`otelfin.metrics` itself.
+Grafana dashboards (:func:`write_dashboards`), and bucket design per operation from histogram
+counts (``otelfin buckets suggest --file``). Nothing here runs on a request path; the runtime
+(RED instruments, labels, buckets, exemplars, the /metrics server) is :mod:`otelfin.metrics`,
+which never imports this package. ``otelfin.metrics.offline`` is an alias of it.
 """
 
 from __future__ import annotations
 
-from otelfin.metrics.offline._dashboards import (
+from otelfin.tools.metrics._dashboards import (
     DashboardPanel,
     build_dashboards,
     panel_queries,
     write_dashboards,
 )
-from otelfin.metrics.offline._report import (
+from otelfin.tools.metrics._report import (
     AttributionReport,
     AttributionRow,
     HistogramSeries,
@@ -28,13 +29,13 @@ from otelfin.metrics.offline._report import (
     series_from_registry,
     series_from_text,
 )
-from otelfin.metrics.offline._rules import (
+from otelfin.tools.metrics._rules import (
     UNREGISTERED_CODES_METRIC,
     all_expressions,
     build_rules,
     rules_yaml,
 )
-from otelfin.metrics.offline._suggest import (
+from otelfin.tools.metrics._suggest import (
     INF_FACTOR,
     OperationDesign,
     samples_from_buckets,

@@ -27,7 +27,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from otelfin.metrics._buckets import histogram_quantile, le_text
-from otelfin.metrics.offline import _promql as q
+from otelfin.tools.metrics import _promql as q
 
 __all__ = [
     "ReportError",

@@ -13,9 +13,9 @@ The bus is an in-memory queue owned by the demo unless a RabbitMQ (``--amqp``) o
 masked. :mod:`.risk` carries no decorator on purpose: it is traced through
 ``OTELFIN_METHODS_INCLUDE``.
 
-The same files ship inside the otelfin wheel as ``otelfin._demo.payment_gateway`` (a symlink in
-the source tree), so ``otelfin demo`` works from ``pip install 'otelfin[demo]'``; modules import
-each other relatively so either name works.
+These files are package data of otelfin (``otelfin.tools.demo.payment_gateway``, in the source
+tree and the wheel alike), so ``otelfin demo`` works from ``pip install 'otelfin[demo]'``;
+modules import each other relatively.
 """
 
 from __future__ import annotations

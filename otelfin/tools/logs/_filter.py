@@ -3,7 +3,7 @@
 Valid JSON log lines pass to the output unchanged; bad ones (invalid JSON, schema violation,
 unregistered error code, unmasked card number) go to a dead-letter stream as JSON lines
 carrying the original line, card numbers masked, and the reasons. Each line is checked by the
-validator's own checker (:func:`otelfin.logging._validate.make_line_checker`), so ``filter``
+validator's own checker (:func:`otelfin.tools.logs._validate.make_line_checker`), so ``filter``
 and ``validate`` never disagree about a line. Every line read is either passed or
 dead-lettered: the two counts always add up to the lines read.
 
@@ -23,14 +23,14 @@ from typing import IO, Any
 
 import orjson
 
-from otelfin.logging._validate import (
+from otelfin.scrub import scrub_text
+from otelfin.tools.logs._validate import (
     DEFAULT_MAX_LINE_BYTES,
     TOO_LONG,
     iter_batches,
     make_line_checker,
     open_input,
 )
-from otelfin.scrub import scrub_text
 
 __all__ = ["FilterReport", "filter_lines", "metrics_text", "write_metrics_file"]
 

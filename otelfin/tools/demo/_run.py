@@ -20,7 +20,7 @@ from typing import IO, Any
 
 __all__ = ["DemoError", "DemoOptions", "DemoResult", "run_demo"]
 
-_GATEWAY = "otelfin._demo.payment_gateway"
+_GATEWAY = "otelfin.tools.demo.payment_gateway"
 _ACCEPT = "application/openmetrics-text; version=1.0.0, text/plain; version=0.0.4"
 _ARTEFACTS = ("spans.jsonl", "logs.jsonl", "metrics.prom", "report.html")
 _START_TIMEOUT = 60.0
@@ -74,7 +74,7 @@ class DemoResult:
 
 
 def _check_options(options: DemoOptions) -> None:
-    from otelfin._demo.payment_gateway.channels import CHANNELS
+    from otelfin.tools.demo.payment_gateway.channels import CHANNELS
 
     if options.requests < 1:
         raise DemoError(f"--requests must be at least 1, not {options.requests}")
@@ -324,7 +324,7 @@ def run_demo(
     _check_options(options)
     started = time.monotonic()
     timings: dict[str, float] = {}
-    from otelfin._demo.payment_gateway import services as svc
+    from otelfin.tools.demo.payment_gateway import services as svc
 
     out_dir = Path(options.out_dir).resolve()
     parts = out_dir / "parts"
@@ -398,7 +398,7 @@ def run_demo(
             file=out,
         )
         out.flush()
-        from otelfin._demo.payment_gateway.checkout import drive
+        from otelfin.tools.demo.payment_gateway.checkout import drive
 
         timings["start"] = time.monotonic() - started
         show = _Progress(err, options.progress)
@@ -448,12 +448,12 @@ def _analyse(
     started: float,
     out: IO[str],
 ) -> DemoResult:
-    from otelfin import _traces
-    from otelfin._demo import _html
-    from otelfin._demo.payment_gateway.services import SLO_SECONDS
     from otelfin.logging import validate_file
-    from otelfin.metrics import offline as _report
     from otelfin.metrics.names import DURATION as DURATION_METRIC
+    from otelfin.tools import metrics as _report
+    from otelfin.tools import traces as _traces
+    from otelfin.tools.demo import _html
+    from otelfin.tools.demo.payment_gateway.services import SLO_SECONDS
 
     text = (out_dir / "metrics.prom").read_text(encoding="utf-8")
     series = _report.series_from_text(text, DURATION_METRIC)
@@ -506,7 +506,7 @@ def _analyse(
     )
     artefacts = {name: out_dir / name for name in _ARTEFACTS}
     scanned = list(artefacts.values()) + sorted((out_dir / "parts").glob("*"))
-    from otelfin._demo.payment_gateway.checkout import TEST_CARDS
+    from otelfin.tools.demo.payment_gateway.checkout import TEST_CARDS
 
     ids = {i for t in traces.values() for s in t.spans for i in (s.trace_id, s.span_id)}
     hits = _pan_hits(scanned, [card for cards in TEST_CARDS.values() for card in cards], ids)

@@ -16,8 +16,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from otelfin.metrics._buckets import BucketDesign, suggest_buckets
-from otelfin.metrics.offline import _promql as q
-from otelfin.metrics.offline._report import HistogramSeries, ReportError, query
+from otelfin.tools.metrics import _promql as q
+from otelfin.tools.metrics._report import HistogramSeries, ReportError, query
 
 __all__ = [
     "INF_FACTOR",

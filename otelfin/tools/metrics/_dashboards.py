@@ -12,7 +12,7 @@ Three dashboards, importable into Grafana 10+ and committed under ``dashboards/`
   failure otelfin contained.
 
 Datasource, service and SLO are template variables. Every query comes from
-:mod:`otelfin.metrics.offline._promql`, the module the rules and ``otelfin p99 report`` use;
+:mod:`otelfin.tools.metrics._promql`, the module the rules and ``otelfin p99 report`` use;
 :func:`panel_queries` lists them with the variables filled in so tests can parse each one with
 promtool and run it against a real Prometheus.
 """
@@ -29,8 +29,8 @@ from typing import Any
 from otelfin.metrics import names
 from otelfin.metrics._buckets import le_text
 from otelfin.metrics._red import DURATION_METRIC, ERRORS_METRIC
-from otelfin.metrics.offline import _promql as q
-from otelfin.metrics.offline._rules import (
+from otelfin.tools.metrics import _promql as q
+from otelfin.tools.metrics._rules import (
     _METRIC_NAME,
     INTERNAL_ERRORS_METRIC,
     OVERFLOW_METRIC,
