@@ -15,6 +15,11 @@ class OtelfinError(Exception):
     :attr:`attributes` and recorded on the span (after scrubbing).
     """
 
+    # Its public name: span events (``exception.type``), tracebacks and reprs say
+    # ``otelfin.OtelfinError``, the path users import, not this private module. Pickling
+    # resolves the same name.
+    __module__ = "otelfin"
+
     def __init__(self, code: str, message: str = "", **attrs: Any) -> None:
         super().__init__(f"{code}: {message}" if message else code)
         self.code = code

@@ -81,7 +81,7 @@ results.update(bad_log_lines=bad, bad_span_lines=bad_spans)
 print(json.dumps(results))
 '''
 
-_POOL_APP = r'''
+_POOL_APP = r"""
 import json, multiprocessing, os, sys
 import otelfin
 from opentelemetry import trace
@@ -113,7 +113,7 @@ if __name__ == "__main__":
                         attrs = {a["key"]: a["value"] for a in s["attributes"]}
                         seen.add(int(attrs["n"]["intValue"]))
     print(json.dumps({"mode": mode, "pool_spans_exported": len(seen), "of": 20}))
-'''
+"""
 
 
 def _run(tmp_path: Path, source: str, *args: str) -> dict[str, int]:

@@ -126,7 +126,9 @@ def test_text_table_is_compact(capsys: pytest.CaptureFixture[str]) -> None:
     assert table[0].split()[:4] == ["label", "value", "requests", "traffic"]
     assert table[1].split()[:2] == ["operation", "pay"]
     assert table[2].split()[:2] == ["channel", "wallet"]
-    assert "PromQL:" in lines
+    # Counts read from a registry: the queries are offered, not claimed as run.
+    assert "PromQL for the same report in Prometheus (not run here):" in lines
+    assert "PromQL:" not in lines
 
 
 def test_cli_report_from_file_json(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -173,3 +175,22 @@ def test_cli_report_scrape_live_server(capsys: pytest.CaptureFixture[str]) -> No
     data = json.loads(capsys.readouterr().out)
     assert data["rows"][0]["value"] == "wallet"
     assert data["rows"][0]["exemplars"]
+    assert data["promql_ran"] is False
+
+
+def test_cli_report_scrape_text_says_its_promql_was_not_run(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    """--scrape text output: no bare ``PromQL:`` block claiming [5m] windows it never queried."""
+    from otelfin.metrics import start_metrics_server
+
+    registry = CollectorRegistry()
+    _populate(registry)
+    server = start_metrics_server(0, "127.0.0.1", registry)
+    try:
+        assert main(["p99", "report", "--scrape", server.url, "--by", "channel"]) == 0
+    finally:
+        server.stop()
+    lines = capsys.readouterr().out.splitlines()
+    assert "PromQL:" not in lines
+    assert "PromQL for the same report in Prometheus (not run here):" in lines

@@ -65,3 +65,42 @@ def test_installed_semantic_conventions_match_the_pins() -> None:
     )
     assert version("opentelemetry-semantic-conventions") == pinned
     assert version("opentelemetry-instrumentation") == pinned
+
+
+def _user_docs() -> str:
+    """The README and the documentation site's pages (the extras table may live in either)."""
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").rglob("*.md"))]
+    return "\n".join(p.read_text() for p in pages if p.is_file())
+
+
+def test_every_extra_is_documented() -> None:
+    """Each extra of pyproject.toml has a row in the user docs' extras table."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    docs = _user_docs()
+    missing = [
+        name
+        for name in project["optional-dependencies"]
+        if not re.search(rf"^\|[^|\n]*`{re.escape(name)}`", docs, re.MULTILINE)
+    ]
+    assert not missing, f"extras without a row in the extras table: {missing}"
+
+
+def test_fastapi_extra_can_serve_an_app() -> None:
+    """`pip install 'otelfin[fastapi]'` brings a server (uvicorn), not only the framework."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    names = {
+        re.split(r"[=<>~!\[ ;]", r, maxsplit=1)[0]
+        for r in project["optional-dependencies"]["fastapi"]
+    }
+    assert {"fastapi", "uvicorn"} <= names
+
+
+def test_python_versions_in_the_docs_match_requires_python() -> None:
+    """The docs state the same Python floor as requires-python, and no ceiling it lacks."""
+    project = tomllib.loads((ROOT / "pyproject.toml").read_text())["project"]
+    floor = re.fullmatch(r">=(\d+\.\d+)", project["requires-python"])
+    assert floor, project["requires-python"]
+    docs = _user_docs()
+    assert f"Python {floor.group(1)} or newer" in docs
+    # "Python 3.10-3.13" would promise a ceiling requires-python does not have.
+    assert not re.search(r"needs Python \d+\.\d+\s*-\s*\d+\.\d+", docs)

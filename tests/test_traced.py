@@ -366,6 +366,9 @@ def test_unregistered_code_is_treated_as_fault(spans: InMemorySpanExporter) -> N
     (span,) = spans.get_finished_spans()
     assert span.attributes["otelfin.error_code"] == "ZZZ-999"
     assert "exception.stacktrace" in span.events[0].attributes
+    # The public name users import, not the private module it is defined in.
+    assert span.events[0].attributes["exception.type"] == "otelfin.OtelfinError"
+    assert "otelfin._errors" not in span.events[0].attributes["exception.stacktrace"]
 
 
 def test_otelfin_error_pickles() -> None:

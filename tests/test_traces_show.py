@@ -108,3 +108,13 @@ def test_missing_file_and_unknown_trace_exit_2(
     _write_two_services(spans_file)
     assert main(["traces", "show", str(spans_file), "--trace-id", "0" * 32]) == 2
     assert "no trace" in capsys.readouterr().err
+
+
+def test_waterfall_header_says_one_service_and_one_span(tmp_path: Path) -> None:
+    """A one-span trace of one service: "1 service", "1 span" (not "1 services")."""
+    spans_file = tmp_path / "spans.jsonl"
+    _write_two_services(spans_file)
+    traces = group_traces(read_spans(str(spans_file))).values()
+    health = next(t for t in traces if len(t.rows) == 1)
+    header = render_waterfall(health, unicode=False).splitlines()[0]
+    assert "1 service (payment-api)" in header and header.endswith("1 span")

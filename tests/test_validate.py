@@ -309,7 +309,7 @@ def test_cli_formats(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None
     assert main(["logs", "validate", "--format", "junit", str(path)]) == 1
     root = ElementTree.fromstring(capsys.readouterr().out)
     failure = root.find("./testsuite/testcase/failure")
-    assert failure is not None and "2 bad line(s) of 3" in failure.attrib["message"]
+    assert failure is not None and "2 bad lines of 3" in failure.attrib["message"]
 
 
 def test_cli_max_errors_stops_early(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
@@ -427,3 +427,12 @@ def test_validate_file_api(tmp_path: Path) -> None:
     report = validate_file(str(path))
     assert report.lines == 2 and report.bad_lines == 1
     assert str(report.violations[0]) == f"{path}:2: error_code PAY-999 is not in the catalogue"
+
+
+def test_cli_summary_counts_agree_with_their_nouns(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """One line in one file reads "checked 1 line in 1 file", not "1 lines in 1 file(s)"."""
+    path = _write(tmp_path / "one.jsonl", [line()])
+    assert main(["logs", "validate", str(path)]) == 0
+    assert "checked 1 line in 1 file: 0 bad" in capsys.readouterr().err

@@ -20,6 +20,7 @@ from otelfin.logging import (
     Violation,
     validate_path,
 )
+from otelfin.tools._text import plural
 
 #: Bad lines listed per file in json/junit output (all are counted).
 _LISTED = 10_000
@@ -269,7 +270,7 @@ def _finish(reports: list[FileReport], fmt: str, max_errors: int | None, out: Te
     lines = sum(r.lines for r in reports)
     bad = sum(r.bad_lines for r in reports)
     stopped = any(r.stopped for r in reports)
-    summary = f"checked {lines} lines in {len(reports)} file(s): {bad} bad"
+    summary = f"checked {plural(lines, 'line')} in {plural(len(reports), 'file')}: {bad} bad"
     if stopped:
         summary += f" (stopped after --max-errors {max_errors})"
     if fmt == "json":
@@ -337,7 +338,7 @@ def _junit(reports: list[FileReport]) -> str:
             failure = ElementTree.SubElement(
                 case,
                 "failure",
-                message=f"{report.bad_lines} bad line(s) of {report.lines}",
+                message=f"{plural(report.bad_lines, 'bad line')} of {report.lines}",
                 type="LogLineViolation",
             )
             listed = "\n".join(str(v) for v in report.violations)
@@ -408,7 +409,7 @@ def _filter(args: argparse.Namespace) -> int:
     if report.error:
         print(f"otelfin logs filter: {report.error}", file=sys.stderr)
     print(
-        f"otelfin logs filter: {report.lines} lines: {report.passed} passed, "
+        f"otelfin logs filter: {plural(report.lines, 'line')}: {report.passed} passed, "
         f"{report.dead_lettered} dead-lettered",
         file=sys.stderr,
     )

@@ -44,8 +44,10 @@ def test_buckets_suggest_from_prometheus(
                 p99[op] = values[int(0.99 * len(values)) - 1]
             grown = "sum(increase(buckets_it_latency_seconds_count[1m]))"
             _wait(
-                lambda: float(_api(base, "/api/v1/query", query=grown)["result"][0]["value"][1])
-                >= 11000,
+                lambda: (
+                    float(_api(base, "/api/v1/query", query=grown)["result"][0]["value"][1])
+                    >= 11000
+                ),
                 30,
                 "the observations in Prometheus",
             )

@@ -104,6 +104,9 @@ class AttributionReport:
     promql: tuple[str, ...]
     source: str = ""
     notes: tuple[str, ...] = ()
+    #: True when ``promql`` are the queries this report ran (against Prometheus); False when
+    #: it read counts since start-up from a scrape or a file and they are the equivalent.
+    promql_ran: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--format json`` document."""
@@ -117,6 +120,7 @@ class AttributionReport:
             "slow": self.slow,
             "rows": [row.as_dict() for row in self.rows],
             "promql": list(self.promql),
+            "promql_ran": self.promql_ran,
             "notes": list(self.notes),
         }
 
@@ -643,6 +647,7 @@ def from_prometheus(
         promql=tuple(queries),
         source=base,
         notes=tuple(notes),
+        promql_ran=True,
     )
 
 
@@ -712,7 +717,9 @@ def format_text(report: AttributionReport, promql: bool = True) -> str:
     lines = [
         f"{report.metric}: P{report.quantile * 100:g} ~ {report.p99_seconds:.4g}s; "
         f"slow = above le={report.threshold_le}s",
-        f"{_count(report.slow)} of {_count(report.requests)} requests are slow ({share:.2%})",
+        f"{_count(report.slow)} of {_count(report.requests)} "
+        f"{'request' if report.requests == 1 else 'requests'} "
+        f"{'is' if report.slow == 1 else 'are'} slow ({share:.2%})",
     ]
     lines += [f"note: {note}" for note in report.notes] + [""]
     header = ("label", "value", "requests", "traffic", "slow", "tail", "lift", "exemplar")
@@ -738,6 +745,12 @@ def format_text(report: AttributionReport, promql: bool = True) -> str:
             for i, (c, w) in enumerate(zip(r, widths, strict=True))
         ]
         lines.append("  ".join(cells).rstrip())
-    if promql:
-        lines += ["", "PromQL:"] + [f"  {q}" for q in report.promql]
+    if promql and report.promql:
+        if report.promql_ran:
+            heading = "PromQL:"
+        else:
+            # A scrape or a file holds counts since each process started, not a window: the
+            # queries were not run; they are what gives the same ranking in Prometheus.
+            heading = "PromQL for the same report in Prometheus (not run here):"
+        lines += ["", heading] + [f"  {q}" for q in report.promql]
     return "\n".join(lines)

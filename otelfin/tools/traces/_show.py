@@ -16,6 +16,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from otelfin.tools._text import plural
+
 __all__ = [
     "TraceFileError",
     "SpanRecord",
@@ -276,7 +278,8 @@ def render_waterfall(trace: Trace, *, width: int = 40, unicode: bool | None = No
     service_width = max(7, *(len(s.service) for s in trace.spans))
     header = (
         f"trace {trace.trace_id}  {_ms(trace.duration_ns)}  "
-        f"{len(trace.services)} services ({', '.join(trace.services)})  {len(trace.rows)} spans"
+        f"{plural(len(trace.services), 'service')} ({', '.join(trace.services)})  "
+        f"{plural(len(trace.rows), 'span')}"
     )
     lines = [
         header,
