@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-check demo test lint bench bench-quick clean
+.PHONY: install install-check demo test docs lint bench bench-quick clean
 
 $(BIN)/otelfin: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -25,6 +25,11 @@ test: install
 	$(BIN)/ruff check otelfin tests benchmarks examples
 	$(BIN)/ruff format --check otelfin
 	$(BIN)/mypy
+
+# The documentation site (docs/, mkdocs.yml) into build/site; strict: a broken link fails.
+# `make test` builds it too (tests/test_docs_build.py) and runs every example in it.
+docs: install
+	NO_MKDOCS_2_WARNING=1 $(BIN)/mkdocs build --strict
 
 bench: install
 	@for b in benchmarks/bench_*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done

@@ -227,10 +227,12 @@ def configure(
             already set globally is reused, else otelfin creates and sets one.
         propagators: inject formats (``OTEL_PROPAGATORS`` wins).
         pan_mask: ``last4`` (default) or ``first6last4`` (``OTELFIN_PAN_MASK``).
-        log_level, log_file, enrich_logs: logging pillar settings (``OTELFIN_LOG_LEVEL``,
-            ``OTELFIN_LOG_FILE``, ``OTELFIN_ENRICH_LOGS``).
+        log_level: the lowest level written (``OTELFIN_LOG_LEVEL``).
+        log_file: append JSON log lines to this file instead of stdout (``OTELFIN_LOG_FILE``).
+        enrich_logs: add the catalogue's message, retryable and http_status to error lines
+            (``OTELFIN_ENRICH_LOGS``).
         **more: any other row of the settings table (``otelfin._settings.SETTINGS``; the
-            README lists them), e.g. ``metrics_slo=0.3``; kept in ``Config.options``.
+            settings reference lists them), e.g. ``metrics_slo=0.3``; kept in ``Config.options``.
 
     Arguments left at None take the table's default. Returns the effective :class:`Config`.
     Calling again with the same settings changes nothing; with different ones, the changes
