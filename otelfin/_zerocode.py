@@ -119,6 +119,12 @@ class OtelfinDistro(BaseDistro):  # type: ignore[misc]
             modules = {row.instrumentor.partition(":")[0] for row in TABLE}
             if value.partition(":")[0] in modules:
                 return
+            # A library configure() instruments its own way (FastAPI, Starlette, Flask and
+            # Django per app, with otelfin's options such as no ASGI "http send"/"http
+            # receive" spans): the official class-swapping instrumentor would add a second,
+            # differently set-up instrumentation. The entry point is named after the library.
+            if getattr(entry_point, "name", None) in {row.library for row in TABLE}:
+                return
         instrumentor = entry_point.load()()
         if getattr(instrumentor, "is_instrumented_by_opentelemetry", False):
             return
