@@ -31,7 +31,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from otelfin import _exporters, _internal, _lifecycle, _sampling, _settings
+from otelfin import _exporters, _internal, _keep, _lifecycle, _sampling, _settings, _tail
 from otelfin._pillar import Installed, Tracing
 from otelfin.catalogue import Catalogue, default_catalogue, load_catalogue
 
@@ -313,12 +313,25 @@ def _setup_tracing(
     elif _state.provider is not provider:
         _state.owns_provider = False
     _state.provider = provider
-    _count_unsampled(provider, config.options["metrics_count_unsampled"])
+    options = config.options
+    rules = _keep.keep_rules(
+        options["keep_traces"],
+        slo=options["metrics_slo"],
+        operation_slos=options["metrics_operation_slos"],
+        catalogue=config.catalogue,
+    )
+    _count_unsampled(provider, options["metrics_count_unsampled"], record_all=rules is not None)
 
     if _state.processor is None:
         _state.processor = _exporters.SwappableSpanProcessor()
     _add_processors(provider, (_state.processor,))
-    export_key = (config.traces_exporter, config.spans_file, config.span_processor)
+    tail = (
+        rules,
+        options["keep_traces_max_spans"],
+        options["keep_traces_max_bytes"],
+        options["keep_traces_max_age"],
+    )
+    export_key = (config.traces_exporter, config.spans_file, config.span_processor, tail)
     if (
         _state.processor.delegate is not None
         and _state.export_key == export_key
@@ -341,19 +354,28 @@ def _setup_tracing(
             if span_exporter is None and config.traces_exporter == "otlp"
             else None,
         )
+        if rules is not None:
+            delegate = _tail.TailSamplingProcessor(
+                delegate,
+                rules,
+                max_spans=tail[1],
+                max_bytes=tail[2],
+                max_age=tail[3],
+            )
     _state.processor.swap(delegate, shutdown_old=not reused)
     return Tracing(provider, _state.owns_provider)
 
 
-def _count_unsampled(provider: SdkTracerProvider, wanted: bool) -> None:
-    """Record the unsampled spans metrics measure (see :mod:`otelfin._sampling`), or stop.
+def _count_unsampled(provider: SdkTracerProvider, wanted: bool, *, record_all: bool) -> None:
+    """Record the unsampled spans metrics measure (see :mod:`otelfin._sampling`), or stop;
+    ``record_all`` (tail sampling) records every unsampled span.
 
     Tracers take the provider's sampler when they are created, so this reaches every tracer
     made after ``configure()``: the transports it instruments and ``@traced`` included.
     """
     sampler = provider.sampler
-    if wanted:
-        provider.sampler = _sampling.wrap(sampler)
+    if wanted or record_all:
+        provider.sampler = _sampling.wrap(sampler, record_all=record_all)
     elif isinstance(sampler, _sampling.RecordMeasuredSampler):
         provider.sampler = sampler.delegate
 

@@ -579,8 +579,9 @@ class SwappableSpanProcessor(SpanProcessor):
 def _shutdown_processor(
     processor: SpanProcessor, timeout_millis: float, *, shutdown_exporter: bool = True
 ) -> None:
-    if isinstance(processor, ExportPipeline):
-        processor.close(timeout_millis, shutdown_exporter=shutdown_exporter)
+    close = getattr(processor, "close", None)
+    if callable(close):  # otelfin's pipeline, or the tail-sampling processor in front of it
+        close(timeout_millis, shutdown_exporter=shutdown_exporter)
         return
     try:
         processor.force_flush()

@@ -32,10 +32,15 @@ MEASURED_KINDS = frozenset({SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.CLIENT,
 
 
 class RecordMeasuredSampler(Sampler):
-    """The ``delegate``'s decisions, except that a dropped measured span is recorded."""
+    """The ``delegate``'s decisions, except that a dropped measured span is recorded.
 
-    def __init__(self, delegate: Sampler) -> None:
+    ``record_all`` records every dropped span, whatever its kind: tail sampling
+    (``keep_traces``, :mod:`otelfin._tail`) needs the internal spans of a trace it may keep.
+    """
+
+    def __init__(self, delegate: Sampler, *, record_all: bool = False) -> None:
         self.delegate = delegate
+        self.record_all = record_all
 
     def should_sample(
         self,
@@ -50,16 +55,21 @@ class RecordMeasuredSampler(Sampler):
         result = self.delegate.should_sample(
             parent_context, trace_id, name, kind, attributes, links, trace_state
         )
-        if result.decision is Decision.DROP and kind in MEASURED_KINDS:
+        if result.decision is Decision.DROP and (self.record_all or kind in MEASURED_KINDS):
             # A DROP result carries no attributes; the span's own ones (http.route, db.system)
             # are what the metrics read, so they are passed on.
             return SamplingResult(Decision.RECORD_ONLY, attributes, result.trace_state)
         return result
 
     def get_description(self) -> str:
-        return f"RecordMeasured{{{self.delegate.get_description()}}}"
+        name = "RecordAll" if self.record_all else "RecordMeasured"
+        return f"{name}{{{self.delegate.get_description()}}}"
 
 
-def wrap(sampler: Sampler) -> Sampler:
-    """``sampler`` wrapped once (a sampler already wrapped is returned as it is)."""
-    return sampler if isinstance(sampler, RecordMeasuredSampler) else RecordMeasuredSampler(sampler)
+def wrap(sampler: Sampler, *, record_all: bool = False) -> Sampler:
+    """``sampler`` wrapped once (a wrapper is rewrapped only when ``record_all`` changes)."""
+    if isinstance(sampler, RecordMeasuredSampler):
+        if sampler.record_all == record_all:
+            return sampler
+        sampler = sampler.delegate
+    return RecordMeasuredSampler(sampler, record_all=record_all)

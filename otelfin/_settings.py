@@ -191,6 +191,25 @@ def _operation_slos(value: Any, where: str) -> tuple[tuple[str, float], ...]:
     return tuple((str(name), float(parse(number, f"{where}[{name}]"))) for name, number in pairs)
 
 
+def _keep_reasons(value: Any, where: str) -> tuple[str, ...]:
+    """``error,declined,slow`` (any of them), ``all``, or ``none``/empty for off."""
+    names = tuple(name.lower() for name in split_list(value, where))
+    if names in (("all",),):
+        return _KEEP_REASONS
+    if names in (("none",), ("off",)):
+        return ()
+    unknown = [name for name in names if name not in _KEEP_REASONS]
+    if unknown:
+        raise ValueError(
+            f"{where}={value!r}: unknown reason {unknown[0]!r} "
+            f"(expected any of {', '.join(_KEEP_REASONS)}, all or none)"
+        )
+    return tuple(dict.fromkeys(names))
+
+
+_KEEP_REASONS = ("error", "declined", "slow")
+
+
 def _anything(value: Any, where: str) -> Any:
     return value
 
@@ -252,6 +271,39 @@ SETTINGS: tuple[Setting, ...] = (
         "OTELFIN_SPAN_PROCESSOR",
         "batch (default) or simple",
         choices=("batch", "simple"),
+    ),
+    Setting(
+        "keep_traces",
+        "tracing",
+        (),
+        _keep_reasons,
+        "OTELFIN_KEEP_TRACES",
+        "export whole every local trace that ends in error, declined or over its SLO (slow), "
+        "whatever the head sampler said; e.g. error,declined,slow",
+    ),
+    Setting(
+        "keep_traces_max_spans",
+        "tracing",
+        50_000,
+        _integer(1),
+        "OTELFIN_KEEP_TRACES_MAX_SPANS",
+        "spans of undecided traces kept waiting at most (beyond: dropped and counted)",
+    ),
+    Setting(
+        "keep_traces_max_bytes",
+        "tracing",
+        64 * 1024 * 1024,
+        _integer(1),
+        "OTELFIN_KEEP_TRACES_MAX_BYTES",
+        "estimated bytes of waiting spans at most (beyond: dropped and counted)",
+    ),
+    Setting(
+        "keep_traces_max_age",
+        "tracing",
+        60.0,
+        _positive_number(),
+        "OTELFIN_KEEP_TRACES_MAX_AGE",
+        "seconds a trace may stay undecided before its waiting spans are dropped and counted",
     ),
     Setting(
         "methods_include",

@@ -22,6 +22,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.trace import SpanKind, StatusCode
 
 from otelfin import _internal
+from otelfin._keep import operation_of
 from otelfin.metrics._red import RedMetrics
 
 __all__ = ["TransportMetricsProcessor"]
@@ -56,19 +57,6 @@ def _channel(attributes: Mapping[str, object]) -> str | None:
         if key == "channel" or key.endswith(".channel"):
             return str(attributes[key])
     return None
-
-
-def operation_of(name: str, attributes: Mapping[str, object]) -> str:
-    """The ``operation`` label of an incoming span: a route template, never a raw HTTP target."""
-    method = attributes.get("http.request.method", attributes.get("http.method"))
-    route = attributes.get("http.route")
-    if isinstance(method, str) and method and isinstance(route, str) and route:
-        return f"{'HTTP' if method == '_OTHER' else method} {route}"
-    if isinstance(route, str) and route:
-        return name  # a route without a method: the instrumentation's own span name
-    if isinstance(method, str) and method:
-        return "HTTP" if method == "_OTHER" else method
-    return name
 
 
 class TransportMetricsProcessor(SpanProcessor):
