@@ -1,4 +1,5 @@
-"""``otelfin traces show``: the waterfall of a trace from an OTLP/JSON spans file."""
+"""``otelfin traces show`` (the waterfall of a trace) and ``otelfin traces why`` (which hop
+makes the slow traces slow), from OTLP/JSON spans files."""
 
 from __future__ import annotations
 
@@ -30,6 +31,32 @@ def register(subparsers: Any) -> None:
     show.add_argument("--width", type=int, default=40, help="bar width in characters (40)")
     show.add_argument("--format", choices=("text", "json"), default="text")
     show.set_defaults(func=_show)
+    why = tsub.add_parser(
+        "why",
+        help="rank the hops that make slow traces slow (critical-path shares)",
+        description="Read OTLP/JSON lines spans files, split the traces at the P99 of their "
+        "duration (or --slower-than) into slow and normal, and rank each hop (span name, "
+        "service or peer) by its share of the slow traces' critical path against its share "
+        "of the normal traces'. Exit 0 with a ranking, 1 when there is nothing to compare "
+        "(no slow or no normal trace), 2 for usage or input errors.",
+    )
+    why.add_argument("file", nargs="+", help="spans file(s), .gz or - for stdin")
+    why.add_argument(
+        "--operation",
+        metavar="NAME",
+        help="explain this operation (span name or 'METHOD /route'), wherever it sits in "
+        "the trace; default: each trace's root span",
+    )
+    why.add_argument("--by", choices=("span", "service", "peer"), default="span")
+    why.add_argument(
+        "--slower-than",
+        metavar="SECONDS",
+        type=float,
+        help="slow means longer than this (default: at or over the P99 duration)",
+    )
+    why.add_argument("--limit", type=int, default=15, help="rows shown in text (15)")
+    why.add_argument("--format", choices=("text", "json"), default="text")
+    why.set_defaults(func=_why)
     traces.set_defaults(func=lambda args: _help(traces))
 
 
@@ -82,3 +109,32 @@ def _show(args: argparse.Namespace) -> int:
     else:
         print(render_waterfall(trace, width=args.width))
     return 0
+
+
+def _why(args: argparse.Namespace) -> int:
+    from otelfin.tools.traces import (
+        TraceFileError,
+        group_traces,
+        read_spans,
+        render_why,
+        why_slow,
+    )
+
+    if args.limit < 1:
+        print(f"otelfin: error: --limit must be at least 1, not {args.limit}", file=sys.stderr)
+        return 2
+    try:
+        report = why_slow(
+            group_traces(read_spans(args.file)).values(),
+            by=args.by,
+            operation=args.operation,
+            slower_than=args.slower_than,
+        )
+    except TraceFileError as exc:
+        print(f"otelfin: error: {exc}", file=sys.stderr)
+        return 2
+    if args.format == "json":
+        print(json_text(report.as_dict(), indent=2))
+    else:
+        print(render_why(report, limit=args.limit))
+    return 0 if report.slow and report.normal else 1

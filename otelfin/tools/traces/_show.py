@@ -222,13 +222,18 @@ def _ordered(spans: Sequence[SpanRecord]) -> list[tuple[int, SpanRecord]]:
     rows: list[tuple[int, SpanRecord]] = []
     seen: set[str] = set()
 
-    def visit(span: SpanRecord, depth: int) -> None:
-        if span.span_id in seen:
-            return
-        seen.add(span.span_id)
-        rows.append((depth, span))
-        for child in sorted(children.get(span.span_id, []), key=lambda s: s.start_ns):
-            visit(child, depth + 1)
+    def visit(top: SpanRecord, top_depth: int) -> None:
+        # Depth first with a stack of its own: a hostile file's very deep chain cannot
+        # exhaust the interpreter's recursion limit.
+        stack = [(top, top_depth)]
+        while stack:
+            span, depth = stack.pop()
+            if span.span_id in seen:
+                continue
+            seen.add(span.span_id)
+            rows.append((depth, span))
+            kids = sorted(children.get(span.span_id, []), key=lambda s: s.start_ns)
+            stack.extend((child, depth + 1) for child in reversed(kids))
 
     for root in sorted(roots, key=lambda s: s.start_ns):
         visit(root, 0)
