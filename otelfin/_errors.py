@@ -4,7 +4,25 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["OtelfinError", "error_code_of"]
+__all__ = [
+    "SERVER_ERROR_CODE",
+    "UNHANDLED_ERROR_CODE",
+    "OtelfinError",
+    "error_code_of",
+    "mark_unhandled",
+    "unhandled_span",
+]
+
+#: The packaged catalogue's code for an exception no handler caught (a 500), given to the
+#: server's crash line (uvicorn's "Exception in ASGI application", gunicorn's "Error handling
+#: request", Flask's "Exception on ...") when the exception carries no code of its own.
+UNHANDLED_ERROR_CODE = "SYS-001"
+#: The packaged catalogue's code for a server's own error line without an exception
+#: (gunicorn's "WORKER TIMEOUT", a worker that failed to boot).
+SERVER_ERROR_CODE = "SYS-002"
+
+# Where an exception keeps the request it escaped from: (trace_id, span_id) as hex.
+_SPAN_ATTRIBUTE = "_otelfin_request_span"
 
 
 class OtelfinError(Exception):
@@ -45,3 +63,34 @@ def error_code_of(exc: BaseException) -> str | None:
     except Exception:  # a property that raises: the exception carries no usable code
         return None
     return code if isinstance(code, str) and code else None
+
+
+def mark_unhandled(exc: BaseException) -> None:
+    """Remember on ``exc`` the current span (the request's) as it escapes the handler.
+
+    Servers log the crash after the request's span has ended (uvicorn, gunicorn), so no span
+    is current then; the stdlib bridge reads the ids kept here (:func:`unhandled_span`). The
+    first mark wins: the innermost hook runs inside the request's span. Never raises.
+    """
+    try:
+        if getattr(exc, _SPAN_ATTRIBUTE, None) is not None:
+            return
+        from opentelemetry import trace
+
+        ctx = trace.get_current_span().get_span_context()
+        ids = (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x")) if ctx.is_valid else ()
+        setattr(exc, _SPAN_ATTRIBUTE, ids)
+    except Exception:  # an exception type that takes no attributes: the line has no ids
+        return
+
+
+def unhandled_span(exc: BaseException | None) -> tuple[str, ...] | None:
+    """``(trace_id, span_id)`` of the request ``exc`` escaped, ``()`` when it escaped one with
+    no span, or None when ``exc`` was never marked (:func:`mark_unhandled`)."""
+    if exc is None:
+        return None
+    try:
+        ids = getattr(exc, _SPAN_ATTRIBUTE, None)
+    except Exception:
+        return None
+    return ids if isinstance(ids, tuple) else None

@@ -17,7 +17,9 @@ def test_lint_clean_file_exits_zero(capsys: pytest.CaptureFixture[str]) -> None:
     """A clean file gives exit 0 and no findings on stdout."""
     path = Path(__file__).parents[1] / "otelfin" / "errorcodes.yaml"
     assert main(["codes", "lint", str(path)]) == 0
-    assert capsys.readouterr().out == ""
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.strip() == "0 problems in 1 file"  # not "1 file(s)"
 
 
 def test_lint_findings_exit_one(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:

@@ -46,8 +46,12 @@ def _lint(args: argparse.Namespace) -> int:
     else:
         for finding in findings:
             print(finding)
-        noun = "problem" if len(findings) == 1 else "problems"
-        print(f"{len(findings)} {noun} in {len(args.files)} file(s)", file=sys.stderr)
+        from otelfin.tools._text import plural
+
+        print(
+            f"{plural(len(findings), 'problem')} in {plural(len(args.files), 'file')}",
+            file=sys.stderr,
+        )
     return 1 if findings else 0
 
 

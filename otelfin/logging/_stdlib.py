@@ -8,11 +8,20 @@ same masking, same trace ids (the handler runs in the logging call's context).
 from __future__ import annotations
 
 import logging
+import re
 import threading
 from collections.abc import Callable
 from typing import Any
 
+from opentelemetry import trace
+
 from otelfin import _internal
+from otelfin._errors import (
+    SERVER_ERROR_CODE,
+    UNHANDLED_ERROR_CODE,
+    error_code_of,
+    unhandled_span,
+)
 from otelfin.logging import _pipeline
 from otelfin.logging._catalogue import UnregisteredErrorCodeError
 from otelfin.scrub import scrub_text, scrub_value
@@ -78,13 +87,19 @@ class OtelfinHandler(logging.Handler):
             # A bare non-text message (a dict) is handed over as the object, so secret-named
             # entries in it are redacted before the chain renders it as text.
             event = record.msg if not record.args and not isinstance(record.msg, str) else message
+            if type(event) is str and "\x1b" in event:
+                event = _strip_ansi(event)
             event_dict: dict[str, Any] = {"event": event, "logger": record.name}
             for key, value in record.__dict__.items():
-                if key not in _RECORD_FIELDS and not key.startswith("_"):
+                if key not in _RECORD_FIELDS and not key.startswith("_") and key not in _DROPPED:
                     event_dict[key] = value
+            exc = None
             if record.exc_info and record.exc_info[0] is not None:
                 event_dict["exc_info"] = record.exc_info
-            if self.error_code is not None and record.levelno >= logging.ERROR:
+                exc = record.exc_info[1]
+            if exc is not None or record.name in _SERVER_NAMES:
+                _server_line(record, exc, event_dict, self.error_code)
+            elif self.error_code is not None and record.levelno >= logging.ERROR:
                 event_dict.setdefault("error_code", self.error_code)
             _pipeline.emit(_level_name(record.levelno), event_dict)
         except UnregisteredErrorCodeError:
@@ -93,6 +108,54 @@ class OtelfinHandler(logging.Handler):
             self.handleError(record)
         finally:
             self._local.depth = depth
+
+
+#: Record attributes never written: uvicorn's ``color_message`` is the message again with
+#: terminal colour escapes, for its own coloured console formatter.
+_DROPPED = frozenset({"color_message"})
+_ANSI = re.compile(r"\x1b\[[0-9;?]*[ -/]*[@-~]|\x1b[@-Z\\-_]")
+
+
+def _strip_ansi(text: str) -> str:
+    """``text`` without terminal escape sequences (colours, cursor moves)."""
+    return _ANSI.sub("", text).replace("\x1b", "")
+
+
+def _server_line(
+    record: logging.LogRecord,
+    exc: BaseException | None,
+    event_dict: dict[str, Any],
+    default_code: str | None,
+) -> None:
+    """Give a crash line (a record carrying an exception) or a server's own error line the
+    request's trace and an error code, so it is a first-class line: correlated, and valid
+    under the catalogue's default policy.
+
+    * trace ids: when no span is current (uvicorn and gunicorn log the crash after the
+      request's span ended), the ids the exception was marked with as it left the handler;
+    * code, on error/critical lines without one: the exception's own, else the configured
+      ``stdlib_error_code``, else ``SYS-001`` (unhandled exception) for an exception that left
+      a request or a server logger's crash line, ``SYS-002`` for a server's own error line.
+    """
+    marked = unhandled_span(exc)
+    if (
+        marked
+        and "trace_id" not in event_dict
+        and not trace.get_current_span().get_span_context().is_valid
+    ):
+        event_dict["trace_id"], event_dict["span_id"] = marked
+    if record.levelno < logging.ERROR or "error_code" in event_dict:
+        return
+    code = error_code_of(exc) if exc is not None else None
+    if code is None:
+        code = default_code
+    if code is None:
+        if exc is not None and (marked is not None or record.name in _SERVER_NAMES):
+            code = UNHANDLED_ERROR_CODE
+        elif exc is None and record.name in _SERVER_NAMES:
+            code = SERVER_ERROR_CODE
+    if code is not None:
+        event_dict["error_code"] = code
 
 
 class _ScrubbingRecords:
@@ -282,6 +345,8 @@ def uninstall() -> None:
 #: The loggers uvicorn and gunicorn write their own lines to. They do not propagate to the
 #: root logger (each has its own plain-text handler), so the bridge alone never sees them.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.access", "gunicorn.error", "gunicorn.access")
+#: The names server records carry (uvicorn's error lines propagate to "uvicorn"'s handler).
+_SERVER_NAMES = frozenset((*SERVER_LOGGERS, "uvicorn.error"))
 
 _taken: dict[str, tuple[list[logging.Handler], list[logging.Filter]]] = {}
 

@@ -18,6 +18,7 @@ from __future__ import annotations
 import re
 import signal
 import textwrap
+import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,11 @@ async def payment(pid: str, card: str = ""):
 def decline(pid: str):
     log.warning("declined %s", pid)
     raise HTTPException(status_code=402, detail="insufficient balance")
+
+
+@app.get("/crash/{pid}")
+def crash(pid: str):
+    raise RuntimeError("ledger down for card 4111111111111111")
 """
 
 CARD = "4111111111111111"
@@ -72,6 +78,7 @@ REQUESTS = (
     ("/payments/7?card=" + CARD, 200),
     ("/payments/8", 200),
     ("/declines/9", 402),
+    ("/crash/3", 500),
     ("/nowhere", 404),
 )
 
@@ -109,7 +116,7 @@ def _run(tmp_path: Path, mode: str) -> dict[str, Any]:
     for i, (path, status) in enumerate(REQUESTS):
         parent = f"00-{_trace_id(i)}-{i + 1:016x}-01"
         assert get(base + path, {"traceparent": parent})[0] == status, (mode, path)
-    exposition = get(f"http://127.0.0.1:{metrics_port}/metrics")[1]
+    exposition = _settled_metrics(f"http://127.0.0.1:{metrics_port}/metrics", len(REQUESTS) + 1)
     proc.signal(signal.SIGTERM)
     proc.wait()
     out = proc.stdout
@@ -120,6 +127,23 @@ def _run(tmp_path: Path, mode: str) -> dict[str, Any]:
         "logs": _log_shapes(out),
         "raw_logs": out,
     }
+
+
+def _settled_metrics(url: str, requests: int) -> str:
+    """/metrics once every request is counted (a span ends, and is measured, just after its
+    response is sent: a scrape right after the last response may miss it)."""
+    deadline = time.monotonic() + 10
+    while True:
+        exposition = get(url)[1]
+        counted = sum(
+            sample.value
+            for family in text_string_to_metric_families(exposition)
+            for sample in family.samples
+            if sample.name == "otelfin_requests_total"
+        )
+        if counted >= requests or time.monotonic() > deadline:
+            return exposition
+        time.sleep(0.05)
 
 
 def _span_names(spans: list[dict[str, Any]]) -> dict[str, list[str]]:
@@ -178,6 +202,7 @@ def test_zero_code_gives_what_configure_gives(tmp_path: Path) -> None:
     assert all(code["spans"].values()), code["spans"]
     assert any(s.startswith("otelfin_request_duration_seconds_bucket") for s in code["metrics"])
     assert any("payments" in shape for shape in code["logs"]), code["raw_logs"][-2000:]
+    assert any("SYS-001" in line for line in code["raw_logs"].splitlines()), "no crash line"
     problems = [
         _diff(name, code[name], zero[name])
         for name in ("spans", "metrics", "logs")

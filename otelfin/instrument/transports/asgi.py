@@ -35,4 +35,25 @@ def middleware(app: Any, **kwargs: Any) -> Any:
             "otelfin's ASGI middleware needs opentelemetry-instrumentation-asgi: "
             "pip install 'otelfin[http]'"
         ) from exc
-    return OpenTelemetryMiddleware(app, **kwargs)
+    return OpenTelemetryMiddleware(_Marking(app), **kwargs)
+
+
+class _Marking:
+    """The application inside the server span: an exception escaping it is marked with the
+    request's span before the middleware ends the span, so the server's crash line (logged
+    after) carries the request's trace (:func:`otelfin._errors.mark_unhandled`)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> Any:
+        try:
+            return await self.app(scope, receive, send)
+        except Exception as exc:
+            from otelfin._errors import mark_unhandled
+
+            mark_unhandled(exc)
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)

@@ -40,7 +40,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.trace import Status, StatusCode
 
 from otelfin import _internal
-from otelfin._errors import error_code_of
+from otelfin._errors import error_code_of, mark_unhandled
 from otelfin.instrument.transports._base import Patch, patch, unpatch
 
 __all__ = [
@@ -77,9 +77,14 @@ def record_error(
 ) -> str | None:
     """Put ``exc``'s catalogue code on the current server span and write one log line.
 
+    Every exception that escapes a handler is also marked with the request's span, for the
+    server's crash line (:func:`otelfin._errors.mark_unhandled`).
+
     Returns the code, or None (and does nothing) for an exception without one. Contained:
     it never raises into the host's error handling.
     """
+    # Kept on the exception: the server logs its crash line after the request's span ended.
+    mark_unhandled(exc)
     code = error_code_of(exc)
     if code is None or getattr(exc, _RECORDED, False):
         return code  # no code, or already recorded (an app mounted in an app: two hooks)

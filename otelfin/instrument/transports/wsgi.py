@@ -36,4 +36,25 @@ def middleware(app: Any, **kwargs: Any) -> Any:
             "otelfin's WSGI middleware needs opentelemetry-instrumentation-wsgi: "
             "pip install 'otelfin[http]'"
         ) from exc
-    return OpenTelemetryMiddleware(app, **kwargs)
+    return OpenTelemetryMiddleware(_Marking(app), **kwargs)
+
+
+class _Marking:
+    """The application inside the server span: an exception escaping it is marked with the
+    request's span before the middleware ends the span, so the server's crash line (logged
+    after) carries the request's trace (:func:`otelfin._errors.mark_unhandled`)."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __call__(self, environ: Any, start_response: Any) -> Any:
+        try:
+            return self.app(environ, start_response)
+        except Exception as exc:
+            from otelfin._errors import mark_unhandled
+
+            mark_unhandled(exc)
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)
