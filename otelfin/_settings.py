@@ -510,7 +510,7 @@ SETTINGS: tuple[Setting, ...] = (
         "metrics",
         None,
         _numbers,
-        None,
+        "OTELFIN_METRICS_BUCKETS",
         "explicit histogram bounds in seconds (instead of the design)",
     ),
     Setting(

@@ -64,7 +64,7 @@ def test_dashboards_build_bad_slo_exit_2(
     """dashboards build refuses an SLO that is not a positive finite number and writes nothing."""
     out = tmp_path / "dash"
     assert main(["dashboards", "build", "--slo", slo, "--output-dir", str(out)]) == 2
-    assert "slo must be a positive number" in capsys.readouterr().err
+    assert f"--slo={slo!r} must be a positive" in capsys.readouterr().err
     assert not out.exists()
 
 

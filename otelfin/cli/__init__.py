@@ -1,6 +1,8 @@
 """The ``otelfin`` command. Thin: parse arguments, call the library, format the output.
 
-Exit status everywhere: 0 ok, 1 findings, 2 usage or input error.
+Exit status everywhere: 0 ok, 1 findings, 2 usage or input error. Flags that mirror a setting
+(catalogue, SLO, buckets, labels, files) default from the same environment variables as
+``configure()`` (:mod:`otelfin.cli._env`); a flag given wins.
 """
 
 from __future__ import annotations
@@ -53,6 +55,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     func = getattr(args, "func", None)
     if func is None:
         parser.print_help(sys.stderr)
+        return 2
+    from otelfin.cli._env import fill_from_settings
+
+    problem = fill_from_settings(args)
+    if problem is not None:
+        print(f"otelfin: error: {problem}", file=sys.stderr)
         return 2
     try:
         return int(func(args))

@@ -26,7 +26,9 @@ def register(sub: Any) -> None:
     listing = codes_sub.add_parser(
         "list", help="print the effective catalogue (packaged default plus your files)"
     )
-    listing.add_argument("--catalogue", action="append", default=[], metavar="FILE")
+    from otelfin.cli._logs import catalogue_argument
+
+    catalogue_argument(listing)
     listing.add_argument("--no-default", action="store_true", help="leave out the packaged codes")
     listing.add_argument("--format", choices=("text", "json", "markdown"), default="text")
     listing.set_defaults(func=_list)

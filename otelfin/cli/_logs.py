@@ -12,7 +12,9 @@ from collections.abc import Callable, Sequence
 from typing import Any, TextIO
 from xml.etree import ElementTree
 
+from otelfin._settings import split_list
 from otelfin.catalogue import CatalogueError, load_catalogue
+from otelfin.cli._env import setting_argument
 from otelfin.cli._output import json_text
 from otelfin.logging import (
     DEFAULT_MAX_LINE_BYTES,
@@ -41,14 +43,17 @@ def register(sub: Any) -> None:
             "2 usage error or unreadable input."
         ),
     )
-    validate.add_argument("files", nargs="+", metavar="FILE")
-    validate.add_argument(
-        "--catalogue",
-        action="append",
-        default=[],
+    setting_argument(
+        validate,
+        "files",
+        setting="log_file",
+        help="JSON-lines log files, - for stdin",
+        nargs="*",
         metavar="FILE",
-        help="service catalogue laid over the packaged one (repeatable)",
+        parse_flag=False,
+        from_setting=lambda path: [path] if path else [],
     )
+    catalogue_argument(validate)
     validate.add_argument(
         "--no-catalogue",
         action="store_true",
@@ -114,13 +119,7 @@ def register(sub: Any) -> None:
         metavar="SECONDS",
         help="how often to rewrite --metrics-file while input streams (default 10)",
     )
-    flt.add_argument(
-        "--catalogue",
-        action="append",
-        default=[],
-        metavar="FILE",
-        help="service catalogue laid over the packaged one (repeatable)",
-    )
+    catalogue_argument(flt)
     flt.add_argument(
         "--no-catalogue", action="store_true", help="skip the error-code registration check"
     )
@@ -136,6 +135,26 @@ def register(sub: Any) -> None:
 
     schema = logs_sub.add_parser("schema", help="print the JSON Schema of an otelfin log line")
     schema.set_defaults(func=_schema)
+
+
+def catalogue_argument(parser: Any) -> None:
+    """``--catalogue FILE`` (repeatable), defaulting from ``OTELFIN_CATALOGUE`` like
+    ``configure()`` (comma or path-separator separated)."""
+    setting_argument(
+        parser,
+        "--catalogue",
+        setting="catalogue",
+        help="service catalogue laid over the packaged one (repeatable)",
+        action="append",
+        metavar="FILE",
+        parse_flag=False,
+        from_setting=_catalogue_paths,
+        fallback_text="the packaged catalogue alone",
+    )
+
+
+def _catalogue_paths(value: Any) -> list[str]:
+    return list(split_list(value, "OTELFIN_CATALOGUE", extra_separators=os.pathsep))
 
 
 def _positive(text: str) -> int:
@@ -175,6 +194,12 @@ def _codes(args: argparse.Namespace, command: str) -> tuple[bool, frozenset[str]
 
 
 def _validate(args: argparse.Namespace) -> int:
+    if not args.files:
+        print(
+            "otelfin logs validate: give FILE (- for stdin) or set OTELFIN_LOG_FILE",
+            file=sys.stderr,
+        )
+        return 2
     if args.files.count("-") > 1:
         print("otelfin logs validate: '-' (stdin) may be given once", file=sys.stderr)
         return 2

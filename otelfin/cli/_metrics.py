@@ -9,6 +9,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from otelfin.cli._env import setting_argument
 from otelfin.cli._output import json_text
 from otelfin.metrics import names
 from otelfin.scrub import scrub_text
@@ -39,7 +40,13 @@ def register(subparsers: Any) -> None:
     suggest.add_argument("--window", default="1h", help="PromQL range with --prometheus (1h)")
     suggest.add_argument("--timeout", type=_seconds, default=10.0, help="seconds per HTTP request")
     suggest.add_argument("--count", type=int, default=12, help="number of buckets, 8-12")
-    suggest.add_argument("--slo", type=float, help="latency SLO in seconds: a bound lands on it")
+    setting_argument(
+        suggest,
+        "--slo",
+        setting="metrics_slo",
+        help="latency SLO in seconds, with --samples: a bound lands on it",
+        fallback=None,
+    )
     suggest.add_argument("--quantile", type=float, default=0.99)
     suggest.add_argument("--format", choices=("text", "json"), default="text")
     suggest.set_defaults(func=_buckets_suggest)
@@ -59,8 +66,15 @@ def register(subparsers: Any) -> None:
     source.add_argument("--scrape", metavar="URL", help="a /metrics URL")
     source.add_argument("--file", metavar="EXPOSITION", help="an exposition file, or -")
     report.add_argument("--metric", default=names.DURATION)
-    report.add_argument(
-        "--by", required=True, help="comma-separated labels, e.g. operation,channel"
+    setting_argument(
+        report,
+        "--by",
+        setting="metrics_labels",
+        help="comma-separated labels, e.g. operation,channel; from the variable: operation "
+        "and the extra RED labels it names",
+        parse_flag=False,
+        from_setting=lambda labels: ",".join(dict.fromkeys(("operation", *labels))),
+        fallback_text="operation,channel",
     )
     report.add_argument("--window", default="5m", help="PromQL range with --prometheus (5m)")
     report.add_argument("--quantile", type=float, default=0.99)
@@ -79,12 +93,18 @@ def register(subparsers: Any) -> None:
         description="Write Prometheus recording rules (P99 per operation, rates, slow ratios) "
         "and alerts (SLO burn, unregistered error codes, metric overflow, internal errors).",
     )
-    build.add_argument("--slo", type=float, default=0.25, help="latency SLO, a bucket bound")
+    setting_argument(build, "--slo", setting="metrics_slo", help="latency SLO, a bucket bound")
     build.add_argument("--objective", type=float, default=0.99, help="share faster than the SLO")
     build.add_argument("--quantile", type=float, default=0.99)
     build.add_argument("--metric", default=names.DURATION)
     build.add_argument("--by", default="service,operation", help="aggregation labels")
-    build.add_argument("--buckets", help="comma-separated bucket bounds, to check the SLO")
+    setting_argument(
+        build,
+        "--buckets",
+        setting="metrics_buckets",
+        help="comma-separated bucket bounds, to check the SLO",
+        fallback_text="none (not checked)",
+    )
     build.add_argument("--output", "-o", default="-", help="file to write (default stdout)")
     build.set_defaults(func=_rules_build)
     rules.set_defaults(func=lambda args: _help(rules))
@@ -99,7 +119,7 @@ def register(subparsers: Any) -> None:
         "sets the SLO variable's default.",
     )
     dbuild.add_argument("--output-dir", default="dashboards")
-    dbuild.add_argument("--slo", type=float, default=0.25, help="default SLO, a bucket bound")
+    setting_argument(dbuild, "--slo", setting="metrics_slo", help="default SLO, a bucket bound")
     dbuild.add_argument("--objective", type=float, default=0.99, help="share faster than the SLO")
     dbuild.add_argument("--metric", default=names.DURATION)
     dbuild.set_defaults(func=_dashboards_build)
@@ -186,7 +206,7 @@ def _buckets_suggest_by(args: argparse.Namespace) -> int:
     """``buckets suggest --file/--prometheus``: one design per value of ``--by``."""
     from otelfin.tools import metrics as offline
 
-    if args.slo is not None:
+    if args.slo is not None and "slo" not in args.from_environment:
         return _error("--slo goes with --samples; per operation the output suggests an SLO each")
     try:
         if args.prometheus:
@@ -289,7 +309,7 @@ def _rules_build(args: argparse.Namespace) -> int:
     from otelfin.tools.metrics import build_rules, rules_yaml
 
     try:
-        buckets = [float(b) for b in args.buckets.split(",") if b.strip()] if args.buckets else None
+        buckets = list(args.buckets) if args.buckets else None
         rules = build_rules(
             slo=args.slo,
             objective=args.objective,

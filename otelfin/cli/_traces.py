@@ -7,9 +7,33 @@ import argparse
 import sys
 from typing import Any
 
+from otelfin.cli._env import setting_argument
 from otelfin.cli._output import json_text
 
 __all__ = ["register"]
+
+
+def _spans_files(parser: Any) -> None:
+    setting_argument(
+        parser,
+        "file",
+        setting="spans_file",
+        help="spans files, .gz or - for stdin",
+        nargs="*",
+        metavar="FILE",
+        parse_flag=False,
+        from_setting=lambda path: [path] if path else [],
+    )
+
+
+def _no_files(args: argparse.Namespace) -> bool:
+    if args.file:
+        return False
+    print(
+        f"otelfin traces {args.traces_command}: give FILE (- for stdin) or set OTELFIN_SPANS_FILE",
+        file=sys.stderr,
+    )
+    return True
 
 
 def register(subparsers: Any) -> None:
@@ -24,7 +48,7 @@ def register(subparsers: Any) -> None:
         "duration, service, status, error code and a bar. Default: the trace crossing the most "
         "services.",
     )
-    show.add_argument("file", nargs="+", help="spans file(s), .gz or - for stdin")
+    _spans_files(show)
     pick = show.add_mutually_exclusive_group()
     pick.add_argument("--trace-id", help="the trace to draw (32 hex digits)")
     pick.add_argument("--slowest", action="store_true", help="the trace with the longest span")
@@ -40,7 +64,7 @@ def register(subparsers: Any) -> None:
         "of the normal traces'. Exit 0 with a ranking, 1 when there is nothing to compare "
         "(no slow or no normal trace), 2 for usage or input errors.",
     )
-    why.add_argument("file", nargs="+", help="spans file(s), .gz or - for stdin")
+    _spans_files(why)
     why.add_argument(
         "--operation",
         metavar="NAME",
@@ -66,6 +90,8 @@ def _help(parser: argparse.ArgumentParser) -> int:
 
 
 def _show(args: argparse.Namespace) -> int:
+    if _no_files(args):
+        return 2
     from otelfin.tools.traces import (
         TraceFileError,
         group_traces,
@@ -112,6 +138,8 @@ def _show(args: argparse.Namespace) -> int:
 
 
 def _why(args: argparse.Namespace) -> int:
+    if _no_files(args):
+        return 2
     from otelfin.tools.traces import (
         TraceFileError,
         group_traces,
