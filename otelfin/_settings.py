@@ -210,6 +210,17 @@ def _keep_reasons(value: Any, where: str) -> tuple[str, ...]:
 _KEEP_REASONS = ("error", "declined", "slow")
 
 
+def _secret_text(value: Any, where: str) -> str | None:
+    """A key: text (never echoed in the error, which would print the secret)."""
+    if value is None:
+        return None
+    if isinstance(value, bytes):
+        value = value.decode("utf-8", "surrogateescape")
+    if not isinstance(value, str):
+        raise ValueError(f"{where} must be a string, not {type(value).__name__}")
+    return value.strip() or None
+
+
 def _anything(value: Any, where: str) -> Any:
     return value
 
@@ -363,6 +374,55 @@ SETTINGS: tuple[Setting, ...] = (
         _names,
         "OTELFIN_SECRET_KEYS",
         "extra key names whose values are redacted",
+    ),
+    Setting(
+        "scrub_secret_keys",
+        "scrub",
+        (),
+        _names,
+        "OTELFIN_SCRUB_SECRET_KEYS",
+        "more key names whose values are redacted (added to secret_keys and the built-in words)",
+    ),
+    Setting(
+        "scrub_keep_keys",
+        "scrub",
+        (),
+        _names,
+        "OTELFIN_SCRUB_KEEP_KEYS",
+        "whole key names that are never secrets (auth_code, approval_code are kept already); "
+        "card numbers in their values are still masked",
+    ),
+    Setting(
+        "pan_fingerprint_key",
+        "scrub",
+        None,
+        _secret_text,
+        "OTELFIN_PAN_FINGERPRINT_KEY",
+        "secret key: every masked card number is followed by fp_ + 16 hex (HMAC-SHA256)",
+    ),
+    Setting(
+        "pan_fingerprint_key_file",
+        "scrub",
+        None,
+        _optional_text,
+        "OTELFIN_PAN_FINGERPRINT_KEY_FILE",
+        "a file holding the fingerprint key (first line), instead of pan_fingerprint_key",
+    ),
+    Setting(
+        "audit_file",
+        "audit",
+        None,
+        _optional_text,
+        "OTELFIN_AUDIT_FILE",
+        "append hash-chained audit records (otelfin.audit.record) to this file",
+    ),
+    Setting(
+        "audit_key",
+        "audit",
+        None,
+        _secret_text,
+        "OTELFIN_AUDIT_KEY",
+        "secret key: the audit chain uses HMAC-SHA256 instead of a plain SHA-256 hash",
     ),
     Setting(
         "scrub_all_spans",

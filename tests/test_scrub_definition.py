@@ -424,10 +424,13 @@ def reference_find(text: str) -> list[str]:
                 if brand_of(digits) and luhn_valid(digits):
                     best = (1, digits)
             elif 3 <= size <= 6 and not (end < len(text) and text[end].isalpha()):
-                for h in range(min(len(groups), g + 7), g + 1, -1):
+                for h in range(min(len(groups), g + 8), g + 1, -1):
                     span = groups[g:h]
                     sizes = [b - a for a, b in span]
-                    if not all(3 <= s <= 6 for s in sizes) or not 13 <= sum(sizes) <= 19:
+                    # Groups of 3-6 digits; the last may be 1-2 (4-4-4-1) or 7-13 (4-4-4-7).
+                    if not all(3 <= s <= 6 for s in sizes[:-1]) or not 13 <= sum(sizes) <= 19:
+                        continue
+                    if not 1 <= sizes[-1] <= 13:
                         continue
                     if not all(gap_ok(span[k][1], span[k + 1][0]) for k in range(len(span) - 1)):
                         continue
@@ -453,6 +456,8 @@ def reference_find(text: str) -> list[str]:
 _piece = st.one_of(
     st.sampled_from([VISA, "378282246310005", "5555555555554444", "6011111111111117"]),
     st.sampled_from(["4111", "1111", "3782", "822463", "10005", "5555", "4444", "12", "7"]),
+    st.sampled_from(["4222", "2222", "2", "3056", "9309", "0259", "04", "930902", "5904"]),
+    st.sampled_from(["1111110", "1111111", "6200000", "0000000005", "4111 1111 1111 1"]),
     st.text(alphabet="0123456789", min_size=1, max_size=8),
     st.sampled_from(_SEPS),
     st.sampled_from(["ref", "USD", "abc", "ord-", "=", ":", ",", '"', "0.", "e"]),

@@ -5,6 +5,8 @@ log validator all go through these functions, so what one channel masks, every c
 
 * :func:`scrub_text` masks card numbers (PANs) in a string; :func:`find_pans` finds them.
 * :func:`scrub_url` cleans a URL (userinfo, secret query parameters, encoded card numbers).
+* :func:`fingerprint` gives a card's keyed fingerprint token (``fp_`` + 16 hex), the one the
+  scrubber writes after each masked number when a key is configured.
 * :func:`is_secret_key` says whether a field name holds a secret; :func:`scrub_value` walks
   any value (dicts, lists, dataclasses, ...) masking card numbers and redacting secrets.
 * :class:`ScrubbingSpanProcessor` (as spans end) and :class:`ScrubbingSpanExporter` (as they
@@ -15,9 +17,11 @@ log validator all go through these functions, so what one channel masks, every c
 
 from __future__ import annotations
 
+import unicodedata
 from typing import TYPE_CHECKING, Any
 
 from otelfin.scrub import _spans as _spans_module
+from otelfin.scrub._fingerprint import TOKEN_PREFIX, Fingerprinter
 from otelfin.scrub._iin import BRANDS, brand_of
 from otelfin.scrub._options import PanMask, ScrubOptions, configure, current_options
 from otelfin.scrub._pan import PAN_MIN, find_pans, luhn_valid, mask_digits, mask_pans, may_hold_pan
@@ -44,6 +48,8 @@ __all__ = [
     "PAN_MIN",
     "REDACTED",
     "SECRET_WORDS",
+    "TOKEN_PREFIX",
+    "Fingerprinter",
     "PanMask",
     "ScrubOptions",
     "ScrubbingSpanExporter",
@@ -53,6 +59,9 @@ __all__ = [
     "brand_of",
     "ending_hook_supported",
     "find_pans",
+    "fingerprint",
+    "fingerprint_key_from",
+    "fingerprint_key_id",
     "install_span_scrubbing",
     "is_secret_key",
     "luhn_valid",
@@ -72,11 +81,80 @@ __all__ = [
 
 
 def options_from(config: Config) -> ScrubOptions:
-    """The :class:`ScrubOptions` an ``otelfin.configure()`` result asks for."""
-    extra: Any = config.options["secret_keys"] or ()
-    if isinstance(extra, str):
-        extra = (extra,)
-    return ScrubOptions(pan_mask=config.pan_mask, secret_keys=frozenset(extra))
+    """The :class:`ScrubOptions` an ``otelfin.configure()`` result asks for.
+
+    Raises ValueError when the fingerprint key file cannot be read or is empty.
+    """
+    options = config.options
+    extra: list[str] = []
+    for name in ("secret_keys", "scrub_secret_keys"):
+        value: Any = options.get(name) or ()
+        extra.extend((value,) if isinstance(value, str) else value)
+    keep: Any = options.get("scrub_keep_keys") or ()
+    return ScrubOptions(
+        pan_mask=config.pan_mask,
+        secret_keys=frozenset(extra),
+        keep_keys=frozenset((keep,) if isinstance(keep, str) else keep),
+        fingerprint_key=fingerprint_key_from(
+            options.get("pan_fingerprint_key"), options.get("pan_fingerprint_key_file")
+        ),
+    )
+
+
+def fingerprint_key_from(key: str | None, key_file: str | None) -> str | bytes | None:
+    """The fingerprint key: ``key`` itself, else the first line of ``key_file``, else None.
+
+    Raises ValueError (naming the file, never the key) when the file cannot be read or its
+    first line is empty.
+    """
+    if key:
+        return key
+    if not key_file:
+        return None
+    try:
+        with open(key_file, "rb") as handle:
+            first = handle.readline().strip()
+    except OSError as exc:
+        raise ValueError(
+            f"pan_fingerprint_key_file {key_file!r} cannot be read: {exc.strerror}"
+        ) from None
+    if not first:
+        raise ValueError(f"pan_fingerprint_key_file {key_file!r} holds no key on its first line")
+    return first
+
+
+def fingerprint(
+    card_number: str, *, key: str | bytes | None = None, options: ScrubOptions | None = None
+) -> str | None:
+    """The fingerprint token (``fp_`` + 16 lowercase hex) the scrubber writes after
+    ``card_number`` when masking it, or None when no fingerprint key is configured.
+
+    ``card_number`` may come in any shape the scrubber masks (``4111 1111 1111 1111``,
+    ``4111-1111-1111-1111``, full-width digits): the token depends on the digits only.
+    ``key`` computes the token under another key (the previous one, after a rotation);
+    ``options`` defaults to the process default (``otelfin.configure()`` sets it from
+    ``pan_fingerprint_key`` / ``OTELFIN_PAN_FINGERPRINT_KEY``). Never a plain hash: without a
+    key there is no token.
+
+    Raises ValueError when ``card_number`` is not a card number (13-19 digits a brand issues,
+    Luhn-valid).
+    """
+    if not isinstance(card_number, str):
+        raise ValueError(f"card_number must be a string, not {type(card_number).__name__}")
+    digits = "".join(str(unicodedata.decimal(ch)) for ch in card_number if ch.isdecimal())
+    if not (PAN_MIN <= len(digits) <= 19 and brand_of(digits) and luhn_valid(digits)):
+        raise ValueError("not a card number (13-19 digits of a card brand, Luhn-valid)")
+    if key is not None:
+        return Fingerprinter(key)(digits)
+    maker = (options or current_options()).fingerprinter
+    return maker(digits) if maker is not None else None
+
+
+def fingerprint_key_id(options: ScrubOptions | None = None) -> str | None:
+    """A name for the configured fingerprint key that reveals nothing about it (``k`` + 8
+    hex), or None without a key: logs made under one key can be told from the next one's."""
+    maker = (options or current_options()).fingerprinter
+    return maker.key_id if maker is not None else None
 
 
 def install_pillar(config: Config, tracing: Tracing) -> Installed | None:

@@ -14,6 +14,8 @@ import threading
 from collections.abc import Iterable
 from typing import Literal
 
+from otelfin.scrub._fingerprint import Fingerprinter
+
 __all__ = ["PanMask", "ScrubOptions", "configure", "current_options"]
 
 PanMask = Literal["last4", "first6last4"]
@@ -34,10 +36,21 @@ class ScrubOptions:
             (``411111XXXXXX1111``); PCI DSS allows at most the first six and last four.
         secret_keys: extra key names (compared without case, ``_``, ``-`` or ``.``) whose
             values are redacted, on top of the built-in list.
+        keep_keys: whole key names that are never secrets, whatever words they hold
+            (compared without case or separators: ``auth_code`` keeps ``auth_code`` and
+            ``authCode``, not ``db_auth_code``). Card numbers in their values are still masked.
     """
 
     pan_mask: PanMask = "last4"
     secret_keys: frozenset[str] = frozenset()
+    keep_keys: frozenset[str] = frozenset()
+    #: Secret key for card fingerprints (``fp_`` + 16 hex after every masked number); None:
+    #: no fingerprints. Never shown by ``repr``.
+    fingerprint_key: str | bytes | None = dataclasses.field(default=None, repr=False)
+    #: Made from ``fingerprint_key``: the function writing the tokens (None without a key).
+    fingerprinter: Fingerprinter | None = dataclasses.field(
+        default=None, init=False, repr=False, compare=False, hash=False
+    )
     # Verdicts for key names seen so far (bounded), owned by this options object.
     key_cache: dict[str, bool | str] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
@@ -47,14 +60,20 @@ class ScrubOptions:
         if self.pan_mask not in _MASKS:
             raise ValueError(f"pan mask {self.pan_mask!r} must be 'last4' or 'first6last4'")
         keys = self.secret_keys
-        if isinstance(keys, str):
-            keys = frozenset((keys,))
-        normalised = frozenset(normalise_key(k) for k in keys) - {""}
-        object.__setattr__(self, "secret_keys", normalised)
+        object.__setattr__(self, "secret_keys", _normalised(keys))
+        object.__setattr__(self, "keep_keys", _normalised(self.keep_keys))
+        if self.fingerprint_key is not None:
+            object.__setattr__(self, "fingerprinter", Fingerprinter(self.fingerprint_key))
 
     def with_secret_keys(self, names: Iterable[str]) -> ScrubOptions:
         """A copy with ``names`` added to the extra secret keys."""
         return dataclasses.replace(self, secret_keys=self.secret_keys | frozenset(names))
+
+
+def _normalised(keys: Iterable[str] | str) -> frozenset[str]:
+    if isinstance(keys, str):
+        keys = (keys,)
+    return frozenset(normalise_key(k) for k in keys) - {""}
 
 
 DEFAULT = ScrubOptions()

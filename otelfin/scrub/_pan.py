@@ -12,11 +12,14 @@ What counts as a card number
     * one group of 13-19 digits (``4111111111111111``, ``ref4111111111111111``,
       ``4111111111111111USD``, ``4111111111111111.00``), or
     * consecutive groups of 3-6 digits each, 13-19 digits in all (``4111 1111 1111 1111``,
-      ``3782-822463-10005``, ``4111.1111.1111.1111``, ``4111\\u00a01111 ...``),
+      ``3782-822463-10005``, ``4111.1111.1111.1111``, ``4111\\u00a01111 ...``), the last of
+      which may be shorter or longer: whatever a formatter leaves of an odd length, one or
+      two digits (``4222 2222 2222 2``, ``3056 9309 0259 04``: a generic 4-4-4-4 formatter on
+      13 and 14 digits) or 7-13 (4-4-4-7 for 19 digits, 4-6-9, 6-13),
 
     whose digits a card brand issues (prefix and length from the table in ``_iin``) and pass
-    the Luhn check. Groups of other sizes never join: ``ord-20261125-000004`` (8 + 6 digits)
-    is an order id, whatever its Luhn sum.
+    the Luhn check. A group of 7 or more digits never starts a grouped number and nothing
+    follows it: ``ord-20261125-000004`` (8 + 6 digits) is an order id, whatever its Luhn sum.
 
 What is never a card number
     Digits inside an all-hex word (trace and span ids, hashes, UUID parts: ``4bf92f35...``),
@@ -29,7 +32,9 @@ How it is masked
     ``last4`` (default): ``XXXXXXXXXXXX1111``; ``first6last4``: ``411111XXXXXX1111``; the
     separators are dropped and the digits written in ASCII. The masked token glues its kept
     digits to ``X``, which makes them opaque: scrubbing is idempotent and :func:`find_pans`
-    of scrubbed text is empty.
+    of scrubbed text is empty. With a fingerprint key the masked number is followed by a
+    space and its token (``XXXXXXXXXXXX1111 fp_63935b550453c14f``); a token whose 16 hex
+    digits happen to be all decimal is recognised by what precedes it and left alone.
 
 Why hand-written, and why linear
     No library implements this definition. A translate-and-find pre-filter at C speed skips
@@ -45,7 +50,7 @@ from __future__ import annotations
 
 import re
 import unicodedata
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 
 from otelfin.scrub._iin import brand_of
 
@@ -209,8 +214,9 @@ def _scan(text: str) -> _Found:
     prev_end = -10
     for a, b in _groups(text):
         width = b - a
-        if 6 < width < PAN_MIN or width > _PAN_MAX:
-            # 7-12 or 20+ digits: never part of a card number, and it ends any window.
+        long_group = 6 < width < PAN_MIN
+        if width > _PAN_MAX or (long_group and not buf):
+            # 20+ digits, or 7-12 digits with no window open: never part of a card number.
             while buf:
                 _take(text, buf, out)
             prev_end = b
@@ -223,7 +229,15 @@ def _scan(text: str) -> _Found:
             opaque = _opaque(text, a, b, glued_left, glued_right)
         joined = not glued_left and _joined(text, prev_end, a) if prev_end >= 0 else False
         prev_end = b
-        digits = _ascii_digits(text[a:b]) if b - a <= _PAN_MAX else ""
+        digits = _ascii_digits(text[a:b])
+        if long_group:
+            # 7-12 digits end any window; joined to it, they may be its last group (a generic
+            # formatter's 4-4-4-7 or 4-6-9), never a first or middle one.
+            if joined:
+                buf.append((a, b, digits, True, opaque, glued_right))
+            while buf:
+                _take(text, buf, out)
+            continue
         if not joined:
             while buf:
                 _take(text, buf, out)
@@ -267,47 +281,88 @@ def _take(text: str, buf: list[_Group], out: _Found) -> None:
     if found is None:
         del buf[0]
     else:
-        count, digits = found
-        out.append((buf[0][0], buf[count - 1][1], digits))
+        count, end, digits = found
+        out.append((buf[0][0], end, digits))
         del buf[:count]
 
 
-def _window_at(text: str, buf: list[_Group]) -> tuple[int, str] | None:
-    """(groups, digits) of the card number starting at ``buf[0]``, or None."""
+def _window_at(text: str, buf: list[_Group]) -> tuple[int, int, str] | None:
+    """(groups, end, digits) of the card number starting at ``buf[0]``, or None."""
     a, b, digits, _, opaque, glued_right = buf[0]
     if opaque or not digits:
         return None
     # A group right after "<digit>." is a fraction's digits: no card number starts there.
     if a >= 2 and text[a - 1] in ".\uff0e" and text[a - 2].isdecimal():
         return None
+    if a >= 3 and text[a - 1] == "_" and _is_fingerprint(text, a):
+        return None
     n = len(digits)
     if n >= PAN_MIN:
         if _is_card(digits) and not _iban_covers(text, a, b):
-            return 1, digits
+            return 1, b, digits
         return None
     if n > 6 or glued_right:
         return None
-    # Grow a window of joined 3-6 digit groups to at most 19 digits; try the longest first.
+    # Grow a window of joined 3-6 digit groups, the last of which may be longer (7-13
+    # digits: 4-4-4-7, 4-6-9, 6-13), to at most 19 digits; try the longest first.
     parts = [digits]
     total = n
     h = 1
     while h < len(buf):
         _, _, d, joined, o, gr = buf[h]
-        if not joined or o or not 3 <= len(d) <= 6 or total + len(d) > _PAN_MAX:
+        size = len(d)
+        if not joined or o or size < 3 or total + size > _PAN_MAX:
             break
         parts.append(d)
-        total += len(d)
+        total += size
         h += 1
-        if gr:
+        if gr or size > 6:
             break
+    # A last group of one or two digits (4-4-4-1, 4-4-4-2, 4-4-4-4-3 has three): what a
+    # generic formatter leaves of an odd-length number. Only at the window's end.
+    tail = None
+    end = buf[h - 1][1]
+    if PAN_MIN - 2 <= total < _PAN_MAX and len(parts[-1]) <= 6 and not buf[h - 1][5]:
+        tail = _tail(text, end)
+    if tail is not None and PAN_MIN <= total + len(tail[1]) <= _PAN_MAX:
+        joined_digits = "".join(parts) + tail[1]
+        if _is_card(joined_digits) and not _iban_covers(text, a, tail[0]):
+            return h, tail[0], joined_digits
     while h > 1:
         if total >= PAN_MIN:
             joined_digits = "".join(parts)
-            if _is_card(joined_digits) and not _iban_covers(text, a, buf[h - 1][1]):
-                return h, joined_digits
+            end = buf[h - 1][1]
+            if _is_card(joined_digits) and not _iban_covers(text, a, end):
+                return h, end, joined_digits
         h -= 1
         total -= len(parts.pop())
     return None
+
+
+# A masked number and the "fp_" of its fingerprint token, the separator maybe URL-encoded.
+_FINGERPRINT_BEFORE = re.compile(r"X[0-9]{4}(?: |\+|%20)fp_$")
+
+
+def _is_fingerprint(text: str, a: int) -> bool:
+    """The digits at ``a`` are a fingerprint token's (all 16 of its hex digits happen to be
+    decimal: about one token in 1,900) right after the masked number it belongs to."""
+    return _FINGERPRINT_BEFORE.search(text, max(0, a - 11), a) is not None
+
+
+# Separators, then the one or two digits a generic formatter leaves at the end.
+_TAIL = re.compile(rf"{_SEP}{{1,3}}(\d{{1,2}})(?!\d)")
+
+
+def _tail(text: str, end: int) -> tuple[int, str] | None:
+    """``(end, ascii digits)`` of a one- or two-digit last group right after ``end``, unless
+    it is glued to a hex word or an ``X`` (then it belongs to that word)."""
+    m = _TAIL.match(text, end)
+    if m is None:
+        return None
+    stop = m.end()
+    if stop < len(text) and text[stop].isalnum() and (text[stop] == "X" or _side(text, stop, 1)):
+        return None
+    return stop, _ascii_digits(m.group(1))
 
 
 def find_pans(text: str | bytes) -> list[tuple[int, int]]:
@@ -341,9 +396,13 @@ def mask_digits(digits: str, mode: str) -> str:
     return "X" * (len(digits) - 4) + digits[-4:]
 
 
-def mask_pans(text: str, mode: str) -> str:
+def mask_pans(text: str, mode: str, fingerprint: Callable[[str], str] | None = None) -> str:
     """``text`` with every card number masked (``mode``: ``last4`` or ``first6last4``); the
-    very same object when nothing needed masking."""
+    very same object when nothing needed masking.
+
+    ``fingerprint`` (digits -> token, see ``ScrubOptions.fingerprinter``): each masked number
+    is followed by a space and its token, ``XXXXXXXXXXXX1111 fp_5c1e0f3a9b2d4e6f``.
+    """
     if len(text) < PAN_MIN:
         return text
     found = _scan(text)
@@ -354,6 +413,9 @@ def mask_pans(text: str, mode: str) -> str:
     for a, b, digits in found:
         out.append(text[pos:a])
         out.append(mask_digits(digits, mode))
+        if fingerprint is not None:
+            out.append(" ")
+            out.append(fingerprint(digits))
         pos = b
     out.append(text[pos:])
     return "".join(out)

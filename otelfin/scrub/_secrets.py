@@ -3,6 +3,8 @@
 A key is split into words (``_``, ``-``, ``.``, spaces, camelCase); it names a secret when one
 word, or two or three adjacent words joined, is in :data:`SECRET_WORDS` (plus the options'
 extra names). Whole words only: ``pinned``, ``passenger`` and ``company`` are not secrets.
+An acquirer's approval code (``auth_code``, ``approval_code``, ISO 8583 DE38) is not a secret:
+it is safe to log and needed to reconcile. The options' ``keep_keys`` take whole names off.
 :func:`redact_pairs` applies the same test to ``key=value``, ``key: value`` and
 ``"key": "value"`` pairs inside free text (log messages, exception texts, query strings).
 """
@@ -11,7 +13,7 @@ from __future__ import annotations
 
 import re
 
-from otelfin.scrub._options import ScrubOptions, current_options
+from otelfin.scrub._options import ScrubOptions, current_options, normalise_key
 from otelfin.scrub._pan import PAN_MIN, mask_pans
 
 __all__ = [
@@ -36,7 +38,6 @@ SECRET_WORDS = frozenset(
         "token",
         "apikey",
         "authorization",
-        "authcode",
         "cookie",
         "setcookie",
         "cvv",
@@ -92,7 +93,10 @@ def classify_key(key: str, options: ScrubOptions | None = None) -> bool:
     words = [w.lower() for w in _WORD.findall(key)]
     if not words:
         return False
-    secret = _words_of(options or current_options())
+    opts = options or current_options()
+    if opts.keep_keys and normalise_key(key) in opts.keep_keys:
+        return False
+    secret = _words_of(opts)
     if "".join(words) in secret:
         return True
     for i, w in enumerate(words):
@@ -137,7 +141,7 @@ def key_verdict(key: str, options: ScrubOptions | None = None) -> bool | str:
     if isinstance(key, str):
         result = classify_key(key, opts)
         if len(key) >= PAN_MIN:
-            masked = mask_pans(key, opts.pan_mask)
+            masked = mask_pans(key, opts.pan_mask, opts.fingerprinter)
             if masked is not key:
                 result = masked
     if len(cache) >= _KEY_CACHE_MAX:

@@ -41,14 +41,19 @@ def scrub_text(text: str, mask: str | None = None, *, options: ScrubOptions | No
     ):
         return text
     opts = options or current_options()
-    out = text
+    mode = mask or opts.pan_mask
+    # Card numbers first: a pair's value ends at a blank, so "pan=4111 1111 1111 1111"
+    # redacted first would keep "1111 1111 1111" (middle digits) after "[REDACTED]". The
+    # later steps never make a card number (redaction only replaces values; URLs are decoded
+    # and masked by scrub_url itself), so one scan is enough.
+    masked = mask_pans(text, mode, opts.fingerprinter)
+    out = masked
     if pairs:
         out = redact_pairs(out, opts)
         if "://" in out:
             out = _URL.sub(lambda m: scrub_url(m.group(), opts), out)
     if "%" in out:
         out = _ESCAPED.sub(lambda m: scrub_url(m.group(), opts), out)
-    masked = mask_pans(out, mask or opts.pan_mask)
-    if masked == text:
+    if out == text:
         return text
-    return masked
+    return out

@@ -21,7 +21,7 @@ _SAFE = "/:@!$'()*+,;=-._~"
 
 
 def _clean(text: str, opts: ScrubOptions) -> str:
-    return mask_pans(redact_pairs(text, opts), opts.pan_mask)
+    return redact_pairs(mask_pans(text, opts.pan_mask, opts.fingerprinter), opts)
 
 
 def scrub_query(query: str, options: ScrubOptions | None = None) -> str:
