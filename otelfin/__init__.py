@@ -13,17 +13,13 @@ The public surface is small on purpose::
 
 from __future__ import annotations
 
-from importlib.metadata import PackageNotFoundError, version
 from typing import Any
 
-from otelfin._config import Config, configure, get_config, shutdown
+from otelfin._config import configure, get_config, shutdown
 from otelfin._errors import OtelfinError
-from otelfin.instrument._traced import traced
-
-try:
-    __version__ = version("otelfin")
-except PackageNotFoundError:  # pragma: no cover - running from a source tree
-    __version__ = "0.0.0"
+from otelfin._version import __version__
+from otelfin.instrument import traced
+from otelfin.pillar import Config
 
 __all__ = [
     "configure",

@@ -7,13 +7,14 @@ operators can change a deployed service without a code change. Object arguments
 ``OTEL_TRACES_EXPORTER``.
 
 The pillars (propagation, logging, metrics, instrument) never read this module's state: each
-gets the effective :class:`Config` and a :class:`~otelfin._pillar.Tracing` through its
+gets the effective :class:`Config` and a :class:`~otelfin.pillar.Tracing` through its
 ``install_pillar()`` and returns the span processors it needs, which are added here once per
 provider (tracked by weak reference).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import logging
 import os
@@ -21,9 +22,8 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from opentelemetry import trace
 from opentelemetry.sdk.resources import Resource
@@ -32,13 +32,12 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from otelfin import _exporters, _internal, _keep, _lifecycle, _sampling, _settings, _tail
-from otelfin._pillar import Installed, Tracing
 from otelfin.catalogue import Catalogue, default_catalogue, load_catalogue
+from otelfin.pillar import FIELDS, Config, Installed, Tracing
 
 __all__ = [
     "Config",
     "configure",
-    "current_catalogue",
     "force_flush",
     "get_config",
     "reset",
@@ -48,46 +47,7 @@ __all__ = [
 
 _log = logging.getLogger("otelfin")
 
-ErrorCodePolicy = Literal["drop", "tag", "raise"]
 _EXPORTERS = ("none", "console", "jsonl", "otlp")
-
-# Settings that are fields of Config; every other row of the table lands in Config.options.
-_FIELDS = (
-    "service_name",
-    "error_code_policy",
-    "metrics_port",
-    "methods_include",
-    "traces_exporter",
-    "spans_file",
-    "span_processor",
-    "propagators",
-    "pan_mask",
-    "log_level",
-    "log_file",
-    "enrich_logs",
-)
-
-
-@dataclass(frozen=True)
-class Config:
-    """The effective settings after ``configure()`` (environment applied)."""
-
-    service_name: str
-    catalogue: Catalogue
-    catalogue_paths: tuple[str, ...] = ()
-    error_code_policy: ErrorCodePolicy = "tag"
-    metrics_port: int | None = None
-    methods_include: tuple[str, ...] = ()
-    traces_exporter: str = "none"
-    spans_file: str | None = None
-    span_processor: Literal["batch", "simple"] = "batch"
-    propagators: tuple[str, ...] = ("tracecontext", "baggage")
-    pan_mask: Literal["last4", "first6last4"] = "last4"
-    log_level: str = "info"
-    log_file: str | None = None
-    enrich_logs: bool = False
-    #: Every other setting of the table (pillar options), resolved, defaults included.
-    options: Mapping[str, Any] = field(default_factory=dict)
 
 
 class _State:
@@ -127,12 +87,6 @@ if hasattr(os, "register_at_fork"):
 def get_config() -> Config | None:
     """The effective configuration, or None before ``configure()``."""
     return _state.config
-
-
-def current_catalogue() -> Catalogue:
-    """The configured catalogue, or the packaged default before ``configure()``."""
-    config = _state.config
-    return config.catalogue if config is not None else default_catalogue()
 
 
 def _load_catalogue(value: Any, from_env: bool) -> tuple[Catalogue, tuple[str, ...]]:
@@ -177,12 +131,12 @@ def _resolve(given: dict[str, Any], span_exporter: SpanExporter | None) -> Confi
         values["catalogue"], _settings.env_value("OTELFIN_CATALOGUE") is not None
     )
     values["traces_exporter"] = _exporter_name(values, span_exporter)
-    options = {k: v for k, v in values.items() if k not in _FIELDS and k != "catalogue"}
+    options = {k: v for k, v in values.items() if k not in FIELDS and k != "catalogue"}
     return Config(
         catalogue=catalogue,
         catalogue_paths=paths,
         options=options,
-        **{k: values[k] for k in _FIELDS},
+        **{k: values[k] for k in FIELDS},
     )
 
 
@@ -414,8 +368,12 @@ def _setup_pillars(config: Config, tracing: Tracing) -> bool:
             complete = False
             _internal.report(f"configure[{module_name}]", exc)
             continue
-        if installed is not None and tracing.provider is not None:
+        if installed is None:
+            continue
+        if tracing.provider is not None:
             _add_processors(tracing.provider, installed.span_processors)
+        if installed.call_observer is not None:  # the metrics recorder, for the tracing pillar
+            tracing = dataclasses.replace(tracing, call_observer=installed.call_observer)
     return complete
 
 

@@ -3,6 +3,11 @@
 Everything otelfin does on the host's call path (span start/end, attribute callables,
 observers, exporters, hooks) runs behind :func:`report` so the host's result, exception and
 latency profile stay its own.
+
+This module is the bottom of the house: it imports nothing of otelfin. What it logs may quote
+host data (a card number in an exception's text), so it is masked with the function the
+scrubber hands over when it is imported (:func:`mask_with`; ``otelfin.scrub`` is imported with
+``otelfin`` itself, before anything can report); until then every digit is masked.
 """
 
 from __future__ import annotations
@@ -10,12 +15,15 @@ from __future__ import annotations
 import contextlib
 import logging
 import os
+import re
 import threading
 from collections import Counter
+from collections.abc import Callable
 
 __all__ = [
     "export_health",
     "internal_error_counts",
+    "mask_with",
     "report",
     "reset",
     "span_export_failed",
@@ -27,6 +35,19 @@ _lock = threading.Lock()
 _counts: Counter[str] = Counter()
 _dropped: Counter[str] = Counter()
 _export_failures: Counter[str] = Counter()
+
+
+def _every_digit(text: str) -> str:
+    return re.sub(r"\d", "X", text)
+
+
+_mask: Callable[[str], str] = _every_digit
+
+
+def mask_with(mask: Callable[[str], str]) -> None:
+    """Mask what containment logs with ``mask`` (the scrubber's ``scrub_text``)."""
+    global _mask
+    _mask = mask
 
 
 def _after_fork_in_child() -> None:
@@ -57,9 +78,7 @@ def report(where: str, exc: BaseException | None = None, detail: str = "") -> No
         message += "; further failures here are counted, not logged"
         # The exception's text may quote host data (a card number in an argument); the
         # application's own handlers on the root logger see this record, not only otelfin's.
-        from otelfin.scrub import scrub_text  # late: the scrubber reports through here
-
-        _log.warning(scrub_text(message))
+        _log.warning(_mask(message))
     except Exception:
         pass
 
@@ -106,9 +125,7 @@ def export_health() -> tuple[dict[str, int], dict[str, int]]:
 
 def _warn(message: str) -> None:
     with contextlib.suppress(Exception):  # a broken handler must not reach the exporter
-        from otelfin.scrub import scrub_text  # late: the scrubber reports through here
-
-        _log.warning(scrub_text(message))
+        _log.warning(_mask(message))
 
 
 def internal_error_counts() -> dict[str, int]:

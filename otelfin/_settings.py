@@ -613,6 +613,17 @@ def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None
     return value.strip() if value is not None and value.strip() else None
 
 
+#: The variables that switch prometheus_client to multiprocess storage (either spelling).
+PROMETHEUS_MULTIPROC_VARIABLES = ("PROMETHEUS_MULTIPROC_DIR", "prometheus_multiproc_dir")
+
+
+def prometheus_multiprocess(environ: Mapping[str, str] | None = None) -> bool:
+    """Whether the environment asks prometheus_client for multiprocess storage: the test
+    ``prometheus_client.values`` makes when it is imported (set, even empty)."""
+    env = os.environ if environ is None else environ
+    return any(name in env for name in PROMETHEUS_MULTIPROC_VARIABLES)
+
+
 def _unknown(names: Iterable[str], known: Iterable[str]) -> None:
     unknown = sorted(names)
     if unknown:

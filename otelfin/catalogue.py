@@ -32,7 +32,6 @@ __all__ = [
     "CatalogueError",
     "ErrorCode",
     "Finding",
-    "current",
     "default_catalogue",
     "lint_files",
     "load_catalogue",
@@ -488,16 +487,6 @@ def default_catalogue() -> Catalogue:
             raise CatalogueError(parsed.findings)
         _DEFAULT = Catalogue(parsed.codes, parsed.domains, (parsed.path,))
     return _DEFAULT
-
-
-def current() -> Catalogue:
-    """The live catalogue every pillar uses: the configured one, or the packaged default.
-
-    ``otelfin.configure()`` owns it (``catalogue=`` / ``OTELFIN_CATALOGUE``).
-    """
-    from otelfin._config import current_catalogue  # config imports this module: lazily
-
-    return current_catalogue()
 
 
 def load_catalogue(*paths: str | Path, include_default: bool = True) -> Catalogue:

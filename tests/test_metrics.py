@@ -369,18 +369,31 @@ def test_multiprocess_mode_sums_workers(tmp_path: Path) -> None:
     assert f"otelfin_requests_total{{{labels}}} 7.0" in out
 
 
-def test_overflow_counter_not_inherited_through_a_reused_id() -> None:
-    """A registry reusing a dead registry's id() still gets its own overflow counter."""
+def test_overflow_counter_is_one_per_registry_and_dies_with_it() -> None:
+    """Each registry gets its own overflow counter, found again on the next call; a registry
+    that is garbage-collected takes its counter along (no id() bookkeeping to inherit)."""
+    import gc
+    import weakref
+
+    from otelfin import _registries
     from otelfin.metrics import _labels as labels_module
 
-    dead, fresh = CollectorRegistry(), CollectorRegistry()
-    stale = labels_module.overflow_counter(dead)
-    labels_module._overflow_counters[id(fresh)] = (dead, stale)  # what an id reuse looks like
+    first, second = CollectorRegistry(), CollectorRegistry()
+    counter = labels_module.overflow_counter(first)
     try:
-        counter = labels_module.overflow_counter(fresh)
-        assert counter is not stale
-        counter.labels(metric="m").inc()
-        assert fresh.get_sample_value("otelfin_metric_overflow_total", {"metric": "m"}) == 1
+        assert labels_module.overflow_counter(first) is counter
+        other = labels_module.overflow_counter(second)
+        assert other is not counter
+        other.labels(metric="m").inc()
+        assert second.get_sample_value("otelfin_metric_overflow_total", {"metric": "m"}) == 1
+        assert first.get_sample_value("otelfin_metric_overflow_total", {"metric": "m"}) is None
+        gone = weakref.ref(second)
+        del second, other
+        gc.collect()
+        assert gone() is None  # the cache does not keep a registry alive
+        assert first in _registries._by_registry
     finally:
-        labels_module._forget_overflow_counter(fresh)
-        labels_module._forget_overflow_counter(dead)
+        labels_module.forget_overflow_counter(first)
+    assert first.get_sample_value("otelfin_metric_overflow_total", {"metric": "m"}) is None
+    assert labels_module.overflow_counter(first) is not counter
+    labels_module.forget_overflow_counter(first)

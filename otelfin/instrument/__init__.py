@@ -22,11 +22,11 @@ from otelfin.instrument._traced import (
     set_call_observer,
     spec_of,
     traced,
+    use_catalogue,
 )
 
 if TYPE_CHECKING:
-    from otelfin import Config
-    from otelfin._pillar import Tracing
+    from otelfin.pillar import Config, Tracing
 
 __all__ = [
     "traced",
@@ -59,6 +59,11 @@ def __getattr__(name: str) -> Any:
 
 def install_pillar(config: Config, tracing: Tracing) -> None:
     """Apply the include list, threading and transports (called by ``otelfin.configure``)."""
+    global _given_observer
+    use_catalogue(config.catalogue)
+    # The metrics pillar's recorder, passed on by configure(): @traced calls report to it.
+    set_call_observer(tracing.call_observer)
+    _given_observer = tracing.call_observer
     uninstrument()
     if config.methods_include:
         instrument_methods(parse_entries_reporting(config.methods_include))
@@ -76,6 +81,7 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
 
 
 _threading_by_us = False
+_given_observer: CallObserver | None = None
 
 
 def _install_threading() -> None:
@@ -95,7 +101,11 @@ def _install_threading() -> None:
 
 def uninstall_pillar() -> None:
     """Undo :func:`install_pillar` (called by ``otelfin.shutdown``)."""
-    global _threading_by_us
+    global _threading_by_us, _given_observer
+    use_catalogue(None)
+    if _given_observer is not None and call_observer() is _given_observer:
+        set_call_observer(None)  # an observer the application set itself stays
+    _given_observer = None
     uninstrument()
     if _threading_by_us:
         from opentelemetry.instrumentation.threading import ThreadingInstrumentor

@@ -28,8 +28,9 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from otelfin import _internal, catalogue
+from otelfin import _internal
 from otelfin._errors import error_code_of
+from otelfin.catalogue import Catalogue, default_catalogue
 from otelfin.instrument._fastctx import attach_context, context_with, current_context, detach
 from otelfin.scrub import scrub_value
 
@@ -99,6 +100,22 @@ def call_observer() -> CallObserver | None:
     return _observer
 
 
+#: The catalogue ``configure()`` handed to the tracing pillar (None: the packaged default).
+_catalogue: Catalogue | None = None
+
+
+def use_catalogue(given: Catalogue | None) -> None:
+    """Set the catalogue error codes are looked up in (``install_pillar`` hands it over)."""
+    global _catalogue
+    _catalogue = given
+
+
+def live_catalogue() -> Catalogue:
+    """The catalogue the tracing pillar was given, or the packaged default before that."""
+    given = _catalogue
+    return given if given is not None else default_catalogue()
+
+
 def _hook(spec: TracedSpec, observer: CallObserver) -> CallHook:
     bound = spec._bound  # one tuple, read and written whole: safe without a lock
     if bound is not None and bound[0] is observer:
@@ -133,7 +150,7 @@ def _tracer(provider: TracerProvider | None) -> trace.Tracer:
 
 
 def _new_tracer(provider: TracerProvider) -> trace.Tracer:
-    from otelfin import __version__
+    from otelfin._version import __version__
 
     return provider.get_tracer(_TRACER_NAME, __version__)
 
@@ -259,7 +276,7 @@ def _record_error(
     """Mark the span failed and feed the observer; contained by the caller."""
     code = error_code_of(exc)
     if span.is_recording():
-        entry = catalogue.current().get(code) if code is not None else None
+        entry = live_catalogue().get(code) if code is not None else None
         exc_type = type(exc)
         type_name = (
             exc_type.__qualname__

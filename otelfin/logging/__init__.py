@@ -17,7 +17,7 @@ from importlib import resources
 from typing import TYPE_CHECKING, Any
 
 from otelfin import scrub as _scrubber
-from otelfin.logging import _pipeline, _stdlib
+from otelfin.logging import _catalogue, _pipeline, _stdlib
 from otelfin.logging._catalogue import (
     CatalogueCheck,
     UnregisteredErrorCodeError,
@@ -45,9 +45,8 @@ scrub_value = _scrubber.scrub_value
 find_pans = _scrubber.find_pans
 
 if TYPE_CHECKING:
-    from otelfin import Config
-    from otelfin._pillar import Tracing
     from otelfin.catalogue import Catalogue
+    from otelfin.pillar import Config, Tracing
     from otelfin.tools.logs import (
         DEFAULT_MAX_LINE_BYTES,
         FileReport,
@@ -127,10 +126,9 @@ def validate_file(
     unmasked card number. ``report.bad_lines`` counts the bad lines, ``report.violations``
     lists the first ``keep`` as ``file:line: reason``; ``report.error`` names unreadable input.
     """
-    from otelfin import catalogue as catalogue_module
     from otelfin.tools.logs import validate_path
 
-    codes = frozenset(catalogue if catalogue is not None else catalogue_module.current())
+    codes = frozenset(catalogue if catalogue is not None else _catalogue.live_catalogue())
     return validate_path(path, codes, max_errors=max_errors, keep=keep)
 
 
@@ -207,8 +205,9 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
     options = config.options
     state.service_name = _pipeline.log_service_name(config.service_name)
     state.min_level = LEVELS[config.log_level]
+    _catalogue.use_catalogue(config.catalogue)
     state.check.update(
-        None,
+        config.catalogue,
         config.error_code_policy,
         config.enrich_logs,
         options["metrics_registry"],
@@ -246,4 +245,5 @@ def uninstall_pillar() -> None:
     state.sink.close()
     state.min_level = LEVELS["info"]
     state.service_name = _pipeline.default_service_name()
+    _catalogue.use_catalogue(None)
     state.check.update(None, "tag", False, None)

@@ -27,9 +27,8 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from structlog import DropEvent
 
-from otelfin import _internal
-from otelfin import catalogue as catalogue_module
-from otelfin.catalogue import CODE_PATTERN, Catalogue
+from otelfin import _internal, _registries
+from otelfin.catalogue import CODE_PATTERN, Catalogue, default_catalogue
 from otelfin.metrics import names
 from otelfin.scrub import scrub_text
 
@@ -90,27 +89,12 @@ class _CodeCounter:
         _counter_in(self.registry).labels(code=self.label(code)).inc()
 
 
-_counters: dict[int, tuple[CollectorRegistry, Counter]] = {}
-_counters_lock = threading.Lock()
+def _new_counter(registry: CollectorRegistry | None) -> Counter:
+    return Counter(METRIC, _HELP, labelnames=("code",), registry=registry)
 
 
 def _counter_in(registry: CollectorRegistry) -> Counter:
-    with _counters_lock:
-        held = _counters.get(id(registry))
-        if held is not None and held[0] is registry:
-            return held[1]
-        try:
-            counter = Counter(METRIC, _HELP, labelnames=("code",), registry=registry)
-        except ValueError:
-            # Already registered by an earlier copy of this module (a reload, an in-process
-            # pytest run): use that collector rather than failing every log call.
-            existing = getattr(registry, "_names_to_collectors", {}).get(METRIC + "_total")
-            if isinstance(existing, Counter):
-                counter = existing
-            else:
-                counter = Counter(METRIC, _HELP, labelnames=("code",), registry=None)
-        _counters[id(registry)] = (registry, counter)
-        return counter
+    return _registries.collector_in(registry, METRIC, _new_counter)
 
 
 def unregistered_counter(registry: CollectorRegistry | None = None) -> Counter:
@@ -118,15 +102,28 @@ def unregistered_counter(registry: CollectorRegistry | None = None) -> Counter:
     return _counter_in(registry if registry is not None else REGISTRY)
 
 
-def _live_catalogue() -> Catalogue:
-    return catalogue_module.current()
+#: The catalogue ``configure()`` handed to the logging pillar (None: the packaged default).
+_given: Catalogue | None = None
+
+
+def use_catalogue(given: Catalogue | None) -> None:
+    """Set the catalogue a check built with ``catalogue=None`` follows (``install_pillar``)."""
+    global _given
+    _given = given
+
+
+def live_catalogue() -> Catalogue:
+    """The catalogue the logging pillar was given, or the packaged default before that."""
+    given = _given
+    return given if given is not None else default_catalogue()
 
 
 class CatalogueCheck:
     """The structlog processor enforcing the catalogue on ``error_code``.
 
     Everything is decided in ``__init__`` (or :meth:`update`) so ``__call__`` stays small. A
-    ``catalogue`` of None means "the live one" (``otelfin.catalogue.current()``).
+    ``catalogue`` of None follows the one ``configure()`` gave the logging pillar (the packaged
+    default before that).
     """
 
     def __init__(
@@ -163,7 +160,7 @@ class CatalogueCheck:
     def _catalogue(self) -> Catalogue:
         if self.catalogue is not None:
             return self.catalogue
-        return _live_catalogue()
+        return live_catalogue()
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
         code = event_dict.get("error_code")

@@ -1,6 +1,6 @@
 """Metrics: RED metrics from ``@traced``, bucket design, label policy, exemplars, P99 reports.
 
-``otelfin.configure()`` installs a call observer on ``@traced`` that records
+``otelfin.configure()`` hands ``@traced`` a call observer that records
 ``otelfin_request_duration_seconds`` (with ``otelfin_requests_total`` derived from it) and
 ``otelfin_request_errors_total``, and serves ``/metrics`` when ``metrics_port`` is set.
 Pillar options (``configure(**more)``):
@@ -29,8 +29,6 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
-from otelfin import instrument
-from otelfin._pillar import Installed
 from otelfin.metrics._buckets import (
     DEFAULT_PROMETHEUS_BUCKETS,
     BucketDesign,
@@ -38,6 +36,7 @@ from otelfin.metrics._buckets import (
     evaluate_buckets,
     histogram_quantile,
     latency_buckets,
+    le_text,
     operation_buckets,
     suggest_buckets,
 )
@@ -54,8 +53,8 @@ from otelfin.metrics._labels import (
     OTHER,
     LabelPolicyError,
     SeriesGuard,
-    _forget_overflow_counter,
     check_label_names,
+    forget_overflow_counter,
     overflow_counter,
 )
 from otelfin.metrics._red import (
@@ -70,10 +69,10 @@ from otelfin.metrics._red import (
 )
 from otelfin.metrics._server import MetricsServer, multiprocess_registry, start_metrics_server
 from otelfin.metrics._transport import TransportMetricsProcessor
+from otelfin.pillar import Installed
 
 if TYPE_CHECKING:
-    from otelfin import Config
-    from otelfin._pillar import Tracing
+    from otelfin.pillar import Config, Tracing
 
 _log = logging.getLogger("otelfin")
 
@@ -84,6 +83,7 @@ __all__ = [
     "suggest_buckets",
     "evaluate_buckets",
     "histogram_quantile",
+    "le_text",
     "BucketDesign",
     "WindowAccuracy",
     "DEFAULT_PROMETHEUS_BUCKETS",
@@ -189,9 +189,9 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
             registry.register(_state.export_health)
         _state.recorder = CallRecorder(current, config.service_name, exemplars=exemplars)
         _state.service_name = config.service_name
-        instrument.set_call_observer(_state.recorder)
         _setup_server(config, registry)
-    return Installed(span_processors=(_transport_processor,))
+        # configure() hands the recorder to the tracing pillar (instrument), which calls it.
+        return Installed(span_processors=(_transport_processor,), call_observer=_state.recorder)
 
 
 def _setup_server(config: Config, registry: CollectorRegistry) -> None:
@@ -256,18 +256,16 @@ def _drop_metrics() -> None:
         metrics.unregister()
         safe_unregister(metrics.registry, _state.internal)
         safe_unregister(metrics.registry, _state.export_health)
-        _forget_overflow_counter(metrics.registry)
+        forget_overflow_counter(metrics.registry)
     _state.internal = None
     _state.export_health = None
     _state.key = None
 
 
 def uninstall_pillar() -> None:
-    """Unhook ``@traced``, stop the server and remove otelfin's metrics from the registry."""
+    """Stop the server and remove otelfin's metrics from the registry (the tracing pillar
+    lets go of the recorder in its own ``uninstall_pillar``)."""
     with _state.lock:
-        current = instrument.call_observer()
-        if current is not None and current is _state.recorder:
-            instrument.set_call_observer(None)
         _state.recorder = None
         _stop_server()
         _drop_metrics()

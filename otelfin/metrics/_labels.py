@@ -16,7 +16,6 @@ prometheus_client has neither (its children dict grows without bound), hence thi
 
 from __future__ import annotations
 
-import contextlib
 import re
 import threading
 from collections.abc import Iterable
@@ -24,6 +23,7 @@ from typing import Any
 
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 
+from otelfin import _registries
 from otelfin.metrics import names
 from otelfin.scrub import scrub_text
 
@@ -168,39 +168,23 @@ def check_label_names(
     return names
 
 
-_overflow_lock = threading.Lock()
-# Keyed by id(), with the registry kept beside its counter and checked by identity: once a
-# registry is garbage-collected its id can be reused by a new one, which must not inherit a
-# counter registered in the dead registry (a flaky test caught exactly that).
-_overflow_counters: dict[int, tuple[CollectorRegistry | None, Counter]] = {}
+def _new_overflow_counter(registry: CollectorRegistry | None) -> Counter:
+    return Counter(
+        names.OVERFLOW_BASE,
+        "Observations folded into the 'other' series: the metric hit its series cap.",
+        ["metric"],
+        registry=registry,
+    )
 
 
 def overflow_counter(registry: CollectorRegistry | None = REGISTRY) -> Counter:
     """``otelfin_metric_overflow_total{metric}`` in ``registry`` (created once per registry)."""
-    key = id(registry)
-    with _overflow_lock:
-        held = _overflow_counters.get(key)
-        if held is not None and held[0] is registry:
-            return held[1]
-        counter = Counter(
-            names.OVERFLOW_BASE,
-            "Observations folded into the 'other' series: the metric hit its series cap.",
-            ["metric"],
-            registry=registry,
-        )
-        _overflow_counters[key] = (registry, counter)
-        return counter
+    return _registries.collector_in(registry, names.OVERFLOW_BASE, _new_overflow_counter)
 
 
-def _forget_overflow_counter(registry: CollectorRegistry | None) -> None:
-    with _overflow_lock:
-        held = _overflow_counters.get(id(registry))
-        if held is None or held[0] is not registry:
-            return
-        del _overflow_counters[id(registry)]
-    if registry is not None:
-        with contextlib.suppress(KeyError):
-            registry.unregister(held[1])
+def forget_overflow_counter(registry: CollectorRegistry | None) -> None:
+    """Unregister the overflow counter from ``registry`` (the metrics pillar's uninstall)."""
+    _registries.forget(registry, names.OVERFLOW_BASE)
 
 
 def _masked(values: tuple[str, ...]) -> tuple[str, ...]:

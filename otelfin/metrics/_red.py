@@ -23,9 +23,8 @@ from typing import Any
 
 from opentelemetry.trace import Span
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
-from prometheus_client import values as _prom_values
 
-from otelfin import _internal
+from otelfin import _internal, _settings
 from otelfin.catalogue import CODE_PATTERN
 from otelfin.metrics import names
 from otelfin.metrics._buckets import _check_bounds, latency_buckets
@@ -56,13 +55,19 @@ EXEMPLAR_INTERVAL = 1.0
 _MAX_VALUE_LENGTH = 100
 
 
+# prometheus_client picks its value storage once, when it is first imported, from the
+# environment; which one it picked has no public accessor (``values.ValueClass`` is its
+# internal), so the same test is made on the same variables right after importing it.
+_MULTIPROCESS = _settings.prometheus_multiprocess()
+
+
 def is_multiprocess() -> bool:
     """Whether prometheus_client stores values in ``PROMETHEUS_MULTIPROC_DIR`` files.
 
     prometheus_client decides this when it is first imported, so the variable must be set
     before anything imports it (in gunicorn: in the environment, not in the app module).
     """
-    return getattr(_prom_values.ValueClass, "__name__", "") != "MutexValue"
+    return _MULTIPROCESS
 
 
 def latency_histogram(

@@ -49,8 +49,7 @@ from otelfin.propagation._carriers import (
 from otelfin.propagation._propagator import INJECT_FORMATS, OtelfinPropagator
 
 if TYPE_CHECKING:
-    from otelfin import Config
-    from otelfin._pillar import Tracing
+    from otelfin.pillar import Config, Tracing
 
 __all__ = [
     "OtelfinPropagator",

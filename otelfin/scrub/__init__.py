@@ -20,6 +20,7 @@ from __future__ import annotations
 import unicodedata
 from typing import TYPE_CHECKING, Any
 
+from otelfin import _internal
 from otelfin.scrub import _spans as _spans_module
 from otelfin.scrub._fingerprint import TOKEN_PREFIX, Fingerprinter
 from otelfin.scrub._iin import BRANDS, brand_of
@@ -38,9 +39,11 @@ from otelfin.scrub._text import MIN_LEN, scrub_text
 from otelfin.scrub._url import scrub_query, scrub_url
 from otelfin.scrub._walk import scrub_attributes, scrub_value
 
+# Containment (otelfin._internal, below this package) masks what it logs with this scrubber.
+_internal.mask_with(scrub_text)
+
 if TYPE_CHECKING:
-    from otelfin import Config
-    from otelfin._pillar import Installed, Tracing
+    from otelfin.pillar import Config, Installed, Tracing
 
 __all__ = [
     "BRANDS",
@@ -167,7 +170,7 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed | None:
     provider otelfin created, scrubbing stays off the request path, in the exporter.
     ``True``/``False`` force the first/second way.
     """
-    from otelfin._pillar import Installed
+    from otelfin.pillar import Installed
 
     configure(options_from(config))
     mode = config.options["scrub_all_spans"]

@@ -59,17 +59,11 @@ _LEVELS = {"info": "info", "warning": "warning", "error": "error", "critical": "
 
 
 def catalogue_entry(code: str) -> Any:
-    """The live catalogue's entry for ``code`` (None when unregistered)."""
-    from otelfin import catalogue
+    """The entry for ``code`` in the catalogue the tracing pillar was given (None when
+    unregistered)."""
+    from otelfin.instrument._traced import live_catalogue
 
-    current = getattr(catalogue, "current", None)
-    if current is not None:
-        return current().get(code)
-    import otelfin
-
-    config = otelfin.get_config()
-    found = config.catalogue if config is not None else catalogue.default_catalogue()
-    return found.get(code)
+    return live_catalogue().get(code)
 
 
 def record_error(
@@ -97,7 +91,7 @@ def record_error(
             span.set_attribute("otelfin.error_code", code)
             span.set_attribute("error.type", code)
             span.set_status(Status(StatusCode.ERROR, code))
-        import otelfin
+        from otelfin.logging import get_logger
 
         entry = catalogue_entry(code)
         level = _LEVELS.get(getattr(entry, "severity", "error"), "error")
@@ -106,7 +100,7 @@ def record_error(
             fields["http.status_code"] = status
         if route is not None:
             fields["http.route"] = route
-        getattr(otelfin.get_logger(), level)("http_request_failed", **fields)
+        getattr(get_logger(), level)("http_request_failed", **fields)
     except Exception as err:
         _internal.report("transports.web.record_error", err)
     return code

@@ -26,9 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from otelfin.metrics import names
-from otelfin.metrics._buckets import le_text
-from otelfin.metrics._red import DURATION_METRIC, ERRORS_METRIC
+from otelfin.metrics import DURATION_METRIC, ERRORS_METRIC, le_text, names
 from otelfin.tools.metrics import _promql as q
 from otelfin.tools.metrics._rules import (
     _METRIC_NAME,

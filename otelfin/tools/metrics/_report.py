@@ -26,7 +26,7 @@ from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from otelfin.metrics._buckets import histogram_quantile, le_text
+from otelfin.metrics import histogram_quantile, le_text
 from otelfin.tools.metrics import _promql as q
 
 __all__ = [

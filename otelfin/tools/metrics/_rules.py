@@ -16,9 +16,7 @@ from typing import Any
 
 import yaml
 
-from otelfin.metrics import names
-from otelfin.metrics._buckets import le_text
-from otelfin.metrics._red import DURATION_METRIC, ERRORS_METRIC
+from otelfin.metrics import DURATION_METRIC, ERRORS_METRIC, le_text, names
 from otelfin.tools.metrics import _promql as q
 
 __all__ = ["build_rules", "rules_yaml", "all_expressions", "UNREGISTERED_CODES_METRIC"]

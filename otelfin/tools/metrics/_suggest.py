@@ -15,7 +15,7 @@ import urllib.parse
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from otelfin.metrics._buckets import BucketDesign, suggest_buckets
+from otelfin.metrics import BucketDesign, suggest_buckets
 from otelfin.tools.metrics import _promql as q
 from otelfin.tools.metrics._report import HistogramSeries, ReportError, query
 
