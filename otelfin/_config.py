@@ -38,6 +38,8 @@ from otelfin.pillar import FIELDS, Config, Installed, Tracing
 __all__ = [
     "Config",
     "configure",
+    "configure_with_fallbacks",
+    "fail_closed",
     "force_flush",
     "get_config",
     "reset",
@@ -121,16 +123,32 @@ def _exporter_name(values: Mapping[str, Any], span_exporter: SpanExporter | None
     return exporter
 
 
-def _resolve(given: dict[str, Any], span_exporter: SpanExporter | None) -> Config:
-    values = _settings.resolve(given)
+def _resolve(
+    given: dict[str, Any], span_exporter: SpanExporter | None, problems: list[str] | None = None
+) -> Config:
+    """The effective Config. With ``problems`` (a list), bad settings, an unreadable catalogue
+    and an unknown exporter fall back to their defaults, each noted in ``problems``."""
+    values = _settings.resolve(given, problems=problems)
     if not values["service_name"]:
         raise ValueError("configure() needs service_name= (or OTEL_SERVICE_NAME)")
     # Any name OpenTelemetry accepts is kept as given for the ``service.name`` resource
     # attribute; the log pillar derives its lower-case hyphenated field from it.
-    catalogue, paths = _load_catalogue(
-        values["catalogue"], _settings.env_value("OTELFIN_CATALOGUE") is not None
-    )
-    values["traces_exporter"] = _exporter_name(values, span_exporter)
+    try:
+        catalogue, paths = _load_catalogue(
+            values["catalogue"], _settings.env_value("OTELFIN_CATALOGUE") is not None
+        )
+    except (ValueError, OSError) as exc:  # CatalogueError is a ValueError
+        if problems is None:
+            raise
+        problems.append(f"{exc} (the packaged catalogue used)")
+        catalogue, paths = default_catalogue(), ()
+    try:
+        values["traces_exporter"] = _exporter_name(values, span_exporter)
+    except ValueError as exc:
+        if problems is None:
+            raise
+        problems.append(f"{exc} (no span export)")
+        values["traces_exporter"] = "none"
     options = {k: v for k, v in values.items() if k not in FIELDS and k != "catalogue"}
     return Config(
         catalogue=catalogue,
@@ -212,7 +230,54 @@ def configure(
         "enrich_logs": enrich_logs,
         **more,
     }
-    config = _resolve(given, span_exporter)
+    try:
+        return _apply(_resolve(given, span_exporter), given, span_exporter, tracer_provider)
+    except BaseException:
+        fail_closed()
+        raise
+
+
+def configure_with_fallbacks(service_name: str, **given: Any) -> tuple[Config, list[str]]:
+    """``configure()`` for zero-code, where nobody can catch an exception: a bad setting, an
+    unreadable catalogue, an unknown exporter or a pillar's configuration error falls back to
+    the default for that setting (card masking with the default mask included) instead of
+    raising. Returns the Config and what fell back (empty: all settings were good).
+
+    Raises only for otelfin's own failures (after :func:`fail_closed`).
+    """
+    problems: list[str] = []
+    call = {"service_name": service_name, **given}
+    try:
+        config = _resolve(call, None, problems)
+        _apply(config, call, None, None, problems)
+    except BaseException:
+        fail_closed()
+        raise
+    if problems:
+        fail_closed()
+    return config, problems
+
+
+def fail_closed() -> None:
+    """After a failed or partial set-up, keep masking on wherever otelfin can: each pillar's
+    ``fail_closed()`` (the logging pillar masks every stdlib record as it is made, for every
+    handler). Never raises."""
+    for module_name in _PILLARS:
+        try:
+            hook = getattr(importlib.import_module(module_name), "fail_closed", None)
+            if hook is not None:
+                hook()
+        except Exception as exc:
+            _internal.report(f"fail_closed[{module_name}]", exc)
+
+
+def _apply(
+    config: Config,
+    given: dict[str, Any],
+    span_exporter: SpanExporter | None,
+    tracer_provider: SdkTracerProvider | None,
+    problems: list[str] | None = None,
+) -> Config:
     with _state.lock:
         key = (config, span_exporter, tracer_provider)
         if _state.config is not None and _key_matches(_state.key, key):
@@ -222,7 +287,7 @@ def configure(
         _state.call = {**given, "span_exporter": span_exporter, "tracer_provider": tracer_provider}
         _state.key = None  # set only once every pillar is in place (a failed call retries)
         tracing = _setup_tracing(config, span_exporter, tracer_provider)
-        complete = _setup_pillars(config, tracing)
+        complete = _setup_pillars(config, tracing, problems)
         _lifecycle.install(force_flush, handle_signals=config.options["handle_signals"])
         if complete:  # a pillar whose failure was contained is tried again next time
             _state.key = key
@@ -355,15 +420,22 @@ _PILLARS = (
 )
 
 
-def _setup_pillars(config: Config, tracing: Tracing) -> bool:
-    """Install every pillar; False if one failed (contained), so a retry installs again."""
+def _setup_pillars(config: Config, tracing: Tracing, problems: list[str] | None = None) -> bool:
+    """Install every pillar; False if one failed (contained), so a retry installs again.
+
+    A pillar's configuration error (ValueError/TypeError) raises, unless ``problems`` is a
+    list (zero-code): then it is noted there and the other pillars are installed."""
     complete = True
     for module_name in _PILLARS:
         module = importlib.import_module(module_name)
         try:
             installed: Installed | None = module.install_pillar(config, tracing)
-        except (ValueError, TypeError):
-            raise  # configuration mistakes surface at start-up
+        except (ValueError, TypeError) as exc:
+            if problems is None:
+                raise  # configuration mistakes surface at start-up
+            complete = False
+            problems.append(f"{exc} ({module_name} set up without it)")
+            continue
         except Exception as exc:
             complete = False
             _internal.report(f"configure[{module_name}]", exc)

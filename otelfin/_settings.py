@@ -632,13 +632,21 @@ def _unknown(names: Iterable[str], known: Iterable[str]) -> None:
         raise TypeError(f"configure() got an unexpected keyword argument {unknown[0]!r}{hint}")
 
 
-def resolve(given: Mapping[str, Any], environ: Mapping[str, str] | None = None) -> dict[str, Any]:
+def resolve(
+    given: Mapping[str, Any],
+    environ: Mapping[str, str] | None = None,
+    *,
+    problems: list[str] | None = None,
+) -> dict[str, Any]:
     """Every row's value: environment, then ``given`` (None = not given), then default.
 
     Raises ``TypeError`` for a keyword no row has and ``ValueError`` naming the variable or
-    argument of a bad value.
+    argument of a bad value. With ``problems`` (a list), nothing raises: a bad value takes
+    the row's default and its error is appended (zero-code falls back this way, so one typo
+    never turns card masking off).
     """
-    _unknown(set(given) - set(_BY_NAME), _BY_NAME)
+    if problems is None:
+        _unknown(set(given) - set(_BY_NAME), _BY_NAME)
     values: dict[str, Any] = {}
     for setting in SETTINGS:
         raw = env_value(setting.env, environ) if setting.env else None
@@ -650,7 +658,13 @@ def resolve(given: Mapping[str, Any], environ: Mapping[str, str] | None = None) 
         if raw is None:
             values[setting.name] = setting.default
             continue
-        values[setting.name] = setting.parse(raw, str(where))
+        try:
+            values[setting.name] = setting.parse(raw, str(where))
+        except ValueError as exc:
+            if problems is None:
+                raise
+            problems.append(f"{exc} (default {_default_text(setting)!r} used)")
+            values[setting.name] = setting.default
     return values
 
 

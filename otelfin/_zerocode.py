@@ -15,12 +15,17 @@ chooses it. ``opentelemetry-instrument`` then runs, in the process, before the a
    include list) are skipped so each is switched on once, with otelfin's options; any other
    installed instrumentation is switched on as OpenTelemetry's distro would.
 
-A configuration mistake (a bad ``OTEL_SERVICE_NAME``, catalogue or exporter setting) is one
-clear line on stderr and the application runs uninstrumented: zero-code never stops a host.
+A configuration mistake (a bad ``OTELFIN_*`` value, an unreadable catalogue, an unknown
+exporter) is one clear line on stderr and that setting runs at its default: zero-code never
+stops a host, and never turns card masking off (``OTELFIN_PAN_MASK=everything`` masks with
+the default ``last4``). Should otelfin's set-up itself fail, the application's ``logging``
+records are still masked as they are made (:func:`otelfin._config.fail_closed`), and stderr
+says so.
 """
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import sys
@@ -81,20 +86,42 @@ class OtelfinConfigurator(_BaseConfigurator):
 
     def _configure(self, **kwargs: Any) -> None:
         from otelfin import _config
-        from otelfin.catalogue import CatalogueError
 
         service = os.environ.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_SERVICE_NAME
         try:
-            _config.configure(service, transports=_transports_setting())
-        except (ValueError, TypeError, CatalogueError) as exc:
-            # One readable line: the operator's setting is wrong, the program itself is not.
-            print(
-                f"otelfin: zero-code set-up skipped, the application runs uninstrumented: {exc}",
-                file=sys.stderr,
-                flush=True,
+            _, problems = _config.configure_with_fallbacks(
+                service, transports=_transports_setting()
             )
         except Exception as exc:
+            # otelfin's own failure: configure_with_fallbacks kept masking on (fail_closed).
             _internal.report("zero-code.configure", exc)
+            _say(
+                "zero-code set-up failed; card numbers and secrets in the application's "
+                f"logging stay masked ({type(exc).__name__}: {_scrubbed(exc)})"
+            )
+            return
+        if problems:
+            # One readable line: the operator's settings are wrong, the program is not; each
+            # bad setting runs at its default (masking included, never off).
+            _say(
+                "zero-code set-up with defaults for bad settings; card masking stays on: "
+                + "; ".join(problems)
+            )
+
+
+def _scrubbed(exc: BaseException) -> str:
+    try:
+        from otelfin.scrub import scrub_text
+
+        return scrub_text(str(exc))
+    except Exception:
+        return "<unprintable>"
+
+
+def _say(message: str) -> None:
+    """One line on stderr, even when logging is not set up (or is the thing that failed)."""
+    with contextlib.suppress(Exception):
+        print(f"otelfin: {message}", file=sys.stderr, flush=True)
 
 
 class OtelfinDistro(BaseDistro):  # type: ignore[misc]

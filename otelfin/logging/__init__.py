@@ -231,6 +231,13 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
         _stdlib.uninstall()
 
 
+def fail_closed() -> None:
+    """Mask every stdlib log record as it is made, for every handler (the host's own
+    included), whatever else failed in the set-up: a failed ``configure()`` never leaves the
+    application's ``logging`` writing card numbers."""
+    _stdlib.install_record_scrubbing()
+
+
 def repair_pillar(config: Config) -> None:
     """Put the stdlib bridge back if the host's logging reset removed it (same settings)."""
     if config.options["stdlib_bridge"]:

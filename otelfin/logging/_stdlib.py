@@ -31,6 +31,7 @@ __all__ = [
     "SERVER_LOGGERS",
     "give_back_server_loggers",
     "install",
+    "install_record_scrubbing",
     "take_server_loggers",
     "uninstall",
 ]
@@ -176,9 +177,27 @@ class _ScrubbingRecords:
         record = self.inner(*args, **kwargs)
         try:
             _scrub_record(record)
-        except Exception as exc:  # an unformattable record is the handler's to report
+        except Exception as exc:
+            # Fail closed: the record goes on (the host's logging must not break), but
+            # without anything that could not be scrubbed.
             _internal.report("logging.record_scrub", exc)
+            _withhold(record, exc)
         return record
+
+
+def _withhold(record: logging.LogRecord, exc: BaseException) -> None:
+    """What is left of a record the scrubber failed on: its format string if that scrubs,
+    no arguments, no exception text."""
+    try:
+        msg = scrub_text(record.msg) if isinstance(record.msg, str) else None
+    except Exception:
+        msg = None
+    note = f"[otelfin: record withheld, scrubbing failed: {type(exc).__name__}]"
+    record.msg = f"{msg} {note}" if msg else note
+    record.args = None
+    record.exc_info = None
+    record.exc_text = note if record.exc_text else None
+    record.stack_info = None
 
 
 def _scrub_record(record: logging.LogRecord) -> None:
@@ -193,7 +212,11 @@ def _scrub_record(record: logging.LogRecord) -> None:
                 record.args = args = scrubbed_args
         try:
             message = record.getMessage()
-        except Exception:  # a bad format string: the handler reports it as usual
+        except Exception:
+            # A bad format string: the handler reports it as usual, and its report quotes
+            # the format string, which may hold a card number too.
+            if isinstance(msg, str):
+                record.msg = scrub_text(msg)
             return
         scrubbed = scrub_text(message)
         if scrubbed is not message and scrubbed != message:
@@ -208,6 +231,11 @@ def _scrub_record(record: logging.LogRecord) -> None:
 
 _FORMATTER = logging.Formatter()
 _factory: _ScrubbingRecords | None = None
+
+
+def install_record_scrubbing() -> None:
+    """Scrub every stdlib record as it is made (idempotent), without the bridge."""
+    _install_factory()
 
 
 def _install_factory() -> None:

@@ -77,6 +77,52 @@ def _bounded_list(items: Any, old: Any) -> BoundedList[Any]:
     return out
 
 
+#: The attribute a span carries when the scrubber failed on it and its content was withheld.
+WITHHELD = "otelfin.scrub_failed"
+
+
+def _withhold_in_place(span: Any) -> None:
+    """Fail closed on an ending span the scrubber failed on: attributes, events, links and
+    the status description are dropped and the span marked; its name is kept only if it
+    scrubs."""
+    try:
+        span._name = scrub_text(span._name) if span._name else span._name
+    except Exception:
+        span._name = "withheld"
+    span._attributes = BoundedAttributes(attributes={WITHHELD: True})
+    span._events = _bounded_list([], span._events)
+    span._links = _bounded_list([], span._links)
+    span._status = Status(span._status.status_code)
+
+
+def _withheld_copy(span: ReadableSpan) -> ReadableSpan:
+    """A copy of ``span`` with only its identity, timing and kind: the scrubber failed on it."""
+    try:
+        name = scrub_text(span.name) if span.name else span.name
+    except Exception:
+        name = "withheld"
+    return ReadableSpan(
+        name=name,
+        context=span.get_span_context(),
+        parent=span.parent,
+        resource=span.resource,
+        attributes={WITHHELD: True},
+        kind=span.kind,
+        status=Status(span.status.status_code),
+        start_time=span.start_time,
+        end_time=span.end_time,
+        instrumentation_scope=span.instrumentation_scope,
+    )
+
+
+def _scrub_or_withhold(span: ReadableSpan, opts: ScrubOptions) -> ReadableSpan:
+    try:
+        return scrub_span(span, opts)
+    except Exception as exc:
+        _internal.report("scrub.span_export", exc)
+        return _withheld_copy(span)
+
+
 class ScrubbingSpanProcessor(SpanProcessor):
     """Scrubs each span of its provider in place as it ends (see the module docstring).
 
@@ -95,6 +141,10 @@ class ScrubbingSpanProcessor(SpanProcessor):
             self._scrub_in_place(span, self.options or current_options())
         except Exception as exc:
             _internal.report("scrub.span_ending", exc)
+            try:
+                _withhold_in_place(span)  # fail closed: nothing unscrubbed is exported
+            except Exception as again:
+                _internal.report("scrub.span_withhold", again)
 
     @staticmethod
     def _scrub_in_place(span: Any, opts: ScrubOptions) -> None:
@@ -227,7 +277,7 @@ class ScrubbingSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not (self.only_unscrubbed and _ending.on):
             opts = self.options or current_options()
-            spans = [scrub_span(s, opts) for s in spans]
+            spans = [_scrub_or_withhold(s, opts) for s in spans]
         return self.inner.export(spans)
 
     def shutdown(self) -> None:

@@ -1,0 +1,129 @@
+"""Zero-code fails closed: under `opentelemetry-instrument`, a bad setting or a failure inside
+otelfin never leaves the application's logging writing card numbers (real subprocesses)."""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+from otelfin.scrub import find_pans
+from tests.integration._procs import BIN, Proc, clean_env, json_lines
+
+APP = """
+import logging
+import sys
+
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s %(message)s")
+log = logging.getLogger("app")
+log.warning("card %s declined", "4111 1111 1111 1111")
+log.warning("odd card 4222 2222 2222 2 and diners 3056 9309 0259 04")
+log.info("password=hunter2 auth_code=A1B2C3")
+print("result", 42)
+"""
+
+
+def _run(tmp_path: Path, **env: str) -> Proc:
+    (tmp_path / "app.py").write_text(APP)
+    proc = Proc(
+        [str(BIN / "opentelemetry-instrument"), sys.executable, "app.py"],
+        tmp_path,
+        clean_env(
+            OTEL_PYTHON_DISTRO="otelfin",
+            OTEL_PYTHON_CONFIGURATOR="otelfin",
+            OTEL_SERVICE_NAME="fail-closed",
+            **env,
+        ),
+    )
+    assert proc.wait() == 0, proc.stderr[-3000:]
+    return proc
+
+
+def _assert_masked(proc: Proc) -> None:
+    out, err = proc.stdout, proc.stderr
+    assert "result 42" in out
+    for text in (out, err):
+        assert find_pans(text) == [], text[-2000:]
+        assert "hunter2" not in text
+    both = out + err
+    assert "XXXXXXXXXXXX1111" in both  # the default mask, never "no mask"
+    assert "XXXXXXXXX2222" in both and "XXXXXXXXXX5904" in both
+    assert "A1B2C3" in both  # an approval code is not a secret
+
+
+@pytest.mark.parametrize(
+    ("env", "named"),
+    [
+        ({"OTELFIN_PAN_MASK": "everything"}, "OTELFIN_PAN_MASK"),
+        ({"OTELFIN_CATALOGUE": "/nonexistent/errorcodes.yaml"}, "errorcodes.yaml"),
+        ({"OTEL_TRACES_EXPORTER": "carrier-pigeon"}, "carrier-pigeon"),
+        ({"OTELFIN_LOG_LEVEL": "loud", "OTELFIN_METRICS_SLO": "-1"}, "OTELFIN_METRICS_SLO"),
+        ({"OTELFIN_LOG_FILE": "/proc/no-such-dir/logs.jsonl"}, "log_file"),
+        ({"OTELFIN_PAN_FINGERPRINT_KEY_FILE": "/nonexistent/key"}, "/nonexistent/key"),
+    ],
+    ids=["pan-mask", "catalogue", "exporter", "two-bad-values", "log-file", "key-file"],
+)
+def test_a_bad_setting_falls_back_to_defaults_and_masks(
+    tmp_path: Path, env: dict[str, str], named: str
+) -> None:
+    """One stderr line naming the bad setting; the app's own logging masked (default mask)."""
+    proc = _run(tmp_path, **env)
+    lines = [line for line in proc.stderr.splitlines() if line.startswith("otelfin:")]
+    assert len(lines) == 1, proc.stderr
+    assert named in lines[0] and "masking stays on" in lines[0]
+    assert "Traceback" not in proc.stderr
+    _assert_masked(proc)
+
+
+HOSTILE = """
+import logging
+import sys
+
+logging.basicConfig(stream=sys.stderr, level=logging.INFO, format="%(name)s %(message)s")
+
+
+class Evil(str):
+    def isascii(self):
+        raise RuntimeError("isascii exploded")
+
+    def encode(self, *args, **kwargs):
+        raise RuntimeError("encode exploded")
+
+
+logging.getLogger("app").warning("card %s", Evil("4111 1111 1111 1111"))
+logging.getLogger("app").warning("card %s again", "4111 1111 1111 1111")
+print("result", 42)
+"""
+
+
+def test_an_exception_inside_otelfins_scrubber_withholds_not_leaks(tmp_path: Path) -> None:
+    """A value that makes the scrubber itself raise (a str subclass whose methods fail): the
+    record is written withheld, the failure reported once, the next record masked."""
+    (tmp_path / "app.py").write_text(HOSTILE)
+    proc = Proc(
+        [str(BIN / "opentelemetry-instrument"), sys.executable, "app.py"],
+        tmp_path,
+        clean_env(
+            OTEL_PYTHON_DISTRO="otelfin",
+            OTEL_PYTHON_CONFIGURATOR="otelfin",
+            OTEL_SERVICE_NAME="fail-closed",
+        ),
+    )
+    assert proc.wait() == 0, proc.stderr[-3000:]
+    out, err = proc.stdout, proc.stderr
+    assert "result 42" in out
+    assert find_pans(out) == [] and find_pans(err) == []
+    assert (out + err).count("record_scrub failed") == 1
+    assert "record withheld" in out and "card XXXXXXXXXXXX1111 again" in out
+
+
+def test_good_settings_print_nothing(tmp_path: Path) -> None:
+    """With valid settings there is no otelfin line on stderr, and lines are JSON, masked."""
+    proc = _run(tmp_path)
+    assert "otelfin:" not in proc.stderr
+    _assert_masked(proc)
+    lines = json_lines(proc.stdout)
+    assert any(line.get("logger") == "app" for line in lines)
+    assert json.dumps(lines).count("XXXXXXXXXXXX1111") >= 1
