@@ -465,20 +465,33 @@ def _repair_pillars(config: Config) -> None:
 def force_flush(timeout_seconds: float = 30.0) -> bool:
     """Export every finished span now (the provider's processors, otelfin's included).
 
-    Never raises; False when something did not finish in time. Logs are written as they
-    happen and Prometheus metrics are pulled, so spans are what a dying process can lose.
+    Never raises; False when something did not finish in time. JSON log lines are written as
+    they happen and Prometheus metrics are pulled; spans, and logs and metrics sent over OTLP,
+    are what a dying process can lose, so each pillar's ``flush_pillar`` runs too.
     """
     millis = int(timeout_seconds * 1000)
+    deadline = time.monotonic() + max(0.0, timeout_seconds)
     provider, processor = _state.provider, _state.processor
+    done = True
     try:
         if provider is not None:
-            return bool(provider.force_flush(millis))
-        if processor is not None:
-            return bool(processor.force_flush(millis))
+            done = bool(provider.force_flush(millis))
+        elif processor is not None:
+            done = bool(processor.force_flush(millis))
     except Exception as exc:
         _internal.report("force_flush", exc)
-        return False
-    return True
+        done = False
+    # Logs and metrics sent over OTLP are queued too (OTEL_LOGS/METRICS_EXPORTER=otlp).
+    for module_name in _PILLARS:
+        flush = getattr(importlib.import_module(module_name), "flush_pillar", None)
+        if flush is None:
+            continue
+        try:
+            done = bool(flush(max(0.0, deadline - time.monotonic()))) and done
+        except Exception as exc:
+            _internal.report(f"force_flush[{module_name}]", exc)
+            done = False
+    return done
 
 
 def shutdown(timeout_millis: int = 30000) -> None:

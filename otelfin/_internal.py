@@ -24,6 +24,9 @@ __all__ = [
     "export_health",
     "internal_error_counts",
     "mask_with",
+    "logs_dropped",
+    "otlp_export_failed",
+    "otlp_health",
     "report",
     "reset",
     "span_export_failed",
@@ -35,6 +38,8 @@ _lock = threading.Lock()
 _counts: Counter[str] = Counter()
 _dropped: Counter[str] = Counter()
 _export_failures: Counter[str] = Counter()
+_logs_dropped: Counter[str] = Counter()
+_otlp_failures: Counter[tuple[str, str]] = Counter()
 
 
 def _every_digit(text: str) -> str:
@@ -117,6 +122,47 @@ def span_export_failed(reason: str, detail: str = "") -> None:
         )
 
 
+def logs_dropped(reason: str, count: int, detail: str = "") -> None:
+    """Count ``count`` log records bound for OTLP that will never reach the collector, by
+    ``reason`` (``queue_full``, ``export_failed``, ``shutdown``); warn the first time per reason.
+
+    Exposed as ``otelfin_logs_dropped_total{reason}``. The JSON lines themselves (stdout or
+    the log file) are written regardless. Never raises.
+    """
+    if count <= 0:
+        return
+    with _lock:
+        first = _logs_dropped[reason] == 0
+        _logs_dropped[reason] += count
+    if first:
+        _warn(
+            f"otelfin: {count} log record(s) not sent over OTLP ({reason})"
+            f"{': ' + detail if detail else ''}; further drops are counted in "
+            f'otelfin_logs_dropped_total{{reason="{reason}"}}'
+        )
+
+
+def otlp_export_failed(signal: str, reason: str, detail: str = "") -> None:
+    """Count one failed OTLP export call of ``signal`` (``logs``, ``metrics``) by ``reason``
+    (``failure``, ``exception``, ``timeout``); warn the first time. Exposed as
+    ``otelfin_otlp_export_failures_total{signal,reason}``."""
+    with _lock:
+        first = _otlp_failures[(signal, reason)] == 0
+        _otlp_failures[(signal, reason)] += 1
+    if first:
+        _warn(
+            f"otelfin: an OTLP {signal} export failed ({reason}){': ' + detail if detail else ''}"
+            "; further failures are counted in "
+            f'otelfin_otlp_export_failures_total{{signal="{signal}",reason="{reason}"}}'
+        )
+
+
+def otlp_health() -> tuple[dict[str, int], dict[tuple[str, str], int]]:
+    """Copies of (log records dropped by reason, OTLP export failures by (signal, reason))."""
+    with _lock:
+        return dict(_logs_dropped), dict(_otlp_failures)
+
+
 def export_health() -> tuple[dict[str, int], dict[str, int]]:
     """Copies of (spans dropped by reason, export failures by reason), for metrics and tests."""
     with _lock:
@@ -140,3 +186,5 @@ def reset() -> None:
         _counts.clear()
         _dropped.clear()
         _export_failures.clear()
+        _logs_dropped.clear()
+        _otlp_failures.clear()

@@ -221,6 +221,23 @@ def _secret_text(value: Any, where: str) -> str | None:
     return value.strip() or None
 
 
+def _exporters(*known: str) -> Parser:
+    """OpenTelemetry's ``OTEL_*_EXPORTER`` form: a comma-separated list of exporter names;
+    ``none`` alone means none. Returns the names otelfin acts on (``prometheus`` is what the
+    registry and ``/metrics`` always do, so it adds nothing)."""
+
+    def parse(value: Any, where: str) -> tuple[str, ...]:
+        names = tuple(n.lower() for n in split_list(value, where))
+        unknown = [n for n in names if n not in (*known, "none")]
+        if unknown:
+            raise ValueError(
+                f"{where}={value!r}: {unknown[0]!r} is not one of {', '.join((*known, 'none'))}"
+            )
+        return tuple(n for n in dict.fromkeys(names) if n not in ("none", "prometheus"))
+
+    return parse
+
+
 def _anything(value: Any, where: str) -> Any:
     return value
 
@@ -492,6 +509,25 @@ SETTINGS: tuple[Setting, ...] = (
         "route uvicorn's and gunicorn's own access/error lines through the JSON pipeline",
     ),
     Setting(
+        "logs_exporter",
+        "logging",
+        (),
+        _exporters("otlp"),
+        "OTEL_LOGS_EXPORTER",
+        "otlp: also send every log line as an OTLP log record (OTEL_EXPORTER_OTLP_[LOGS_]"
+        "ENDPOINT, _PROTOCOL http/protobuf or grpc); none (default): JSON lines only",
+        choices=("otlp", "none"),
+    ),
+    Setting(
+        "log_lines",
+        "logging",
+        True,
+        _boolean,
+        "OTELFIN_LOG_LINES",
+        "write the JSON lines (stdout or log_file); false with OTEL_LOGS_EXPORTER=otlp sends "
+        "logs over OTLP only",
+    ),
+    Setting(
         "max_error_code_labels",
         "logging",
         100,
@@ -588,6 +624,24 @@ SETTINGS: tuple[Setting, ...] = (
         _boolean,
         "OTELFIN_METRICS_COUNT_UNSAMPLED",
         "record unsampled server/consumer/client spans (not exported) so metrics count them",
+    ),
+    Setting(
+        "metrics_exporter",
+        "metrics",
+        (),
+        _exporters("otlp", "prometheus"),
+        "OTEL_METRICS_EXPORTER",
+        "otlp: also push the registry's metrics (RED series, buckets, exemplars) over OTLP "
+        "every metrics_export_interval; /metrics stays as metrics_port says",
+        choices=("otlp", "prometheus", "none"),
+    ),
+    Setting(
+        "metrics_export_interval",
+        "metrics",
+        60000,
+        _integer(100),
+        "OTEL_METRIC_EXPORT_INTERVAL",
+        "milliseconds between OTLP metric pushes",
     ),
     Setting(
         "metrics_exemplars",

@@ -17,7 +17,11 @@ from otelfin.testing import reset_tracer_provider
 # Every variable the settings table reads, plus the OTLP endpoints the exporter choice reads.
 _ENV = sorted(
     {s.env for s in _settings.SETTINGS if s.env}
-    | {"OTEL_EXPORTER_OTLP_ENDPOINT", "OTEL_EXPORTER_OTLP_TRACES_ENDPOINT"}
+    | {
+        f"OTEL_EXPORTER_OTLP{signal}_{what}"
+        for signal in ("", "_TRACES", "_LOGS", "_METRICS")
+        for what in ("ENDPOINT", "PROTOCOL", "TIMEOUT")
+    }
 )
 
 

@@ -218,6 +218,7 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
     except OSError as exc:
         state.sink.use(None, None)
         raise ValueError(f"log_file {config.log_file!r} cannot be opened: {exc}") from exc
+    _setup_otlp(state, config)
     if options["stdlib_bridge"]:
         default_code = options["stdlib_error_code"]
         if default_code is not None and default_code not in config.catalogue:
@@ -238,6 +239,50 @@ def fail_closed() -> None:
     _stdlib.install_record_scrubbing()
 
 
+# The OTLP log pipeline in force and the settings it was made for.
+_otlp_state: dict[str, Any] = {"key": None, "shipper": None}
+#: How long a shutdown or a dying process waits for queued OTLP log records.
+OTLP_FLUSH_SECONDS = 2.0
+
+
+def _setup_otlp(state: Any, config: Config) -> None:
+    """``OTEL_LOGS_EXPORTER=otlp``: put an :class:`~otelfin.logging._otlp.OtlpForward` in the
+    chain, just before rendering (imported only then: the exporter costs start-up time)."""
+    options = config.options
+    wanted = "otlp" in options["logs_exporter"]
+    key = (config.service_name, options["log_lines"]) if wanted else None
+    if key == _otlp_state["key"] and (_otlp_state["shipper"] is not None) == wanted:
+        return
+    _stop_otlp()
+    chain = _pipeline.processors()
+    if wanted:
+        from otelfin import _otlp as exporters
+        from otelfin.logging import _otlp as forwarding
+
+        # A bad protocol or a missing gRPC extra is a ValueError here: configure() reports it.
+        shipper = forwarding.start(exporters.log_exporter)
+        forward = forwarding.OtlpForward(shipper, config.service_name, lines=options["log_lines"])
+        chain.insert(len(chain) - 1, forward)
+        _otlp_state["shipper"] = shipper
+    state.chain[:] = chain
+    _otlp_state["key"] = key
+
+
+def _stop_otlp() -> None:
+    shipper, _otlp_state["shipper"], _otlp_state["key"] = _otlp_state["shipper"], None, None
+    if shipper is not None:
+        from otelfin.logging import _otlp as forwarding
+
+        _pipeline_state().chain[:] = _pipeline.processors()
+        forwarding.stop(shipper, OTLP_FLUSH_SECONDS)
+
+
+def flush_pillar(timeout_seconds: float) -> bool:
+    """Send the OTLP log records queued so far (a dying process, ``force_flush``)."""
+    shipper = _otlp_state["shipper"]
+    return True if shipper is None else bool(shipper.flush(timeout_seconds))
+
+
 def repair_pillar(config: Config) -> None:
     """Put the stdlib bridge back if the host's logging reset removed it (same settings)."""
     if config.options["stdlib_bridge"]:
@@ -248,6 +293,7 @@ def uninstall_pillar() -> None:
     """Flush and close the log output, detach the stdlib bridge, back to defaults."""
     state = _pipeline_state()
     _stdlib.uninstall()
+    _stop_otlp()
     state.sink.flush()
     state.sink.close()
     state.min_level = LEVELS["info"]

@@ -129,6 +129,12 @@ class _State:
         self.server_key: tuple[Any, ...] | None = None
         self.server_registry: CollectorRegistry | None = None
         self.service_name = ""
+        #: OTLP export of the registry (OTEL_METRICS_EXPORTER=otlp) and its settings.
+        self.pusher: Any = None
+        self.pusher_key: tuple[Any, ...] | None = None
+        #: otelfin_logs_dropped_total / otelfin_otlp_export_failures_total, while OTLP is on.
+        self.otlp_health: Any = None
+        self.otlp_health_key: tuple[Any, ...] | None = None
 
 
 _state = _State()
@@ -190,8 +196,62 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
         _state.recorder = CallRecorder(current, config.service_name, exemplars=exemplars)
         _state.service_name = config.service_name
         _setup_server(config, registry)
+        _setup_otlp(config, registry)
         # configure() hands the recorder to the tracing pillar (instrument), which calls it.
         return Installed(span_processors=(_transport_processor,), call_observer=_state.recorder)
+
+
+#: How long a shutdown or a dying process waits for the last OTLP metrics push.
+OTLP_FLUSH_SECONDS = 2.0
+
+
+def _setup_otlp(config: Config, registry: CollectorRegistry) -> None:
+    """``OTEL_METRICS_EXPORTER=otlp``: push the registry over OTLP (see :mod:`._otlp`); with
+    logs or metrics over OTLP, count what that export loses on ``/metrics``."""
+    options = config.options
+    signals = tuple(
+        signal
+        for signal, setting in (("logs", "logs_exporter"), ("metrics", "metrics_exporter"))
+        if "otlp" in options[setting]
+    )
+    health_key = (signals, registry)
+    if _state.otlp_health_key != health_key:
+        if _state.otlp_health is not None:
+            safe_unregister(_state.otlp_health_key[1], _state.otlp_health)  # type: ignore[index]
+        _state.otlp_health, _state.otlp_health_key = None, None
+        if signals:
+            from otelfin.metrics._collectors import OtlpHealthCollector
+
+            _state.otlp_health = OtlpHealthCollector(signals)
+            registry.register(_state.otlp_health)
+            _state.otlp_health_key = health_key
+    interval = options["metrics_export_interval"] / 1000
+    key = (registry, config.service_name, interval) if "metrics" in signals else None
+    if key == _state.pusher_key:
+        return
+    _stop_pusher()
+    if key is None:
+        return
+    from otelfin import _otlp as exporters
+    from otelfin.metrics import _otlp as bridge
+
+    # A bad protocol or a missing gRPC extra is a ValueError here: configure() reports it.
+    _state.pusher = bridge.start(registry, exporters.metric_exporter, config.service_name, interval)
+    _state.pusher_key = key
+
+
+def _stop_pusher() -> None:
+    pusher, _state.pusher, _state.pusher_key = _state.pusher, None, None
+    if pusher is not None:
+        from otelfin.metrics import _otlp as bridge
+
+        bridge.stop(pusher, OTLP_FLUSH_SECONDS)
+
+
+def flush_pillar(timeout_seconds: float) -> bool:
+    """Push the registry over OTLP now, when that export is on (a dying process)."""
+    pusher = _state.pusher
+    return True if pusher is None else bool(pusher.flush(timeout_seconds))
 
 
 def _setup_server(config: Config, registry: CollectorRegistry) -> None:
@@ -268,4 +328,8 @@ def uninstall_pillar() -> None:
     with _state.lock:
         _state.recorder = None
         _stop_server()
+        _stop_pusher()  # the last push, while otelfin's series are still registered
+        if _state.otlp_health is not None and _state.otlp_health_key is not None:
+            safe_unregister(_state.otlp_health_key[1], _state.otlp_health)
+        _state.otlp_health, _state.otlp_health_key = None, None
         _drop_metrics()

@@ -12,7 +12,12 @@ from otelfin import _internal
 from otelfin.metrics import names
 from otelfin.scrub import scrub_text
 
-__all__ = ["ExportHealthCollector", "InternalErrorsCollector", "RequestsCollector"]
+__all__ = [
+    "ExportHealthCollector",
+    "InternalErrorsCollector",
+    "OtlpHealthCollector",
+    "RequestsCollector",
+]
 
 
 class _Source(Protocol):
@@ -107,6 +112,45 @@ class ExportHealthCollector:
             for reason in sorted({*reasons, *counts}):
                 family.add_metric([reason], float(counts.get(reason, 0)))
             yield family
+
+
+class OtlpHealthCollector:
+    """``otelfin_logs_dropped_total{reason}`` and ``otelfin_otlp_export_failures_total{signal,
+    reason}``: what the OTLP export of logs and metrics lost or failed (registered while
+    ``OTEL_LOGS_EXPORTER``/``OTEL_METRICS_EXPORTER`` is ``otlp``; every reason present from 0).
+
+    Metrics are exported cumulatively, so a failed metrics export loses nothing (the next one
+    carries the totals): only its failure is counted.
+    """
+
+    _DROPPED = names.LOGS_DROPPED_BASE
+    _FAILURES = names.OTLP_EXPORT_FAILURES_BASE
+    _DROPPED_DOC = "Log records bound for OTLP that never reached the collector, by reason."
+    _FAILURES_DOC = "OTLP export calls of logs and metrics that failed, by signal and reason."
+
+    def __init__(self, signals: tuple[str, ...]) -> None:
+        self.signals = signals
+
+    def describe(self) -> list[Metric]:
+        return [
+            CounterMetricFamily(self._DROPPED, self._DROPPED_DOC),
+            CounterMetricFamily(self._FAILURES, self._FAILURES_DOC),
+        ]
+
+    def collect(self) -> Iterator[Metric]:
+        dropped, failures = _internal.otlp_health()
+        if "logs" in self.signals:
+            family = CounterMetricFamily(self._DROPPED, self._DROPPED_DOC, labels=["reason"])
+            for reason in sorted({*ExportHealthCollector.DROP_REASONS, *dropped}):
+                family.add_metric([reason], float(dropped.get(reason, 0)))
+            yield family
+        family = CounterMetricFamily(
+            self._FAILURES, self._FAILURES_DOC, labels=["signal", "reason"]
+        )
+        keys = {(s, r) for s in self.signals for r in ExportHealthCollector.FAILURE_REASONS}
+        for signal, reason in sorted(keys | set(failures)):
+            family.add_metric([signal, reason], float(failures.get((signal, reason), 0)))
+        yield family
 
 
 def safe_unregister(registry: Any, collector: Any) -> None:

@@ -23,6 +23,8 @@ __all__ = [
     "SPANS_DROPPED_BASE",
     "SPAN_EXPORT_FAILURES",
     "SPAN_EXPORT_FAILURES_BASE",
+    "LOGS_DROPPED_BASE",
+    "OTLP_EXPORT_FAILURES_BASE",
     "HEALTH",
     "ALL",
 ]
@@ -51,6 +53,10 @@ SPANS_DROPPED = SPANS_DROPPED_BASE + "_total"
 #: Span export calls that failed, by ``reason``: failure, exception, timeout.
 SPAN_EXPORT_FAILURES_BASE = "otelfin_span_export_failures"
 SPAN_EXPORT_FAILURES = SPAN_EXPORT_FAILURES_BASE + "_total"
+#: Log records bound for OTLP that never reached the collector, by reason.
+LOGS_DROPPED_BASE = "otelfin_logs_dropped"
+#: OTLP export calls that failed, by signal (logs, metrics) and reason.
+OTLP_EXPORT_FAILURES_BASE = "otelfin_otlp_export_failures"
 
 #: otelfin's own health series, each with the label it is broken down by (dashboards, rules).
 HEALTH = (
