@@ -9,12 +9,14 @@ The public surface is small on purpose::
     def process_payment(req, channel): ...
 
     log = otelfin.get_logger()
+    otelfin.audit.record("card_data.read", actor="alice", outcome="success")
 """
 
 from __future__ import annotations
 
 from typing import Any
 
+from otelfin import audit
 from otelfin._config import configure, get_config, shutdown
 from otelfin._errors import OtelfinError
 from otelfin._version import __version__
@@ -29,6 +31,7 @@ __all__ = [
     "OtelfinError",
     "Config",
     "get_config",
+    "audit",
     "__version__",
 ]
 

@@ -413,6 +413,7 @@ def _add_processors(provider: SdkTracerProvider, processors: tuple[SpanProcessor
 # the others.
 _PILLARS = (
     "otelfin.scrub",  # first: the scrubber's options are every other pillar's
+    "otelfin.audit",  # its start record comes first, its stop record last
     "otelfin.propagation",
     "otelfin.logging",
     "otelfin.metrics",

@@ -19,6 +19,7 @@ __all__ = ["main"]
 # Each module defines ``register(subparsers)``; the parser it adds sets ``func`` to a callable
 # taking the parsed namespace and returning the exit status.
 _COMMAND_MODULES = (
+    "otelfin.cli._audit",
     "otelfin.cli._demo",
     "otelfin.cli._codes",
     "otelfin.cli._logs",

@@ -61,6 +61,15 @@ def register(sub: Any) -> None:
     )
     validate.add_argument("--format", choices=("text", "json", "github", "junit"), default="text")
     validate.add_argument(
+        "--audit",
+        action="store_true",
+        help=(
+            "check the files as audit trails (otelfin.audit) against the audit-record schema "
+            "and for unmasked card numbers; without it, a file whose first line is an audit "
+            "record is checked so anyway (`otelfin audit verify` checks the chain)"
+        ),
+    )
+    validate.add_argument(
         "--max-errors",
         type=_positive,
         default=None,
@@ -241,6 +250,7 @@ def _validate_all(args: argparse.Namespace, codes: frozenset[str] | None, jobs: 
         jobs,
         keep=0 if streaming else _LISTED,
         on_violation=emit if streaming else None,
+        audit=getattr(args, "audit", False),
     )
     _finish(reports, args.format, args.max_errors, out)
     if any(r.error for r in reports):
@@ -256,6 +266,7 @@ def _run(
     jobs: int,
     keep: int | None,
     on_violation: Callable[[Violation], None] | None,
+    audit: bool = False,
 ) -> list[FileReport]:
     pool = None
     if jobs > 1:
@@ -277,6 +288,7 @@ def _run(
                 pool=pool,
                 keep=keep,
                 on_violation=on_violation,
+                check=_audit_checker(path, audit),
             )
             reports.append(report)
             if remaining is not None:
@@ -289,6 +301,24 @@ def _run(
             pool.terminate()
             pool.join()
     return reports
+
+
+def _audit_checker(path: str, forced: bool) -> Callable[[bytes], list[str] | None] | None:
+    """The audit-record checker for ``path`` when ``--audit`` is given or its first line is
+    an audit record (auto-detection: plain and gzip files, not stdin), else None (log lines)."""
+    from otelfin.tools.audit import audit_line_checker, is_audit_line
+    from otelfin.tools.logs import open_input
+
+    if forced:
+        return audit_line_checker()
+    if path == "-":
+        return None
+    try:
+        with open_input(path) as stream:
+            first = stream.readline(1 << 20)
+    except (OSError, EOFError, ValueError):
+        return None  # validate_path reports what is wrong with the file
+    return audit_line_checker() if is_audit_line(first) else None
 
 
 def _finish(reports: list[FileReport], fmt: str, max_errors: int | None, out: TextIO) -> None:

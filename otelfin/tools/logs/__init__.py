@@ -14,12 +14,14 @@ from otelfin.tools.logs._validate import (
     FileReport,
     Violation,
     make_line_checker,
+    open_input,
     validate_path,
 )
 
 __all__ = [
     "validate_path",
     "make_line_checker",
+    "open_input",
     "FileReport",
     "Violation",
     "DEFAULT_MAX_LINE_BYTES",
