@@ -47,6 +47,7 @@ FLOORS: dict[str, tuple[str, ...]] = {
         "otelfin._version",
         "otelfin._keep",
         "otelfin._otlp",
+        "otelfin._peer",
     ),
     "tools": ("otelfin.tools", "otelfin.cli"),
 }
@@ -54,7 +55,8 @@ ORDER = ("face", "config", "pillars", "core")
 #: Private top-level modules every floor may use (they sit at the bottom).
 CORE_PRIVATE = frozenset(
     {"otelfin._settings", "otelfin._internal", "otelfin._errors", "otelfin._registries",
-     "otelfin._version", "otelfin._keep", "otelfin._otlp"}
+     "otelfin._version", "otelfin._keep", "otelfin._otlp",
+     "otelfin._peer"}
 )  # fmt: skip
 #: The only arrows from one pillar to another, each with its reason.
 ACROSS_PILLARS = {
@@ -97,6 +99,7 @@ ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
     ("otelfin.logging._otlp", "opentelemetry.sdk._logs.export"): "the logs SDK's results",
     ("otelfin.logging._otlp", "opentelemetry._logs"): "the logs API's LogRecord",
     ("otelfin.logging._otlp", "opentelemetry.sdk._logs"): "the logs SDK's ReadableLogRecord",
+    ("otelfin._peer", "span"): "the ending hook's frozen attributes: one key added (peer)",
 }
 
 

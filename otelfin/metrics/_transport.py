@@ -23,15 +23,15 @@ from opentelemetry.trace import SpanKind, StatusCode
 
 from otelfin import _internal
 from otelfin._keep import operation_of
+from otelfin._peer import peer_of, stamp_span
 from otelfin.metrics._red import RedMetrics
 
 __all__ = ["TransportMetricsProcessor"]
 
 _INCOMING = frozenset({SpanKind.SERVER, SpanKind.CONSUMER})
 _OUTGOING = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
-# Semantic-convention keys, newest first, for a dependency's system and peer.
+# Semantic-convention keys, newest first, for a dependency's system (its peer: otelfin._peer).
 _SYSTEM_KEYS = ("db.system.name", "db.system", "messaging.system", "rpc.system")
-_PEER_KEYS = ("server.address", "net.peer.name", "peer.service", "db.namespace", "db.name")
 
 
 def _first(attributes: Mapping[str, object], keys: tuple[str, ...]) -> str:
@@ -67,6 +67,15 @@ class TransportMetricsProcessor(SpanProcessor):
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
         return None
+
+    def _on_ending(self, span: Span) -> None:
+        # The SDK calls this before any processor's on_end: the exported span and the
+        # dependency series then name the same peer (see otelfin._peer).
+        if span.kind in _OUTGOING:
+            try:
+                stamp_span(span)
+            except Exception as exc:
+                _internal.report("metrics.peer_stamp", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
         if span.kind in _OUTGOING:
@@ -111,7 +120,7 @@ class TransportMetricsProcessor(SpanProcessor):
             metrics.observe_dependency(
                 service,
                 _system(attributes),
-                _first(attributes, _PEER_KEYS),
+                peer_of(attributes),
                 span.name,
                 (span.end_time - span.start_time) / 1e9,
                 failed=span.status.status_code is StatusCode.ERROR,

@@ -88,6 +88,10 @@ _params = _datastores.parameter_options
 TABLE: tuple[Row, ...] = (
     _official("requests", "requests", "requests", "RequestsInstrumentor", "http"),
     _official("httpx", "httpx", "httpx", "HTTPXClientInstrumentor", "http"),
+    _official("urllib3", "urllib3", "urllib3", "URLLib3Instrumentor", "http"),
+    _official("aiohttp", "aiohttp", "aiohttp_client", "AioHttpClientInstrumentor", "aiohttp"),
+    # Before the official client rows, so its interceptor runs inside theirs (see the module).
+    Row("grpc", "grpc", f"{_OWN}.grpc:GrpcTargetInstrumentor", "grpc"),
     _official("grpc", "grpc", "grpc", "GrpcInstrumentorClient", "grpc"),
     _official("grpc", "grpc", "grpc", "GrpcInstrumentorServer", "grpc"),
     _official("grpc", "grpc", "grpc", "GrpcAioInstrumentorClient", "grpc"),
@@ -96,6 +100,8 @@ TABLE: tuple[Row, ...] = (
     Row("pika", "pika", f"{_OWN}.pika:PikaPublishFixInstrumentor", "amqp"),
     _official("aio_pika", "aio_pika", "aio_pika", "AioPikaInstrumentor", "amqp"),
     Row("aio_pika", "aio_pika", f"{_OWN}.aio_pika:AioPikaIteratorInstrumentor", "amqp"),
+    # Before the official row: its send wrapper must enclose this one (see the module).
+    Row("kafka", "kafka", f"{_OWN}.kafka:KafkaProducerPeerInstrumentor", "kafka"),
     _official("kafka", "kafka", "kafka", "KafkaInstrumentor", "kafka"),
     _official("kafka", "confluent_kafka", "confluent_kafka", "ConfluentKafkaInstrumentor", "kafka"),
     Row("kafka", "kafka", f"{_OWN}.kafka:KafkaConsumerProcessInstrumentor", "kafka"),

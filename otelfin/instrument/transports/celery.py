@@ -13,6 +13,10 @@ span ERROR and records the exception. otelfin adds, through Celery's own signals
   ``celery.retry.count`` (the attempt being scheduled, 1 for the first retry) and the reason.
   The official instrumentation only sets a ``celery.retry.reason`` attribute; each retried
   run is its own ``run/<task>`` span carrying ``celery.retries``.
+* ``before_task_publish``: the broker the message goes to, as ``server.address`` (and
+  ``server.port``, and ``messaging.system`` from the broker URL's scheme) on the PRODUCER
+  span, which the official instrumentation leaves without any, so the dependency series has
+  a ``peer`` (the broker host; ``memory`` and the like for brokers without one).
 
 Celery's prefork pool forks worker processes after the parent imported the app: see the
 README ("Data stores and task queues") for the ``worker_process_init`` recipe.
@@ -27,6 +31,7 @@ from opentelemetry import trace
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
+from opentelemetry.trace import SpanKind
 
 from otelfin import _internal
 from otelfin._errors import error_code_of
@@ -77,10 +82,52 @@ def _on_retry(sender: Any = None, request: Any = None, reason: Any = None, **_: 
         _internal.report("transports.celery.retry", exc)
 
 
-# Celery runs both while the official run span is open and current (it ends in task_postrun).
+_SYSTEMS = {"amqp": "rabbitmq", "amqps": "rabbitmq", "pyamqp": "rabbitmq", "rediss": "redis"}
+
+
+def _broker_attributes(app: Any) -> dict[str, Any]:
+    """server.address/server.port/messaging.system of the app's broker URL (never secrets)."""
+    from urllib.parse import urlsplit
+
+    url = app.conf.broker_write_url or app.conf.broker_url or "amqp://localhost"  # the default
+    if isinstance(url, (list, tuple)):
+        url = url[0] if url else ""
+    first = str(url).split(";", 1)[0].strip()
+    parts = urlsplit(first if "://" in first else f"{first}://")
+    scheme = parts.scheme.split("+", 1)[0].lower() or "amqp"  # Celery's default transport
+    attributes: dict[str, Any] = {"messaging.system": _SYSTEMS.get(scheme, scheme)}
+    try:
+        host, port = parts.hostname, parts.port
+    except ValueError:
+        host, port = None, None
+    attributes["server.address"] = host or scheme
+    if port is not None:
+        attributes["server.port"] = port
+    return attributes
+
+
+def _on_publish(sender: Any = None, **_: Any) -> None:
+    try:
+        span = trace.get_current_span()
+        if not span.is_recording() or getattr(span, "kind", None) is not SpanKind.PRODUCER:
+            return
+        from celery import current_app
+
+        task = current_app.tasks.get(sender) if isinstance(sender, str) else sender
+        app = getattr(task, "app", None) or current_app
+        for key, value in _broker_attributes(app).items():
+            if key != "messaging.system" or not getattr(span, "attributes", {}).get(key):
+                span.set_attribute(key, value)
+    except Exception as exc:
+        _internal.report("transports.celery.publish", exc)
+
+
+# Celery runs the first two while the official run span is open and current (it ends in
+# task_postrun), and before_task_publish after the official receiver opened the publish span.
 _RECEIVERS = (
     ("task_failure", _on_failure),
     ("task_retry", _on_retry),
+    ("before_task_publish", _on_publish),
 )
 
 

@@ -26,12 +26,13 @@ import warnings
 from collections.abc import Collection
 from typing import Any
 
-from opentelemetry import propagate
+from opentelemetry import propagate, trace
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
     BaseInstrumentor,
 )
 
 from otelfin import _internal
+from otelfin._peer import host_of
 from otelfin.instrument.transports._base import (
     Patch,
     close_process_span,
@@ -40,7 +41,7 @@ from otelfin.instrument.transports._base import (
     unpatch,
 )
 
-__all__ = ["KafkaConsumerProcessInstrumentor"]
+__all__ = ["KafkaConsumerProcessInstrumentor", "KafkaProducerPeerInstrumentor"]
 
 _SCOPE = "otelfin.instrument.transports.kafka"
 
@@ -104,3 +105,45 @@ class KafkaConsumerProcessInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
     def _uninstrument(self, **kwargs: Any) -> None:
         unpatch(_PATCHES)
+
+
+def _send(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+    # Runs inside the official wrapper, whose PRODUCER span is current: it sets the broker
+    # only after a successful send (and a send that cannot reach the cluster fails first).
+    try:
+        span = trace.get_current_span()
+        topic = args[0] if args else kwargs.get("topic")
+        if span.is_recording() and getattr(span, "name", None) == f"{topic} send":
+            servers = instance.config.get("bootstrap_servers")
+            if isinstance(servers, (list, tuple)):
+                servers = servers[0] if servers else ""
+            host = host_of(servers)
+            if host:
+                span.set_attribute("messaging.system", "kafka")
+                span.set_attribute("server.address", host)
+    except Exception as exc:
+        _internal.report("transports.kafka.send_peer", exc)
+    return wrapped(*args, **kwargs)
+
+
+_PRODUCER_PATCHES: tuple[Patch, ...] = (("kafka", "KafkaProducer.send", _send),)
+
+
+class KafkaProducerPeerInstrumentor(BaseInstrumentor):  # type: ignore[misc]
+    """The broker on kafka-python's PRODUCER spans, failed sends included.
+
+    A row of the transport table *before* the official kafka-python instrumentor, so the
+    official wrapper encloses this one and its span is current here.
+    """
+
+    def instrumentation_dependencies(self) -> Collection[str]:
+        """The kafka-python versions this instrumentor supports."""
+        return ("kafka-python >= 2.0, < 4.0",)
+
+    def _instrument(self, **kwargs: Any) -> None:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", DeprecationWarning)
+            patch(_PRODUCER_PATCHES)
+
+    def _uninstrument(self, **kwargs: Any) -> None:
+        unpatch(_PRODUCER_PATCHES)

@@ -47,7 +47,9 @@ _in_request: contextvars.ContextVar[bool] = contextvars.ContextVar(
 )
 
 
-def _attributes(subject: str, operation: str, size: int | None) -> dict[str, Any]:
+def _attributes(
+    subject: str, operation: str, size: int | None, client: Any = None
+) -> dict[str, Any]:
     attributes: dict[str, Any] = {
         "messaging.system": "nats",
         "messaging.destination.name": subject,
@@ -56,6 +58,11 @@ def _attributes(subject: str, operation: str, size: int | None) -> dict[str, Any
     }
     if size is not None:
         attributes["messaging.message.body.size"] = size
+    url = getattr(client, "connected_url", None) if client is not None else None
+    if url is not None and url.hostname:  # the server this client is connected to
+        attributes["server.address"] = url.hostname
+        if url.port:
+            attributes["server.port"] = url.port
     return attributes
 
 
@@ -107,7 +114,7 @@ async def _publish(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
             span = trace.get_tracer(_SCOPE).start_span(
                 f"publish {subject}",
                 kind=SpanKind.PRODUCER,
-                attributes=_attributes(subject, "send", size),
+                attributes=_attributes(subject, "send", size, instance),
             )
             token = otel_context.attach(trace.set_span_in_context(span))
             try:
@@ -138,7 +145,9 @@ async def _request(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
         span = tracer.start_span(
             f"request {subject}",
             kind=SpanKind.CLIENT,
-            attributes=_attributes(subject, "send", _size(_arg(args, kwargs, 1, "payload"))),
+            attributes=_attributes(
+                subject, "send", _size(_arg(args, kwargs, 1, "payload")), instance
+            ),
         )
     except Exception as exc:
         _internal.report("transports.nats.request", exc)

@@ -6,11 +6,17 @@ The official ``opentelemetry-instrumentation-sqlite3`` returns a traced proxy fr
 real connection and its untraced cursor, so they made no span at all. otelfin wraps ``connect``
 (after the official wrapper) and gives the traced proxy those two shortcuts, built the way
 sqlite3 builds them: a new cursor, its ``execute``, the cursor returned.
+
+The official wrapper records no database (an sqlite3 connection does not say which file it
+opened), so the spans' only clue to their peer was ``db.system``; otelfin gives the traced
+connection the file name it was opened with (``ledger.db``, never the directories above it),
+which the spans carry as ``db.name`` and the dependency metrics as ``peer``.
 """
 
 from __future__ import annotations
 
 from collections.abc import Collection
+from pathlib import PurePath
 from typing import Any
 
 from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-defined]
@@ -45,13 +51,29 @@ def _shortcut_proxy() -> Any:
     return _proxy_class
 
 
+def _file_name(database: Any) -> str:
+    """The file name of an sqlite3 ``database`` argument; "" for memory and temporary ones."""
+    if isinstance(database, bytes):
+        database = database.decode("utf-8", "replace")
+    text = str(database) if isinstance(database, (str, PurePath)) else ""
+    if text.startswith("file:"):  # a URI: file:ledger.db?mode=ro
+        text = text[5:].split("?", 1)[0]
+    if text in ("", ":memory:"):
+        return ""
+    return PurePath(text).name
+
+
 def _connect(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     connection = wrapped(*args, **kwargs)
     from opentelemetry.instrumentation.dbapi import TracedConnectionProxy
 
     proxy = _shortcut_proxy()
     if isinstance(connection, TracedConnectionProxy) and not isinstance(connection, proxy):
-        return proxy(connection.__wrapped__, connection._self_db_api_integration)
+        integration = connection._self_db_api_integration
+        if integration is not None and not integration.database:
+            database = args[0] if args else kwargs.get("database")
+            integration.database = _file_name(database)
+        return proxy(connection.__wrapped__, integration)
     return connection
 
 
