@@ -107,7 +107,13 @@ def main() -> None:
     print("\n== 2. RED metrics (excerpt)")
     for line in exposition.splitlines():
         if 'operation="payment.process"' in line and (
-            line.startswith(("otelfin_request_errors_total{", "otelfin_requests_total{"))
+            line.startswith(
+                (
+                    "otelfin_request_errors_total{",
+                    "otelfin_request_declines_total{",
+                    "otelfin_requests_total{",
+                )
+            )
             or ("_bucket{" in line and 'le="0.25"' in line)
         ):
             print(" ", line)

@@ -27,6 +27,7 @@ __all__ = [
     "CODE_PATTERN",
     "DOMAIN_PATTERN",
     "LEVEL_NAMES",
+    "OUTCOMES",
     "SEVERITIES",
     "Catalogue",
     "CatalogueError",
@@ -52,6 +53,8 @@ SEVERITIES = ("info", "warning", "error", "critical")
 LEVEL_NAMES = ("debug", *SEVERITIES)
 #: Severities that describe an expected business outcome (a decline), not a fault.
 BUSINESS_SEVERITIES = frozenset({"info", "warning"})
+#: Values of a code's optional ``outcome`` field: what a request ending with the code counts as.
+OUTCOMES = ("declined", "error")
 
 _GRPC_STATUSES = frozenset(
     {
@@ -83,6 +86,7 @@ _CODE_FIELDS = frozenset(
         "grpc_status",
         "description",
         "owner",
+        "outcome",
     }
 )
 _TOP_FIELDS = frozenset({"version", "domains", "codes"})
@@ -101,6 +105,8 @@ class ErrorCode:
     description: str | None = None
     owner: str | None = None
     source: str = "<unknown>"
+    #: ``declined`` or ``error`` when the catalogue says so; None: decided by ``severity``.
+    declared_outcome: str | None = None
 
     @property
     def domain(self) -> str:
@@ -109,8 +115,18 @@ class ErrorCode:
 
     @property
     def is_business_outcome(self) -> bool:
-        """True for expected outcomes (severity info/warning) such as a decline."""
-        return self.severity in BUSINESS_SEVERITIES
+        """True for expected outcomes such as a decline (see :attr:`outcome`)."""
+        return self.outcome == "declined"
+
+    @property
+    def outcome(self) -> str:
+        """``declined`` or ``error``: the code's ``outcome`` field, else by severity.
+
+        Severity info/warning is a business outcome (``declined``); error/critical a failure.
+        """
+        if self.declared_outcome is not None:
+            return self.declared_outcome
+        return "declined" if self.severity in BUSINESS_SEVERITIES else "error"
 
 
 @dataclass(frozen=True, slots=True)
@@ -412,6 +428,9 @@ def _parse_code(
         not isinstance(grpc_status, str) or grpc_status not in _GRPC_STATUSES
     ):
         bad("grpc_status", f"bad grpc_status {_show(grpc_status)} (expected a gRPC status name)")
+    declared = fields.get("outcome", (None, None))[0]
+    if declared is not None and declared not in OUTCOMES:
+        bad("outcome", f"bad outcome {_show(declared)} (expected one of {', '.join(OUTCOMES)})")
     for text_field in ("description", "owner"):
         value = fields.get(text_field, (None, None))[0]
         if value is not None and not isinstance(value, str):
@@ -437,6 +456,7 @@ def _parse_code(
         description=fields.get("description", (None, None))[0],
         owner=owner,
         source=f"{parsed.path}:{key_node.start_mark.line + 1}",
+        declared_outcome=declared,
     )
 
 

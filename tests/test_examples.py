@@ -24,6 +24,9 @@ def test_quickstart_tours_all_pillars(tmp_path: Path) -> None:
     out = result.stdout
     assert "== 1. traces: 7 spans in 3 traces" in out
     assert 'error_code="PAY-012"' in out and 'error_code="RISK-001"' in out
+    # Both are business declines (severity warning), counted apart from errors.
+    assert "otelfin_request_errors_total{" not in out
+    assert out.count("otelfin_request_declines_total{") == 2
     assert "6 lines, 0 bad" in out
     logs = [json.loads(line) for line in (tmp_path / "logs.jsonl").read_text().splitlines()]
     cards = [line["card"] for line in logs if "card" in line]

@@ -155,7 +155,7 @@ class HostileAttributes(Exception):
 
 @pytest.mark.otelfin_internal_errors
 def test_error_attributes_property_that_raises(spans: InMemorySpanExporter) -> None:
-    """A coded exception whose ``attributes`` raises: code recorded, status ERROR, same object."""
+    """A coded exception whose ``attributes`` raises: code and outcome recorded, same object."""
     error = HostileAttributes("declined")
 
     @traced
@@ -166,8 +166,9 @@ def test_error_attributes_property_that_raises(spans: InMemorySpanExporter) -> N
         charge()
     assert caught.value is error
     (span,) = spans.get_finished_spans()
-    assert span.status.status_code is StatusCode.ERROR
     assert span.attributes is not None and span.attributes["otelfin.error_code"] == "PAY-012"
+    assert span.attributes["otelfin.outcome"] == "declined"  # PAY-012 is a warning
+    assert span.status.status_code is StatusCode.UNSET
 
 
 @pytest.mark.parametrize("error", [KeyboardInterrupt(), SystemExit(3), GeneratorExit()])

@@ -42,30 +42,35 @@ def _labels(operation: str, outcome: str = "ok", channel: str = "") -> dict[str,
 
 
 def test_traced_records_duration_requests_and_errors(prom_registry: CollectorRegistry) -> None:
-    """Each call lands in the histogram; errors count by catalogue code; requests derive."""
+    """Each call lands in the histogram; declines and errors count apart; requests derive."""
 
     @otelfin.traced(name="pay", attributes={"payment.channel": "channel"})
     def pay(channel: str) -> str:
         if channel == "bad":
             raise otelfin.OtelfinError("PAY-012", "Insufficient balance")
+        if channel == "down":
+            raise otelfin.OtelfinError("DB-003", "Ledger unavailable")
         return "ok"
 
     for channel in ("web", "web", "pos"):
         pay(channel)
-    with pytest.raises(otelfin.OtelfinError):
-        pay("bad")
+    for channel in ("bad", "down"):
+        with pytest.raises(otelfin.OtelfinError):
+            pay(channel)
     get = prom_registry.get_sample_value
     assert get(f"{H}_count", _labels("pay", channel="web")) == 2
     assert get(f"{H}_count", _labels("pay", channel="pos")) == 1
-    assert get(f"{H}_count", _labels("pay", "error", "bad")) == 1
+    assert get(f"{H}_count", _labels("pay", "declined", "bad")) == 1
+    assert get(f"{H}_count", _labels("pay", "error", "bad")) is None
+    assert get(f"{H}_count", _labels("pay", "error", "down")) == 1
     assert get("otelfin_requests_total", _labels("pay", channel="web")) == 2
-    errors = {
-        "service": "otelfin-test",
-        "operation": "pay",
-        "error_code": "PAY-012",
-        "channel": "bad",
-    }
-    assert get("otelfin_request_errors_total", errors) == 1
+    labels = {"service": "otelfin-test", "operation": "pay"}
+    declined = {**labels, "error_code": "PAY-012", "channel": "bad"}
+    assert get("otelfin_request_declines_total", declined) == 1
+    assert get("otelfin_request_errors_total", declined) is None
+    failed = {**labels, "error_code": "DB-003", "channel": "down"}
+    assert get("otelfin_request_errors_total", failed) == 1
+    assert get("otelfin_request_declines_total", failed) is None
 
 
 def test_error_without_valid_code_is_unclassified(prom_registry: CollectorRegistry) -> None:
@@ -281,11 +286,15 @@ def test_red_metrics_observe_for_transports() -> None:
     metrics = red_metrics(registry=registry)
     metrics.observe("svc", "GET /pay", 0.2, labels={"channel": "web"})
     metrics.observe("svc", "GET /pay", 0.3, error_code="PAY-012")
+    metrics.observe("svc", "GET /pay", 0.3, failed=True)
     get = registry.get_sample_value
     ok = {"service": "svc", "operation": "GET /pay", "outcome": "ok", "channel": "web"}
     assert get(f"{H}_bucket", {**ok, "le": "0.217"}) == 1
-    errors = {"service": "svc", "operation": "GET /pay", "error_code": "PAY-012", "channel": ""}
-    assert get("otelfin_request_errors_total", errors) == 1
+    coded = {"service": "svc", "operation": "GET /pay", "error_code": "PAY-012", "channel": ""}
+    assert get("otelfin_request_declines_total", coded) == 1  # PAY-012 is a warning: declined
+    assert get("otelfin_request_errors_total", coded) is None
+    failed = {**coded, "error_code": "unclassified"}
+    assert get("otelfin_request_errors_total", failed) == 1
 
 
 def _get(url: str, accept: str | None = None) -> tuple[str, str]:

@@ -58,7 +58,7 @@ def test_sync_function_result_and_span(spans: InMemorySpanExporter) -> None:
     assert plain(1) == 3
     (span,) = spans.get_finished_spans()
     assert span.name == "plain"
-    assert dict(span.attributes) == {}
+    assert dict(span.attributes) == {"otelfin.outcome": "ok"}
     assert span.status.status_code is StatusCode.UNSET
 
 
@@ -318,7 +318,7 @@ def test_exception_same_object_and_traceback(spans: InMemorySpanExporter) -> Non
 
 
 def test_business_error_is_cheap_and_coded(spans: InMemorySpanExporter) -> None:
-    """A catalogued warning-severity code is recorded without a stack trace."""
+    """A catalogued warning-severity code is a decline: coded, status UNSET, no stack trace."""
 
     @traced
     def pay() -> None:
@@ -331,7 +331,8 @@ def test_business_error_is_cheap_and_coded(spans: InMemorySpanExporter) -> None:
     assert span.attributes["error.type"] == "PAY-012"
     assert span.attributes["otelfin.error_code"] == "PAY-012"
     assert span.attributes["otelfin.error.account_tier"] == "gold"
-    assert span.status.status_code is StatusCode.ERROR
+    assert span.attributes["otelfin.outcome"] == "declined"
+    assert span.status.status_code is StatusCode.UNSET
     (event,) = span.events
     assert event.attributes["exception.message"] == "PAY-012: Insufficient balance"
     assert "exception.stacktrace" not in event.attributes

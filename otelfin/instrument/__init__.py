@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
+from otelfin._outcome import OutcomeSpanProcessor
 from otelfin.instrument._include import (
     IncludeEntry,
     MethodIncludeInstrumentor,
@@ -19,11 +20,14 @@ from otelfin.instrument._traced import (
     CallObserver,
     TracedSpec,
     call_observer,
+    is_entry,
+    live_catalogue,
     set_call_observer,
     spec_of,
     traced,
     use_catalogue,
 )
+from otelfin.pillar import Installed
 
 if TYPE_CHECKING:
     from otelfin.pillar import Config, Tracing
@@ -40,6 +44,7 @@ __all__ = [
     "CallHook",
     "TracedSpec",
     "call_observer",
+    "is_entry",
     "set_call_observer",
     "spec_of",
     "problem_details",
@@ -57,8 +62,14 @@ def __getattr__(name: str) -> Any:
     raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
 
 
-def install_pillar(config: Config, tracing: Tracing) -> None:
-    """Apply the include list, threading and transports (called by ``otelfin.configure``)."""
+_outcomes = OutcomeSpanProcessor(live_catalogue)
+
+
+def install_pillar(config: Config, tracing: Tracing) -> Installed:
+    """Apply the include list, threading and transports (called by ``otelfin.configure``).
+
+    Returns the processor that puts ``otelfin.outcome`` on the transports' spans.
+    """
     global _given_observer
     use_catalogue(config.catalogue)
     # The metrics pillar's recorder, passed on by configure(): @traced calls report to it.
@@ -78,6 +89,7 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
         transports.uninstall()
     else:
         transports.install(None if wanted is True else wanted)
+    return Installed(span_processors=(_outcomes,))
 
 
 _threading_by_us = False

@@ -16,10 +16,23 @@ from opentelemetry import context as context_api
 from opentelemetry import trace
 from opentelemetry.context import Context
 
-__all__ = ["attach_context", "context_with", "current_context", "detach"]
+__all__ = [
+    "REQUEST_KEY",
+    "attach_context",
+    "context_with",
+    "context_with_request",
+    "current_context",
+    "detach",
+    "span_in",
+]
+
+#: Context key of the current request's span (the entry span ``@traced`` saw last).
+REQUEST_KEY = context_api.create_key("otelfin.request_span")
 
 current_context: Callable[[], Context]
+span_in: Callable[[Context], Any]
 context_with: Callable[[Any, Context], Context]
+context_with_request: Callable[[Any, Context, Any], Context]
 attach_context: Callable[[Context], Any]
 detach: Callable[[Any], Any]
 
@@ -39,10 +52,21 @@ except (ImportError, AttributeError):  # pragma: no cover - a different OpenTele
 if _var is not None:
     current_context = _var.get
 
+    def span_in(base: Context) -> Any:
+        """The span set in ``base``, or None."""
+        return base.get(_SPAN_KEY)
+
     def context_with(span: Any, base: Context) -> Context:
         """``base`` with ``span`` as the current span."""
         values = base.copy()
         values[_SPAN_KEY] = span
+        return Context(values)
+
+    def context_with_request(span: Any, base: Context, request: Any) -> Context:
+        """``base`` with ``span`` as the current span and ``request`` as the request's span."""
+        values = base.copy()
+        values[_SPAN_KEY] = span
+        values[REQUEST_KEY] = request
         return Context(values)
 
     attach_context = _var.set
@@ -50,9 +74,18 @@ if _var is not None:
 else:  # pragma: no cover - exercised only with a custom OTEL_PYTHON_CONTEXT
     current_context = context_api.get_current
 
+    def span_in(base: Context) -> Any:
+        """The span set in ``base``, or None."""
+        span = trace.get_current_span(base)
+        return span if span.get_span_context().is_valid else None
+
     def context_with(span: Any, base: Context) -> Context:
         """``base`` with ``span`` as the current span."""
         return trace.set_span_in_context(span, base)
+
+    def context_with_request(span: Any, base: Context, request: Any) -> Context:
+        """``base`` with ``span`` as the current span and ``request`` as the request's span."""
+        return trace.set_span_in_context(span, context_api.set_value(REQUEST_KEY, request, base))
 
     attach_context = context_api.attach
     detach = context_api.detach

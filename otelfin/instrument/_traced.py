@@ -28,10 +28,18 @@ from opentelemetry.context import Context
 from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
 from opentelemetry.util.types import AttributeValue
 
-from otelfin import _internal
+from otelfin import _internal, _outcome
 from otelfin._errors import error_code_of
 from otelfin.catalogue import Catalogue, default_catalogue
-from otelfin.instrument._fastctx import attach_context, context_with, current_context, detach
+from otelfin.instrument._fastctx import REQUEST_KEY as _REQUEST_KEY
+from otelfin.instrument._fastctx import (
+    attach_context,
+    context_with,
+    context_with_request,
+    current_context,
+    detach,
+    span_in,
+)
 from otelfin.scrub import scrub_value
 
 __all__ = [
@@ -47,6 +55,8 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 _TRACER_NAME = "otelfin"
+_ENTRY_KINDS = frozenset({SpanKind.SERVER, SpanKind.CONSUMER})
+_OK = _outcome.OK
 _MARK = "__otelfin_traced__"
 _KINDS = {
     "internal": SpanKind.INTERNAL,
@@ -61,7 +71,9 @@ class CallHook(Protocol):
     """Called once per finished call of one ``@traced`` function, while its span is current.
 
     ``error_code`` is the catalogue code of the exception (or None); ``exc`` the exception, if
-    any.
+    any; ``outcome`` is ``ok``, ``declined`` or ``error`` (see :mod:`otelfin._outcome`);
+    ``entry`` is True when the call is an entry operation (it started a local trace, or it is a
+    SERVER/CONSUMER span under no local SERVER/CONSUMER span) and False for an internal call.
     """
 
     def __call__(
@@ -71,6 +83,8 @@ class CallHook(Protocol):
         error_code: str | None,
         exc: BaseException | None,
         span: Span,
+        outcome: str,
+        entry: bool,
     ) -> None: ...
 
 
@@ -123,6 +137,66 @@ def _hook(spec: TracedSpec, observer: CallObserver) -> CallHook:
     hook = observer.bind(spec)
     spec._bound = (observer, hook)
     return hook
+
+
+def is_entry(parent: Context, kind: SpanKind) -> bool:
+    """Whether a span of ``kind`` started under ``parent`` is an entry operation (a request).
+
+    It is when it starts a local trace (no parent, or only a remote one), or when it is a
+    SERVER/CONSUMER span whose local parent is not SERVER/CONSUMER itself (a handler under the
+    framework's server span is not a second request).
+    """
+    span = span_in(parent)
+    if span is None:
+        return True
+    context = span.get_span_context()
+    if not context.is_valid or context.is_remote:
+        return True
+    return kind in _ENTRY_KINDS and getattr(span, "kind", None) not in _ENTRY_KINDS
+
+
+def _open(
+    spec: TracedSpec, span: Span, parent: Context, attrs: Mapping[str, AttributeValue]
+) -> tuple[Context, bool]:
+    """The context to run the call in, and whether the call is an entry operation.
+
+    The context also remembers the request's span (the entry span: this one, or the framework's
+    SERVER/CONSUMER span above it), so that a ``payment.channel`` known only deep inside the
+    request (an argument of an internal function) is put on the request's span too when that
+    span has none: the request series are labelled by it, and the trace shows it at the top.
+    """
+    up = span_in(parent)
+    request: Any = None
+    if up is None:
+        entry = True
+    else:
+        context = up.get_span_context()
+        up_kind = getattr(up, "kind", None)
+        if not context.is_valid or context.is_remote:
+            entry = True
+        else:
+            entry = spec.kind in _ENTRY_KINDS and up_kind not in _ENTRY_KINDS
+            if not entry:
+                request = parent.get(_REQUEST_KEY)
+                if request is None and up_kind in _ENTRY_KINDS:
+                    if spec.lifts:
+                        _lift(spec, up, attrs)
+                    return context_with_request(span, parent, up), False
+    if entry:
+        return context_with_request(span, parent, span), True
+    if request is not None and spec.lifts:
+        _lift(spec, request, attrs)
+    return context_with(span, parent), False
+
+
+def _lift(spec: TracedSpec, request: Any, attrs: Mapping[str, AttributeValue]) -> None:
+    if not request.is_recording():
+        return
+    have = request.attributes
+    for key in spec.lifts:
+        value = attrs.get(key)
+        if value is not None and (have is None or key not in have):
+            request.set_attribute(key, value)
 
 
 # One cached tracer per provider: resolving ``get_tracer`` on every call costs microseconds,
@@ -217,6 +291,8 @@ class TracedSpec:
     record_args: bool
     tracer_provider: TracerProvider | None
     func: Callable[..., Any]
+    #: Attributes put on the request's span when it lacks them (``channel``, ``*.channel``).
+    lifts: tuple[str, ...] = ()
     #: The call observer this function last bound to, and the hook it returned.
     _bound: tuple[CallObserver, CallHook] | None = field(default=None, repr=False)
 
@@ -258,12 +334,16 @@ class TracedSpec:
 
 def _start(
     spec: TracedSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[Span, Context, dict[str, AttributeValue]]:
-    """Start the span as a child of the current context; returns it with its own context."""
+) -> tuple[Span, Context, dict[str, AttributeValue], bool]:
+    """Start the span as a child of the current context.
+
+    Returns it with its own context, its attributes and whether it is an entry operation.
+    """
     attrs = spec.attributes(args, kwargs) if spec.dynamic else spec.static
     parent = current_context()
-    span = _tracer(spec.tracer_provider).start_span(spec.name, parent, spec.kind, attrs or None)
-    return span, context_with(span, parent), attrs
+    span = _tracer(spec.tracer_provider).start_span(spec.name, parent, spec.kind, attrs)
+    context, entry = _open(spec, span, parent, attrs)
+    return span, context, attrs, entry
 
 
 def _record_error(
@@ -272,11 +352,16 @@ def _record_error(
     attrs: dict[str, AttributeValue],
     exc: BaseException,
     t0: float,
+    entry: bool,
 ) -> None:
-    """Mark the span failed and feed the observer; contained by the caller."""
+    """Record the exception and its outcome on the span, feed the observer.
+
+    A declined outcome (a code the catalogue calls a business outcome) keeps the span's status
+    UNSET; anything else sets ERROR. Contained by the caller.
+    """
     code = error_code_of(exc)
+    outcome = _outcome.of_code(code, live_catalogue())
     if span.is_recording():
-        entry = live_catalogue().get(code) if code is not None else None
         exc_type = type(exc)
         type_name = (
             exc_type.__qualname__
@@ -303,7 +388,8 @@ def _record_error(
         except Exception:  # a broken __str__: the SDK's record_exception would raise too
             message = f"<unprintable {type_name}>"
             unprintable = True
-        if unprintable or (entry is not None and entry.is_business_outcome):
+        span.set_attribute(_outcome.ATTRIBUTE, outcome)
+        if unprintable or outcome == _outcome.DECLINED:
             # An expected business outcome (a decline): record what happened, skip the
             # stack trace. Formatting it is most of the cost of an exception on a span.
             # (An unprintable exception takes this path too: record_exception calls str().)
@@ -313,17 +399,20 @@ def _record_error(
             )
         else:
             span.record_exception(exc)
-        span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {message}"))
+        if outcome == _outcome.ERROR:
+            span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {message}"))
     observer = _observer
     if observer is not None:
-        _hook(spec, observer)(perf_counter() - t0, attrs, code, exc, span)
+        _hook(spec, observer)(perf_counter() - t0, attrs, code, exc, span, outcome, entry)
 
 
-def _finish(spec: TracedSpec, span: Span, attrs: dict[str, AttributeValue], t0: float) -> None:
+def _finish(
+    spec: TracedSpec, span: Span, attrs: dict[str, AttributeValue], t0: float, entry: bool
+) -> None:
     observer = _observer
     if observer is not None:
         try:
-            _hook(spec, observer)(perf_counter() - t0, attrs, None, None, span)
+            _hook(spec, observer)(perf_counter() - t0, attrs, None, None, span, _OK, entry)
         except Exception as exc:
             _internal.report("traced.observer", exc)
 
@@ -334,9 +423,10 @@ def _fail(
     attrs: dict[str, AttributeValue],
     exc: BaseException,
     t0: float,
+    entry: bool,
 ) -> None:
     try:
-        _record_error(spec, span, attrs, exc, t0)
+        _record_error(spec, span, attrs, exc, t0, entry)
     except Exception as err:
         _internal.report("traced.record_error", err)
 
@@ -364,8 +454,9 @@ def _wrap_function(func: Callable[..., Any], spec: TracedSpec) -> Callable[..., 
         try:
             attrs = spec.attributes(args, kwargs) if dynamic else static
             parent = current_context()
-            span = _tracer(provider).start_span(name, parent, kind, attrs or None)
-            token = attach_context(context_with(span, parent))
+            span = _tracer(provider).start_span(name, parent, kind, attrs)
+            context, entry = _open(spec, span, parent, attrs)
+            token = attach_context(context)
         except Exception as exc:
             _internal.report("traced.start", exc)
             return func(*args, **kwargs)
@@ -373,11 +464,11 @@ def _wrap_function(func: Callable[..., Any], spec: TracedSpec) -> Callable[..., 
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            _fail(spec, span, attrs, exc, t0)
+            _fail(spec, span, attrs, exc, t0, entry)
             _end(span, token)
             raise
         if _observer is not None:
-            _finish(spec, span, attrs, t0)
+            _finish(spec, span, attrs, t0, entry)
         _end(span, token)
         return result
 
@@ -393,8 +484,9 @@ def _wrap_coroutine(func: Callable[..., Any], spec: TracedSpec) -> Callable[...,
         try:
             attrs = spec.attributes(args, kwargs) if dynamic else static
             parent = current_context()
-            span = _tracer(provider).start_span(name, parent, kind, attrs or None)
-            token = attach_context(context_with(span, parent))
+            span = _tracer(provider).start_span(name, parent, kind, attrs)
+            context, entry = _open(spec, span, parent, attrs)
+            token = attach_context(context)
         except Exception as exc:
             _internal.report("traced.start", exc)
             return await func(*args, **kwargs)
@@ -402,11 +494,11 @@ def _wrap_coroutine(func: Callable[..., Any], spec: TracedSpec) -> Callable[...,
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            _fail(spec, span, attrs, exc, t0)
+            _fail(spec, span, attrs, exc, t0, entry)
             _end(span, token)
             raise
         if _observer is not None:
-            _finish(spec, span, attrs, t0)
+            _finish(spec, span, attrs, t0, entry)
         _end(span, token)
         return result
 
@@ -421,11 +513,11 @@ class _Run:
     and yielding would leak the span into the consumer's context.
     """
 
-    __slots__ = ("attrs", "ctx", "span", "spec", "t0", "token")
+    __slots__ = ("attrs", "ctx", "entry", "span", "spec", "t0", "token")
 
     def __init__(self, spec: TracedSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
         self.spec = spec
-        self.span, self.ctx, self.attrs = _start(spec, args, kwargs)
+        self.span, self.ctx, self.attrs, self.entry = _start(spec, args, kwargs)
         self.t0 = perf_counter()
         self.token: Any = None
 
@@ -437,11 +529,11 @@ class _Run:
 
     def done(self) -> None:
         """Exhausted, or closed early by the consumer (not an error)."""
-        _finish(self.spec, self.span, self.attrs, self.t0)
+        _finish(self.spec, self.span, self.attrs, self.t0, self.entry)
         _end(self.span, None)
 
     def failed(self, exc: BaseException) -> None:
-        _fail(self.spec, self.span, self.attrs, exc, self.t0)
+        _fail(self.spec, self.span, self.attrs, exc, self.t0, self.entry)
         _end(self.span, None)
 
 
@@ -601,6 +693,9 @@ def _make_spec(
         converted = _to_attribute(value)
         if converted is not None:
             static[attr] = converted
+    # Every span starts as ``ok`` (one more entry in a dict the SDK copies anyway, where a
+    # set_attribute at the end would cost ~1.5 us a call); a failure overwrites it.
+    static[_outcome.ATTRIBUTE] = _OK
     return TracedSpec(
         name=name or _display_name(func),
         kind=kind,
@@ -609,6 +704,11 @@ def _make_spec(
         record_args=record_args,
         tracer_provider=tracer_provider,
         func=func,
+        lifts=tuple(
+            key
+            for key in (*static, *(attr for attr, _ in extractors))
+            if key == "channel" or key.endswith(".channel")
+        ),
     )
 
 
@@ -676,10 +776,12 @@ def traced(
         record_args: record every argument as ``code.arg.<name>`` (scrubbed on export).
         tracer_provider: defaults to the global provider, resolved at call time.
 
-    Exceptions are recorded on the span (status ERROR) and re-raised unchanged. An exception
-    with an ``error_code`` (such as :class:`otelfin.OtelfinError`) puts the code on the span as
-    ``error.type`` and ``otelfin.error_code``; codes the catalogue marks ``info``/``warning``
-    are recorded without formatting a stack trace.
+    Every span carries ``otelfin.outcome``: ``ok``, ``declined`` or ``error``. Exceptions are
+    recorded on the span and re-raised unchanged. An exception with an ``error_code`` (such as
+    :class:`otelfin.OtelfinError`) puts the code on the span as ``error.type`` and
+    ``otelfin.error_code``; a code the catalogue calls a business outcome (severity
+    ``info``/``warning``, or ``outcome: declined``) makes the call ``declined``: status stays
+    UNSET and no stack trace is formatted. Any other exception is ``error``, status ERROR.
     """
     options = {
         "name": name,

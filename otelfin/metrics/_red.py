@@ -2,11 +2,20 @@
 
 Series (names per Prometheus conventions, base unit seconds, ``_total`` counters):
 
-* ``otelfin_request_duration_seconds{service, operation, outcome, <labels>}``: histogram.
+* ``otelfin_request_duration_seconds{service, operation, outcome, <labels>}``: histogram of
+  entry operations (requests), each observed once: a SERVER or CONSUMER span, or a
+  ``@traced`` call that starts a local trace. ``outcome`` is ``ok``, ``declined`` or
+  ``error`` (:mod:`otelfin._outcome`).
 * ``otelfin_requests_total{...same labels}``: derived from the histogram's ``_count`` at
   scrape time (see :class:`~otelfin.metrics._collectors.RequestsCollector`).
-* ``otelfin_request_errors_total{service, operation, error_code, <labels>}``: counter;
-  ``error_code`` is the catalogue code of the exception, or ``unclassified``.
+* ``otelfin_request_errors_total{service, operation, error_code, <labels>}``: counter of
+  requests whose outcome is ``error``; ``error_code`` is the catalogue code, or
+  ``unclassified``.
+* ``otelfin_request_declines_total{service, operation, error_code, <labels>}``: counter of
+  requests whose outcome is ``declined``.
+* ``otelfin_function_duration_seconds{service, operation, outcome, <labels>}``: histogram of
+  internal ``@traced`` calls (those running inside a request), so a function's P99 stays
+  available without counting a request twice.
 
 ``<labels>`` are extra labels (default ``channel``) taken from the span attributes of each
 call: attribute ``channel`` or any attribute ending in ``.channel`` (``payment.channel``).
@@ -24,7 +33,7 @@ from typing import Any
 from opentelemetry.trace import Span
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
-from otelfin import _internal, _settings
+from otelfin import _internal, _outcome, _settings
 from otelfin.catalogue import CODE_PATTERN
 from otelfin.metrics import names
 from otelfin.metrics._buckets import _check_bounds, latency_buckets
@@ -36,6 +45,8 @@ __all__ = [
     "DURATION_METRIC",
     "REQUESTS_METRIC",
     "ERRORS_METRIC",
+    "DECLINES_METRIC",
+    "FUNCTION_DURATION_METRIC",
     "RedMetrics",
     "red_metrics",
     "latency_histogram",
@@ -46,6 +57,8 @@ __all__ = [
 DURATION_METRIC = names.DURATION
 REQUESTS_METRIC = names.REQUESTS
 ERRORS_METRIC = names.ERRORS
+DECLINES_METRIC = names.DECLINES
+FUNCTION_DURATION_METRIC = names.FUNCTION_DURATION
 UNCLASSIFIED = "unclassified"
 #: One exemplar per bucket per series at most this often (seconds). Prometheus keeps only the
 #: latest exemplar of each bucket per scrape, so refreshing it on every call buys nothing and
@@ -53,6 +66,7 @@ UNCLASSIFIED = "unclassified"
 #: Rare (slow) buckets are refreshed on nearly every hit, which is where exemplars matter.
 EXEMPLAR_INTERVAL = 1.0
 _MAX_VALUE_LENGTH = 100
+_OK = _outcome.OK
 
 
 # prometheus_client picks its value storage once, when it is first imported, from the
@@ -110,6 +124,12 @@ class RedMetrics:
     #: Outgoing calls (CLIENT/PRODUCER spans): service, system, peer, operation, outcome.
     dependency: Histogram | None = None
     dependency_guard: SeriesGuard | None = None
+    #: Internal ``@traced`` calls: the same labels as ``duration``.
+    functions: Histogram | None = None
+    functions_guard: SeriesGuard | None = None
+    #: Declined requests by error code: the same labels as ``errors``.
+    declines: Counter | None = None
+    declines_guard: SeriesGuard | None = None
     #: When each bucket of a series (by its child) last got an exemplar; bounded by the guards.
     exemplar_times: dict[Any, list[float]] = field(default_factory=dict, compare=False, repr=False)
 
@@ -143,13 +163,17 @@ class RedMetrics:
         *,
         failed: bool = False,
         span: Span | None = None,
+        outcome: str | None = None,
     ) -> None:
-        """Record one outgoing call (a database statement, an HTTP request, a publish)."""
+        """Record one outgoing call (a database statement, an HTTP request, a publish).
+
+        ``outcome`` (ok/declined/error) wins over ``failed`` when given.
+        """
         guard = self.dependency_guard
         if guard is None:
             return
         values = tuple(_label_value(v) for v in (service, system, peer, operation))
-        child, _ = guard.bind((*values, "error" if failed else "ok"))
+        child, _ = guard.bind((*values, outcome or ("error" if failed else "ok")))
         self._observe(child, duration, span)
 
     def observe(
@@ -162,23 +186,48 @@ class RedMetrics:
         failed: bool = False,
         labels: Mapping[str, str] | None = None,
         span: Span | None = None,
+        outcome: str | None = None,
+        entry: bool = True,
     ) -> None:
         """Record one call outside ``@traced`` (transports, hand-written code).
 
         ``labels`` gives values for :attr:`extra_labels`; ``span`` adds an exemplar if sampled.
-        A call is an error when ``failed`` or ``error_code`` is given.
+        ``outcome`` is ok/declined/error; without it, a call with an ``error_code`` takes the
+        code's catalogue outcome and a ``failed`` one is an error. ``entry`` False records an
+        internal call in the function histogram instead of the request series.
         """
-        error = failed or error_code is not None
+        if outcome is None:
+            if error_code is not None:
+                outcome = _outcome.of_code(error_code)
+            else:
+                outcome = _outcome.ERROR if failed else _outcome.OK
         extra = tuple(_label_value((labels or {}).get(name)) for name in self.extra_labels)
-        values = (service, operation, "error" if error else "ok", *extra)
-        child, _ = self.duration_guard.bind(values)
+        values = (service, operation, outcome, *extra)
+        guard = self.duration_guard if entry else self.functions_guard
+        if guard is None:
+            return
+        child, _ = guard.bind(values)
         self._observe(child, duration, span)
-        if error:
-            self.errors_guard.child((service, operation, _code_value(error_code), *extra)).inc()
+        if entry:
+            self.count_outcome(outcome, (service, operation, _code_value(error_code), *extra))
+
+    def count_outcome(self, outcome: str, values: tuple[str, ...]) -> None:
+        """Count a request's error or decline (``values``: the errors counter's labels)."""
+        if outcome == _outcome.ERROR:
+            self.errors_guard.child(values).inc()
+        elif outcome == _outcome.DECLINED and self.declines_guard is not None:
+            self.declines_guard.child(values).inc()
 
     def unregister(self) -> None:
         """Remove the instruments from their registry."""
-        for collector in (self.duration, self.errors, self.requests, self.dependency):
+        for collector in (
+            self.duration,
+            self.errors,
+            self.requests,
+            self.dependency,
+            self.functions,
+            self.declines,
+        ):
             if collector is not None:
                 safe_unregister(self.registry, collector)
 
@@ -205,25 +254,40 @@ def red_metrics(
     duration_labels = ("service", "operation", "outcome", *extra)
     error_labels = ("service", "operation", "error_code", *extra)
     bounds = _check_bounds(buckets) if buckets is not None else latency_buckets(slo=slo, p99=p99)
-    duration = Histogram(
-        DURATION_METRIC,
-        "Duration of instrumented calls (otelfin @traced and transports).",
-        duration_labels,
-        buckets=bounds,
-        registry=registry,
-    )
+    dependency_labels = ("service", "system", "peer", "operation", "outcome")
+    made: list[Any] = []
     try:
+        duration = Histogram(
+            DURATION_METRIC,
+            "Duration of requests: entry operations (SERVER or CONSUMER spans, @traced calls "
+            "starting a local trace), each observed once.",
+            duration_labels,
+            buckets=bounds,
+            registry=registry,
+        )
+        made.append(duration)
         errors = Counter(
             ERRORS_METRIC.removesuffix("_total"),
-            "Failed instrumented calls by catalogue error code.",
+            "Requests whose outcome is error, by catalogue error code.",
             error_labels,
             registry=registry,
         )
-    except ValueError:
-        safe_unregister(registry, duration)
-        raise
-    dependency_labels = ("service", "system", "peer", "operation", "outcome")
-    try:
+        made.append(errors)
+        declines = Counter(
+            DECLINES_METRIC.removesuffix("_total"),
+            "Requests whose outcome is declined (a business outcome), by catalogue error code.",
+            error_labels,
+            registry=registry,
+        )
+        made.append(declines)
+        functions = Histogram(
+            FUNCTION_DURATION_METRIC,
+            "Duration of internal @traced calls (inside a request), by operation and outcome.",
+            duration_labels,
+            buckets=bounds,
+            registry=registry,
+        )
+        made.append(functions)
         dependency = Histogram(
             names.DEPENDENCY,
             "Duration of outgoing calls (database, HTTP client, publish) from CLIENT spans.",
@@ -231,18 +295,19 @@ def red_metrics(
             buckets=bounds,
             registry=registry,
         )
+        made.append(dependency)
+        requests = RequestsCollector(
+            duration,
+            DURATION_METRIC,
+            REQUESTS_METRIC.removesuffix("_total"),
+            "Requests (the request duration histogram's count).",
+        )
+        if registry is not None:
+            registry.register(requests)
     except ValueError:
-        safe_unregister(registry, duration)
-        safe_unregister(registry, errors)
+        for collector in made:
+            safe_unregister(registry, collector)
         raise
-    requests = RequestsCollector(
-        duration,
-        DURATION_METRIC,
-        REQUESTS_METRIC.removesuffix("_total"),
-        "Instrumented calls (the duration histogram's count).",
-    )
-    if registry is not None:
-        registry.register(requests)
     return RedMetrics(
         duration=duration,
         errors=errors,
@@ -267,6 +332,24 @@ def red_metrics(
             registry=registry,
         ),
         registry=registry,
+        functions=functions,
+        functions_guard=SeriesGuard(
+            functions,
+            FUNCTION_DURATION_METRIC,
+            duration_labels,
+            max_series=max_series,
+            keep=("service", "operation", "outcome"),
+            registry=registry,
+        ),
+        declines=declines,
+        declines_guard=SeriesGuard(
+            declines,
+            DECLINES_METRIC,
+            error_labels,
+            max_series=max_series,
+            keep=("service", "operation"),
+            registry=registry,
+        ),
         dependency=dependency,
         dependency_guard=SeriesGuard(
             dependency,
@@ -324,10 +407,14 @@ _MAX_CACHED = 256
 
 
 class CallRecorder:
-    """The ``@traced`` call observer: one histogram observation per call, errors counted.
+    """The ``@traced`` call observer: one histogram observation per call, outcomes counted.
+
+    An entry call (one that starts a local trace, see :func:`otelfin.instrument.is_entry`) is a
+    request: it feeds the request histogram and the errors/declines counters. Any other call
+    feeds the function histogram only, so a request is never counted twice.
 
     :meth:`bind` gives each decorated function its own :class:`_FunctionHook`, which caches
-    the bound child of each (outcome, label values) combination, so a call costs a dict
+    the bound child of each (entry, outcome, label values) combination, so a call costs a dict
     lookup and ``child.observe`` (plus the exemplar check), not prometheus_client's
     ``labels(...)`` lookup.
     """
@@ -369,23 +456,24 @@ class _FunctionHook:
         error_code: str | None,
         exc: BaseException | None,
         span: Span,
+        outcome: str,
+        entry: bool,
     ) -> None:
         # One flat function on purpose: this runs on every @traced call, and each helper
         # call or generator expression here costs ~60-300 ns against a ~1.4 us budget.
         try:
             keys = self.keys
-            ok = exc is None
             if not keys:
-                key: Any = ok
+                key: Any = (entry, outcome)
             elif len(keys) == 1:
                 k = keys[0]
                 value = attributes.get(k) if attributes is not None and k else None
                 if type(value) is not str or len(value) > _MAX_VALUE_LENGTH:
                     value = _label_value(value)  # bounded length, like every other path
-                key = (ok, value)
+                key = (entry, outcome, value)
             else:
                 attrs = attributes or {}
-                key = (ok, *[_label_value(attrs.get(k)) if k else "" for k in keys])
+                key = (entry, outcome, *[_label_value(attrs.get(k)) if k else "" for k in keys])
             bound = self.series.get(key)
             if bound is None:
                 bound = self._bind(key)
@@ -405,25 +493,23 @@ class _FunctionHook:
                     bound.observe(duration)
             else:
                 bound.observe(duration)
-            if not ok:
-                extra = _extra_of(key)
-                code = _code_value(error_code)
-                recorder.metrics.errors_guard.child((*self.prefix, code, *extra)).inc()
+            if entry and outcome != _OK:
+                values = (*self.prefix, _code_value(error_code), *key[2:])
+                recorder.metrics.count_outcome(outcome, values)
         except Exception as err:  # never let metrics break the host call
             _internal.report("metrics.observe", err)
 
     def _bind(self, key: Any) -> _Bound:
         metrics = self.recorder.metrics
-        outcome = "ok" if (key if isinstance(key, bool) else key[0]) else "error"
-        values = (*self.prefix, outcome, *_extra_of(key))
-        child, folded = metrics.duration_guard.bind(values)
+        entry, outcome = key[0], key[1]
+        values = (*self.prefix, outcome, *key[2:])
+        guard = metrics.duration_guard if entry else metrics.functions_guard
+        if guard is None:  # RedMetrics built by hand without a function histogram
+            guard = metrics.duration_guard
+        child, folded = guard.bind(values)
         bound = _Bound(child, len(metrics.buckets))
         if not folded:
             with self.lock:
                 if len(self.series) < _MAX_CACHED:
                     bound = self.series.setdefault(key, bound)
         return bound
-
-
-def _extra_of(key: Any) -> tuple[str, ...]:
-    return () if isinstance(key, bool) else tuple(key[1:])

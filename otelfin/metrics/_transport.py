@@ -3,7 +3,8 @@
 ``@traced`` feeds the RED metrics through its call observer. Transport instrumentations (the
 official ``opentelemetry-instrumentation-*`` packages and otelfin's own) produce spans, not
 calls, so this span processor turns every finished SERVER or CONSUMER span into one
-observation: outcome from the span status, ``error_code`` from ``otelfin.error_code``, and
+observation: outcome from ``otelfin.outcome`` (set just before the span ended, see
+:mod:`otelfin._outcome`), ``error_code`` from ``otelfin.error_code``, and
 operation = ``<method> <http.route>`` for an HTTP server span with a route template, the method
 alone for one without (the span name of a bare WSGI/ASGI middleware holds the raw path, one
 series per payment id), the span name otherwise. CLIENT and PRODUCER spans (database
@@ -11,6 +12,10 @@ statements, HTTP client calls, publishes) feed the dependency histogram by syste
 a P99 report can tell the code's tail from a dependency's. Unsampled spans reach this
 processor too: configure() wraps the sampler so measured span kinds are recorded, not exported
 (see ``otelfin._sampling``).
+
+A SERVER or CONSUMER span is a request unless its local parent is a SERVER or CONSUMER span
+itself (a nested handler span); such a nested span is measured as a function, so one request
+is one observation of the request histogram.
 """
 
 from __future__ import annotations
@@ -19,9 +24,9 @@ from collections.abc import Callable, Mapping
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import SpanKind, StatusCode, get_current_span
 
-from otelfin import _internal
+from otelfin import _internal, _outcome
 from otelfin._keep import operation_of
 from otelfin._peer import peer_of, stamp_span
 from otelfin.metrics._red import RedMetrics
@@ -59,14 +64,42 @@ def _channel(attributes: Mapping[str, object]) -> str | None:
     return None
 
 
+def outcome_of(span: ReadableSpan) -> str:
+    """The span's ``otelfin.outcome``, or the same decision made from its final state."""
+    attributes = span.attributes or {}
+    value = attributes.get(_outcome.ATTRIBUTE)
+    if isinstance(value, str) and value in _outcome.OUTCOMES:
+        return value
+    return _outcome.of_span(attributes, span.status.status_code)
+
+
+# Nested incoming spans waiting for their end; past this many (spans that never end) the
+# oldest are forgotten, which only costs those a request observation instead of a function one.
+_MAX_NESTED = 4096
+
+
 class TransportMetricsProcessor(SpanProcessor):
     """Records incoming transport spans into the RED metrics ``target()`` returns."""
 
     def __init__(self, target: Callable[[], tuple[RedMetrics, str] | None]) -> None:
         self._target = target
+        self._nested: dict[int, None] = {}
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        return None
+        if span.kind not in _INCOMING:
+            return
+        parent = span.parent
+        if parent is None or parent.is_remote:
+            return
+        try:
+            parent_span = get_current_span(parent_context)
+            if getattr(parent_span, "kind", None) in _INCOMING:
+                nested = self._nested
+                if len(nested) >= _MAX_NESTED:
+                    nested.pop(next(iter(nested)), None)
+                nested[span.context.span_id] = None
+        except Exception as exc:
+            _internal.report("metrics.transport_span_start", exc)
 
     def _on_ending(self, span: Span) -> None:
         # The SDK calls this before any processor's on_end: the exported span and the
@@ -95,14 +128,18 @@ class TransportMetricsProcessor(SpanProcessor):
             code = attributes.get("otelfin.error_code")
             channel = _channel(attributes)
             labels = {"channel": channel} if channel is not None else {}
+            nested = bool(self._nested) and (
+                span.context is not None and self._nested.pop(span.context.span_id, False) is None
+            )
             metrics.observe(
                 service,
                 operation_of(span.name, attributes),
                 (span.end_time - span.start_time) / 1e9,
                 error_code=code if isinstance(code, str) else None,
-                failed=span.status.status_code is StatusCode.ERROR,
                 labels=labels,
                 span=span,  # type: ignore[arg-type]
+                outcome=outcome_of(span),
+                entry=not nested,
             )
         except Exception as exc:
             _internal.report("metrics.transport_span", exc)
@@ -125,6 +162,7 @@ class TransportMetricsProcessor(SpanProcessor):
                 (span.end_time - span.start_time) / 1e9,
                 failed=span.status.status_code is StatusCode.ERROR,
                 span=span,  # type: ignore[arg-type]
+                outcome=outcome_of(span),
             )
         except Exception as exc:
             _internal.report("metrics.dependency_span", exc)

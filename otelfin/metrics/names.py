@@ -12,6 +12,8 @@ __all__ = [
     "DURATION",
     "REQUESTS",
     "ERRORS",
+    "DECLINES",
+    "FUNCTION_DURATION",
     "DEPENDENCY",
     "OVERFLOW",
     "OVERFLOW_BASE",
@@ -29,12 +31,18 @@ __all__ = [
     "ALL",
 ]
 
-#: Histogram of request/call latency in seconds (RED: rate from _count, duration).
+#: Histogram of request latency in seconds (RED: rate from _count, duration). Entry operations
+#: only, each observed once: a SERVER or CONSUMER span, or a ``@traced`` call that starts a local
+#: trace. ``outcome`` is ok / declined / error.
 DURATION = "otelfin_request_duration_seconds"
 #: Requests, derived from the histogram's count at scrape time.
 REQUESTS = "otelfin_requests_total"
-#: Failed requests by error_code (RED: errors).
+#: Requests whose outcome is ``error``, by error_code (RED: errors). Declines are not errors.
 ERRORS = "otelfin_request_errors_total"
+#: Requests whose outcome is ``declined`` (a business "no"), by error_code.
+DECLINES = "otelfin_request_declines_total"
+#: Histogram of internal ``@traced`` calls (inside a request), by operation and outcome.
+FUNCTION_DURATION = "otelfin_function_duration_seconds"
 #: Histogram of outgoing calls (database, HTTP client, publish) by system and peer.
 DEPENDENCY = "otelfin_dependency_duration_seconds"
 #: Label sets folded into ``other`` by the series cap.
@@ -72,6 +80,8 @@ ALL = (
     DURATION,
     REQUESTS,
     ERRORS,
+    DECLINES,
+    FUNCTION_DURATION,
     DEPENDENCY,
     OVERFLOW,
     INTERNAL_ERRORS,

@@ -146,7 +146,8 @@ def _check(run: Served, operation: str, service: str) -> None:
     assert {s["name"] for s in servers} == {operation}
     assert all(_attributes(s)["http.route"] == operation.split(" ", 1)[1] for s in servers)
 
-    # The RED metrics: operation is the template, never a raw path; 5xx counts as an error.
+    # The RED metrics: operation is the template, never a raw path; 5xx counts as an error,
+    # the 402 decline (PAY-012, severity warning) as declined, not as an error.
     operations = {
         dict(labels).get("operation")
         for (name, labels) in run.metrics
@@ -155,14 +156,17 @@ def _check(run: Served, operation: str, service: str) -> None:
     assert operations == {operation}, operations
     base = {"service": service, "operation": operation}
     assert _count(run, "otelfin_requests_total", outcome="ok", **base) == 2
-    assert _count(run, "otelfin_requests_total", outcome="error", **base) == 3
-    for code in ("PAY-012", "DB-003"):
-        assert _count(run, "otelfin_request_errors_total", error_code=code, **base) == 1
+    assert _count(run, "otelfin_requests_total", outcome="declined", **base) == 1
+    assert _count(run, "otelfin_requests_total", outcome="error", **base) == 2
+    assert _count(run, "otelfin_request_errors_total", error_code="DB-003", **base) == 1
+    assert _count(run, "otelfin_request_errors_total", error_code="PAY-012", **base) == 0
+    assert _count(run, "otelfin_request_declines_total", error_code="PAY-012", **base) == 1
+    assert _count(run, "otelfin_request_errors_total", **base) == 2  # DB-003 and the crash
 
     # The same code on span, metric, log line and problem+json response.
-    for pid, code, status, title in (
-        (402, "PAY-012", 402, "Insufficient balance"),
-        (503, "DB-003", 503, None),
+    for pid, code, status, title, outcome in (
+        (402, "PAY-012", 402, "Insufficient balance", "declined"),
+        (503, "DB-003", 503, None, "error"),
     ):
         response = run.responses[pid]
         assert response.headers["content-type"].startswith("application/problem+json")
@@ -176,7 +180,9 @@ def _check(run: Served, operation: str, service: str) -> None:
         attributes = _attributes(span)
         assert attributes["otelfin.error_code"] == code
         assert attributes["error.type"] == code
-        assert span["status"]["code"] in (2, "STATUS_CODE_ERROR")  # type: ignore[index]
+        assert attributes["otelfin.outcome"] == outcome
+        is_error = span["status"].get("code") in (2, "STATUS_CODE_ERROR")  # type: ignore[union-attr]
+        assert is_error is (outcome == "error")  # a decline is never status ERROR
         lines = [
             line
             for line in run.logs
@@ -188,6 +194,8 @@ def _check(run: Served, operation: str, service: str) -> None:
     assert PAN_DIGITS not in json.dumps(decline) and "1111" in decline["detail"]
     crash = [s for s in servers if _status(s) == "500"]
     assert len(crash) == 1 and crash[0]["status"]["code"] in (2, "STATUS_CODE_ERROR")  # type: ignore[index]
+    assert _attributes(crash[0])["otelfin.outcome"] == "error"
+    assert {_attributes(s)["otelfin.outcome"] for s in servers if _status(s) == "200"} == {"ok"}
     assert _count(run, "otelfin_request_errors_total", error_code="unclassified", **base) == 1
 
 

@@ -17,10 +17,12 @@ of its own (rows of the transport table):
   ``settings.py``; the official ``instrument()`` at import time would call
   ``settings.configure()`` on an unconfigured project and break it.
 * **Error codes.** An exception with a catalogue code (``OtelfinError``) raised in a handler puts
-  ``otelfin.error_code`` and ``error.type`` on the server span and status ERROR (so the RED
-  metrics get its ``error_code`` label), and writes one ``http_request_failed`` log line at the
-  catalogue's severity. Hooks: Starlette's ``ExceptionMiddleware`` (inside the server span for
-  FastAPI and Starlette), Flask's and Django's ``got_request_exception`` signals.
+  ``otelfin.error_code``, ``error.type`` and ``otelfin.outcome`` on the server span (so the RED
+  metrics get its ``error_code`` label), status ERROR only when the outcome is ``error`` (a 5xx,
+  or a code of severity error/critical: a decline answered 402 stays UNSET), and writes one
+  ``http_request_failed`` log line at the catalogue's severity. Hooks: Starlette's
+  ``ExceptionMiddleware`` (inside the server span for FastAPI and Starlette), Flask's and
+  Django's ``got_request_exception`` signals.
 * :func:`instrument_app`: what ``wsgi.middleware`` / ``asgi.middleware`` do when handed a
   framework app, so a hand-added middleware line never makes a second SERVER span.
 """
@@ -39,7 +41,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 )
 from opentelemetry.trace import Status, StatusCode
 
-from otelfin import _internal
+from otelfin import _internal, _outcome
 from otelfin._errors import error_code_of, mark_unhandled
 from otelfin.instrument.transports._base import Patch, patch, unpatch
 
@@ -88,9 +90,14 @@ def record_error(
     try:
         span = trace.get_current_span()
         if span.is_recording():
+            from otelfin.instrument._traced import live_catalogue
+
+            outcome = _outcome.of_response(code, status, live_catalogue())
             span.set_attribute("otelfin.error_code", code)
             span.set_attribute("error.type", code)
-            span.set_status(Status(StatusCode.ERROR, code))
+            span.set_attribute(_outcome.ATTRIBUTE, outcome)
+            if outcome == _outcome.ERROR:
+                span.set_status(Status(StatusCode.ERROR, code))
         from otelfin.logging import get_logger
 
         entry = catalogue_entry(code)

@@ -1,0 +1,193 @@
+"""What a measured operation's end counts as: ``ok``, ``declined`` or ``error``.
+
+One function decides it for every pillar (the ``@traced`` observer, the transport span
+processor, the problem-details handler), so the span attribute ``otelfin.outcome``, the metrics'
+``outcome`` label and the tail-sampling rules can never disagree. The rules, in order:
+
+1. The response says the service failed: HTTP status 5xx, or one of the gRPC codes the
+   OpenTelemetry semantic conventions count as a server error (UNKNOWN, DEADLINE_EXCEEDED,
+   UNIMPLEMENTED, INTERNAL, UNAVAILABLE, DATA_LOSS) -> ``error``. A catalogue code cannot
+   turn a 5xx into a decline: the client saw a failure.
+2. An outcome otelfin already decided on the span (``otelfin.outcome``, set when the handler's
+   error was classified) stands.
+3. A registered catalogue code -> the code's outcome: its ``outcome`` field when present, else
+   ``declined`` for severity info/warning and ``error`` for error/critical.
+4. Any other 4xx, or any other non-OK gRPC code -> ``declined``: the service answered "no" on
+   purpose (validation, authentication, not found, rate limit). It did not fail, and the
+   error budget is for failures the service owns; a surge of them shows on the decline-ratio
+   panel and rule instead of paging as an outage.
+5. An unregistered code, an unhandled exception, or status ERROR -> ``error``.
+6. Otherwise ``ok``.
+
+:class:`OutcomeSpanProcessor` puts the attribute on the spans other instrumentations make
+(``@traced`` sets its own): SERVER, CONSUMER, CLIENT and PRODUCER spans, the kinds otelfin
+measures. The outcome depends on the span's final state (its HTTP status, the code the error
+handler put on it), and the SDK offers no hook between "finished" and "frozen" (a processor's
+``_on_ending`` runs after the attributes became read-only), so the processor wraps each such
+span's ``end`` at start: the outcome is set just before the span ends, whatever the sampler
+decided, and every ``on_end`` (tail sampling, metrics, export) sees it. A declined span whose
+instrumentation set status ERROR (gRPC marks every non-OK code, HTTP clients every 4xx) is set
+to OK: declined is never ERROR.
+"""
+
+from __future__ import annotations
+
+import contextlib
+from collections.abc import Callable, Mapping
+
+from opentelemetry.context import Context
+from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.trace import SpanKind, Status, StatusCode
+
+from otelfin import _internal
+from otelfin.catalogue import ErrorCode, default_catalogue
+
+#: What outcomes look codes up in: a Catalogue, or any mapping of code to entry.
+Codes = Mapping[str, ErrorCode]
+
+__all__ = [
+    "ATTRIBUTE",
+    "DECLINED",
+    "ERROR",
+    "OK",
+    "OUTCOMES",
+    "OutcomeSpanProcessor",
+    "of_code",
+    "of_response",
+    "of_span",
+    "settle",
+]
+
+#: The span attribute carrying the outcome (read by tail sampling and the offline tools).
+ATTRIBUTE = "otelfin.outcome"
+OK = "ok"
+DECLINED = "declined"
+ERROR = "error"
+OUTCOMES = (OK, DECLINED, ERROR)
+
+# gRPC codes the semantic conventions count as server errors (numeric, as on spans).
+_GRPC_SERVER_ERRORS = frozenset({2, 4, 12, 13, 14, 15})
+_HTTP_KEYS = ("http.response.status_code", "http.status_code")
+_GRPC_KEY = "rpc.grpc.status_code"
+
+
+def of_code(code: str | None, catalogue: Codes | None = None) -> str:
+    """The outcome of a request that ended with catalogue code ``code``.
+
+    A registered code gives its catalogue outcome; None or an unregistered code is ``error``
+    (nobody said it is a business outcome). ``catalogue`` defaults to the packaged one.
+    """
+    if code is None:
+        return ERROR
+    entry = _codes(catalogue).get(code)
+    return str(entry.outcome) if entry is not None else ERROR
+
+
+def _int(value: object) -> int | None:
+    if isinstance(value, bool):
+        return None
+    if isinstance(value, int):
+        return value
+    if isinstance(value, str) and value.isdigit():
+        return int(value)
+    return None
+
+
+def of_span(
+    attributes: Mapping[str, object], status: StatusCode, catalogue: Codes | None = None
+) -> str:
+    """The outcome of a finished (or finishing) span from its attributes and status.
+
+    ``catalogue`` (code -> entry) defaults to the packaged one.
+    """
+    http = next((v for v in map(_int, map(attributes.get, _HTTP_KEYS)) if v is not None), None)
+    grpc = _int(attributes.get(_GRPC_KEY))
+    if (http is not None and http >= 500) or grpc in _GRPC_SERVER_ERRORS:
+        return ERROR
+    decided = attributes.get(ATTRIBUTE)
+    if decided in OUTCOMES:
+        return str(decided)
+    code = attributes.get("otelfin.error_code")
+    if isinstance(code, str) and code:
+        entry = _codes(catalogue).get(code)
+        if entry is not None:
+            return str(entry.outcome)
+    else:
+        code = None
+    if (http is not None and 400 <= http < 500) or (grpc is not None and grpc != 0):
+        return DECLINED
+    if code is not None or status is StatusCode.ERROR:
+        return ERROR
+    return OK
+
+
+def _codes(catalogue: Codes | None) -> Codes:
+    return catalogue if catalogue is not None else default_catalogue()
+
+
+def of_response(code: str | None, status: int | None, catalogue: Codes | None = None) -> str:
+    """The outcome of an HTTP response ``status`` that answered an error with ``code``."""
+    attributes: dict[str, object] = {}
+    if code is not None:
+        attributes["otelfin.error_code"] = code
+    if status is not None:
+        attributes["http.response.status_code"] = status
+    return of_span(attributes, StatusCode.ERROR if code is None else StatusCode.UNSET, catalogue)
+
+
+def settle(span: Span, catalogue: Codes | None = None) -> str:
+    """Decide a recording span's outcome and put it on the span; returns it.
+
+    A span that is not ``error`` loses an ERROR status (set to OK).
+    """
+    status = span.status.status_code
+    outcome = of_span(span.attributes or {}, status, catalogue)
+    span.set_attribute(ATTRIBUTE, outcome)
+    if outcome != ERROR and status is StatusCode.ERROR:
+        span.set_status(Status(StatusCode.OK))
+    return outcome
+
+
+_SETTLED_KINDS = frozenset({SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.CLIENT, SpanKind.PRODUCER})
+
+
+class OutcomeSpanProcessor(SpanProcessor):
+    """Sets ``otelfin.outcome`` on measured spans just before they end (see module doc).
+
+    ``catalogue`` returns the catalogue codes are looked up in (the live one, as configured).
+    """
+
+    def __init__(self, catalogue: Callable[[], Codes] = default_catalogue) -> None:
+        self._catalogue = catalogue
+
+    def on_start(self, span: Span, parent_context: Context | None = None) -> None:
+        if span.kind not in _SETTLED_KINDS:
+            return
+        scope = span.instrumentation_scope
+        if scope is not None and scope.name == "otelfin":
+            return  # @traced decides its own spans' outcome
+        try:
+            end = span.end
+
+            def ending(end_time: int | None = None) -> None:
+                try:
+                    if span.is_recording():
+                        settle(span, self._catalogue())
+                except Exception as exc:
+                    _internal.report("outcome.settle", exc)
+                with contextlib.suppress(AttributeError):
+                    del span.end  # break the span <-> closure cycle
+                end(end_time)
+
+            span.end = ending  # type: ignore[method-assign]
+        except Exception as exc:
+            _internal.report("outcome.on_start", exc)
+
+    def on_end(self, span: ReadableSpan) -> None:
+        return None
+
+    def shutdown(self) -> None:
+        return None
+
+    def force_flush(self, timeout_millis: int = 30000) -> bool:
+        return True

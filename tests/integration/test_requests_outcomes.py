@@ -1,0 +1,227 @@
+"""Requests counted once, the slow channel first, declines not errors: a real service.
+
+A FastAPI payment API under uvicorn (its own process, ``configure()`` from the environment)
+calls an acquirer (a second HTTP server on 127.0.0.1) with httpx from an internal ``@traced``
+function; the wallet channel's acquirer is slow. Internal ``@traced`` functions run on every
+payment. The test reads ``/metrics``, ``otelfin p99 report --format json`` against it, and the
+exported spans.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Iterator
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration._procs import free_port, read_spans
+
+ROOT = Path(__file__).resolve().parents[2]
+SERVICE = "checkout-api"
+OPERATION = "POST /payments"
+SLOW_CHANNEL = "wallet"
+#: the acquirer answers 402 for amounts ending in .99 and 503 for 503.00
+DECLINE_CENTS = 99
+
+
+class _Acquirer(BaseHTTPRequestHandler):
+    def do_POST(self) -> None:
+        body = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
+        if body["channel"] == SLOW_CHANNEL:
+            time.sleep(0.3)
+        cents = round(body["amount"] * 100) % 100
+        if body["amount"] == 503.0:
+            status, answer = 503, {"error": "down"}
+        elif cents == DECLINE_CENTS:
+            status, answer = 402, {"error": "declined"}
+        else:
+            status, answer = 200, {"approval": "A1"}
+        data = json.dumps(answer).encode()
+        self.send_response(status)
+        self.send_header("Content-Type", "application/json")
+        self.send_header("Content-Length", str(len(data)))
+        self.end_headers()
+        self.wfile.write(data)
+
+    def log_message(self, format: str, *args: Any) -> None:
+        pass
+
+
+@pytest.fixture
+def acquirer() -> Iterator[str]:
+    server = ThreadingHTTPServer(("127.0.0.1", 0), _Acquirer)
+    server.daemon_threads = True
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+        server.server_close()
+
+
+def _wait(port: int, process: subprocess.Popen[bytes]) -> None:
+    """Until 127.0.0.1:port accepts connections (no request: it would be counted)."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _, err = process.communicate()
+            pytest.fail(f"uvicorn exited {process.returncode}: {err.decode()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"127.0.0.1:{port} did not listen")
+
+
+#: (amount, channel) -> the status the client must see
+def _workload() -> list[tuple[float, str, int]]:
+    payments: list[tuple[float, str, int]] = []
+    for i in range(60):
+        channel = SLOW_CHANNEL if i % 10 == 7 else ("card", "bank")[i % 2]
+        amount, status = 10.0 + i, 200
+        if i % 10 == 3:
+            amount, status = 20.99, 402
+        payments.append((amount, channel, status))
+    payments += [(503.0, "card", 503), (13.0, "bank", 500)]
+    return payments
+
+
+def _samples(text: str) -> list[tuple[str, dict[str, str], float]]:
+    return [
+        (s.name, dict(s.labels), s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
+
+
+def _sum(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: str) -> float:
+    return sum(v for n, lab, v in samples if n == name and labels.items() <= lab.items())
+
+
+def _attributes(span: dict[str, Any]) -> dict[str, Any]:
+    return {a["key"]: next(iter(a["value"].values())) for a in span.get("attributes", [])}
+
+
+def test_payment_api_counts_requests_once_and_declines_apart(tmp_path: Path, acquirer: str) -> None:
+    """/metrics, p99 report and spans agree: N requests, wallet first, 402s declined."""
+    port, metrics_port = free_port(), free_port()
+    spans_file = tmp_path / "spans.jsonl"
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELFIN_"))},
+        "PYTHONPATH": str(ROOT),
+        "OTELFIN_SPANS_FILE": str(spans_file),
+        "OTELFIN_SPAN_PROCESSOR": "simple",
+        "OTELFIN_METRICS_PORT": str(metrics_port),
+        "ACQUIRER_URL": acquirer,
+    }
+    argv = [
+        sys.executable, "-m", "uvicorn", "tests.integration.webapps.payment_api:app",
+        "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+    ]  # fmt: skip
+    process = subprocess.Popen(
+        argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
+    )
+    payments = _workload()
+    try:
+        _wait(metrics_port, process)
+        _wait(port, process)
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
+            statuses = [
+                client.post("/payments", json={"amount": a, "channel": c}).status_code
+                for a, c, _ in payments
+            ]
+        scrape_url = f"http://127.0.0.1:{metrics_port}/metrics"
+        text = httpx.get(scrape_url, timeout=10).text
+        report_run = subprocess.run(
+            [sys.executable, "-m", "otelfin.cli", "p99", "report", "--scrape", scrape_url,
+             "--by", "channel", "--format", "json"],
+            capture_output=True, text=True, timeout=60, cwd=ROOT,
+        )  # fmt: skip
+    finally:
+        process.send_signal(signal.SIGTERM)
+        try:
+            process.communicate(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.communicate()
+    assert statuses == [status for _, _, status in payments]
+    total = len(payments)
+    declines = statuses.count(402)
+    errors = sum(1 for s in statuses if s >= 500)
+    samples = _samples(text)
+    base = {"service": SERVICE}
+
+    # Requests counted once: one observation per payment, only the route, no internal calls.
+    requests = "otelfin_request_duration_seconds_count"
+    assert _sum(samples, requests, **base) == total
+    assert {lab["operation"] for n, lab, _ in samples if n == requests} == {OPERATION}
+    assert _sum(samples, "otelfin_requests_total", **base) == total
+    functions = "otelfin_function_duration_seconds_count"
+    assert _sum(samples, functions, operation="risk.rule") == 3 * (total - 0)
+    assert _sum(samples, functions, operation="acquirer.authorise") == total - 1  # not the crash
+
+    # Outcomes: declines are not errors, on the label and in the error counter.
+    assert _sum(samples, requests, outcome="declined", **base) == declines
+    assert _sum(samples, requests, outcome="error", **base) == errors
+    assert _sum(samples, requests, outcome="ok", **base) == total - declines - errors
+    assert _sum(samples, "otelfin_request_errors_total", **base) == errors
+    assert _sum(samples, "otelfin_request_declines_total", error_code="PAY-006") == declines
+    error_ratio = _sum(samples, "otelfin_request_errors_total") / _sum(
+        samples, "otelfin_requests_total"
+    )
+    assert error_ratio == pytest.approx(errors / total)
+    # The channel known inside the request labels the request series.
+    channels = {lab["channel"] for n, lab, _ in samples if n == requests}
+    assert channels == {"card", "bank", SLOW_CHANNEL}
+
+    # The P99 report answers for requests and names the slow channel first.
+    assert report_run.returncode == 0, report_run.stderr
+    report = json.loads(report_run.stdout)
+    assert report["requests"] == total
+    rows = [row for row in report["rows"] if row["label"] == "channel"]
+    assert rows[0]["value"] == SLOW_CHANNEL, rows
+    assert "" not in {row["value"] for row in rows}
+
+    # Spans: outcome on every server span, declines not ERROR and still coded.
+    spans = read_spans(spans_file)
+    servers = [s for s in spans if s["kind"] in (2, "SPAN_KIND_SERVER")]
+    assert len(servers) == total
+    by_status: dict[str, list[dict[str, Any]]] = {}
+    for span in servers:
+        attributes = _attributes(span)
+        status = str(
+            attributes.get("http.response.status_code", attributes.get("http.status_code"))
+        )
+        by_status.setdefault(status, []).append(span)
+    for span in by_status["402"]:
+        attributes = _attributes(span)
+        assert attributes["otelfin.outcome"] == "declined"
+        assert attributes["otelfin.error_code"] == "PAY-006"
+        assert span.get("status", {}).get("code") not in (2, "STATUS_CODE_ERROR")
+    for status in ("500", "503"):
+        (span,) = by_status[status]
+        assert _attributes(span)["otelfin.outcome"] == "error"
+        assert span["status"]["code"] in (2, "STATUS_CODE_ERROR")
+    assert {_attributes(s)["otelfin.outcome"] for s in by_status["200"]} == {"ok"}
+    internal = [s for s in spans if s["name"] == "acquirer.authorise"]
+    assert {_attributes(s)["otelfin.outcome"] for s in internal} == {"ok", "declined", "error"}
+    assert all(
+        s.get("status", {}).get("code") not in (2, "STATUS_CODE_ERROR")
+        for s in internal
+        if _attributes(s)["otelfin.outcome"] == "declined"
+    )
