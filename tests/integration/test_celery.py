@@ -268,7 +268,11 @@ def test_one_trace_from_request_through_worker_to_database(
 def test_otelfin_error_lands_on_span_metric_and_log(
     worker: Worker, producer: Any, spans: InMemorySpanExporter
 ) -> None:
-    """An OtelfinError in a task: code on the run span, the RED error counter and the log line."""
+    """An OtelfinError in a task: code on the run span, the RED counters and the log line.
+
+    PAY-012 is a decline (severity warning): the run span is not ERROR and the request counts
+    as declined, not as an error.
+    """
     payment = f"pay-{uuid.uuid4().hex[:8]}"
     with trace.get_tracer("test").start_as_current_span("POST /payments") as root:
         producer.tasks["settlement.decline"].delay(payment)
@@ -277,13 +281,15 @@ def test_otelfin_error_lands_on_span_metric_and_log(
     run = next(s for s in found if s["name"] == "run/settlement.decline")
     assert run["attrs"]["otelfin.error_code"] == "PAY-012"
     assert run["attrs"]["error.type"] == "PAY-012"
-    assert run["status"]["code"] == StatusCode.ERROR.value
+    assert run["attrs"]["otelfin.outcome"] == "declined"
+    assert run["status"].get("code") != StatusCode.ERROR.value
     assert any(e["name"] == "exception" for e in run.get("events", []))
 
-    line = 'otelfin_request_errors_total{channel="",error_code="PAY-012",'
+    line = 'otelfin_request_declines_total{channel="",error_code="PAY-012",'
     line += 'operation="run/settlement.decline",service="settlement-worker"}'
     exposition = worker.metrics()
     assert line in exposition, exposition[-2000:]
+    assert 'otelfin_request_errors_total{channel="",error_code="PAY-012"' not in exposition
 
     deadline = time.monotonic() + 10
     while True:
