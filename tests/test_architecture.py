@@ -48,6 +48,7 @@ FLOORS: dict[str, tuple[str, ...]] = {
         "otelfin._keep",
         "otelfin._otlp",
         "otelfin._peer",
+        "otelfin._outcome",
     ),
     "tools": ("otelfin.tools", "otelfin.cli"),
 }
@@ -56,7 +57,7 @@ ORDER = ("face", "config", "pillars", "core")
 CORE_PRIVATE = frozenset(
     {"otelfin._settings", "otelfin._internal", "otelfin._errors", "otelfin._registries",
      "otelfin._version", "otelfin._keep", "otelfin._otlp",
-     "otelfin._peer"}
+     "otelfin._peer", "otelfin._outcome"}
 )  # fmt: skip
 #: The only arrows from one pillar to another, each with its reason.
 ACROSS_PILLARS = {
