@@ -184,13 +184,25 @@ class OtlpForward:
     """
 
     def __init__(self, shipper: LogShipper, service_name: str, *, lines: bool = True) -> None:
+        # Everything a record needs is looked up once here: __call__ runs for every line.
+        from opentelemetry import trace
+        from opentelemetry._logs import LogRecord, SeverityNumber
+        from opentelemetry.sdk._logs import ReadableLogRecord
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.util.instrumentation import InstrumentationScope
+        from structlog import DropEvent
 
         self.shipper = shipper
         self.lines = lines
         self.resource = Resource.create({"service.name": service_name})
         self.scope = InstrumentationScope("otelfin")
+        self._trace = trace
+        self._record_type = LogRecord
+        self._readable = ReadableLogRecord
+        self._severity = {name: SeverityNumber(n) for name, n in _SEVERITY.items()}
+        self._no_span = trace.set_span_in_context(trace.INVALID_SPAN)
+        self._sampled = trace.TraceFlags(trace.TraceFlags.SAMPLED)
+        self._drop = DropEvent
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
         try:
@@ -198,47 +210,40 @@ class OtlpForward:
         except Exception as exc:  # the JSON line is still written
             _internal.report("logging.otlp_forward", exc)
         if not self.lines:
-            from structlog import DropEvent
-
-            raise DropEvent
+            raise self._drop
         return event_dict
 
-    def _record(self, event_dict: dict[str, Any]) -> Any:
-        from opentelemetry import trace
-        from opentelemetry._logs import LogRecord, SeverityNumber
-        from opentelemetry.sdk._logs import ReadableLogRecord
-
-        level = str(event_dict.get("level", "info"))
-        span: Any = trace.INVALID_SPAN
+    def _context(self, event_dict: dict[str, Any]) -> Any:
         trace_id, span_id = event_dict.get("trace_id"), event_dict.get("span_id")
-        if isinstance(trace_id, str) and isinstance(span_id, str):
-            try:
-                span = trace.NonRecordingSpan(
-                    trace.SpanContext(
-                        int(trace_id, 16),
-                        int(span_id, 16),
-                        is_remote=False,
-                        trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
-                    )
-                )
-            except ValueError:
-                span = trace.INVALID_SPAN
+        if not (isinstance(trace_id, str) and isinstance(span_id, str)):
+            return self._no_span
+        trace = self._trace
+        try:
+            context = trace.SpanContext(
+                int(trace_id, 16), int(span_id, 16), is_remote=False, trace_flags=self._sampled
+            )
+        except ValueError:
+            return self._no_span
+        return trace.set_span_in_context(trace.NonRecordingSpan(context))
+
+    def _record(self, event_dict: dict[str, Any]) -> Any:
+        level = str(event_dict.get("level", "info"))
         attributes = {
             key: _attribute(value)
             for key, value in event_dict.items()
             if key not in _OWN_PLACE and value is not None and isinstance(key, str)
         }
         now = time.time_ns()
-        record = LogRecord(
+        record = self._record_type(
             timestamp=now,
             observed_timestamp=now,
-            context=trace.set_span_in_context(span),
+            context=self._context(event_dict),
             severity_text=level.upper(),
-            severity_number=SeverityNumber(_SEVERITY.get(level, 9)),
+            severity_number=self._severity.get(level, self._severity["info"]),
             body=str(event_dict.get("event", "")),
             attributes=attributes,
         )
-        return ReadableLogRecord(
+        return self._readable(
             log_record=record, resource=self.resource, instrumentation_scope=self.scope
         )
 
