@@ -202,7 +202,22 @@ def _codes(args: argparse.Namespace, command: str) -> tuple[bool, frozenset[str]
         return False, None
 
 
+def _scrub_settings(command: str) -> bool:
+    """Scrub with the service's settings (mask, fingerprint key); False after reporting a
+    bad one (the caller exits 2)."""
+    from otelfin.tools._scrub import use_environment_scrub_options
+
+    try:
+        use_environment_scrub_options()
+    except ValueError as exc:
+        print(f"otelfin logs {command}: {exc}", file=sys.stderr)
+        return False
+    return True
+
+
 def _validate(args: argparse.Namespace) -> int:
+    if not _scrub_settings("validate"):
+        return 2
     if not args.files:
         print(
             "otelfin logs validate: give FILE (- for stdin) or set OTELFIN_LOG_FILE",
@@ -410,6 +425,8 @@ def _junit(reports: list[FileReport]) -> str:
 def _filter(args: argparse.Namespace) -> int:
     from otelfin.logging import FilterReport, filter_lines, write_metrics_file
 
+    if not _scrub_settings("filter"):
+        return 2
     files = args.files or ["-"]
     if files.count("-") > 1:
         print("otelfin logs filter: '-' (stdin) may be given once", file=sys.stderr)

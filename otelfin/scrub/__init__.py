@@ -18,6 +18,7 @@ log validator all go through these functions, so what one channel masks, every c
 from __future__ import annotations
 
 import unicodedata
+from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 from otelfin import _internal
@@ -48,6 +49,7 @@ if TYPE_CHECKING:
 __all__ = [
     "BRANDS",
     "MIN_LEN",
+    "OPTION_ROWS",
     "PAN_MIN",
     "REDACTED",
     "SECRET_WORDS",
@@ -72,6 +74,7 @@ __all__ = [
     "mask_pans",
     "may_hold_pan",
     "options_from",
+    "options_from_values",
     "redact_pairs",
     "scrub_attributes",
     "scrub_query",
@@ -83,19 +86,37 @@ __all__ = [
 ]
 
 
+#: The settings rows the scrubber's options are made from (``pan_mask`` and these).
+OPTION_ROWS = (
+    "pan_mask",
+    "secret_keys",
+    "scrub_secret_keys",
+    "scrub_keep_keys",
+    "pan_fingerprint_key",
+    "pan_fingerprint_key_file",
+)
+
+
 def options_from(config: Config) -> ScrubOptions:
     """The :class:`ScrubOptions` an ``otelfin.configure()`` result asks for.
 
     Raises ValueError when the fingerprint key file cannot be read or is empty.
     """
-    options = config.options
+    return options_from_values({**config.options, "pan_mask": config.pan_mask})
+
+
+def options_from_values(options: Mapping[str, Any]) -> ScrubOptions:
+    """The :class:`ScrubOptions` for resolved settings values (the rows in
+    :data:`OPTION_ROWS`; missing ones take their defaults). Used by ``configure()`` and by the
+    offline tools, which read the same settings.
+    """
     extra: list[str] = []
     for name in ("secret_keys", "scrub_secret_keys"):
         value: Any = options.get(name) or ()
         extra.extend((value,) if isinstance(value, str) else value)
     keep: Any = options.get("scrub_keep_keys") or ()
     return ScrubOptions(
-        pan_mask=config.pan_mask,
+        pan_mask=options.get("pan_mask") or "last4",
         secret_keys=frozenset(extra),
         keep_keys=frozenset((keep,) if isinstance(keep, str) else keep),
         fingerprint_key=fingerprint_key_from(

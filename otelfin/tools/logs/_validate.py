@@ -31,7 +31,7 @@ from typing import IO, Any, cast
 import orjson
 
 from otelfin.catalogue import CODE_PATTERN, LEVEL_NAMES
-from otelfin.scrub import find_pans, may_hold_pan, scrub_text, scrub_value
+from otelfin.scrub import current_options, find_pans, may_hold_pan, scrub_text, scrub_value
 
 __all__ = [
     "DEFAULT_MAX_LINE_BYTES",
@@ -124,8 +124,14 @@ def _walk_texts(value: Any) -> Iterator[str]:
 
 
 def _last4(text: str) -> str:
-    digits = [str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal()]
-    return "".join(digits[-4:])
+    """``1111`` (the last four digits), followed by the card's fingerprint token when a
+    fingerprint key is configured (``1111 fp_...``): the same token as in the service's
+    telemetry, so a leak can be traced to the card without printing it."""
+    digits = "".join(str(unicodedata.decimal(ch)) for ch in text if ch.isdecimal())
+    maker = current_options().fingerprinter
+    if maker is not None:
+        return f"{digits[-4:]} {maker(digits)}"
+    return digits[-4:]
 
 
 def _pan_reasons(raw: bytes, obj: Any) -> list[str]:
@@ -455,6 +461,9 @@ class ChunkJob:
 
 def run_chunk(job: ChunkJob) -> FileReport:
     """Validate ``job``'s byte range; line numbers start at 1 (the parent shifts them)."""
+    from otelfin.tools._scrub import use_environment_scrub_options
+
+    use_environment_scrub_options()  # a spawned worker: the parent's fingerprint key too
     collecting = gc.isenabled()
     gc.disable()  # no reference cycles are made here: see otelfin.cli._logs
     check = make_line_checker(job.codes)
