@@ -67,11 +67,14 @@ class LogShipper:
         self,
         factory: Callable[[], Any],
         *,
+        build: Callable[[Any], Any] | None = None,
         queue_size: int | None = None,
         batch_size: int = 512,
         delay_seconds: float = 1.0,
     ) -> None:
         self.factory = factory
+        #: Turns a queued item into what the exporter takes (set by :class:`OtlpForward`).
+        self.build = build
         self.queue_size = queue_size or _queue_size()
         self.batch_size = batch_size
         self.delay = delay_seconds
@@ -130,7 +133,9 @@ class LogShipper:
         from opentelemetry.sdk._logs.export import LogRecordExportResult
 
         try:
-            result = self.exporter.export(batch)
+            build = self.build
+            records = batch if build is None else [build(item) for item in batch]
+            result = self.exporter.export(records)
         except Exception as exc:
             _internal.report("logging.otlp_export", exc)
             result = None
@@ -193,6 +198,7 @@ class OtlpForward:
         from structlog import DropEvent
 
         self.shipper = shipper
+        shipper.build = self.build
         self.lines = lines
         self.resource = Resource.create({"service.name": service_name})
         self.scope = InstrumentationScope("otelfin")
@@ -205,8 +211,11 @@ class OtlpForward:
         self._drop = DropEvent
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
+        # Only the time and the finished event (nobody changes it after this point: the
+        # renderer only reads it) are queued; the OTLP record is built on the export thread,
+        # off the request path.
         try:
-            self.shipper.put(self._record(event_dict))
+            self.shipper.put((time.time_ns(), event_dict))
         except Exception as exc:  # the JSON line is still written
             _internal.report("logging.otlp_forward", exc)
         if not self.lines:
@@ -226,14 +235,15 @@ class OtlpForward:
             return self._no_span
         return trace.set_span_in_context(trace.NonRecordingSpan(context))
 
-    def _record(self, event_dict: dict[str, Any]) -> Any:
+    def build(self, item: tuple[int, dict[str, Any]]) -> Any:
+        """The OTLP record of one queued ``(time_ns, event)`` (on the export thread)."""
+        now, event_dict = item
         level = str(event_dict.get("level", "info"))
         attributes = {
             key: _attribute(value)
             for key, value in event_dict.items()
             if key not in _OWN_PLACE and value is not None and isinstance(key, str)
         }
-        now = time.time_ns()
         record = self._record_type(
             timestamp=now,
             observed_timestamp=now,

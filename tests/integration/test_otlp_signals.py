@@ -182,6 +182,11 @@ def test_receiver_down_for_a_while_loses_and_duplicates_nothing(
             receiver.up()
             for seq in range(30, 40):
                 authorise(CARD, "wallet", seq)
+            # The exporters' retries (backoff 1 s, 2 s, ...) deliver what waited; shutdown's
+            # own flush is bounded (2 s) and could end inside a backoff on a busy machine.
+            pushes = len(receiver.received.metrics)
+            _wait(lambda: len(list(receiver.received.log_records())) >= 48)
+            _wait(lambda: len(receiver.received.metrics) > pushes)
         families = list(registry.collect())
         otelfin.shutdown()
     _check_logs(receiver.received, list(lines), 40)
