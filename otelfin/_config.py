@@ -22,7 +22,6 @@ import threading
 import time
 import weakref
 from collections.abc import Mapping
-from pathlib import Path
 from typing import Any
 
 from opentelemetry import trace
@@ -49,7 +48,7 @@ __all__ = [
 
 _log = logging.getLogger("otelfin")
 
-_EXPORTERS = ("none", "console", "jsonl", "otlp")
+_EXPORTERS = _settings.by_name("traces_exporter").choices
 
 
 class _State:
@@ -91,18 +90,18 @@ def get_config() -> Config | None:
     return _state.config
 
 
-def _load_catalogue(value: Any, from_env: bool) -> tuple[Catalogue, tuple[str, ...]]:
+def _load_catalogue(value: Any, from_env: bool) -> Catalogue:
     if isinstance(value, Catalogue):
-        return value, ()
+        return value
     if value is None:
-        return default_catalogue(), ()
+        return default_catalogue()
     if from_env:
         paths = _settings.split_list(value, "OTELFIN_CATALOGUE", extra_separators=os.pathsep)
     elif isinstance(value, (str, os.PathLike)):
         paths = (os.fspath(value),)
     else:
         raise ValueError(f"catalogue must be a path or a Catalogue, not {type(value).__name__}")
-    return load_catalogue(*paths), tuple(str(Path(p)) for p in paths)
+    return load_catalogue(*paths)
 
 
 def _exporter_name(values: Mapping[str, Any], span_exporter: SpanExporter | None) -> str:
@@ -134,14 +133,14 @@ def _resolve(
     # Any name OpenTelemetry accepts is kept as given for the ``service.name`` resource
     # attribute; the log pillar derives its lower-case hyphenated field from it.
     try:
-        catalogue, paths = _load_catalogue(
+        catalogue = _load_catalogue(
             values["catalogue"], _settings.env_value("OTELFIN_CATALOGUE") is not None
         )
     except (ValueError, OSError) as exc:  # CatalogueError is a ValueError
         if problems is None:
             raise
         problems.append(f"{exc} (the packaged catalogue used)")
-        catalogue, paths = default_catalogue(), ()
+        catalogue = default_catalogue()
     try:
         values["traces_exporter"] = _exporter_name(values, span_exporter)
     except ValueError as exc:
@@ -152,7 +151,6 @@ def _resolve(
     options = {k: v for k, v in values.items() if k not in FIELDS and k != "catalogue"}
     return Config(
         catalogue=catalogue,
-        catalogue_paths=paths,
         options=options,
         **{k: values[k] for k in FIELDS},
     )
@@ -214,22 +212,9 @@ def configure(
     ``TypeError`` for an unknown keyword: configuration mistakes are reported at start-up, not
     at the first request.
     """
-    given = {
-        "service_name": service_name,
-        "catalogue": catalogue,
-        "error_code_policy": error_code_policy,
-        "metrics_port": metrics_port,
-        "methods_include": methods_include,
-        "traces_exporter": traces_exporter,
-        "spans_file": spans_file,
-        "span_processor": span_processor,
-        "propagators": propagators,
-        "pan_mask": pan_mask,
-        "log_level": log_level,
-        "log_file": log_file,
-        "enrich_logs": enrich_logs,
-        **more,
-    }
+    arguments = dict(locals())  # the keyword parameters are the Config fields (+ catalogue)
+    given = {name: arguments[name] for name in (*FIELDS, "catalogue")}
+    given.update(more)
     try:
         return _apply(_resolve(given, span_exporter), given, span_exporter, tracer_provider)
     except BaseException:

@@ -29,6 +29,8 @@ from typing import Any
 
 from opentelemetry.trace import SpanKind, StatusCode
 
+from otelfin._settings import DEFAULT_SLO
+
 __all__ = [
     "KEEP_REASONS",
     "KEPT_BY",
@@ -121,7 +123,7 @@ class KeepRules:
     """Why a local trace is kept: ``reasons`` out of :data:`KEEP_REASONS`; SLOs for ``slow``."""
 
     reasons: frozenset[str]
-    slo: float = 0.25
+    slo: float = DEFAULT_SLO
     operation_slos: Mapping[str, float] = field(default_factory=dict)
     #: error code -> catalogue severity, for spans that carry no ``otelfin.outcome``.
     severities: Mapping[str, str] = field(default_factory=dict, compare=False)
@@ -164,7 +166,7 @@ class KeepRules:
 def keep_rules(
     reasons: Iterable[str],
     *,
-    slo: float = 0.25,
+    slo: float = DEFAULT_SLO,
     operation_slos: Iterable[tuple[str, float]] | Mapping[str, float] = (),
     catalogue: Mapping[str, Any] | None = None,
 ) -> KeepRules | None:

@@ -14,7 +14,7 @@ from typing import Any
 
 from otelfin import _settings
 
-__all__ = ["log_exporter", "metric_exporter", "protocol"]
+__all__ = ["grpc_missing", "log_exporter", "metric_exporter", "protocol"]
 
 _PROTOCOLS = ("http/protobuf", "grpc")
 
@@ -34,7 +34,8 @@ def protocol(signal: str) -> str:
     return "http/protobuf"
 
 
-def _grpc_missing(signal: str, exc: ImportError) -> ValueError:
+def grpc_missing(signal: str, exc: ImportError) -> ValueError:
+    """The error for OTLP over gRPC asked for without its exporter installed."""
     return ValueError(
         f"OTLP {signal} over gRPC was asked for (OTEL_EXPORTER_OTLP_PROTOCOL=grpc) but its "
         f"exporter is not installed ({exc}); pip install 'otelfin[otlp-grpc]', or set "
@@ -50,7 +51,7 @@ def log_exporter() -> Any:
                 OTLPLogExporter as GrpcLogExporter,
             )
         except ImportError as exc:
-            raise _grpc_missing("logs", exc) from None
+            raise grpc_missing("logs", exc) from None
         return GrpcLogExporter()
     from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
 
@@ -65,7 +66,7 @@ def metric_exporter() -> Any:
                 OTLPMetricExporter as GrpcMetricExporter,
             )
         except ImportError as exc:
-            raise _grpc_missing("metrics", exc) from None
+            raise grpc_missing("metrics", exc) from None
         return GrpcMetricExporter()
     from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
 

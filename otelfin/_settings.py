@@ -2,9 +2,9 @@
 
 A row names the ``configure()`` keyword, the environment variable that overrides it, the
 default, the parser (which also validates, and names where a bad value came from) and a line
-of documentation. ``otelfin.configure()`` resolves the whole table in one loop; the docs'
-settings reference is generated from it. A pillar's option is a row here, grouped under that
-pillar: adding a setting is adding a row, nothing else reads ``os.environ`` for configuration.
+of documentation. ``otelfin.configure()`` resolves the whole table in one loop; the README's
+settings table is this one. A pillar's option is a row here, grouped under that pillar: adding
+a setting is adding a row, nothing else reads ``os.environ`` for configuration.
 
 Precedence for every row: the environment variable (operators change a deployed service
 without a code change), then the argument given in code, then the default. Rows marked
@@ -26,6 +26,7 @@ __all__ = [
     "SETTINGS",
     "Setting",
     "by_name",
+    "default",
     "env_value",
     "markdown_table",
     "resolve",
@@ -33,6 +34,12 @@ __all__ = [
 ]
 
 Parser = Callable[[Any, str], Any]
+
+#: The latency SLO in seconds when none is given (``metrics_slo``); every default SLO is this.
+DEFAULT_SLO = 0.25
+#: The service name when none is given: OpenTelemetry's own default (logs write it with a
+#: hyphen, as every log service name is lower-case and hyphenated).
+DEFAULT_SERVICE_NAME = "unknown_service"
 
 
 @dataclass(frozen=True)
@@ -47,6 +54,11 @@ class Setting:
     doc: str = ""
     choices: tuple[str, ...] = ()
     code_only: bool = False
+
+    def __post_init__(self) -> None:
+        # A choice row names its choices once, in its parser (``_choice(...)``).
+        if not self.choices:
+            object.__setattr__(self, "choices", tuple(getattr(self.parse, "choices", ())))
 
 
 # --- parsers: (raw value, where it came from) -> value; ValueError names ``where`` ------------
@@ -86,6 +98,7 @@ def _choice(*choices: str) -> Parser:
             raise ValueError(f"{where}={value!r} must be one of {', '.join(choices)}")
         return text
 
+    parse.choices = choices  # type: ignore[attr-defined]  # the row's choices (Setting)
     return parse
 
 
@@ -270,7 +283,6 @@ SETTINGS: tuple[Setting, ...] = (
         "OTELFIN_ERROR_CODE_POLICY",
         "an unregistered or missing error code on an error log: tag (kept and marked), drop "
         "or raise",
-        choices=("tag", "drop", "raise"),
     ),
     # --- tracing ------------------------------------------------------------------------------
     Setting(
@@ -298,7 +310,6 @@ SETTINGS: tuple[Setting, ...] = (
         _choice("batch", "simple"),
         "OTELFIN_SPAN_PROCESSOR",
         "batch (default) or simple",
-        choices=("batch", "simple"),
     ),
     Setting(
         "keep_traces",
@@ -382,7 +393,6 @@ SETTINGS: tuple[Setting, ...] = (
         _choice("last4", "first6last4"),
         "OTELFIN_PAN_MASK",
         "card number mask: last4 or first6last4",
-        choices=("last4", "first6last4"),
     ),
     Setting(
         "secret_keys",
@@ -457,7 +467,6 @@ SETTINGS: tuple[Setting, ...] = (
         _choice(*_LEVELS),
         "OTELFIN_LOG_LEVEL",
         "lowest level written",
-        choices=_LEVELS,
     ),
     Setting(
         "log_file",
@@ -580,7 +589,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "metrics_slo",
         "metrics",
-        0.25,
+        DEFAULT_SLO,
         _positive_number(),
         "OTELFIN_METRICS_SLO",
         "latency SLO in seconds: a bucket bound sits exactly on it",
@@ -661,6 +670,11 @@ def by_name(name: str) -> Setting:
     return _BY_NAME[name]
 
 
+def default(name: str) -> Any:
+    """The default of the row called ``name``."""
+    return _BY_NAME[name].default
+
+
 def env_value(name: str, environ: Mapping[str, str] | None = None) -> str | None:
     """The environment variable's value, or None when unset or blank."""
     value = (os.environ if environ is None else environ).get(name)
@@ -734,12 +748,12 @@ def _default_text(setting: Setting) -> str:
 
 
 def markdown_table() -> str:
-    """The settings table as markdown, made from :data:`SETTINGS` (the docs' settings page)."""
+    """The README's settings table, made from :data:`SETTINGS` (a test keeps them equal)."""
     lines = [
-        "| argument | environment variable | default | meaning |",
-        "|---|---|---|---|",
+        "| argument | environment variable | default | part | meaning |",
+        "|---|---|---|---|---|",
     ]
     for s in SETTINGS:
         env = f"`{s.env}`" if s.env else ("(code only)" if s.code_only else "")
-        lines.append(f"| `{s.name}` | {env} | `{_default_text(s)}` | {s.doc} |")
+        lines.append(f"| `{s.name}` | {env} | `{_default_text(s)}` | {s.pillar} | {s.doc} |")
     return "\n".join(lines) + "\n"

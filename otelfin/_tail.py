@@ -185,7 +185,7 @@ class TailSamplingProcessor(SpanProcessor):
         self._bytes = 0
         self._next_sweep = clock() + _SWEEP_INTERVAL
         self._closed = False
-        from otelfin._exporters import _after_fork
+        from otelfin._exporters._fork import _after_fork
 
         _after_fork(self, TailSamplingProcessor._forked)
 

@@ -27,7 +27,6 @@ from __future__ import annotations
 
 import contextlib
 import logging
-import os
 import sys
 from typing import Any
 
@@ -37,18 +36,18 @@ from opentelemetry.instrumentation.distro import BaseDistro  # type: ignore[attr
 # (opentelemetry-distro subclasses it too) even though it lives in a private module.
 from opentelemetry.sdk._configuration import _BaseConfigurator
 
-from otelfin import _internal
+from otelfin import _internal, _settings
 
 __all__ = ["OtelfinConfigurator", "OtelfinDistro"]
 
 _log = logging.getLogger("otelfin")
 
-#: OpenTelemetry's own default when no service name is given.
-DEFAULT_SERVICE_NAME = "unknown_service"
+#: OpenTelemetry's own default when no service name is given (one definition, in the table).
+DEFAULT_SERVICE_NAME = _settings.DEFAULT_SERVICE_NAME
 
 
 def _disabled_instrumentations() -> set[str]:
-    raw = os.environ.get("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS", "")
+    raw = _settings.env_value("OTEL_PYTHON_DISABLED_INSTRUMENTATIONS") or ""
     return {name.strip() for name in raw.split(",") if name.strip()}
 
 
@@ -87,7 +86,7 @@ class OtelfinConfigurator(_BaseConfigurator):
     def _configure(self, **kwargs: Any) -> None:
         from otelfin import _config
 
-        service = os.environ.get("OTEL_SERVICE_NAME", "").strip() or DEFAULT_SERVICE_NAME
+        service = _settings.env_value("OTEL_SERVICE_NAME") or DEFAULT_SERVICE_NAME
         try:
             _, problems = _config.configure_with_fallbacks(
                 service, transports=_transports_setting()

@@ -1,8 +1,8 @@
 """The error-code catalogue: loading, merging and linting.
 
-A catalogue is YAML (format in docs/reference/catalogue.md). It is parsed into PyYAML's node
-tree rather than with ``safe_load`` so that every finding can name ``file:line`` and duplicate
-keys, which ``safe_load`` silently collapses, are caught.
+A catalogue is YAML (format in the README). It is parsed into PyYAML's node tree rather than
+with ``safe_load`` so that every finding can name ``file:line`` and duplicate keys, which
+``safe_load`` silently collapses, are caught.
 
 Hostile files are refused with a finding, never a traceback or unbounded work: aliases
 (``*name``) are not allowed (a 583-byte "billion laughs" file otherwise expands without end
@@ -31,6 +31,7 @@ __all__ = [
     "SEVERITIES",
     "Catalogue",
     "CatalogueError",
+    "CatalogueSlot",
     "ErrorCode",
     "Finding",
     "default_catalogue",
@@ -507,6 +508,25 @@ def default_catalogue() -> Catalogue:
             raise CatalogueError(parsed.findings)
         _DEFAULT = Catalogue(parsed.codes, parsed.domains, (parsed.path,))
     return _DEFAULT
+
+
+class CatalogueSlot:
+    """Where a pillar keeps the catalogue ``configure()`` handed it (its ``install_pillar``
+    calls :meth:`use`); :meth:`current` is that one, or the packaged default before it."""
+
+    __slots__ = ("given",)
+
+    def __init__(self) -> None:
+        self.given: Catalogue | None = None
+
+    def use(self, catalogue: Catalogue | None) -> None:
+        """Hold ``catalogue`` (None: back to the packaged default)."""
+        self.given = catalogue
+
+    def current(self) -> Catalogue:
+        """The catalogue handed over, or the packaged default."""
+        given = self.given
+        return given if given is not None else default_catalogue()
 
 
 def load_catalogue(*paths: str | Path, include_default: bool = True) -> Catalogue:

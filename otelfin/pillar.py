@@ -12,10 +12,12 @@ config's state and nobody remembers objects by ``id()``.
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Literal
 
+from otelfin._settings import default
 from otelfin.catalogue import Catalogue
 
 if TYPE_CHECKING:
@@ -23,45 +25,38 @@ if TYPE_CHECKING:
 
 __all__ = ["Config", "ErrorCodePolicy", "Installed", "Tracing"]
 
+#: The type of the ``error_code_policy`` row's choices (a type cannot be built from them).
 ErrorCodePolicy = Literal["drop", "tag", "raise"]
-
-#: Settings that are fields of Config; every other row of the table lands in Config.options.
-FIELDS = (
-    "service_name",
-    "error_code_policy",
-    "metrics_port",
-    "methods_include",
-    "traces_exporter",
-    "spans_file",
-    "span_processor",
-    "propagators",
-    "pan_mask",
-    "log_level",
-    "log_file",
-    "enrich_logs",
-)
 
 
 @dataclass(frozen=True)
 class Config:
-    """The effective settings after ``configure()`` (environment applied)."""
+    """The effective settings after ``configure()`` (environment applied).
+
+    Each field is the row of the settings table (:mod:`otelfin._settings`) of the same name,
+    with that row's default; every other row is in :attr:`options`.
+    """
 
     service_name: str
     catalogue: Catalogue
-    catalogue_paths: tuple[str, ...] = ()
-    error_code_policy: ErrorCodePolicy = "tag"
-    metrics_port: int | None = None
-    methods_include: tuple[str, ...] = ()
+    error_code_policy: ErrorCodePolicy = default("error_code_policy")
+    metrics_port: int | None = default("metrics_port")
+    methods_include: tuple[str, ...] = default("methods_include")
+    #: Resolved by configure() (a span_exporter, the variables, spans_file): never None.
     traces_exporter: str = "none"
-    spans_file: str | None = None
-    span_processor: Literal["batch", "simple"] = "batch"
-    propagators: tuple[str, ...] = ("tracecontext", "baggage")
-    pan_mask: Literal["last4", "first6last4"] = "last4"
-    log_level: str = "info"
-    log_file: str | None = None
-    enrich_logs: bool = False
+    spans_file: str | None = default("spans_file")
+    span_processor: Literal["batch", "simple"] = default("span_processor")
+    propagators: tuple[str, ...] = default("propagators")
+    pan_mask: Literal["last4", "first6last4"] = default("pan_mask")
+    log_level: str = default("log_level")
+    log_file: str | None = default("log_file")
+    enrich_logs: bool = default("enrich_logs")
     #: Every other setting of the table (pillar options), resolved, defaults included.
     options: Mapping[str, Any] = field(default_factory=dict)
+
+
+#: The rows that are fields of :class:`Config` (``catalogue`` is loaded from its row apart).
+FIELDS = tuple(f.name for f in dataclasses.fields(Config) if f.name not in ("catalogue", "options"))
 
 
 @dataclass(frozen=True)

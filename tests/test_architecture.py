@@ -15,6 +15,8 @@ import ast
 from collections.abc import Iterable
 from pathlib import Path
 
+import pytest
+
 import otelfin
 
 ROOT = Path(otelfin.__file__).parent
@@ -420,11 +422,14 @@ def test_checker_catches_private_reaches() -> None:
     ]
 
 
-def test_settings_reference_is_generated_from_the_settings_table() -> None:
-    """The docs' settings page is rendered from otelfin/_settings.py at build time, no copy."""
-    page = (ROOT.parent / "docs" / "reference" / "settings.md").read_text("utf-8")
-    assert "<!-- generated: settings -->" in page
-    assert "| `service_name` |" not in page  # a hand-made copy would drift
+def test_readme_settings_table_is_the_settings_table() -> None:
+    """The README's settings table is generated from otelfin/_settings.py and matches it."""
+    from otelfin import _settings
+
+    readme = (ROOT.parent / "README.md").read_text("utf-8")
+    begin, end = "<!-- settings:begin -->\n", "<!-- settings:end -->"
+    table = readme[readme.index(begin) + len(begin) : readme.index(end)]
+    assert table == _settings.markdown_table()
 
 
 def test_every_setting_has_a_doc_and_a_unique_variable() -> None:
@@ -475,3 +480,75 @@ def test_runtime_never_loads_the_offline_tools() -> None:
     assert otelfin.logging.write_metrics_file is logs.write_metrics_file
     assert otelfin.metrics.offline.attribute is metrics.attribute
     assert set(otelfin.metrics.offline.__all__) == set(metrics.__all__)
+
+
+def test_runtime_reads_the_environment_only_through_the_settings_table() -> None:
+    """No runtime module but otelfin._settings touches os.environ or os.getenv (the tools,
+    which set up their child processes' environment, stand apart)."""
+    found = []
+    for module, source in _package():
+        if module == "otelfin._settings" or floor_of(module) == "tools":
+            continue
+        for node in ast.walk(ast.parse(source)):
+            if isinstance(node, ast.Attribute) and node.attr in ("environ", "getenv"):
+                found.append(f"{module}:{node.lineno}: os.{node.attr}")
+            elif isinstance(node, ast.ImportFrom) and node.module == "os":
+                found += [f"{module}:{node.lineno}: from os import {a.name}" for a in node.names]
+    assert found == []
+
+
+def test_config_fields_are_rows_of_the_settings_table() -> None:
+    """Config's fields are configure()'s keywords and rows of the table, with the rows'
+    defaults; choice rows take their choices from their parser."""
+    import dataclasses
+    import inspect
+
+    from otelfin import _settings
+    from otelfin.pillar import FIELDS, Config
+
+    keywords = set(inspect.signature(otelfin.configure).parameters)
+    keywords -= {"span_exporter", "tracer_provider", "more"}
+    assert keywords == {*FIELDS, "catalogue"}
+    for f in dataclasses.fields(Config):
+        if f.name in FIELDS and f.name not in ("service_name", "traces_exporter"):
+            assert f.default == _settings.by_name(f.name).default, f.name
+    assert _settings.by_name("error_code_policy").choices == ("tag", "drop", "raise")
+    assert _settings.by_name("log_level").choices == _settings.LEVEL_NAMES
+    with pytest.raises(ValueError, match="must be one of tag, drop, raise"):
+        _settings.resolve({"error_code_policy": "keep"}, environ={})
+
+
+def test_every_otelfin_metric_lands_on_the_registry_passed() -> None:
+    """With metrics_registry=, otelfin's series (RED, pipeline health, containment, overflow,
+    unregistered codes) are all in that registry and none in the global one."""
+    from prometheus_client import REGISTRY, CollectorRegistry
+
+    from otelfin.metrics import overflow_counter
+    from otelfin.testing import configured_for_test
+
+    def otelfin_names(registry: CollectorRegistry) -> set[str]:
+        return {m.name for m in registry.collect() if m.name.startswith("otelfin_")}
+
+    before = otelfin_names(REGISTRY)
+    registry = CollectorRegistry()
+    with configured_for_test(metrics_registry=registry, error_code_policy="tag"):
+
+        @otelfin.traced()
+        def pay() -> None:
+            return None
+
+        pay()
+        otelfin.get_logger().error("payment_failed", error_code="ZZZ-999")
+        overflow_counter(registry).labels(metric="probe").inc()
+        names = otelfin_names(registry)
+        assert otelfin_names(REGISTRY) == before
+    expected = {
+        "otelfin_request_duration_seconds",
+        "otelfin_requests",
+        "otelfin_spans_dropped",
+        "otelfin_span_export_failures",
+        "otelfin_internal_errors",
+        "otelfin_metric_overflow",
+        "otelfin_unregistered_error_codes",
+    }
+    assert expected <= names, expected - names

@@ -42,3 +42,29 @@ def test_every_instrumentor_entry_point_loads() -> None:
     for ep in ours:
         instrumentor = ep.load()()
         assert hasattr(instrumentor, "instrument") and hasattr(instrumentor, "uninstrument")
+
+
+def test_every_own_instrumentor_is_an_entry_point() -> None:
+    """Each BaseInstrumentor subclass otelfin defines is registered in pyproject.toml under
+    opentelemetry_instrumentor (and nothing registered there is missing from the source)."""
+    import ast
+    from pathlib import Path
+
+    import pytest
+
+    tomllib = pytest.importorskip("tomllib")
+    root = Path(__file__).resolve().parents[1]
+    declared = tomllib.loads((root / "pyproject.toml").read_text("utf-8"))["project"][
+        "entry-points"
+    ]["opentelemetry_instrumentor"]
+    defined = set()
+    for path in sorted((root / "otelfin").rglob("*.py")):
+        module = ".".join(path.relative_to(root).with_suffix("").parts)
+        for node in ast.walk(ast.parse(path.read_text("utf-8"))):
+            if isinstance(node, ast.ClassDef) and any(
+                isinstance(base, ast.Name) and base.id == "BaseInstrumentor" for base in node.bases
+            ):
+                defined.add(f"{module}:{node.name}")
+    assert len(defined) >= 14
+    assert set(declared.values()) == defined
+    assert all(name.startswith("otelfin") for name in declared)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import fnmatch
 import inspect
 import logging
-import os
 import sys
 import threading
 from collections.abc import Collection, Iterable
@@ -25,9 +24,12 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
-from otelfin import _internal
+from otelfin import _internal, _settings
 from otelfin.instrument._main import main_module_names, watch_main
 from otelfin.instrument._traced import spec_of, traced
+
+#: The variable the include list comes from (its row in the settings table).
+_METHODS_INCLUDE = _settings.by_name("methods_include").env or ""
 
 __all__ = [
     "IncludeEntry",
@@ -266,7 +268,7 @@ class MethodIncludeInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ()
 
     def _instrument(self, **kwargs: Any) -> None:
-        entries = kwargs.get("methods_include") or os.environ.get("OTELFIN_METHODS_INCLUDE", "")
+        entries = kwargs.get("methods_include") or _settings.env_value(_METHODS_INCLUDE) or ""
         if isinstance(entries, str):
             entries = [e for e in entries.replace("\n", ",").split(",") if e.strip()]
         instrument_methods(parse_entries_reporting(entries))

@@ -30,7 +30,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otelfin import _internal, _outcome
 from otelfin._errors import error_code_of
-from otelfin.catalogue import Catalogue, default_catalogue
+from otelfin.catalogue import CatalogueSlot
 from otelfin.instrument._fastctx import REQUEST_KEY as _REQUEST_KEY
 from otelfin.instrument._fastctx import (
     attach_context,
@@ -114,20 +114,11 @@ def call_observer() -> CallObserver | None:
     return _observer
 
 
-#: The catalogue ``configure()`` handed to the tracing pillar (None: the packaged default).
-_catalogue: Catalogue | None = None
-
-
-def use_catalogue(given: Catalogue | None) -> None:
-    """Set the catalogue error codes are looked up in (``install_pillar`` hands it over)."""
-    global _catalogue
-    _catalogue = given
-
-
-def live_catalogue() -> Catalogue:
-    """The catalogue the tracing pillar was given, or the packaged default before that."""
-    given = _catalogue
-    return given if given is not None else default_catalogue()
+#: The catalogue ``configure()`` handed to the tracing pillar: ``use_catalogue`` (called by
+#: ``install_pillar``) sets it, ``live_catalogue()`` is it (the packaged default before).
+_catalogue = CatalogueSlot()
+use_catalogue = _catalogue.use
+live_catalogue = _catalogue.current
 
 
 def _hook(spec: TracedSpec, observer: CallObserver) -> CallHook:

@@ -27,8 +27,8 @@ from typing import Any
 from prometheus_client import REGISTRY, CollectorRegistry, Counter
 from structlog import DropEvent
 
-from otelfin import _internal, _registries
-from otelfin.catalogue import CODE_PATTERN, Catalogue, default_catalogue
+from otelfin import _internal, _registries, _settings
+from otelfin.catalogue import CODE_PATTERN, Catalogue, CatalogueSlot
 from otelfin.metrics import names
 from otelfin.scrub import scrub_text
 
@@ -39,6 +39,7 @@ __all__ = [
 ]
 
 _log = logging.getLogger("otelfin")
+_POLICIES = _settings.by_name("error_code_policy").choices
 
 METRIC = names.UNREGISTERED_CODES_BASE
 #: Label value for events at error/critical level without any code.
@@ -102,20 +103,11 @@ def unregistered_counter(registry: CollectorRegistry | None = None) -> Counter:
     return _counter_in(registry if registry is not None else REGISTRY)
 
 
-#: The catalogue ``configure()`` handed to the logging pillar (None: the packaged default).
-_given: Catalogue | None = None
-
-
-def use_catalogue(given: Catalogue | None) -> None:
-    """Set the catalogue a check built with ``catalogue=None`` follows (``install_pillar``)."""
-    global _given
-    _given = given
-
-
-def live_catalogue() -> Catalogue:
-    """The catalogue the logging pillar was given, or the packaged default before that."""
-    given = _given
-    return given if given is not None else default_catalogue()
+#: The catalogue ``configure()`` handed to the logging pillar, which a check built with
+#: ``catalogue=None`` follows: ``use_catalogue`` (``install_pillar``) sets it.
+_given = CatalogueSlot()
+use_catalogue = _given.use
+live_catalogue = _given.current
 
 
 class CatalogueCheck:
@@ -148,8 +140,8 @@ class CatalogueCheck:
         max_codes: int = 100,
     ) -> None:
         """Apply new settings in place (reconfiguration keeps the chain object)."""
-        if policy not in ("drop", "tag", "raise"):
-            raise ValueError(f"error_code_policy {policy!r} must be drop, tag or raise")
+        if policy not in _POLICIES:
+            raise ValueError(f"error_code_policy {policy!r} must be {', '.join(_POLICIES)}")
         self.catalogue = catalogue
         self.policy = policy
         self.enrich = enrich

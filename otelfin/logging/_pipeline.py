@@ -28,7 +28,7 @@ from structlog import BoundLoggerBase, DropEvent
 from structlog.contextvars import merge_contextvars
 from structlog.processors import format_exc_info
 
-from otelfin import _internal
+from otelfin import _internal, _settings
 from otelfin._errors import error_code_of
 from otelfin.catalogue import LEVEL_NAMES
 from otelfin.logging._catalogue import CatalogueCheck, UnregisteredErrorCodeError
@@ -369,12 +369,16 @@ def log_service_name(name: str) -> str:
     run of characters becomes one hyphen: ``payments-api``. Never raises.
     """
     slug = _NOT_SLUG.sub("-", str(name).lower()).strip("-")
-    return slug or "unknown-service"
+    return slug or log_service_name(_settings.DEFAULT_SERVICE_NAME)
 
 
 def default_service_name() -> str:
-    """The service name before ``configure()``: ``OTEL_SERVICE_NAME`` or ``unknown-service``."""
-    return log_service_name(os.environ.get("OTEL_SERVICE_NAME") or "unknown-service")
+    """The service name before ``configure()``: ``OTEL_SERVICE_NAME`` or OpenTelemetry's
+    ``unknown_service`` (written ``unknown-service``)."""
+    return log_service_name(
+        _settings.env_value(_settings.by_name("service_name").env or "")
+        or _settings.DEFAULT_SERVICE_NAME
+    )
 
 
 class _State:

@@ -11,7 +11,7 @@ Pillar options (``configure(**more)``):
     extra labels taken from span attributes (default ``("channel",)``), checked by the label
     policy; ``metrics_allow_labels`` names reviewed extra names.
 ``metrics_slo`` / ``metrics_p99`` / ``metrics_buckets``
-    bucket design for the duration histogram (default SLO 0.25 s).
+    bucket design for the duration histogram (default SLO: ``otelfin._settings.DEFAULT_SLO``).
 ``metrics_max_series``
     per-metric series cap (default 1000).
 ``metrics_exemplars``
@@ -298,7 +298,7 @@ def _port_taken(port: int) -> None:
         "PROMETHEUS_MULTIPROC_DIR to an empty directory in the server's environment before it "
         "starts (and call prometheus_client.multiprocess.mark_process_dead in gunicorn's "
         "child_exit hook); the worker that holds the port then serves every worker's sum. "
-        "See the docs, Operations: multi-worker servers.",
+        "See the README, Metrics: Multiprocess.",
         port,
     )
 

@@ -236,7 +236,7 @@ def red_metrics(
     *,
     labels: Sequence[str] = ("channel",),
     buckets: Sequence[float] | None = None,
-    slo: float | None = 0.25,
+    slo: float | None = _settings.DEFAULT_SLO,
     p99: float | None = None,
     max_series: int = DEFAULT_MAX_SERIES,
     allow: Iterable[str] = (),

@@ -65,10 +65,6 @@ class ScrubOptions:
         if self.fingerprint_key is not None:
             object.__setattr__(self, "fingerprinter", Fingerprinter(self.fingerprint_key))
 
-    def with_secret_keys(self, names: Iterable[str]) -> ScrubOptions:
-        """A copy with ``names`` added to the extra secret keys."""
-        return dataclasses.replace(self, secret_keys=self.secret_keys | frozenset(names))
-
 
 def _normalised(keys: Iterable[str] | str) -> frozenset[str]:
     if isinstance(keys, str):

@@ -317,33 +317,9 @@ def _clean_context(context: SpanContext | None) -> SpanContext | None:
     )
 
 
-_installed: weakref.WeakKeyDictionary[TracerProvider, ScrubbingSpanProcessor] = (
-    weakref.WeakKeyDictionary()
-)
-
-
 def scrubbed_as_they_end() -> bool:
     """True while otelfin's exporters leave scrubbing to an installed processor."""
     return _ending.on
-
-
-def install_span_scrubbing(provider: Any, *, as_they_end: bool) -> bool:
-    """Choose where otelfin scrubs the spans of ``provider``; True when as they end.
-
-    ``as_they_end=True`` adds one :class:`ScrubbingSpanProcessor` to an SDK ``provider``
-    (idempotent) so every processor on it sees masked spans; where that is impossible (not
-    an SDK provider, an SDK without the hook), or with ``as_they_end=False``, otelfin's
-    exporters scrub at export time.
-    """
-    done = False
-    if as_they_end and isinstance(provider, TracerProvider) and ending_hook_supported():
-        if provider not in _installed:
-            processor = ScrubbingSpanProcessor()
-            provider.add_span_processor(processor)
-            _installed[provider] = processor
-        done = True
-    _ending.on = done
-    return done
 
 
 # Stateless: one instance serves every provider (configure() adds it once per provider).
@@ -351,12 +327,31 @@ _PROCESSOR = ScrubbingSpanProcessor()
 
 
 def use_ending_scrubber(provider: Any, *, as_they_end: bool) -> ScrubbingSpanProcessor | None:
-    """``configure()``'s choice for ``provider``: the processor to add to it when spans are
-    scrubbed as they end (config adds it, once per provider), or None for export-time
-    scrubbing in otelfin's exporters (also where the SDK lacks the ending hook)."""
+    """The one decision of where ``provider``'s spans are scrubbed: the processor to add to
+    it when they are scrubbed as they end, or None for export-time scrubbing in otelfin's
+    exporters (also where the SDK lacks the ending hook). ``configure()`` adds the processor
+    itself, once per provider."""
     done = as_they_end and isinstance(provider, TracerProvider) and ending_hook_supported()
     _ending.on = done
     return _PROCESSOR if done else None
+
+
+# Providers :func:`install_span_scrubbing` added the processor to (configure() has its own
+# bookkeeping of what it adds; this serves runs without configure()).
+_added: weakref.WeakSet[TracerProvider] = weakref.WeakSet()
+
+
+def install_span_scrubbing(provider: Any, *, as_they_end: bool) -> bool:
+    """:func:`use_ending_scrubber`, and add its processor to ``provider`` (once), for a
+    provider ``configure()`` does not manage (zero-code under another distro); True when
+    spans are scrubbed as they end."""
+    processor = use_ending_scrubber(provider, as_they_end=as_they_end)
+    if processor is None:
+        return False
+    if provider not in _added:
+        provider.add_span_processor(processor)
+        _added.add(provider)
+    return True
 
 
 def reset() -> None:

@@ -16,24 +16,21 @@ from otelfin.tools.metrics._dashboards import (
     panel_queries,
     write_dashboards,
 )
-from otelfin.tools.metrics._report import (
-    AttributionReport,
-    AttributionRow,
-    HistogramSeries,
-    ReportError,
-    attribute,
-    format_text,
-    from_prometheus,
-    scrape,
-    series_from_families,
-    series_from_registry,
-    series_from_text,
-)
+from otelfin.tools.metrics._http import scrape
+from otelfin.tools.metrics._prometheus import from_prometheus
+from otelfin.tools.metrics._report import AttributionReport, AttributionRow, attribute
 from otelfin.tools.metrics._rules import (
     UNREGISTERED_CODES_METRIC,
     all_expressions,
     build_rules,
     rules_yaml,
+)
+from otelfin.tools.metrics._series import (
+    HistogramSeries,
+    ReportError,
+    series_from_families,
+    series_from_registry,
+    series_from_text,
 )
 from otelfin.tools.metrics._suggest import (
     INF_FACTOR,
@@ -44,6 +41,7 @@ from otelfin.tools.metrics._suggest import (
     slos_setting,
     suggest_by_label,
 )
+from otelfin.tools.metrics._text import format_text
 
 __all__ = [
     # P99 attribution

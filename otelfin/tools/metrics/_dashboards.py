@@ -26,6 +26,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from otelfin._settings import DEFAULT_SLO
 from otelfin.metrics import DURATION_METRIC, ERRORS_METRIC, le_text, names
 from otelfin.tools.metrics import _promql as q
 from otelfin.tools.metrics._rules import (
@@ -218,7 +219,7 @@ def _check(slo: float, metric: str, objective: float) -> None:
 
 
 def panel_queries(
-    *, slo: float = 0.25, metric: str = DURATION_METRIC, objective: float = 0.99
+    *, slo: float = DEFAULT_SLO, metric: str = DURATION_METRIC, objective: float = 0.99
 ) -> Iterator[tuple[str, str, str]]:
     """``(dashboard uid, panel title, expr)`` for every target, variables filled in."""
     _check(slo, metric, objective)
@@ -310,7 +311,7 @@ def _build(uid: str, title: str, panels: list[DashboardPanel], slo: float, metri
 
 
 def build_dashboards(
-    *, slo: float = 0.25, metric: str = DURATION_METRIC, objective: float = 0.99
+    *, slo: float = DEFAULT_SLO, metric: str = DURATION_METRIC, objective: float = 0.99
 ) -> dict[str, str]:
     """``{file name: JSON text}`` for the three dashboards (deterministic: sorted keys)."""
     _check(slo, metric, objective)
@@ -329,7 +330,11 @@ def build_dashboards(
 
 
 def write_dashboards(
-    directory: Path, *, slo: float = 0.25, metric: str = DURATION_METRIC, objective: float = 0.99
+    directory: Path,
+    *,
+    slo: float = DEFAULT_SLO,
+    metric: str = DURATION_METRIC,
+    objective: float = 0.99,
 ) -> list[Path]:
     """Write the dashboards into ``directory``; returns the paths written."""
     files = build_dashboards(slo=slo, metric=metric, objective=objective)

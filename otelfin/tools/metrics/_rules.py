@@ -16,6 +16,7 @@ from typing import Any
 
 import yaml
 
+from otelfin._settings import DEFAULT_SLO
 from otelfin.metrics import DURATION_METRIC, ERRORS_METRIC, le_text, names
 from otelfin.tools.metrics import _promql as q
 
@@ -46,7 +47,7 @@ def _check_le(slo: float, buckets: Sequence[float] | None) -> str:
 
 def build_rules(
     *,
-    slo: float = 0.25,
+    slo: float = DEFAULT_SLO,
     objective: float = 0.99,
     quantile: float = 0.99,
     metric: str = DURATION_METRIC,

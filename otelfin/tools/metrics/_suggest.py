@@ -17,7 +17,8 @@ from dataclasses import dataclass
 
 from otelfin.metrics import BucketDesign, suggest_buckets
 from otelfin.tools.metrics import _promql as q
-from otelfin.tools.metrics._report import HistogramSeries, ReportError, query
+from otelfin.tools.metrics._prometheus import query
+from otelfin.tools.metrics._series import HistogramSeries, ReportError
 
 __all__ = [
     "INF_FACTOR",

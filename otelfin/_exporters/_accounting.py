@@ -1,0 +1,117 @@
+"""Where every span handed to the export pipeline went: exported, failed, dropped or in
+flight, counted at the one seam the SDK leaves open (``otelfin_spans_dropped_total``,
+``otelfin_span_export_failures_total``)."""
+
+from __future__ import annotations
+
+import itertools
+import threading
+import time
+from collections.abc import Sequence
+
+from opentelemetry.sdk.trace import ReadableSpan
+from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
+
+from otelfin import _internal, _settings
+from otelfin._exporters._contain import _Contained
+
+__all__: list[str] = []
+
+
+def _queue_size() -> int:
+    # The BatchSpanProcessor reads the same variable; otelfin passes the value explicitly so
+    # its own gate (:class:`ExportPipeline`) knows the bound.
+    try:
+        size = int(_settings.env_value("OTEL_BSP_MAX_QUEUE_SIZE") or "2048")
+    except ValueError:
+        return 2048
+    return size if size > 0 else 2048
+
+
+class _Accounts:
+    """Where every span handed to one pipeline went: exported, failed, dropped or in flight.
+
+    ``admitted`` counts spans passed on to the batch processor (an ``itertools.count``: its
+    ``next()`` is atomic, so the per-span cost is one call, no lock); ``reached`` counts spans
+    the exporter received plus the ones the gate turned away, so ``admitted - reached`` is what
+    the batch processor holds. After :meth:`close` nothing more is counted: what was still
+    queued or in flight is counted once, there, as dropped at shutdown.
+    """
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.counter = itertools.count(1)
+        self.admitted = 0
+        self.reached = 0
+        self.in_flight = 0
+        self.deadline: float | None = None
+        self.closed = False
+
+    def admit(self, queue_size: int) -> bool:
+        self.admitted = admitted = next(self.counter)
+        if admitted - self.reached <= queue_size:
+            return True
+        with self.lock:
+            self.reached += 1
+        _internal.spans_dropped("queue_full", 1, "the export queue is full")
+        return False
+
+    def close(self, counted_queue: bool) -> None:
+        with self.lock:
+            if self.closed:
+                return
+            self.closed = True
+            queued = max(0, self.admitted - self.reached) if counted_queue else 0
+            in_flight = self.in_flight
+        if in_flight:
+            _internal.span_export_failed("timeout", "still running at the shutdown deadline")
+        _internal.spans_dropped("shutdown", queued + in_flight, "not exported by the deadline")
+
+    def forget_queue(self) -> None:
+        """After a fork: the batch processor empties its queue in the child; so do the counts."""
+        self.lock = threading.Lock()
+        self.counter = itertools.count(1)
+        self.admitted = self.reached = self.in_flight = 0
+
+
+class _CountingExporter(_Contained):
+    """Counts failed exports and the spans they lose; after the shutdown deadline, fails at once.
+
+    The SDK's batch processor keeps its drops to itself (a log line and, if enabled, an
+    internal OpenTelemetry metric), so otelfin counts at this seam: every result, exception and
+    late export, by reason (``otelfin_span_export_failures_total``,
+    ``otelfin_spans_dropped_total``).
+    """
+
+    def __init__(self, inner: SpanExporter, accounts: _Accounts) -> None:
+        self.inner = inner
+        self.accounts = accounts
+
+    def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
+        n = len(spans)
+        acc = self.accounts
+        with acc.lock:
+            if acc.closed:
+                return SpanExportResult.FAILURE  # counted by close()
+            acc.reached += n
+            late = acc.deadline is not None and time.monotonic() >= acc.deadline
+            if not late:
+                acc.in_flight += n
+        if late:
+            _internal.spans_dropped("shutdown", n, "the shutdown deadline has passed")
+            return SpanExportResult.FAILURE
+        result: SpanExportResult | None = None
+        try:
+            result = self.inner.export(spans)
+        except Exception as exc:
+            _internal.report(f"exporter.export[{type(self.inner).__name__}]", exc)
+        with acc.lock:
+            if acc.closed:
+                return result or SpanExportResult.FAILURE  # counted by close()
+            acc.in_flight -= n
+        if result is SpanExportResult.SUCCESS:
+            return result
+        reason = "exception" if result is None else "failure"
+        _internal.span_export_failed(reason, type(self.inner).__name__)
+        _internal.spans_dropped("export_failed", n, f"{type(self.inner).__name__} failed")
+        return SpanExportResult.FAILURE
