@@ -2,7 +2,8 @@
 
 A page holding ``<!-- generated: settings -->`` gets the settings table made from
 ``otelfin/_settings.py``; ``<!-- generated: cli -->`` gets every ``otelfin`` command's help,
-taken from the argparse parser the console script runs. Nothing is committed that could
+taken from the argparse parser the console script runs; ``<!-- generated: codes -->`` the
+packaged error-code catalogue. Nothing is committed that could
 drift: each build renders what the code says now.
 """
 
@@ -15,6 +16,7 @@ from typing import Any
 
 SETTINGS_MARKER = "<!-- generated: settings -->"
 CLI_MARKER = "<!-- generated: cli -->"
+CODES_MARKER = "<!-- generated: codes -->"
 
 
 def settings_markdown() -> str:
@@ -54,10 +56,30 @@ def cli_markdown() -> str:
             os.environ["COLUMNS"] = previous
 
 
+def codes_markdown() -> str:
+    """The packaged error-code catalogue (``otelfin/errorcodes.yaml``) as a table."""
+    from otelfin.catalogue import default_catalogue
+
+    rows = [
+        "| code | message | severity | retryable | HTTP | gRPC | owner |",
+        "|---|---|---|---|---|---|---|",
+    ]
+    for code, e in sorted(default_catalogue().codes.items()):
+        message = e.message.replace("|", "\\|")
+        retryable = "yes" if e.retryable else "no"
+        rows.append(
+            f"| `{code}` | {message} | {e.severity} | {retryable} "
+            f"| {e.http_status or ''} | {e.grpc_status or ''} | {e.owner or ''} |"
+        )
+    return "\n".join(rows) + "\n"
+
+
 def on_page_markdown(markdown: str, **_: Any) -> str:
     """Replace the markers with the generated reference."""
     if SETTINGS_MARKER in markdown:
         markdown = markdown.replace(SETTINGS_MARKER, settings_markdown())
     if CLI_MARKER in markdown:
         markdown = markdown.replace(CLI_MARKER, cli_markdown())
+    if CODES_MARKER in markdown:
+        markdown = markdown.replace(CODES_MARKER, codes_markdown())
     return markdown

@@ -2,9 +2,9 @@
 
 A row names the ``configure()`` keyword, the environment variable that overrides it, the
 default, the parser (which also validates, and names where a bad value came from) and a line
-of documentation. ``otelfin.configure()`` resolves the whole table in one loop; the README's
-settings table is this one. A pillar's option is a row here, grouped under that pillar: adding
-a setting is adding a row, nothing else reads ``os.environ`` for configuration.
+of documentation. ``otelfin.configure()`` resolves the whole table in one loop; the docs'
+settings reference is generated from it. A pillar's option is a row here, grouped under that
+pillar: adding a setting is adding a row, nothing else reads ``os.environ`` for configuration.
 
 Precedence for every row: the environment variable (operators change a deployed service
 without a code change), then the argument given in code, then the default. Rows marked
@@ -748,7 +748,7 @@ def _default_text(setting: Setting) -> str:
 
 
 def markdown_table() -> str:
-    """The README's settings table, made from :data:`SETTINGS` (a test keeps them equal)."""
+    """The settings table as markdown, made from :data:`SETTINGS` (the docs' settings page)."""
     lines = [
         "| argument | environment variable | default | part | meaning |",
         "|---|---|---|---|---|",

@@ -1,8 +1,8 @@
 """The error-code catalogue: loading, merging and linting.
 
-A catalogue is YAML (format in the README). It is parsed into PyYAML's node tree rather than
-with ``safe_load`` so that every finding can name ``file:line`` and duplicate keys, which
-``safe_load`` silently collapses, are caught.
+A catalogue is YAML (format in docs/reference/catalogue.md). It is parsed into PyYAML's node
+tree rather than with ``safe_load`` so that every finding can name ``file:line`` and duplicate
+keys, which ``safe_load`` silently collapses, are caught.
 
 Hostile files are refused with a finding, never a traceback or unbounded work: aliases
 (``*name``) are not allowed (a 583-byte "billion laughs" file otherwise expands without end

@@ -14,7 +14,7 @@ def test_misspelt_option_is_a_type_error_naming_the_right_one() -> None:
 
 
 def test_documented_pillar_options_are_accepted() -> None:
-    """Every pillar option the README names is still accepted."""
+    """Every pillar option the docs name is still accepted."""
     config = otelfin.configure(
         service_name="payment-gateway",
         transports=False,

@@ -1,4 +1,4 @@
-"""The pytest plugin's fixtures used together, as the README offers them."""
+"""The pytest plugin's fixtures used together, as the docs offer them."""
 
 from __future__ import annotations
 

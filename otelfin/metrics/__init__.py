@@ -298,7 +298,7 @@ def _port_taken(port: int) -> None:
         "PROMETHEUS_MULTIPROC_DIR to an empty directory in the server's environment before it "
         "starts (and call prometheus_client.multiprocess.mark_process_dead in gunicorn's "
         "child_exit hook); the worker that holds the port then serves every worker's sum. "
-        "See the README, Metrics: Multiprocess.",
+        "See the docs, Operations: multi-worker servers.",
         port,
     )
 

@@ -1,10 +1,10 @@
 """The Celery application the integration tests run a real ``celery worker`` for.
 
 The broker, queue and PostgreSQL table come from the environment the test sets (the producer
-in the test process builds its own app with :func:`make_app`). The worker
-configures otelfin the way the README recommends: in ``worker_init`` (solo and threads pools,
-and the prefork parent) and again in ``worker_process_init`` (each forked prefork child);
-spans go to ``OTELFIN_SPANS_FILE``, logs to ``OTELFIN_LOG_FILE``, metrics are served on
+in the test process builds its own app with :func:`make_app`). The worker configures otelfin
+the way the docs recommend (guides/data-stores.md): in ``worker_init`` (solo and threads
+pools, and the prefork parent) and again in ``worker_process_init`` (each forked prefork
+child); spans go to ``OTELFIN_SPANS_FILE``, logs to ``OTELFIN_LOG_FILE``, metrics are served on
 ``OTELFIN_METRICS_PORT``. The test process imports this module too, as the producer, and
 configures otelfin itself (the ``spans`` fixture).
 """

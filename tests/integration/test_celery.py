@@ -494,7 +494,7 @@ def test_fastapi_service_one_trace_through_database_and_worker(
 
 
 def test_prefork_worker_recipe(tmp_path: Path, spans: InMemorySpanExporter) -> None:
-    """The README recipe with the prefork pool (2 children, batch span processor, metrics in
+    """The docs recipe with the prefork pool (2 children, batch span processor, metrics in
     multiprocess mode): the children's spans continue the trace, their metrics reach the
     parent's /metrics and their failure log line carries the code."""
     from tests.integration.celery_app import make_app

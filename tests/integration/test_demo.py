@@ -298,17 +298,15 @@ def test_demo_settles_over_a_real_broker(
     assert "card numbers: 0 unmasked" in run.stdout
 
 
-def _readme_section(title: str) -> str:
-    text = (ROOT / "README.md").read_text(encoding="utf-8")
-    start = text.index(f"\n## {title}\n")
-    end = text.index("\n## ", start + 1)
-    return text[start:end]
+def _docs_page(name: str) -> str:
+    """A page of the documentation site (docs/), where the README's manual moved."""
+    return (ROOT / "docs" / name).read_text(encoding="utf-8")
 
 
 def _blocks(section: str, language: str) -> list[str]:
     import re
 
-    return re.findall(rf"```{language}\n(.*?)```", section, flags=re.S)
+    return re.findall(rf"```{language}[^\n]*\n(.*?)```", section, flags=re.S)
 
 
 def test_readme_top_commands_are_the_makefile_targets() -> None:
@@ -323,11 +321,11 @@ def test_readme_top_commands_are_the_makefile_targets() -> None:
 
 
 def test_readme_demo_commands_run(demo: DemoRun, tmp_path: Path) -> None:
-    """Every command in the README's Demo section is one the tests run: the demo runs above
+    """Every command on the docs' demo page is one the tests run: the demo runs above
     (default, --slow-channel, --amqp, --nats); the CLI reads of its artefacts run here."""
     commands = [
         line.split("  #")[0].strip()
-        for block in _blocks(_readme_section("Demo"), "sh")
+        for block in _blocks(_docs_page("demo.md"), "sh")
         for line in block.splitlines()
         if line.strip()
     ]
@@ -348,12 +346,12 @@ def test_readme_demo_commands_run(demo: DemoRun, tmp_path: Path) -> None:
 
 
 def test_readme_rules_and_dashboards_commands_and_prometheus_config(tmp_path: Path) -> None:
-    """The Dashboards and rules section: both commands run, and its prometheus.yml snippet
+    """The docs' dashboards page: both commands run, and its prometheus.yml snippet
     (with the rules file it loads) passes `promtool check config`."""
     from tests.integration.conftest import require_binary
 
     promtool = require_binary("promtool")
-    section = _readme_section("Dashboards and rules")
+    section = _docs_page("guides/dashboards.md")
     commands = [line.split("  #")[0].strip() for line in _blocks(section, "sh")[0].splitlines()]
     assert commands == ["otelfin rules build --slo 0.25 -o otelfin-rules.yml",
                         "otelfin dashboards build"]  # fmt: skip

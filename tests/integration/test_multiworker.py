@@ -31,8 +31,8 @@ def app(environ, start_response):
     return [body]
 """
 
-# The README's recipe: the directory comes from the environment, is emptied when the master
-# starts, and a dead worker's live files are released.
+# The docs' recipe (guides/operations.md): the directory comes from the environment, is
+# emptied when the master starts, and a dead worker's live files are released.
 CONF = """
 import os
 

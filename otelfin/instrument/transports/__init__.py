@@ -29,7 +29,7 @@ from otelfin.instrument.transports._table import (
 
 __all__ = ["TRANSPORTS", "TABLE", "Row", "install", "uninstall", "installed", "rows"]
 
-# Submodules reachable as attributes after ``import otelfin`` (the README writes
+# Submodules reachable as attributes after ``import otelfin`` (the docs write
 # ``otelfin.instrument.transports.wsgi.middleware(app)``), imported on first use only.
 _SUBMODULES = frozenset({"wsgi", "asgi", "web", "pika", "aio_pika", "kafka", "nats"})
 

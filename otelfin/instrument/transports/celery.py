@@ -19,7 +19,7 @@ span ERROR and records the exception. otelfin adds, through Celery's own signals
   a ``peer`` (the broker host; ``memory`` and the like for brokers without one).
 
 Celery's prefork pool forks worker processes after the parent imported the app: see the
-README ("Data stores and task queues") for the ``worker_process_init`` recipe.
+docs (docs/guides/data-stores.md, "Celery") for the ``worker_process_init`` recipe.
 """
 
 from __future__ import annotations
