@@ -13,7 +13,6 @@ without a code change), then the argument given in code, then the default. Rows 
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 from collections.abc import Callable, Iterable, Mapping
@@ -695,6 +694,8 @@ def prometheus_multiprocess(environ: Mapping[str, str] | None = None) -> bool:
 def _unknown(names: Iterable[str], known: Iterable[str]) -> None:
     unknown = sorted(names)
     if unknown:
+        import difflib
+
         close = difflib.get_close_matches(unknown[0], list(known), n=1)
         hint = f"; did you mean {close[0]!r}?" if close else ""
         raise TypeError(f"configure() got an unexpected keyword argument {unknown[0]!r}{hint}")

@@ -7,8 +7,6 @@ import base64
 from collections.abc import Sequence
 from typing import Any
 
-from google.protobuf import json_format
-from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link
@@ -106,6 +104,10 @@ def _encodable(span: ReadableSpan) -> ReadableSpan:
 
 def otlp_json_request(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
     """An OTLP/JSON ``ExportTraceServiceRequest`` (``{"resourceSpans": [...]}``) for ``spans``."""
+    # imported here: protobuf and the encoder load only when spans are written as JSON
+    from google.protobuf import json_format
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
     message = encode_spans([_encodable(s) for s in spans])
     request: dict[str, Any] = json_format.MessageToDict(message, use_integers_for_enums=True)
     for resource_spans in request.get("resourceSpans", ()):
@@ -117,5 +119,8 @@ def otlp_json_request(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
 
 def span_to_otlp_json(span: ReadableSpan) -> dict[str, Any]:
     """One span in the OTLP/JSON shape (hex ids, nanosecond times as strings)."""
+    from google.protobuf import json_format
+    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+
     message = encode_spans([_encodable(span)]).resource_spans[0].scope_spans[0].spans[0]
     return _hex_ids(json_format.MessageToDict(message, use_integers_for_enums=True))

@@ -5,16 +5,6 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from otelfin._outcome import OutcomeSpanProcessor
-from otelfin.instrument._include import (
-    IncludeEntry,
-    MethodIncludeInstrumentor,
-    applied,
-    instrument_methods,
-    parse_entries,
-    parse_entries_reporting,
-    uninstrument,
-)
-from otelfin.instrument._problem import ProblemDetailsMiddleware, problem, problem_details
 from otelfin.instrument._traced import (
     CallHook,
     CallObserver,
@@ -30,6 +20,15 @@ from otelfin.instrument._traced import (
 from otelfin.pillar import Installed
 
 if TYPE_CHECKING:
+    from otelfin.instrument._include import (
+        IncludeEntry,
+        MethodIncludeInstrumentor,
+        applied,
+        instrument_methods,
+        parse_entries,
+        uninstrument,
+    )
+    from otelfin.instrument._problem import ProblemDetailsMiddleware, problem, problem_details
     from otelfin.pillar import Config, Tracing
 
 __all__ = [
@@ -53,13 +52,33 @@ __all__ = [
 ]
 
 
+# Method include lists (wrapt, post-import hooks, the contrib instrumentor base) and problem
+# details load on first use: ``@traced`` alone needs neither.
+_LAZY = {
+    "IncludeEntry": "_include",
+    "MethodIncludeInstrumentor": "_include",
+    "applied": "_include",
+    "instrument_methods": "_include",
+    "parse_entries": "_include",
+    "uninstrument": "_include",
+    "ProblemDetailsMiddleware": "_problem",
+    "problem": "_problem",
+    "problem_details": "_problem",
+}
+
+
 def __getattr__(name: str) -> Any:
+    import importlib
+
     # ``otelfin.instrument.transports`` after a plain ``import otelfin``, imported on first use.
     if name == "transports":
-        import importlib
-
         return importlib.import_module(f"{__name__}.transports")
-    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 
 _outcomes = OutcomeSpanProcessor(live_catalogue)
@@ -71,6 +90,12 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
     Returns the processor that puts ``otelfin.outcome`` on the transports' spans.
     """
     global _given_observer
+    from otelfin.instrument._include import (
+        instrument_methods,
+        parse_entries_reporting,
+        uninstrument,
+    )
+
     use_catalogue(config.catalogue)
     # The metrics pillar's recorder, passed on by configure(): @traced calls report to it.
     set_call_observer(tracing.call_observer)
@@ -114,6 +139,8 @@ def _install_threading() -> None:
 def uninstall_pillar() -> None:
     """Undo :func:`install_pillar` (called by ``otelfin.shutdown``)."""
     global _threading_by_us, _given_observer
+    from otelfin.instrument._include import uninstrument
+
     use_catalogue(None)
     if _given_observer is not None and call_observer() is _given_observer:
         set_call_observer(None)  # an observer the application set itself stays
