@@ -19,6 +19,7 @@ is missing, :func:`install_span_scrubbing` returns False and scrubbing stays in 
 
 from __future__ import annotations
 
+import time
 import weakref
 from collections.abc import Sequence
 from typing import Any
@@ -277,7 +278,7 @@ class ScrubbingSpanExporter(SpanExporter):
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         if not (self.only_unscrubbed and _ending.on):
             opts = self.options or current_options()
-            spans = [_scrub_or_withhold(s, opts) for s in spans]
+            spans = _scrub_in_slices(spans, opts)
         return self.inner.export(spans)
 
     def shutdown(self) -> None:
@@ -285,6 +286,22 @@ class ScrubbingSpanExporter(SpanExporter):
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         return bool(self.inner.force_flush(timeout_millis))
+
+
+#: Spans scrubbed between two GIL hand-overs on the export thread (~5 us each: ~0.15 ms).
+SLICE = 32
+_PAUSE_S = 0.0001
+
+
+def _scrub_in_slices(spans: Sequence[ReadableSpan], opts: ScrubOptions) -> list[ReadableSpan]:
+    """Scrub ``spans`` in slices, sleeping a moment between slices so that a request thread
+    waiting for the GIL gets it within ~0.2 ms (``time.sleep(0)`` would hand it back at once).
+    """
+    out = [_scrub_or_withhold(s, opts) for s in spans[:SLICE]]
+    for start in range(SLICE, len(spans), SLICE):
+        time.sleep(_PAUSE_S)
+        out.extend(_scrub_or_withhold(s, opts) for s in spans[start : start + SLICE])
+    return out
 
 
 class _Ending:
