@@ -19,6 +19,7 @@ import re
 import threading
 from collections import Counter
 from collections.abc import Callable
+from typing import Any
 
 __all__ = [
     "export_health",
@@ -88,6 +89,14 @@ def report(where: str, exc: BaseException | None = None, detail: str = "") -> No
         pass
 
 
+def _tally(counts: Counter[Any], key: Any, count: int) -> bool:
+    """Add ``count`` to ``counts[key]``; True the first time ``key`` is counted (warn then)."""
+    with _lock:
+        first = counts[key] == 0
+        counts[key] += count
+    return first
+
+
 def spans_dropped(reason: str, count: int, detail: str = "") -> None:
     """Count ``count`` spans that will never reach the exporter, by ``reason``
     (``queue_full``, ``export_failed``, ``shutdown``); the first time per reason, warn.
@@ -96,10 +105,7 @@ def spans_dropped(reason: str, count: int, detail: str = "") -> None:
     """
     if count <= 0:
         return
-    with _lock:
-        first = _dropped[reason] == 0
-        _dropped[reason] += count
-    if first:
+    if _tally(_dropped, reason, count):
         _warn(
             f"otelfin: {count} span(s) dropped ({reason}){': ' + detail if detail else ''}; "
             f'further drops are counted in otelfin_spans_dropped_total{{reason="{reason}"}}'
@@ -111,10 +117,7 @@ def span_export_failed(reason: str, detail: str = "") -> None:
     ``exception``: it raised, ``timeout``: it had not returned by the shutdown deadline); the
     first time per reason, warn. Exposed as ``otelfin_span_export_failures_total{reason}``.
     """
-    with _lock:
-        first = _export_failures[reason] == 0
-        _export_failures[reason] += 1
-    if first:
+    if _tally(_export_failures, reason, 1):
         _warn(
             f"otelfin: a span export failed ({reason}){': ' + detail if detail else ''}; "
             "further failures are counted in "
@@ -131,10 +134,7 @@ def logs_dropped(reason: str, count: int, detail: str = "") -> None:
     """
     if count <= 0:
         return
-    with _lock:
-        first = _logs_dropped[reason] == 0
-        _logs_dropped[reason] += count
-    if first:
+    if _tally(_logs_dropped, reason, count):
         _warn(
             f"otelfin: {count} log record(s) not sent over OTLP ({reason})"
             f"{': ' + detail if detail else ''}; further drops are counted in "
@@ -146,10 +146,7 @@ def otlp_export_failed(signal: str, reason: str, detail: str = "") -> None:
     """Count one failed OTLP export call of ``signal`` (``logs``, ``metrics``) by ``reason``
     (``failure``, ``exception``, ``timeout``); warn the first time. Exposed as
     ``otelfin_otlp_export_failures_total{signal,reason}``."""
-    with _lock:
-        first = _otlp_failures[(signal, reason)] == 0
-        _otlp_failures[(signal, reason)] += 1
-    if first:
+    if _tally(_otlp_failures, (signal, reason), 1):
         _warn(
             f"otelfin: an OTLP {signal} export failed ({reason}){': ' + detail if detail else ''}"
             "; further failures are counted in "
