@@ -274,6 +274,8 @@ def _apply(
         tracing = _setup_tracing(config, span_exporter, tracer_provider)
         complete = _setup_pillars(config, tracing, problems)
         _lifecycle.install(force_flush, handle_signals=config.options["handle_signals"])
+        if config.options["gc_freeze"]:
+            _lifecycle.freeze_heap()
         if complete:  # a pillar whose failure was contained is tried again next time
             _state.key = key
         return config

@@ -35,7 +35,7 @@ from typing import Any
 
 from otelfin import _internal
 
-__all__ = ["FLUSH_TIMEOUT_S", "install", "uninstall"]
+__all__ = ["FLUSH_TIMEOUT_S", "FREEZE_DELAY_S", "freeze_heap", "install", "uninstall"]
 
 #: Upper bound on the flush before a dying process is let go (Kubernetes gives 30 s by
 #: default between SIGTERM and SIGKILL; this leaves the host most of it).
@@ -121,6 +121,46 @@ def install(flush: Callable[[float], object], *, handle_signals: bool = True) ->
                     _ours.add(signum)
             except (ValueError, OSError) as exc:  # an embedded interpreter, an odd platform
                 _internal.report("lifecycle.install", exc)
+
+
+#: ``gc_freeze``: the second freeze comes this long after ``configure()``, once the application
+#: has built what it keeps (routes, models, pools) and served its first requests.
+FREEZE_DELAY_S = 5.0
+_freeze_timer: threading.Timer | None = None
+
+
+def _freeze(collect: bool) -> None:
+    import gc
+
+    try:
+        if collect:
+            gc.collect()  # what is garbage now must not become immortal
+        gc.freeze()
+    except Exception as exc:  # pragma: no cover - gc.freeze cannot fail on CPython
+        _internal.report("lifecycle.gc_freeze", exc)
+
+
+def freeze_heap(delay_s: float = FREEZE_DELAY_S) -> None:
+    """Move the objects start-up made out of the cyclic collector's reach (``gc.freeze()``):
+    once now, and once more ``delay_s`` later (after a full collection), in a daemon thread.
+
+    A generation-2 collection walks every tracked object; a service that imported a web
+    framework, the SDK and its own code has hundreds of thousands, so each one pauses every
+    thread for milliseconds, which lands in the latency tail. Frozen objects are never
+    walked (nor freed: start-up objects live for the whole process anyway). Opt-in
+    (``gc_freeze``): an application that builds and drops big object graphs after start-up
+    gains less.
+    """
+    global _freeze_timer
+    _freeze(collect=False)
+    with _lock:
+        if _freeze_timer is not None:
+            _freeze_timer.cancel()
+        timer = threading.Timer(delay_s, _freeze, kwargs={"collect": True})
+        timer.daemon = True
+        timer.name = "otelfin-gc-freeze"
+        _freeze_timer = timer
+    timer.start()
 
 
 def uninstall() -> None:
