@@ -149,7 +149,7 @@ _MALFORMED: list[tuple[str, Reply, str]] = [
         "malformed sample",
     ),
     ("value-text", _vector("abc"), "the value 'abc', not a number"),
-    ("nan-p99", _vector("NaN"), "no otelfin_request_duration_seconds observations"),
+    ("nan-p99", _vector("NaN"), "no otelfin_request_duration_seconds requests"),
     ("inf-p99", _vector("+Inf"), "not a latency"),
     ("huge-p99", _vector("1e999"), "not a latency"),
     ("negative-p99", _vector("-1"), "not a latency"),

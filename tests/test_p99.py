@@ -105,13 +105,14 @@ def test_report_errors_are_clear() -> None:
         series_from_registry(registry, "nope_seconds")
     with pytest.raises(ReportError, match="not a histogram"):
         series_from_registry(registry, "otelfin_request_errors")
-    with pytest.raises(ReportError, match="no observations"):
+    with pytest.raises(ReportError, match="has no requests"):
         attribute(series_from_registry(registry, DURATION_METRIC), ["channel"],
                   metric=DURATION_METRIC)  # fmt: skip
 
 
 def test_text_table_is_compact(capsys: pytest.CaptureFixture[str]) -> None:
-    """The text form leads with the P99 and threshold, then one row per value, then PromQL."""
+    """The text form leads with the P99 and threshold, then one row per value (the label that
+    explains the tail first, a single-valued one last), then PromQL."""
     registry = CollectorRegistry()
     _populate(registry)
     report = attribute(
@@ -124,8 +125,11 @@ def test_text_table_is_compact(capsys: pytest.CaptureFixture[str]) -> None:
     assert "slow = above le=" in lines[0]
     table = lines[lines.index("") + 1 :]
     assert table[0].split()[:4] == ["label", "value", "requests", "traffic"]
-    assert table[1].split()[:2] == ["operation", "pay"]
-    assert table[2].split()[:2] == ["channel", "wallet"]
+    assert table[1].split()[:2] == ["channel", "wallet"]
+    assert [row.split()[:2] for row in table if row.startswith("operation")] == [
+        ["operation", "pay"]
+    ]
+    assert lines[1].endswith("requests are slow (" + lines[1].split("(")[-1])
     # Counts read from a registry: the queries are offered, not claimed as run.
     assert "PromQL for the same report in Prometheus (not run here):" in lines
     assert "PromQL:" not in lines
@@ -141,8 +145,9 @@ def test_cli_report_from_file_json(tmp_path: Path, capsys: pytest.CaptureFixture
     data = json.loads(capsys.readouterr().out)
     assert {"quantile", "threshold_seconds", "p99_seconds", "rows", "promql"} <= set(data)
     row = data["rows"][0]
-    assert set(row) == {"label", "value", "requests", "slow", "traffic_share", "tail_share",
-                        "lift", "exemplars"}  # fmt: skip
+    assert set(row) == {"label", "value", "requests", "count", "slow", "traffic_share",
+                        "tail_share", "lift", "exemplars"}  # fmt: skip
+    assert data["counts"] == "requests" and data["total"] == data["requests"]
     assert row["value"] == "wallet" and row["exemplars"]
     assert any("histogram_quantile(0.99" in q for q in data["promql"])
 
@@ -194,3 +199,56 @@ def test_cli_report_scrape_text_says_its_promql_was_not_run(
     lines = capsys.readouterr().out.splitlines()
     assert "PromQL:" not in lines
     assert "PromQL for the same report in Prometheus (not run here):" in lines
+
+
+def _two_routes(path: Path) -> None:
+    """POST /pay: 100 requests, 10 slow on wallet; GET /status: 300 fast; 50 function calls."""
+    registry = CollectorRegistry()
+    metrics = red_metrics(registry=registry, buckets=[0.05, 0.1, 0.25, 0.5, 1.0])
+    for i in range(100):
+        channel = "wallet" if i % 10 == 0 else "card"
+        duration = 0.7 if channel == "wallet" else 0.02
+        metrics.observe("svc", "POST /pay", duration, labels={"channel": channel})
+    for _ in range(300):
+        metrics.observe("svc", "GET /status", 0.01, labels={"channel": ""})
+    for _ in range(50):
+        metrics.observe("svc", "risk.score", 0.003, labels={"channel": "card"}, entry=False)
+    path.write_bytes(generate_openmetrics(registry))
+
+
+def test_cli_operation_scopes_the_report(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """--operation (repeatable) and --metric NAME{operation="X"} scope the counts; every number
+    says what it counts; an operation that does not exist is exit 2 naming the ones there are."""
+    path = tmp_path / "metrics.txt"
+    _two_routes(path)
+    base = ["p99", "report", "--file", str(path), "--format", "json"]
+    assert main([*base, "--by", "channel"]) == 0
+    everything = json.loads(capsys.readouterr().out)
+    assert everything["requests"] == 400 and everything["counts"] == "requests"
+    assert main([*base, "--by", "channel", "--operation", "POST /pay"]) == 0
+    scoped = json.loads(capsys.readouterr().out)
+    assert scoped["requests"] == 100 and scoped["operations"] == ["POST /pay"]
+    assert scoped["rows"][0]["value"] == "wallet" and scoped["rows"][0]["count"] == 10
+    assert all('operation="POST /pay"' in query for query in scoped["promql"])
+    metric = 'otelfin_request_duration_seconds{operation="POST /pay"}'
+    assert main([*base, "--by", "channel", "--metric", metric]) == 0
+    assert json.loads(capsys.readouterr().out)["requests"] == 100
+    two = ["--operation", "POST /pay", "--operation", "GET /status"]
+    assert main([*base, "--by", "channel", *two]) == 0
+    assert json.loads(capsys.readouterr().out)["requests"] == 400
+    assert main(["p99", "report", "--file", str(path), "--by", "channel", *two[:2]]) == 0
+    text = capsys.readouterr().out
+    assert "10 of 100 requests are slow" in text and "observations" not in text
+    functions = "otelfin_function_duration_seconds"
+    assert (
+        main(["p99", "report", "--file", str(path), "--by", "channel", "--metric", functions]) == 0
+    )
+    assert "of 50 calls are slow" in capsys.readouterr().out
+    assert main([*base, "--by", "channel", "--operation", "POST /nope"]) == 2
+    err = capsys.readouterr().err
+    assert "'POST /nope'" in err and "'GET /status'" in err and "'POST /pay'" in err
+    bad = 'otelfin_request_duration_seconds{channel="card"}'
+    assert main([*base, "--by", "channel", "--metric", bad]) == 2
+    assert "only operation=" in capsys.readouterr().err

@@ -57,3 +57,110 @@ def test_cli_rules_build_bad_slo_exits_2(capsys: pytest.CaptureFixture[str]) -> 
     """An SLO that is not among --buckets is exit 2 with the reason."""
     assert main(["rules", "build", "--slo", "0.3", "--buckets", "0.1,0.25"]) == 2
     assert "bucket bounds" in capsys.readouterr().err
+
+
+def _promtool() -> str:
+    import os
+    import shutil
+
+    found = shutil.which("promtool")
+    if found:
+        return found
+    reason = "promtool is not installed (Debian package 'prometheus' provides it)"
+    if os.environ.get("OTELFIN_REQUIRE_INTEGRATION") == "1":
+        pytest.fail(reason)
+    pytest.skip(reason)
+
+
+_SERIES = (
+    "otelfin_request_duration_seconds_count"
+    '{{service="api",operation="POST /pay",channel="{channel}",outcome="{outcome}"}}'
+)
+
+
+def test_error_ratio_excludes_declines_and_decline_jump_fires(tmp_path: Path) -> None:
+    """promtool test rules: declines never burn the error budget; a channel whose decline ratio
+    jumps (5% -> 37%) fires OtelfinDeclineRatioJump, a steady one does not."""
+    import subprocess
+
+    promtool = _promtool()
+    rules = build_rules(slo=0.25, objective=0.99)
+    (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
+    # 10-minute samples over 33 h. card: 100 ok + 5 declined + 1 error per step, throughout.
+    # wallet: 100 ok + 5 declined per step, then 60 declined per step for the last 3 hours.
+    steady, jump = 180, 18
+    steps = steady + jump
+
+    def grows(channel: str, outcome: str, by: int) -> dict[str, str]:
+        return {
+            "series": _SERIES.format(channel=channel, outcome=outcome),
+            "values": f"0+{by}x{steps}",
+        }
+
+    series = [
+        grows("card", "ok", 100),
+        grows("card", "declined", 5),
+        grows("card", "error", 1),
+        grows("wallet", "ok", 100),
+        {
+            "series": _SERIES.format(channel="wallet", outcome="declined"),
+            "values": f"0+5x{steady} {5 * steady + 60}+60x{jump - 1}",
+        },
+    ]
+    end = f"{(steady + jump) * 10}m"
+    # Per step at the end: 1 error in 100 + 5 + 1 + 100 + 60 requests (declines are not errors).
+    per_step = 100 + 5 + 1 + 100 + 60
+    (jump_rule,) = [r for g in rules["groups"] for r in g["rules"]
+                    if r.get("alert") == "OtelfinDeclineRatioJump"]  # fmt: skip
+    tests = {
+        "rule_files": ["rules.yml"],
+        "evaluation_interval": "10m",
+        "tests": [
+            {
+                "interval": "10m",
+                "input_series": series,
+                "promql_expr_test": [
+                    {
+                        "expr": "round(service_operation:otelfin_request_duration_errors"
+                        f":ratio_rate1h * {per_step * 1000})",
+                        "eval_time": end,
+                        "exp_samples": [
+                            {
+                                "labels": '{service="api",operation="POST /pay"}',
+                                "value": 1000,
+                            }
+                        ],
+                    }
+                ],
+                "alert_rule_test": [
+                    {
+                        "eval_time": end,
+                        "alertname": "OtelfinDeclineRatioJump",
+                        "exp_alerts": [
+                            {
+                                "exp_labels": {
+                                    "severity": "ticket",
+                                    "service": "api",
+                                    "channel": "wallet",
+                                },
+                                "exp_annotations": {
+                                    "summary": "Channel wallet declines 37.5% of its requests, "
+                                    "over twice its usual share",
+                                    "description": jump_rule["annotations"]["description"],
+                                },
+                            }
+                        ],
+                    },
+                    {"eval_time": end, "alertname": "OtelfinErrorBudgetFastBurn", "exp_alerts": []},
+                    {"eval_time": end, "alertname": "OtelfinErrorBudgetSlowBurn", "exp_alerts": []},
+                ],
+            }
+        ],
+    }  # fmt: skip
+    (tmp_path / "test.yml").write_text(yaml.safe_dump(tests), encoding="utf-8")
+    check = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")],
+                           capture_output=True, text=True, timeout=60)  # fmt: skip
+    assert check.returncode == 0, check.stdout + check.stderr
+    run = subprocess.run([promtool, "test", "rules", str(tmp_path / "test.yml")],
+                         capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr

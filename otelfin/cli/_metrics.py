@@ -4,7 +4,9 @@
 from __future__ import annotations
 
 import argparse
+import json
 import math
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -65,7 +67,20 @@ def register(subparsers: Any) -> None:
     source.add_argument("--prometheus", metavar="URL", help="Prometheus base URL")
     source.add_argument("--scrape", metavar="URL", help="a /metrics URL")
     source.add_argument("--file", metavar="EXPOSITION", help="an exposition file, or -")
-    report.add_argument("--metric", default=names.DURATION)
+    report.add_argument(
+        "--metric",
+        default=names.DURATION,
+        help=f"histogram to read (default {names.DURATION}: requests, each once; "
+        f'{names.FUNCTION_DURATION}: internal @traced calls); NAME{{operation="X"}} '
+        "is the same as --operation X",
+    )
+    report.add_argument(
+        "--operation",
+        action="append",
+        default=[],
+        metavar="NAME",
+        help="scope the report to this operation (repeatable), e.g. 'POST /v1/payments'",
+    )
     setting_argument(
         report,
         "--by",
@@ -263,10 +278,45 @@ def _buckets_suggest_by(args: argparse.Namespace) -> int:
     return 0
 
 
+_SELECTOR = re.compile(r"([a-zA-Z_:][a-zA-Z0-9_:]*)\{(.*)\}")
+_MATCHER = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*(?:,|$)')
+
+
+def _metric_and_operations(metric: str, operations: list[str]) -> tuple[str, list[str]]:
+    """``--metric NAME{operation="X"}`` as ``NAME`` and ``--operation X`` (ValueError else)."""
+    found = _SELECTOR.fullmatch(metric.strip())
+    if found is None:
+        if "{" in metric:
+            raise ValueError(f'--metric {metric!r}: expected NAME or NAME{{operation="..."}}')
+        return metric, operations
+    name, body = found.groups()
+    extra = []
+    pos = 0
+    while pos < len(body):
+        matched = _MATCHER.match(body, pos)
+        if matched is None or matched.end() == pos:
+            raise ValueError(f"--metric {metric!r}: cannot read the matchers {body[pos:]!r}")
+        label, value = matched.groups()
+        if label != "operation":
+            raise ValueError(
+                f'--metric {metric!r}: only operation="..." can scope the report '
+                f"(not {label}); use --by to break it down by {label}"
+            )
+        extra.append(json.loads(f'"{value}"'))
+        pos = matched.end()
+    return name, [*operations, *extra]
+
+
 def _p99_report(args: argparse.Namespace) -> int:
     from otelfin.tools import metrics as offline
 
     by = [label.strip() for label in args.by.split(",") if label.strip()]
+    try:
+        args.metric, operations = _metric_and_operations(args.metric, list(args.operation))
+    except ValueError as exc:
+        return _error(str(exc))
+    if any(not op.strip() for op in operations):
+        return _error("--operation needs a name, e.g. --operation 'POST /v1/payments'")
     try:
         if args.prometheus:
             report = offline.from_prometheus(
@@ -276,6 +326,7 @@ def _p99_report(args: argparse.Namespace) -> int:
                 quantile=args.quantile,
                 window=args.window,
                 timeout=args.timeout,
+                operations=operations,
             )
         else:
             if args.scrape:
@@ -295,6 +346,7 @@ def _p99_report(args: argparse.Namespace) -> int:
                 quantile=args.quantile,
                 window=args.window,
                 source=source,
+                operations=operations,
             )
     except offline.ReportError as exc:
         return _error(str(exc))

@@ -2,9 +2,10 @@
 
 Three dashboards, importable into Grafana 10+ and committed under ``dashboards/``:
 
-* ``otelfin-service-overview``: request rate, errors by ``error_code``, P50/P90/P99 per
-  operation (route) with exemplars, so a point on the P99 opens its trace, and the share of
-  requests slower than the SLO;
+* ``otelfin-service-overview``: request rate, the error ratio (``outcome="error"``: declines
+  excluded) and the decline ratio per channel, errors and declines by ``error_code``,
+  P50/P90/P99 per operation (route) with exemplars, so a point on the P99 opens its trace,
+  and the share of requests slower than the SLO;
 * ``otelfin-p99-attribution``: each channel's, operation's and outcome's share of the slow
   tail, errors by code, and the SLO burn rate over the multi-window pairs the alerts use;
 * ``otelfin-pipeline-health``: unregistered error codes (the events the catalogue policy
@@ -65,10 +66,42 @@ def _overview(metric: str) -> list[DashboardPanel]:
             ((q.requests(metric, by_op, _WINDOW, _SELECTOR), "{{operation}}"),),
         ),
         DashboardPanel(
+            "Error ratio by operation (declines excluded)",
+            "percentunit",
+            ((q.outcome_ratio(metric, "error", by_op, _WINDOW, _SELECTOR), "{{operation}}"),),
+            'Requests with outcome="error" (5xx, unhandled exceptions, codes of severity '
+            "error/critical) over all requests. A decline (a code of severity info/warning, a "
+            "4xx answered on purpose) is a business outcome, not an error.",
+        ),
+        DashboardPanel(
+            "Decline ratio by channel",
+            "percentunit",
+            (
+                (
+                    q.outcome_ratio(metric, "declined", ["channel"], _WINDOW, _SELECTOR),
+                    "{{channel}}",
+                ),
+            ),
+            'Requests with outcome="declined" over all requests, per channel. A channel whose '
+            "ratio jumps against its usual level (an acquirer saying no to everything) fires "
+            "OtelfinDeclineRatioJump.",
+        ),
+        DashboardPanel(
             "Errors per second by error code",
             "reqps",
             ((q.errors(ERRORS_METRIC, ["error_code"], _WINDOW, _SELECTOR), "{{error_code}}"),),
-            "Catalogue codes from @traced and transport spans; `unclassified` carries no code.",
+            'Requests with outcome="error" by catalogue code; `unclassified` carries no code.',
+        ),
+        DashboardPanel(
+            "Declines per second by error code",
+            "reqps",
+            (
+                (
+                    q.errors(names.DECLINES, ["error_code"], _WINDOW, _SELECTOR),
+                    "{{error_code}}",
+                ),
+            ),
+            'Requests with outcome="declined" by catalogue code (PAY-006, PAY-012, ...).',
         ),
         DashboardPanel(
             "Latency P50 / P90 / P99 by operation",
@@ -136,6 +169,22 @@ def _attribution(metric: str, objective: float) -> list[DashboardPanel]:
         )
     )
     budget = 1 - objective
+    panels.append(
+        DashboardPanel(
+            f"Error budget burn rate (objective {objective:.2%} without error)",
+            "x",
+            tuple(
+                (
+                    f"({q.outcome_ratio(metric, 'error', [], window, _SELECTOR)}) / {budget:g}",
+                    window,
+                )
+                for window in ("5m", "1h", "6h")
+            ),
+            'Requests with outcome="error" over all requests, over the budget: declines do not '
+            "burn it. The fast-burn alert fires above 14.4 over 1h and 5m, the slow one above 6 "
+            "over 6h and 30m.",
+        )
+    )
     panels.append(
         DashboardPanel(
             f"SLO burn rate (objective {objective:.2%} faster than $slo s)",

@@ -17,6 +17,9 @@ from otelfin.tools.metrics._report import (
     _promql,
     _rows,
     _threshold,
+    counted,
+    operations_selector,
+    ordered,
 )
 from otelfin.tools.metrics._series import ReportError
 
@@ -112,18 +115,23 @@ def from_prometheus(
     quantile: float = 0.99,
     window: str = "5m",
     timeout: float = 10.0,
+    operations: Sequence[str] = (),
 ) -> AttributionReport:
     """The report over the last ``window``, computed by the Prometheus at ``base``."""
     if not by:
         raise ReportError("give at least one label to attribute by (--by)")
-    p99_query = q.quantile(quantile, metric, [], window)
+    selector = operations_selector(operations)
+    p99_query = q.quantile(quantile, metric, [], window, selector)
     p99_rows = query(base, p99_query, timeout)
     p99 = _sample_value(p99_rows[0], p99_query) if p99_rows else math.nan
     if math.isnan(p99):
-        raise ReportError(f"no {metric} observations in the last {window} (is it scraped?)")
+        scope = f" of operation {', '.join(operations)}" if operations else ""
+        raise ReportError(
+            f"no {metric} {counted(metric)}{scope} in the last {window} (is it scraped?)"
+        )
     if not math.isfinite(p99) or p99 < 0:
         raise ReportError(f"Prometheus answered {p99_query!r} with {p99}, not a latency")
-    le_query = q.sum_by(["le"], q.rate(f"{metric}_bucket", window, fn="increase"))
+    le_query = q.sum_by(["le"], q.rate(f"{metric}_bucket", window, selector, fn="increase"))
     les = query(base, le_query, timeout)
     bounds = []
     for row in les:
@@ -143,11 +151,11 @@ def from_prometheus(
         raise ReportError(f"{metric} has no finite buckets")
     le_float = _threshold([b for b, _ in bounds], p99)
     le_label = next(text for b, text in bounds if b == le_float)
-    queries = _promql(metric, by, quantile, window, le_label)
-    rows: list[AttributionRow] = []
+    queries = _promql(metric, by, quantile, window, le_label, selector)
+    groups: list[list[AttributionRow]] = []
     total = 0.0
     slow_total = 0.0
-    exemplars = _exemplars(base, metric, window, le_float, timeout)
+    exemplars = _exemplars(base, metric, window, le_float, timeout, selector)
     notes: list[str] = []
     for i, label in enumerate(by):
         req_rows = query(base, queries[1 + 2 * i], timeout)
@@ -163,7 +171,7 @@ def from_prometheus(
         by_value: dict[str, list[tuple[float, str]]] = {}
         for labels, observed, trace_id in exemplars:
             by_value.setdefault(labels.get(label, ""), []).append((observed, trace_id))
-        rows.extend(_rows(label, requests, slow, by_value, total, slow_total))
+        groups.append(_rows(label, requests, slow, by_value, total, slow_total))
         if req_rows and not any(label in r["metric"] for r in req_rows):
             notes.append(f"no {metric} series has the label {label!r}")
     return AttributionReport(
@@ -174,7 +182,9 @@ def from_prometheus(
         threshold_le=le_label,
         requests=total,
         slow=slow_total,
-        rows=tuple(rows),
+        rows=tuple(ordered(groups)),
+        counts=counted(metric),
+        operations=tuple(operations),
         promql=tuple(queries),
         source=base,
         notes=tuple(notes),
@@ -183,7 +193,7 @@ def from_prometheus(
 
 
 def _exemplars(
-    base: str, metric: str, window: str, threshold: float, timeout: float
+    base: str, metric: str, window: str, threshold: float, timeout: float, selector: str = ""
 ) -> list[tuple[dict[str, str], float, str]]:
     """Slow exemplars from Prometheus (needs ``--enable-feature=exemplar-storage``); else []."""
     seconds = _duration_seconds(window)
@@ -192,7 +202,11 @@ def _exemplars(
         data = _query(
             base,
             "/api/v1/query_exemplars",
-            {"query": f"{metric}_bucket", "start": f"{end - seconds:.3f}", "end": f"{end:.3f}"},
+            {
+                "query": q.series(f"{metric}_bucket", selector),
+                "start": f"{end - seconds:.3f}",
+                "end": f"{end:.3f}",
+            },
             timeout,
         )
     except ReportError:

@@ -24,6 +24,7 @@ __all__ = [
     "slow_ratio",
     "tail_share",
     "errors",
+    "outcome_ratio",
     "or_zero",
 ]
 
@@ -95,6 +96,22 @@ def tail_share(metric: str, label: str, window: str, le: str, selector: str = ""
 def errors(metric: str, by: Sequence[str], window: str, selector: str = "") -> str:
     """Errors per second by ``by`` from an errors counter."""
     return sum_by(by, rate(metric, window, selector))
+
+
+def outcome_ratio(
+    metric: str, outcome: str, by: Sequence[str], window: str, selector: str = ""
+) -> str:
+    """The share of requests whose ``outcome`` label is ``outcome`` (``error``, ``declined``).
+
+    Both sides count the request histogram, so the ratio is of requests, each once; the error
+    ratio leaves declines out by construction.
+    """
+    part = requests(metric, by, window, _merge_inner(selector, f'outcome="{outcome}"'))
+    return f"{part} / {requests(metric, by, window, selector)}"
+
+
+def _merge_inner(selector: str, extra: str) -> str:
+    return ",".join(p for p in (selector, extra) if p)
 
 
 def or_zero(expr: str) -> str:

@@ -10,22 +10,56 @@ Sources: an in-process registry, an exposition text (classic or OpenMetrics, whi
 exemplars) or a ``/metrics`` URL (:mod:`._series`, :mod:`._http`), or a Prometheus server over
 a time window, running the PromQL the report prints (:mod:`._prometheus`). The text table is
 :mod:`._text`.
+
+What it counts: the default histogram, ``otelfin_request_duration_seconds``, holds requests
+(entry operations, each once), so the report answers for requests; ``operations`` scopes it to
+some of them (``--operation``). Every count says its noun (:func:`counted`): requests for the
+request histogram, calls for the function and dependency histograms, observations otherwise.
+Label groups are ordered by what they explain: a label whose values split the tail (the
+highest lift) first, a label with a single value last.
 """
 
 from __future__ import annotations
 
 import itertools
+import json
 import math
+import re
 from bisect import bisect_left, bisect_right
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from otelfin.metrics import histogram_quantile, le_text
+from otelfin.metrics import names as _names
 from otelfin.tools.metrics import _promql as q
 from otelfin.tools.metrics._series import HistogramSeries, ReportError
 
-__all__ = ["AttributionRow", "AttributionReport", "attribute"]
+__all__ = [
+    "AttributionRow",
+    "AttributionReport",
+    "attribute",
+    "counted",
+    "select_operations",
+    "operations_selector",
+]
+
+_NOUNS = {
+    _names.DURATION: "requests",
+    _names.FUNCTION_DURATION: "calls",
+    _names.DEPENDENCY: "calls",
+}
+
+
+def counted(metric: str) -> str:
+    """What one observation of ``metric`` is: ``requests``, ``calls`` or ``observations``."""
+    return _NOUNS.get(metric, "observations")
+
+
+def singular(noun: str) -> str:
+    """``requests`` -> ``request``."""
+    return noun[:-1] if noun.endswith("s") else noun
+
 
 _MAX_EXEMPLARS = 3
 
@@ -48,6 +82,7 @@ class AttributionRow:
             "label": self.label,
             "value": self.value,
             "requests": self.requests,
+            "count": self.requests,
             "slow": self.slow,
             "traffic_share": self.traffic_share,
             "tail_share": self.tail_share,
@@ -74,16 +109,23 @@ class AttributionReport:
     #: True when ``promql`` are the queries this report ran (against Prometheus); False when
     #: it read counts since start-up from a scrape or a file and they are the equivalent.
     promql_ran: bool = False
+    #: What the counts count (``requests``, ``calls``, ``observations``: :func:`counted`).
+    counts: str = "requests"
+    #: The operations the report was scoped to (empty: all of the metric's).
+    operations: tuple[str, ...] = ()
 
     def as_dict(self) -> dict[str, Any]:
         """The ``--format json`` document."""
         return {
             "metric": self.metric,
+            "counts": self.counts,
+            "operations": list(self.operations),
             "source": self.source,
             "quantile": self.quantile,
             "p99_seconds": self.p99_seconds,
             "threshold_seconds": self.threshold_seconds,
             "requests": self.requests,
+            "total": self.requests,
             "slow": self.slow,
             "rows": [row.as_dict() for row in self.rows],
             "promql": list(self.promql),
@@ -92,12 +134,52 @@ class AttributionReport:
         }
 
 
-def _promql(metric: str, by: Sequence[str], quantile: float, window: str, le: str) -> list[str]:
-    queries = [q.quantile(quantile, metric, [], window)]
+def _promql(
+    metric: str, by: Sequence[str], quantile: float, window: str, le: str, selector: str = ""
+) -> list[str]:
+    queries = [q.quantile(quantile, metric, [], window, selector)]
     for label in by:
-        queries.append(q.requests(metric, [label], window, fn="increase"))
-        queries.append(q.slow(metric, [label], window, le, fn="increase"))
+        queries.append(q.requests(metric, [label], window, selector, fn="increase"))
+        queries.append(q.slow(metric, [label], window, le, selector, fn="increase"))
     return queries
+
+
+def select_operations(
+    series: Sequence[HistogramSeries], operations: Sequence[str], metric: str
+) -> list[HistogramSeries]:
+    """The series of the given operations (all of them when ``operations`` is empty).
+
+    An operation no series has is a :class:`ReportError` naming the ones there are.
+    """
+    if not operations:
+        return list(series)
+    known = {s.labels.get("operation", "") for s in series}
+    missing = [op for op in operations if op not in known]
+    if missing:
+        have = ", ".join(repr(op) for op in sorted(known)[:20]) or "none"
+        raise ReportError(f"no {metric} series has operation {missing[0]!r} (operations: {have})")
+    wanted = set(operations)
+    return [s for s in series if s.labels.get("operation", "") in wanted]
+
+
+def operations_selector(operations: Sequence[str]) -> str:
+    """The PromQL matcher for ``operations`` (none: every series)."""
+    if not operations:
+        return ""
+    if len(operations) == 1:
+        return f"operation={json.dumps(operations[0])}"
+    # PromQL regexes are RE2, anchored; escape each name's metacharacters.
+    pattern = "|".join(re.sub(r"([\\.+*?()|\[\]{}^$])", r"\\\1", op) for op in operations)
+    return f"operation=~{json.dumps(pattern)}"
+
+
+def ordered(groups: list[list[AttributionRow]]) -> list[AttributionRow]:
+    """Label groups, the most explanatory first: highest lift, a single-valued label last."""
+    ranked = sorted(
+        groups,
+        key=lambda rows: (len(rows) <= 1, -max((r.lift for r in rows), default=0.0)),
+    )
+    return [row for rows in ranked for row in rows]
 
 
 def _threshold(bounds: Sequence[float], p99: float) -> float:
@@ -165,6 +247,7 @@ def attribute(
     quantile: float = 0.99,
     window: str = "5m",
     source: str = "",
+    operations: Sequence[str] = (),
 ) -> AttributionReport:
     """Rank every value of every ``by`` label by its share of the slow tail.
 
@@ -174,12 +257,13 @@ def attribute(
         raise ReportError(f"quantile must be between 0 and 1, not {quantile}")
     if not by:
         raise ReportError("give at least one label to attribute by (--by)")
+    series = select_operations(series, operations, metric)
     _check_finite(series, metric)
     indexed = [_Indexed(s) for s in series]
     bounds = sorted({b for s in series for b in s.buckets})
     total = sum(s.count for s in series)
     if not bounds or total <= 0:
-        raise ReportError(f"histogram {metric!r} has no observations")
+        raise ReportError(f"histogram {metric!r} has no {counted(metric)}")
     if not math.isfinite(total):
         raise ReportError(f"histogram {metric!r}: the counts add up to more than a float holds")
     position = {b: i for i, b in enumerate(bounds)}
@@ -192,7 +276,8 @@ def attribute(
         # still has members, and say so.
         at -= 1
         notes.append(
-            f"no request is above the bound over the P99; using le={le_text(bounds[at])} "
+            f"no {singular(counted(metric))} is above the bound over the P99; "
+            f"using le={le_text(bounds[at])} "
             "(buckets are too coarse here: see `otelfin buckets suggest`)"
         )
     threshold = bounds[at]
@@ -202,7 +287,7 @@ def attribute(
     )
     slow_of = [item.slow(threshold) for item in indexed]
     slow_total = sum(slow_of)
-    rows: list[AttributionRow] = []
+    groups: list[list[AttributionRow]] = []
     for label in by:
         requests: dict[str, float] = {}
         slow: dict[str, float] = {}
@@ -214,9 +299,8 @@ def attribute(
             for bound, observed, trace_id in s.exemplars:
                 if bound > threshold or observed > threshold:
                     exemplars.setdefault(value, []).append((observed, trace_id))
-        rows.extend(
-            _rows(label, requests, slow, exemplars, total, slow_total),
-        )
+        groups.append(_rows(label, requests, slow, exemplars, total, slow_total))
+    rows = ordered(groups)
     notes = notes[-1:] + _missing_labels(by, [s.labels for s in series], metric)
     return AttributionReport(
         metric=metric,
@@ -227,7 +311,11 @@ def attribute(
         requests=total,
         slow=slow_total,
         rows=tuple(rows),
-        promql=tuple(_promql(metric, by, quantile, window, threshold_le)),
+        promql=tuple(
+            _promql(metric, by, quantile, window, threshold_le, operations_selector(operations))
+        ),
+        counts=counted(metric),
+        operations=tuple(operations),
         source=source,
         notes=tuple(notes),
     )

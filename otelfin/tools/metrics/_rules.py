@@ -2,9 +2,16 @@
 
 * recording: P99 per service/operation, request and error rates, and the ratio of requests
   slower than the SLO over 5m/30m/1h/6h (exact, because the SLO is a bucket bound);
+* recording: the error ratio (requests with ``outcome="error"``: declines are not errors)
+  over the same windows, and each channel's decline ratio over 1h;
 * alerting: multi-window SLO burn rate (fast: 14.4x over 1h and 5m; slow: 6x over 6h and
-  30m, the Google SRE workbook's pairs), unregistered error codes in logs, metric overflow
-  (a label hit its series cap) and failures otelfin contained.
+  30m, the Google SRE workbook's pairs) for latency and for errors, a channel whose decline
+  ratio jumps against its own last day (an acquirer outage often shows as declines, not 5xx),
+  unregistered error codes in logs, metric overflow (a label hit its series cap) and failures
+  otelfin contained.
+
+Every ratio counts requests from the request histogram (``otelfin_request_duration_seconds``:
+entry operations, each once), the same series ``otelfin p99 report`` and the dashboards read.
 """
 
 from __future__ import annotations
@@ -27,6 +34,10 @@ UNREGISTERED_CODES_METRIC = names.UNREGISTERED_CODES
 OVERFLOW_METRIC = names.OVERFLOW
 INTERNAL_ERRORS_METRIC = names.INTERNAL_ERRORS
 _SLO_WINDOWS = ("5m", "30m", "1h", "6h")
+#: The decline-ratio rule fires when a channel's last hour is this many times its last day...
+DECLINE_JUMP = 2.0
+#: ...and at least this share of its requests were declined (a quiet channel's noise stays out).
+DECLINE_FLOOR = 0.05
 
 
 # Prometheus' own grammar for metric and label names: anything else makes rules promtool rejects.
@@ -96,9 +107,24 @@ def build_rules(
                 "expr": q.slow_ratio(metric, by, window, le),
             }
         )
+    for window in _SLO_WINDOWS:
+        recording.append(
+            {
+                "record": f"{level}:{base}_errors:ratio_rate{window}",
+                "expr": q.outcome_ratio(metric, "error", by, window),
+            }
+        )
+    channel_level = ["service", "channel"]
+    declines = f"service_channel:{base}_declines:ratio_rate1h"
+    recording.append(
+        {"record": declines, "expr": q.outcome_ratio(metric, "declined", channel_level, "1h")}
+    )
 
     def slow(window: str) -> str:
         return f"{level}:{base}_slow:ratio_rate{window}"
+
+    def failed(window: str) -> str:
+        return f"{level}:{base}_errors:ratio_rate{window}"
 
     alerts: list[dict[str, Any]] = [
         {
@@ -124,6 +150,46 @@ def build_rules(
                 "too fast",
                 "description": f"More than {6 * budget:.1%} of requests are slower than {slo}s "
                 "over 6h and 30m.",
+            },
+        },
+        {
+            "alert": "OtelfinErrorBudgetFastBurn",
+            "expr": f"{failed('1h')} > {14.4 * budget:g} and {failed('5m')} > {14.4 * budget:g}",
+            "for": "2m",
+            "labels": {"severity": "page"},
+            "annotations": {
+                "summary": "{{ $labels.operation }} fails requests 14x faster than its error "
+                "budget allows",
+                "description": f"More than {14.4 * budget:.1%} of requests end with "
+                'outcome="error" (5xx, unhandled exceptions, codes of severity error/critical) '
+                f"over 1h and 5m (objective {objective:.2%}). Declines are not counted.",
+            },
+        },
+        {
+            "alert": "OtelfinErrorBudgetSlowBurn",
+            "expr": f"{failed('6h')} > {6 * budget:g} and {failed('30m')} > {6 * budget:g}",
+            "for": "15m",
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "{{ $labels.operation }} fails requests 6x faster than its error "
+                "budget allows",
+                "description": f'More than {6 * budget:.1%} of requests end with outcome="error" '
+                "over 6h and 30m. Declines are not counted.",
+            },
+        },
+        {
+            "alert": "OtelfinDeclineRatioJump",
+            "expr": f"{declines} > {DECLINE_JUMP:g} * avg_over_time({declines}[1d] offset 1h) "
+            f"and {declines} > {DECLINE_FLOOR:g}",
+            "for": "10m",
+            "labels": {"severity": "ticket"},
+            "annotations": {
+                "summary": "Channel {{ $labels.channel }} declines {{ $value | humanizePercentage "
+                "}} of its requests, over twice its usual share",
+                "description": f"The last hour's decline ratio is more than {DECLINE_JUMP:g}x the "
+                f"channel's average over the day before, and above {DECLINE_FLOOR:.0%}. An "
+                "acquirer or issuer outage often shows as declines, not as 5xx. Run "
+                f"`otelfin p99 report --prometheus URL --metric {metric} --by channel,outcome`.",
             },
         },
         {

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from otelfin.tools.metrics._report import AttributionReport
+from otelfin.tools.metrics._report import AttributionReport, singular
 
 __all__ = ["format_text"]
 
@@ -14,15 +14,17 @@ def _count(value: float) -> str:
 def format_text(report: AttributionReport, promql: bool = True) -> str:
     """The table a person reads in five seconds."""
     share = report.slow / report.requests if report.requests else 0.0
+    noun = report.counts
+    scope = f" ({', '.join(report.operations)})" if report.operations else ""
     lines = [
-        f"{report.metric}: P{report.quantile * 100:g} ~ {report.p99_seconds:.4g}s; "
+        f"{report.metric}{scope}: P{report.quantile * 100:g} ~ {report.p99_seconds:.4g}s; "
         f"slow = above le={report.threshold_le}s",
         f"{_count(report.slow)} of {_count(report.requests)} "
-        f"{'request' if report.requests == 1 else 'requests'} "
+        f"{singular(noun) if report.requests == 1 else noun} "
         f"{'is' if report.slow == 1 else 'are'} slow ({share:.2%})",
     ]
     lines += [f"note: {note}" for note in report.notes] + [""]
-    header = ("label", "value", "requests", "traffic", "slow", "tail", "lift", "exemplar")
+    header = ("label", "value", noun, "traffic", "slow", "tail", "lift", "exemplar")
     table = [header]
     for row in report.rows:
         table.append(
