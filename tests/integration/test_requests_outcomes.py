@@ -225,3 +225,148 @@ def test_payment_api_counts_requests_once_and_declines_apart(tmp_path: Path, acq
         for s in internal
         if _attributes(s)["otelfin.outcome"] == "declined"
     )
+
+
+def _ident(b: bytes) -> bytes:
+    return b
+
+
+def test_grpc_server_counts_requests_once_and_answers_are_declines(
+    prom_registry: Any, spans: Any
+) -> None:
+    """A real gRPC server on 127.0.0.1: each RPC is one request (its @traced handler code a
+    function); FAILED_PRECONDITION is a decline (span not ERROR), INTERNAL an error."""
+    from concurrent import futures
+
+    import grpc
+    from opentelemetry.trace import StatusCode
+
+    import otelfin
+
+    @otelfin.traced(name="ledger.book")
+    def book(amount: int) -> None:
+        if amount == 402:
+            raise otelfin.OtelfinError("PAY-006", "declined")
+
+    def post(request: bytes, context: Any) -> bytes:
+        amount = int(request)
+        try:
+            book(amount)
+        except otelfin.OtelfinError:
+            context.abort(grpc.StatusCode.FAILED_PRECONDITION, "declined")
+        if amount == 500:
+            context.abort(grpc.StatusCode.INTERNAL, "ledger bug")
+        return b"ok"
+
+    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
+    server.add_generic_rpc_handlers(
+        (
+            grpc.method_handlers_generic_handler(
+                "otelfin.test.Ledger",
+                {"Post": grpc.unary_unary_rpc_method_handler(post, _ident, _ident)},
+            ),
+        )
+    )
+    port = server.add_insecure_port("127.0.0.1:0")
+    server.start()
+    codes = []
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            call = channel.unary_unary("/otelfin.test.Ledger/Post", _ident, _ident)
+            for amount in (1, 2, 402, 500, 3):
+                try:
+                    call(str(amount).encode(), timeout=10)
+                    codes.append(grpc.StatusCode.OK)
+                except grpc.RpcError as exc:
+                    codes.append(exc.code())
+    finally:
+        server.stop(0)
+    assert codes[2] is grpc.StatusCode.FAILED_PRECONDITION and codes[3] is grpc.StatusCode.INTERNAL
+    get = prom_registry.get_sample_value
+    base = {"service": "otelfin-test", "operation": "/otelfin.test.Ledger/Post", "channel": ""}
+    count = "otelfin_request_duration_seconds_count"
+    assert get(count, {**base, "outcome": "ok"}) == 3
+    assert get(count, {**base, "outcome": "declined"}) == 1
+    assert get(count, {**base, "outcome": "error"}) == 1
+    assert get(count, {**base, "operation": "ledger.book", "outcome": "ok"}) is None
+    functions = "otelfin_function_duration_seconds_count"
+    assert get(functions, {**base, "operation": "ledger.book", "outcome": "ok"}) == 4
+    assert get(functions, {**base, "operation": "ledger.book", "outcome": "declined"}) == 1
+    servers = [s for s in spans.get_finished_spans() if s.name == "/otelfin.test.Ledger/Post"]
+    servers = [s for s in servers if s.kind.name == "SERVER"]
+    outcomes = sorted(
+        (s.attributes["otelfin.outcome"], s.status.status_code is StatusCode.ERROR) for s in servers
+    )
+    assert outcomes == [
+        ("declined", False),
+        ("error", True),
+        ("ok", False),
+        ("ok", False),
+        ("ok", False),
+    ]
+
+
+def test_pika_consumer_counts_each_message_once(prom_registry: Any) -> None:
+    """RabbitMQ on 127.0.0.1: each consumed message is one request (the CONSUMER span); the
+    @traced work inside it is a function; the publishing job is a request of its own."""
+    import uuid
+
+    from tests.integration.conftest import require_service
+
+    require_service("RabbitMQ", "127.0.0.1", 5672, "rabbitmq-server -detached")
+    import pika
+
+    import otelfin
+
+    @otelfin.traced(name="settle.apply")
+    def apply(body: bytes) -> None:
+        return None
+
+    @otelfin.traced(name="settle.publish_batch")
+    def publish(channel: Any, queue: str) -> None:
+        for n in range(3):
+            channel.basic_publish("", queue, str(n).encode())
+
+    connection = pika.BlockingConnection(
+        pika.ConnectionParameters(
+            "127.0.0.1", 5672, credentials=pika.PlainCredentials("guest", "guest")
+        )
+    )
+    queue = f"otelfin-test-{uuid.uuid4().hex[:12]}"
+    seen: list[bytes] = []
+    try:
+        channel = connection.channel()
+        channel.queue_declare(queue, auto_delete=True)
+        publish(channel, queue)
+
+        def on_message(ch: Any, method: Any, properties: Any, body: bytes) -> None:
+            apply(body)
+            seen.append(body)
+            ch.basic_ack(method.delivery_tag)
+            if len(seen) == 3:
+                ch.stop_consuming()
+
+        channel.basic_consume(queue, on_message)
+        channel.start_consuming()
+        channel.queue_delete(queue)
+    finally:
+        connection.close()
+    samples = [
+        (s.name, s.labels, s.value)
+        for family in prom_registry.collect()
+        for s in family.samples
+        if s.name.endswith("_count")
+    ]
+    requests = {
+        lab["operation"]: v
+        for n, lab, v in samples
+        if n == "otelfin_request_duration_seconds_count"
+    }
+    functions = {
+        lab["operation"]: v
+        for n, lab, v in samples
+        if n == "otelfin_function_duration_seconds_count"
+    }
+    assert requests.pop("settle.publish_batch") == 1
+    assert list(requests.values()) == [3], requests  # the consumer's operation, 3 messages
+    assert functions == {"settle.apply": 3}
