@@ -28,7 +28,7 @@ from prometheus_client import CollectorRegistry
 
 from otelfin.metrics import names
 from otelfin.testing import configured_for_test
-from otelfin.tools.metrics._report import series_from_text
+from otelfin.tools.metrics import series_from_text
 from tests.integration._procs import BIN, ROOT, Proc, clean_env, free_port, get, wait_http
 from tests.integration.conftest import require_service
 
@@ -311,7 +311,7 @@ warnings.simplefilter("ignore")
 from prometheus_client import CollectorRegistry, generate_latest
 from otelfin.metrics import names
 from otelfin.testing import configured_for_test
-from otelfin.tools.metrics._report import series_from_text
+from otelfin.tools.metrics import series_from_text
 
 registry = CollectorRegistry()
 with configured_for_test(metrics_registry=registry) as spans:
