@@ -32,21 +32,23 @@ def scrub_text(text: str, mask: str | None = None, *, options: ScrubOptions | No
     if n < MIN_LEN:
         return text
     pairs = "=" in text or ":" in text
-    # The common case, at C speed: no pair, no escape, no 13 digit-or-separator run.
-    if (
-        not pairs
-        and "%" not in text
+    # The common case, at C speed: an ASCII line without escapes and without a run of 13
+    # digit-or-separator characters holds no card number; with no pair either, nothing at all.
+    no_pan = (
+        "%" not in text
         and text.isascii()
         and (n < PAN_MIN or text.encode("ascii").translate(_SHAPE).find(_THIRTEEN) < 0)
-    ):
+    )
+    if no_pan and not pairs:
         return text
     opts = options or current_options()
     mode = mask or opts.pan_mask
     # Card numbers first: a pair's value ends at a blank, so "pan=4111 1111 1111 1111"
     # redacted first would keep "1111 1111 1111" (middle digits) after "[REDACTED]". The
     # later steps never make a card number (redaction only replaces values; URLs are decoded
-    # and masked by scrub_url itself), so one scan is enough.
-    masked = mask_pans(text, mode, opts.fingerprinter)
+    # and masked by scrub_url itself), so one scan is enough. A line without a digit run
+    # (``status=200 region=eu-west-1``) goes straight to the pairs.
+    masked = text if no_pan else mask_pans(text, mode, opts.fingerprinter)
     out = masked
     if pairs:
         out = redact_pairs(out, opts)
