@@ -378,3 +378,61 @@ def test_logs_validate_checks_audit_files(tmp_path: Path) -> None:
         assert main(["logs", "validate", str(path)]) == 1
     text = out.getvalue()
     assert f"{path}:2:" in text and "outcome" in text and "unmasked card number" in text
+
+
+FORK = """
+import io, os, sys
+import otelfin
+from otelfin import audit
+
+otelfin.configure("svc", audit_file=sys.argv[1], log_stream=io.StringIO())
+audit.record("parent.before", actor="p", outcome="success")
+pid = os.fork()
+if pid == 0:
+    try:
+        audit.record("child.work", actor="c", outcome="success")
+        code = 0
+    except audit.AuditError as exc:
+        print("child:", exc)
+        code = 3
+    otelfin.shutdown()
+    os._exit(code)
+_, status = os.waitpid(pid, 0)
+audit.record("parent.after", actor="p", outcome="success")
+otelfin.shutdown()
+print("child exit", os.waitstatus_to_exitcode(status))
+"""
+
+
+@pytest.mark.skipif(not hasattr(__import__("os"), "fork"), reason="needs os.fork")
+@pytest.mark.parametrize("template", ["audit-{pid}.jsonl", "audit.jsonl"])
+def test_forked_children_keep_their_own_chain(tmp_path: Path, template: str) -> None:
+    """With {pid} a forked child writes its own closed chain and the parent's stays intact;
+    without it the child's record raises AuditError instead of forking the chain."""
+    import subprocess
+    import sys
+
+    script = tmp_path / "fork.py"
+    script.write_text(FORK)
+    done = subprocess.run(
+        [sys.executable, str(script), str(tmp_path / template)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+    )
+    files = sorted(tmp_path.glob("audit*.jsonl"))
+    for path in files:
+        assert verify(path, "--require-closed", key=None)[0] == 0, path.read_text()
+    if "{pid}" in template:
+        assert "child exit 0" in done.stdout and len(files) == 2
+        events = sorted(e for p in files for e in (r["event"] for r in lines(p)))
+        assert events.count("audit.start") == 2 and "child.work" in events
+    else:
+        assert "child exit 3" in done.stdout and "{pid}" in done.stdout and len(files) == 1
+        assert [r["event"] for r in lines(files[0])] == [
+            "audit.start",
+            "parent.before",
+            "parent.after",
+            "audit.stop",
+        ]
