@@ -427,10 +427,11 @@ def reference_find(text: str) -> list[str]:
                 for h in range(min(len(groups), g + 8), g + 1, -1):
                     span = groups[g:h]
                     sizes = [b - a for a, b in span]
-                    # Groups of 3-6 digits; the last may be 1-2 (4-4-4-1) or 7-13 (4-4-4-7).
+                    # Groups of 3-6 digits; the last may be 1-2 (4-4-4-1) or 7-9 after 6+ (4-4-4-7).
                     if not all(3 <= s <= 6 for s in sizes[:-1]) or not 13 <= sum(sizes) <= 19:
                         continue
-                    if not 1 <= sizes[-1] <= 13:
+                    last = sizes[-1]
+                    if not 1 <= last <= 9 or (last > 6 and sum(sizes[:-1]) < 6):
                         continue
                     if not all(gap_ok(span[k][1], span[k + 1][0]) for k in range(len(span) - 1)):
                         continue

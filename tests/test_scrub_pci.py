@@ -62,14 +62,14 @@ def every(width: int, number: str) -> list[str]:
 
 #: How formatters group a card number: generic "every four" (4-4-4-1 ... 4-4-4-4-3), fixed
 #: gaps at 4/8/12 (Braintree's credit-card-type, Cleave.js UnionPay: 4-4-4-7), Amex/Diners
-#: gaps at 4/10 (4-6-4, 4-6-5, 4-6-9), fives, and a 6-digit BIN first (6-13).
+#: gaps at 4/10 (4-6-4, 4-6-5, 4-6-9), fives, sixes, and a 6-digit BIN then fours.
 GROUPINGS = {
     "fours": lambda n: every(4, n),
     "fives": lambda n: every(5, n),
+    "sixes": lambda n: every(6, n),
     "gaps-4-8-12": lambda n: chunks(n, [4, 4, 4]),
     "gaps-4-10": lambda n: chunks(n, [4, 6]),
-    "gaps-4-8": lambda n: chunks(n, [4, 4]),
-    "bin-first": lambda n: chunks(n, [6]),
+    "bin-then-fours": lambda n: [n[:6], *every(4, n[6:])],
 }
 
 ISSUE_SHAPES = [
@@ -213,6 +213,9 @@ def test_fixed_keeper_lines_are_kept() -> None:
         "span 00f067aa0ba902b7 trace 4bf92f3577b34da6a3ce929d0e0e4736 auth_code=A1B2C3",
         "XXXXXXXXXXXX1111 22",
         "41111111 1111111 1",
+        "ord-20000101-000000 auth_code=00G486 1000000000000",  # found by Hypothesis
+        "ref 4861 000000000000 and 486 1764067633123",  # 4-12 and 3-13 are no formatter's
+        "qty 450000 1764067633123 and 411111-1764067633",  # a number, then epoch ms or s
     ]
     for line in lines:
         assert scrub_text(line) is line, line

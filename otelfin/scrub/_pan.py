@@ -15,7 +15,9 @@ What counts as a card number
       ``3782-822463-10005``, ``4111.1111.1111.1111``, ``4111\\u00a01111 ...``), the last of
       which may be shorter or longer: whatever a formatter leaves of an odd length, one or
       two digits (``4222 2222 2222 2``, ``3056 9309 0259 04``: a generic 4-4-4-4 formatter on
-      13 and 14 digits) or 7-13 (4-4-4-7 for 19 digits, 4-6-9, 6-13),
+      13 and 14 digits) or 7-9 after at least six (4-4-4-7 for 19 digits, 4-6-9: the gaps of
+      common card-form libraries); ``450000 1764067633123`` (a number, then an epoch in ms)
+      is not a card,
 
     whose digits a card brand issues (prefix and length from the table in ``_iin``) and pass
     the Luhn check. A group of 7 or more digits never starts a grouped number and nothing
@@ -231,7 +233,7 @@ def _scan(text: str) -> _Found:
         prev_end = b
         digits = _ascii_digits(text[a:b])
         if long_group:
-            # 7-12 digits end any window; joined to it, they may be its last group (a generic
+            # 7-12 digits end any window; joined to it, 7-9 of them may be its last group (a
             # formatter's 4-4-4-7 or 4-6-9), never a first or middle one.
             if joined:
                 buf.append((a, b, digits, True, opaque, glued_right))
@@ -303,8 +305,8 @@ def _window_at(text: str, buf: list[_Group]) -> tuple[int, int, str] | None:
         return None
     if n > 6 or glued_right:
         return None
-    # Grow a window of joined 3-6 digit groups, the last of which may be longer (7-13
-    # digits: 4-4-4-7, 4-6-9, 6-13), to at most 19 digits; try the longest first.
+    # Grow a window of joined 3-6 digit groups, the last of which may be longer (7-9
+    # digits after at least 6: 4-4-4-7, 4-6-9), to at most 19 digits; longest first.
     parts = [digits]
     total = n
     h = 1
@@ -312,6 +314,10 @@ def _window_at(text: str, buf: list[_Group]) -> tuple[int, int, str] | None:
         _, _, d, joined, o, gr = buf[h]
         size = len(d)
         if not joined or o or size < 3 or total + size > _PAN_MAX:
+            break
+        if size > 6 and (size > 9 or total < 6):
+            # A long last group has 7-9 digits after 6 or more (4-4-4-7, 4-6-9): longer
+            # ones are epoch timestamps (10 and 13 digits) next to a number, not a card.
             break
         parts.append(d)
         total += size
