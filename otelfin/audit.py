@@ -186,6 +186,14 @@ class AuditTrail:
         self.pid = os.getpid()
         self._lock = threading.Lock()
         last = _last_record(path)
+        if last is not None and (last.get("chain"), last.get("key_id")) != (
+            self.chain,
+            self.key_id,
+        ):
+            raise ValueError(
+                f"audit_file {path!r} was written with another audit key or chain "
+                f"({last.get('chain')}, key {last.get('key_id')}); a new key starts a new file"
+            )
         self._seq = int(last["seq"]) + 1 if last is not None else 0
         self._prev = str(last["hash"]) if last is not None else GENESIS
         directory = os.path.dirname(path)
@@ -263,6 +271,14 @@ class AuditTrail:
                     os.close(self._fd)
                     self._fd = None
 
+    def discard(self) -> None:
+        """Close the file without a stop record (the start record could not be written)."""
+        with self._lock:
+            self.closed = True
+            if self._fd is not None:
+                os.close(self._fd)
+                self._fd = None
+
     def forget_in_child(self) -> None:
         """After fork(): the child neither writes to nor closes the parent's chain."""
         with self._lock:
@@ -300,6 +316,8 @@ class _State:
         self.template: str | None = None
         self.service = ""
         self.key: bytes | None = None
+        #: Why the configured trail could not be opened (named by record()'s AuditError).
+        self.failure: str | None = None
 
 
 _state = _State()
@@ -314,9 +332,15 @@ def open_trail(path: str, service: str, key: str | bytes | None = None) -> Audit
     data = key.encode("utf-8") if isinstance(key, str) else key
     with _state.lock:
         close()
+        _state.template, _state.failure = None, None
+        try:
+            trail = _open(path, service, data)
+        except ValueError as exc:
+            _state.failure = str(exc)
+            raise
         _state.template, _state.service, _state.key = path, service, data
-        _state.trail = _open(path, service, data)
-        return _state.trail
+        _state.trail = trail
+        return trail
 
 
 def _open(template: str, service: str, key: bytes | None) -> AuditTrail:
@@ -332,6 +356,7 @@ def _open(template: str, service: str, key: bytes | None) -> AuditTrail:
     try:
         trail.write(START, "otelfin", "success", path, None, details)
     except AuditError as exc:
+        trail.discard()
         raise ValueError(str(exc)) from exc
     return trail
 
@@ -383,6 +408,8 @@ def record(
 def _reopen_in_child(trail: AuditTrail | None) -> AuditTrail:
     template = _state.template
     if trail is None and template is None:
+        if _state.failure is not None:
+            raise AuditError(f"no audit trail: {_state.failure}")
         raise AuditError(
             "no audit trail: set audit_file (OTELFIN_AUDIT_FILE) in otelfin.configure()"
         )
@@ -421,7 +448,7 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
     with _state.lock:
         if not path:
             close()
-            _state.template = None
+            _state.template, _state.failure = None, None
             return
         trail = _state.trail
         same = (
@@ -439,4 +466,4 @@ def uninstall_pillar() -> None:
     """Write the stop record and close the trail (``otelfin.shutdown()``)."""
     with _state.lock:
         close()
-        _state.template = None
+        _state.template, _state.failure = None, None

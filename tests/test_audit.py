@@ -436,3 +436,31 @@ def test_forked_children_keep_their_own_chain(tmp_path: Path, template: str) -> 
             "parent.after",
             "audit.stop",
         ]
+
+
+def test_a_new_key_on_an_old_file_is_refused(tmp_path: Path) -> None:
+    """Continuing a chain under another key (or none) would make it unverifiable: ValueError
+    at configure(), and record() then says why there is no trail."""
+    path = closed_file(tmp_path, n=1)
+    with pytest.raises(ValueError, match="another audit key"):
+        otelfin.configure(
+            "svc", audit_file=str(path), audit_key="rotated", log_stream=io.StringIO()
+        )
+    with pytest.raises(audit.AuditError, match="another audit key"):
+        audit.record("login", actor="bob", outcome="success")
+    assert verify(path, "--require-closed")[0] == 0  # the old file is untouched
+
+
+def test_zero_code_fallback_without_a_trail_names_the_reason(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Under fallbacks an unopenable audit file is a noted problem; record() raises with it."""
+    from otelfin import _config
+
+    blocker = tmp_path / "file"
+    blocker.write_text("x")
+    monkeypatch.setenv("OTELFIN_AUDIT_FILE", str(blocker / "audit.jsonl"))
+    _, problems = _config.configure_with_fallbacks("svc", log_stream=io.StringIO())
+    assert any("audit_file" in p for p in problems), problems
+    with pytest.raises(audit.AuditError, match="cannot be opened"):
+        audit.record("login", actor="bob", outcome="success")

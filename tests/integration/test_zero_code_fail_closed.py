@@ -127,3 +127,42 @@ def test_good_settings_print_nothing(tmp_path: Path) -> None:
     lines = json_lines(proc.stdout)
     assert any(line.get("logger") == "app" for line in lines)
     assert json.dumps(lines).count("XXXXXXXXXXXX1111") >= 1
+
+
+AUDITED = """
+import otelfin
+
+otelfin.audit.record(
+    "card_data.read", actor="alice", outcome="success", card="4111 1111 1111 1111"
+)
+print("result", 42)
+"""
+
+
+def test_zero_code_audit_trail_opens_and_closes(tmp_path: Path) -> None:
+    """Under opentelemetry-instrument with OTELFIN_AUDIT_FILE/KEY: start record at set-up, the
+    app's record masked and fingerprinted, stop record at exit; the chain verifies closed."""
+    from otelfin.scrub import fingerprint
+    from otelfin.tools.audit import verify_path
+
+    (tmp_path / "app.py").write_text(AUDITED)
+    audit_file = tmp_path / "audit.jsonl"
+    proc = Proc(
+        [str(BIN / "opentelemetry-instrument"), sys.executable, "app.py"],
+        tmp_path,
+        clean_env(
+            OTEL_PYTHON_DISTRO="otelfin",
+            OTEL_PYTHON_CONFIGURATOR="otelfin",
+            OTEL_SERVICE_NAME="audited",
+            OTELFIN_AUDIT_FILE=str(audit_file),
+            OTELFIN_AUDIT_KEY="zero-code-key",
+            OTELFIN_PAN_FINGERPRINT_KEY="fp-key",
+        ),
+    )
+    assert proc.wait() == 0, proc.stderr[-3000:]
+    records = [json.loads(line) for line in audit_file.read_text().splitlines()]
+    assert [r["event"] for r in records] == ["audit.start", "card_data.read", "audit.stop"]
+    token = fingerprint("4111111111111111", key="fp-key")
+    assert records[1]["details"]["card"] == f"XXXXXXXXXXXX1111 {token}"
+    result = verify_path(str(audit_file), key=b"zero-code-key", require_closed=True)
+    assert result.ok and result.records == 3
