@@ -68,6 +68,63 @@ def test_demo_finishes_under_a_minute_and_leaves_its_artefacts(demo: DemoRun) ->
     assert "/metrics" in demo.stdout and "http://127.0.0.1:" in demo.stdout
 
 
+def test_demo_tells_the_truth(demo: DemoRun) -> None:
+    """500 payments are 500 requests in the table (no "" row, no internal calls); declines go
+    through the catalogue (no unclassified code) and the README's codes appear in the report;
+    the waterfall names its payment's channel; exemplar ids in report.html link to a trace."""
+    import re
+
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families
+
+    text = (demo.out / "metrics.prom").read_text(encoding="utf-8")
+    samples = [
+        (s.name, s.labels, s.value)
+        for family in text_string_to_metric_families(text)
+        for s in family.samples
+    ]
+    requests = [(lab, v) for n, lab, v in samples if n == "otelfin_request_duration_seconds_count"]
+    assert sum(v for _, v in requests) == 500
+    assert {lab["operation"] for lab, _ in requests} == {"POST /v1/payments"}
+    assert "" not in {lab["channel"] for lab, _ in requests}
+    assert "5 of 500 requests" in demo.stdout or " of 500 requests are slow" in demo.stdout
+    coded = [
+        (n, lab["error_code"], v)
+        for n, lab, v in samples
+        if n in ("otelfin_request_errors_total", "otelfin_request_declines_total")
+    ]
+    assert coded and "unclassified" not in {code for _, code, _ in coded}
+    declined = {code for n, code, _ in coded if n == "otelfin_request_declines_total"}
+    failed = {code for n, code, _ in coded if n == "otelfin_request_errors_total"}
+    assert {"PAY-006", "PAY-012"} <= declined and "PAY-011" in failed
+    assert not declined & failed
+    outcome_total = {
+        outcome: sum(v for lab, v in requests if lab["outcome"] == outcome)
+        for outcome in ("declined", "error")
+    }
+    assert outcome_total["declined"] == sum(v for n, _, v in coded if "declines" in n)
+    assert outcome_total["error"] == sum(v for n, _, v in coded if "errors" in n)
+
+    html = (demo.out / "report.html").read_text(encoding="utf-8")
+    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    listed = re.search(r"registered declines \(([^)]*)\) and timeouts \(`(PAY-\d+)`\)", readme)
+    assert listed is not None
+    for code in [*re.findall(r"`([A-Z]+-\d{3})`", listed[1]), listed[2]]:
+        if code in declined | failed:  # rare ones (a frozen ledger account) may not occur
+            assert f'data-code="{code}"' in html, code
+    assert "RISK-001" in declined or "LEDGER-003" in declined or len(declined) >= 2
+    channel = re.search(r'channel <b class="channel">([a-z]+)</b>', html)
+    assert channel is not None and channel[1] == "wechat"
+    assert "One payment of the slow tail (channel wechat)" in demo.stdout
+    links = re.findall(r'<a class="exemplar" href="#([^"]+)"><code>([0-9a-f]{32})</code>', html)
+    assert links
+    for anchor, trace_id in links:
+        assert anchor == "waterfall" or anchor == f"trace-{trace_id}"
+        if anchor == "waterfall":
+            assert f'<code id="trace-id">{trace_id}</code>' in html
+        else:
+            assert f'<details id="{anchor}">' in html
+
+
 def test_attribution_names_the_slow_channel_and_the_cli_agrees(demo: DemoRun) -> None:
     """The table names wechat (the default slow channel) and `p99 report --file` says the same."""
     assert "=> the slow tail is channel 'wechat'" in demo.stdout

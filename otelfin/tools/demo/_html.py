@@ -1,15 +1,17 @@
 """``report.html``: one self-contained page (inline CSS and SVG, no script, no remote asset).
 
-Four parts, each drawn from the demo's own artefacts: the trace waterfall of one payment, the
-P99 attribution table, a latency histogram per channel with the SLO and that channel's P99
-marked, and the error-code breakdown from ``otelfin_request_errors_total``.
+Five parts, each drawn from the demo's own artefacts: the trace waterfall of one payment (with
+its channel), the P99 attribution table (its exemplar trace ids link to their waterfalls further
+down), a latency histogram per channel with the SLO and that channel's P99 marked, the
+breakdown by code of declines (``otelfin_request_declines_total``) and errors
+(``otelfin_request_errors_total``), and the exemplar traces.
 """
 
 from __future__ import annotations
 
 import html
 import math
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from typing import Any
 
 from otelfin.metrics import histogram_quantile
@@ -34,6 +36,7 @@ _CSS = "".join(
         ".legend span{display:inline-block;margin-right:14px}",
         ".sw{display:inline-block;width:10px;height:10px;margin-right:4px}",
         "code{background:#f5f7fa;padding:1px 4px;border-radius:3px}",
+        "details{margin:6px 0}",
     )
 )
 _SERVICE_COLOURS = ("#3b6fd6", "#2f9e6a", "#c47a12", "#9a4fd0", "#d04f6a", "#1f8fa6", "#6b7a12")
@@ -51,7 +54,20 @@ def _ms(nanos: float) -> str:
     return f"{nanos / 1e6:,.1f} ms"
 
 
-def _waterfall(trace: Any) -> str:
+def channel_of(trace: Any) -> str:
+    """The payment channel of a trace: the first ``channel``/``*.channel`` attribute found."""
+    for span in trace.spans:
+        for key, value in span.attributes.items():
+            if key == "channel" or key.endswith(".channel"):
+                return str(value)
+    return ""
+
+
+def _trace_anchor(trace_id: str) -> str:
+    return f"trace-{trace_id}"
+
+
+def _waterfall(trace: Any, bar_class: str = "span-bar", svg_id: str = "waterfall") -> str:
     if trace is None:
         return "<p>No trace to show.</p>"
     colours = {s: _SERVICE_COLOURS[i % len(_SERVICE_COLOURS)] for i, s in enumerate(trace.services)}
@@ -59,7 +75,8 @@ def _waterfall(trace: Any) -> str:
     total = max(trace.duration_ns, 1)
     height = row_h * len(trace.rows) + 24
     parts = [
-        f'<svg id="waterfall" xmlns="http://www.w3.org/2000/svg" width="{label_w + bar_w + 150}" '
+        f'<svg id="{_e(svg_id)}" xmlns="http://www.w3.org/2000/svg" '
+        f'width="{label_w + bar_w + 150}" '
         f'height="{height}" role="img" aria-label="trace waterfall">'
     ]
     for i, (depth, span) in enumerate(trace.rows):
@@ -71,7 +88,7 @@ def _waterfall(trace: Any) -> str:
         code = f" {span.error_code}" if span.error_code else ""
         parts.append(
             f'<text x="{4 + depth * 14}" y="{y + 15}">{_e(label[:64])}</text>'
-            f'<rect class="span-bar" data-span-id="{_e(span.span_id)}" '
+            f'<rect class="{bar_class}" data-span-id="{_e(span.span_id)}" '
             f'data-service="{_e(span.service)}" x="{x:.1f}" y="{y + 3}" width="{w:.1f}" '
             f'height="{row_h - 7}" rx="2" fill="{colour}"><title>{_e(span.name)}: '
             f"{_e(_ms(span.duration_ns))} ({_e(span.status)}{_e(code)})</title></rect>"
@@ -85,8 +102,11 @@ def _waterfall(trace: Any) -> str:
     legend = "".join(
         f'<span><i class="sw" style="background:{c}"></i>{_e(s)}</span>' for s, c in colours.items()
     )
+    channel = channel_of(trace)
+    channel_text = f'channel <b class="channel">{_e(channel)}</b>, ' if channel else ""
+    id_attr = ' id="trace-id"' if svg_id == "waterfall" else ""
     return (
-        f'<p class="meta">trace <code id="trace-id">{_e(trace.trace_id)}</code>, '
+        f'<p class="meta">trace <code{id_attr}>{_e(trace.trace_id)}</code>, {channel_text}'
         f"{_e(_ms(trace.duration_ns))}, {len(trace.rows)} spans, "
         f"{len(trace.services)} services</p>"
         f'<p class="legend">{legend}<span><i class="sw" style="background:#d2383f"></i>'
@@ -94,7 +114,18 @@ def _waterfall(trace: Any) -> str:
     )
 
 
-def _table(report: Any) -> str:
+def _exemplar_link(trace_id: str, shown: str | None, known: Mapping[str, Any]) -> str:
+    """An exemplar trace id, linked to its waterfall on this page when the spans have it."""
+    if trace_id == shown:
+        return f'<a class="exemplar" href="#waterfall">{_code(trace_id)}</a>'
+    if trace_id in known:
+        return f'<a class="exemplar" href="#{_trace_anchor(trace_id)}">{_code(trace_id)}</a>'
+    return _code(trace_id)
+
+
+def _table(report: Any, shown: str | None = None, known: Mapping[str, Any] | None = None) -> str:
+    known = known or {}
+    noun = getattr(report, "counts", "requests")
     rows = []
     for label in dict.fromkeys(r.label for r in report.rows):
         items = [r for r in report.rows if r.label == label]
@@ -105,17 +136,36 @@ def _table(report: Any) -> str:
                 f'<td class="l">{_e(row.label)}</td><td class="l">{_e(row.value or chr(34) * 2)}'
                 f"</td><td>{row.requests:,.0f}</td><td>{row.traffic_share:.1%}</td>"
                 f"<td>{row.slow:,.0f}</td><td>{row.tail_share:.1%}</td><td>{row.lift:.1f}x</td>"
-                f'<td class="l">{_code(row.exemplars[0]) if row.exemplars else ""}</td></tr>'
+                f'<td class="l">{" ".join(_exemplar_link(t, shown, known) for t in row.exemplars)}'
+                "</td></tr>"
             )
     share = report.slow / report.requests if report.requests else 0.0
     return (
         f'<p class="meta">P{report.quantile * 100:g} ≈ {report.p99_seconds:.3f} s; slow = above '
         f"le={_e(report.threshold_le)} s: {report.slow:,.0f} of {report.requests:,.0f} "
-        f"observations ({share:.2%})</p>"
+        f"{_e(noun)} ({share:.2%})</p>"
         '<table id="attribution"><tr><th class="l">label</th><th class="l">value</th>'
-        "<th>requests</th><th>traffic</th><th>slow</th><th>tail share</th><th>lift</th>"
-        f'<th class="l">exemplar trace</th></tr>{"".join(rows)}</table>'
+        f"<th>{_e(noun)}</th><th>traffic</th><th>slow</th><th>tail share</th><th>lift</th>"
+        f'<th class="l">exemplar traces</th></tr>{"".join(rows)}</table>'
     )
+
+
+def _exemplar_traces(report: Any, shown: str | None, known: Mapping[str, Any]) -> str:
+    """A collapsed waterfall per exemplar trace of the table (the shown one excepted)."""
+    ids = [t for t in dict.fromkeys(t for r in report.rows for t in r.exemplars) if t != shown]
+    parts = []
+    for trace_id in ids:
+        trace = known.get(trace_id)
+        if trace is None:
+            continue
+        parts.append(
+            f'<details id="{_trace_anchor(trace_id)}"><summary><code>{_e(trace_id)}</code> '
+            f"{_e(channel_of(trace))} {_e(_ms(trace.duration_ns))}</summary>"
+            f"{_waterfall(trace, 'span-bar exemplar', f'waterfall-{trace_id}')}</details>"
+        )
+    if not parts:
+        return "<p>No other exemplar trace in the spans file.</p>"
+    return "".join(parts)
 
 
 def _per_bucket(bounds: Sequence[float], cumulative: Sequence[float], total: float) -> list[float]:
@@ -202,13 +252,15 @@ def _histograms(series: Sequence[Any], slo: float, operation: str | None) -> str
 
 
 def _errors(exposition: str) -> str:
+    """Requests by code: declines (a business "no") and errors (failures), apart."""
     from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
     from prometheus_client.parser import text_string_to_metric_families as parse_text
 
-    from otelfin.metrics import ERRORS_METRIC
+    from otelfin.metrics.names import DECLINES, ERRORS
 
-    by_code: dict[str, float] = {}
-    operations: dict[str, set[str]] = {}
+    kinds = {ERRORS.removesuffix("_total"): "error", DECLINES.removesuffix("_total"): "declined"}
+    by_code: dict[tuple[str, str], float] = {}
+    operations: dict[tuple[str, str], set[str]] = {}
     try:
         if exposition.rstrip().endswith("# EOF"):
             families = list(parse_om(exposition))  # type: ignore[no-untyped-call]
@@ -217,28 +269,32 @@ def _errors(exposition: str) -> str:
     except ValueError:
         families = []
     for family in families:
-        if family.name != ERRORS_METRIC.removesuffix("_total"):
+        outcome = kinds.get(family.name)
+        if outcome is None:
             continue
         for sample in family.samples:
             if not sample.name.endswith("_total"):
                 continue
-            code = sample.labels.get("error_code", "")
-            by_code[code] = by_code.get(code, 0.0) + sample.value
-            operations.setdefault(code, set()).add(sample.labels.get("operation", ""))
+            key = (outcome, sample.labels.get("error_code", ""))
+            by_code[key] = by_code.get(key, 0.0) + sample.value
+            operations.setdefault(key, set()).add(sample.labels.get("operation", ""))
     if not by_code:
-        return "<p>No errors recorded.</p>"
+        return "<p>No declines or errors recorded.</p>"
     peak = max(by_code.values()) or 1.0
     rows = []
-    for code, count in sorted(by_code.items(), key=lambda kv: (-kv[1], kv[0])):
+    for (outcome, code), count in sorted(by_code.items(), key=lambda kv: (kv[0][0], -kv[1])):
         width = count / peak * 320
+        colour = "#d2383f" if outcome == "error" else "#c9a227"
         rows.append(
-            f'<tr class="error-code" data-code="{_e(code)}"><td class="l"><code>{_e(code)}</code>'
-            f'</td><td>{count:,.0f}</td><td class="l"><svg width="330" height="14">'
-            f'<rect x="0" y="2" width="{width:.1f}" height="10" fill="#d2383f"/></svg></td>'
-            f'<td class="l">{_e(", ".join(sorted(operations[code])))}</td></tr>'
+            f'<tr class="error-code" data-code="{_e(code)}" data-outcome="{outcome}">'
+            f'<td class="l">{outcome}</td><td class="l"><code>{_e(code)}</code></td>'
+            f'<td>{count:,.0f}</td><td class="l"><svg width="330" height="14">'
+            f'<rect x="0" y="2" width="{width:.1f}" height="10" fill="{colour}"/></svg></td>'
+            f'<td class="l">{_e(", ".join(sorted(operations[(outcome, code)])))}</td></tr>'
         )
     return (
-        '<table id="errors"><tr><th class="l">error_code</th><th>count</th><th></th>'
+        '<table id="errors"><tr><th class="l">outcome</th><th class="l">error_code</th>'
+        "<th>requests</th><th></th>"
         f'<th class="l">recorded by</th></tr>{"".join(rows)}</table>'
     )
 
@@ -253,8 +309,14 @@ def render(
     outcomes: dict[str, int],
     title: str,
     operation: str | None = "POST /v1/payments",
+    traces: Mapping[str, Any] | None = None,
 ) -> str:
-    """The whole page as one string."""
+    """The whole page as one string.
+
+    ``traces`` (trace id -> trace) lets the table's exemplar ids link to their waterfalls.
+    """
+    known = traces or {}
+    shown = trace.trace_id if trace is not None else None
     summary = ", ".join(f"{k}: {v}" for k, v in sorted(outcomes.items()))
     if operation is not None and not any(s.labels.get("operation") == operation for s in series):
         operation = None
@@ -264,9 +326,10 @@ def render(
         f"<title>{_e(title)}</title><style>{_CSS}</style></head><body>"
         f'<h1>{_e(title)}</h1><p class="meta">{_e(summary)}</p>'
         f"<h2>One payment, every hop</h2>{_waterfall(trace)}"
-        f"<h2>Who makes the P99</h2>{_table(report)}"
+        f"<h2>Who makes the P99</h2>{_table(report, shown, known)}"
         f'<h2>Latency per channel</h2><p class="meta">{scope}; dashed lines: the SLO bound '
         f"and the channel's P99 (histogram_quantile)</p>{_histograms(series, slo, operation)}"
-        f"<h2>Errors by code</h2>{_errors(exposition)}"
+        f"<h2>Declines and errors by code</h2>{_errors(exposition)}"
+        f"<h2>Exemplar traces</h2>{_exemplar_traces(report, shown, known)}"
         "</body></html>\n"
     )

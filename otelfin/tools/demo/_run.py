@@ -300,12 +300,7 @@ def _pick_trace(traces: dict[str, Any], report: Any, channel: str) -> Any:
         if trace is not None and len(trace.services) >= 4:
             return trace
 
-    def channel_of(trace: Any) -> str:
-        for span in trace.spans:
-            for key, value in span.attributes.items():
-                if key == "channel" or key.endswith(".channel"):
-                    return str(value)
-        return ""
+    from otelfin.tools.demo._html import channel_of
 
     complete = [t for t in traces.values() if len(t.services) >= 4]
     in_channel = [t for t in complete if channel_of(t) == channel]
@@ -471,10 +466,17 @@ def _analyse(
 
     print("", file=out)
     if trace is not None:
-        print(f"One payment of the slow tail, across {len(trace.services)} services:", file=out)
+        print(
+            f"One payment of the slow tail (channel {_html.channel_of(trace) or '?'}), "
+            f"across {len(trace.services)} services:",
+            file=out,
+        )
         print(_traces.render_waterfall(trace), file=out)
         print("", file=out)
-    print("P99 attribution over the payment API's own metrics (metrics.prom):", file=out)
+    print(
+        "P99 attribution over the payment API's requests, one per payment (metrics.prom):",
+        file=out,
+    )
     print(_report.format_text(_channel_only(report), promql=False), file=out)
     if channel_rows:
         top = channel_rows[0]
@@ -483,6 +485,7 @@ def _analyse(
             f"from {top.traffic_share:.0%} of traffic ({top.lift:.1f}x)",
             file=out,
         )
+    print(_codes_line(text), file=out)
     print("", file=out)
     print(
         f"logs: {logs.lines} lines in logs.jsonl, {logs.bad_lines} bad "
@@ -501,6 +504,7 @@ def _analyse(
             exposition=text,
             outcomes=dict(progress.outcomes),
             title="otelfin demo: payment gateway",
+            traces=traces,
         ),
         encoding="utf-8",
     )
@@ -538,3 +542,30 @@ def _channel_only(report: Any) -> Any:
     import dataclasses
 
     return dataclasses.replace(report, rows=tuple(r for r in report.rows if r.label == "channel"))
+
+
+def _codes_line(exposition: str) -> str:
+    """``declined: PAY-006 12, ...; errors: PAY-011 4`` from the payment API's counters."""
+    from prometheus_client.openmetrics.parser import text_string_to_metric_families as parse_om
+    from prometheus_client.parser import text_string_to_metric_families as parse_text
+
+    from otelfin.metrics.names import DECLINES, ERRORS
+
+    try:
+        parse = parse_om if exposition.rstrip().endswith("# EOF") else parse_text
+        families = list(parse(exposition))
+    except ValueError:
+        return "requests by code: the exposition could not be read"
+    parts = []
+    for name, what in ((DECLINES, "declined"), (ERRORS, "errors")):
+        counts: dict[str, float] = {}
+        for family in families:
+            if family.name != name.removesuffix("_total"):
+                continue
+            for sample in family.samples:
+                if sample.name.endswith("_total"):
+                    code = sample.labels.get("error_code", "")
+                    counts[code] = counts.get(code, 0.0) + sample.value
+        shown = ", ".join(f"{c} {n:,.0f}" for c, n in sorted(counts.items(), key=lambda i: -i[1]))
+        parts.append(f"{what} {sum(counts.values()):,.0f} requests ({shown or 'none'})")
+    return "by code: " + "; ".join(parts)
