@@ -159,8 +159,8 @@ def test_error_ratio_excludes_declines_and_decline_jump_fires(tmp_path: Path) ->
     }  # fmt: skip
     (tmp_path / "test.yml").write_text(yaml.safe_dump(tests), encoding="utf-8")
     check = subprocess.run([promtool, "check", "rules", str(tmp_path / "rules.yml")],
-                           capture_output=True, text=True, timeout=60)  # fmt: skip
+                           capture_output=True, text=True, timeout=300)  # fmt: skip
     assert check.returncode == 0, check.stdout + check.stderr
     run = subprocess.run([promtool, "test", "rules", str(tmp_path / "test.yml")],
-                         capture_output=True, text=True, timeout=120, cwd=tmp_path)  # fmt: skip
+                         capture_output=True, text=True, timeout=300, cwd=tmp_path)  # fmt: skip
     assert run.returncode == 0, run.stdout + run.stderr

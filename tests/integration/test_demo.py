@@ -105,7 +105,7 @@ def test_demo_tells_the_truth(demo: DemoRun) -> None:
     assert outcome_total["error"] == sum(v for n, _, v in coded if "errors" in n)
 
     html = (demo.out / "report.html").read_text(encoding="utf-8")
-    readme = (ROOT / "README.md").read_text(encoding="utf-8")
+    readme = (ROOT / "docs" / "demo.md").read_text(encoding="utf-8")
     listed = re.search(r"registered declines \(([^)]*)\) and timeouts \(`(PAY-\d+)`\)", readme)
     assert listed is not None
     for code in [*re.findall(r"`([A-Z]+-\d{3})`", listed[1]), listed[2]]:
