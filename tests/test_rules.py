@@ -88,7 +88,8 @@ def test_error_ratio_excludes_declines_and_decline_jump_fires(tmp_path: Path) ->
     (tmp_path / "rules.yml").write_text(yaml.safe_dump(rules), encoding="utf-8")
     # Rules are evaluated every minute (as Prometheus does): promtool evaluates the recording and
     # the alerting group in no fixed order, and a recorded sample older than the 5m lookback
-    # would look absent to the alert. 10-minute input samples over 33 h. card: 100 ok + 5 declined + 1 error per step, throughout.
+    # would look absent to the alert. 10-minute input samples over 33 h.
+    # card: 100 ok + 5 declined + 1 error per step, throughout.
     # wallet: 100 ok + 5 declined per step, then 60 declined per step for the last 3 hours.
     steady, jump = 180, 18
     steps = steady + jump
