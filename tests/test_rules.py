@@ -32,10 +32,11 @@ def test_slow_ratio_uses_the_slo_bucket_as_exposed() -> None:
 
 
 def test_slo_must_be_a_bucket_bound_when_buckets_given() -> None:
-    """An SLO between bounds would be interpolated: refused with the reason."""
-    with pytest.raises(ValueError, match="not one of the histogram's bucket bounds"):
+    """An SLO between bounds matches no series: refused, naming the nearest bounds."""
+    with pytest.raises(ValueError, match=r"slo 0.3 is not a bucket bound .*nearest: 0.25 and 0.5"):
         build_rules(slo=0.3, buckets=[0.1, 0.25, 0.5])
     build_rules(slo=0.25, buckets=[0.1, 0.25, 0.5])
+    build_rules(slo=0.3)  # no bounds given: the default layout of a service with that SLO
 
 
 @pytest.mark.parametrize("kwargs", [{"objective": 1.0}, {"slo": 0}, {"by": []}])
@@ -48,7 +49,7 @@ def test_bad_rule_settings_are_value_errors(kwargs: dict[str, object]) -> None:
 def test_cli_rules_build_writes_yaml(tmp_path: Path) -> None:
     """`otelfin rules build -o FILE` writes loadable YAML with both groups."""
     out = tmp_path / "rules.yml"
-    assert main(["rules", "build", "--slo", "0.5", "-o", str(out)]) == 0
+    assert main(["rules", "build", "--slo", "0.25", "-o", str(out)]) == 0
     data = yaml.safe_load(out.read_text())
     assert [g["name"] for g in data["groups"]] == ["otelfin-recording", "otelfin-alerts"]
 
@@ -56,7 +57,32 @@ def test_cli_rules_build_writes_yaml(tmp_path: Path) -> None:
 def test_cli_rules_build_bad_slo_exits_2(capsys: pytest.CaptureFixture[str]) -> None:
     """An SLO that is not among --buckets is exit 2 with the reason."""
     assert main(["rules", "build", "--slo", "0.3", "--buckets", "0.1,0.25"]) == 2
-    assert "bucket bounds" in capsys.readouterr().err
+    assert "not a bucket bound of --buckets (nearest: 0.25)" in capsys.readouterr().err
+
+
+def test_cli_rules_build_checks_the_default_layout(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Without --buckets the SLO is checked against the layout configure() builds from the
+    same settings: --slo 0.3 is refused for a service on the default SLO (0.25), naming the
+    nearest bounds and writing nothing, and accepted once the service's SLO is 0.3."""
+    monkeypatch.delenv("OTELFIN_METRICS_SLO", raising=False)
+    monkeypatch.delenv("OTELFIN_METRICS_BUCKETS", raising=False)
+    out = tmp_path / "rules.yml"
+    assert main(["rules", "build", "--slo", "0.3", "-o", str(out)]) == 2
+    err = capsys.readouterr().err
+    assert "slo 0.3 is not a bucket bound of the default layout for metrics_slo=0.25" in err
+    assert "nearest: 0.2925 and 0.3042" in err
+    assert not out.exists()
+    for slo in ("0.25", "0.2925", "1.02"):  # the SLO and any bound of the layout
+        assert main(["rules", "build", "--slo", slo, "-o", str(out)]) == 0
+        assert f'le="{slo}"' in out.read_text()
+    monkeypatch.setenv("OTELFIN_METRICS_SLO", "0.3")
+    assert main(["rules", "build", "--slo", "0.3", "-o", str(out)]) == 0
+    assert main(["dashboards", "build", "--slo", "0.25", "--output-dir", str(tmp_path)]) == 2
+    assert "not a bucket bound of the default layout for metrics_slo=0.3" in (
+        capsys.readouterr().err
+    )
 
 
 def _promtool() -> str:

@@ -117,8 +117,8 @@ def register(subparsers: Any) -> None:
         build,
         "--buckets",
         setting="metrics_buckets",
-        help="comma-separated bucket bounds, to check the SLO",
-        fallback_text="none (not checked)",
+        help="comma-separated bucket bounds of the service, to check the SLO",
+        fallback_text="the default layout for $OTELFIN_METRICS_SLO",
     )
     build.add_argument("--output", "-o", default="-", help="file to write (default stdout)")
     build.set_defaults(func=_rules_build)
@@ -135,6 +135,13 @@ def register(subparsers: Any) -> None:
     )
     dbuild.add_argument("--output-dir", default="dashboards")
     setting_argument(dbuild, "--slo", setting="metrics_slo", help="default SLO, a bucket bound")
+    setting_argument(
+        dbuild,
+        "--buckets",
+        setting="metrics_buckets",
+        help="comma-separated bucket bounds of the service, to check the SLO",
+        fallback_text="the default layout for $OTELFIN_METRICS_SLO",
+    )
     dbuild.add_argument("--objective", type=float, default=0.99, help="share faster than the SLO")
     dbuild.add_argument("--metric", default=names.DURATION)
     dbuild.set_defaults(func=_dashboards_build)
@@ -357,11 +364,35 @@ def _p99_report(args: argparse.Namespace) -> int:
     return 0
 
 
+def _service_bounds(args: argparse.Namespace) -> tuple[list[float], str]:
+    """The bucket bounds the service's histograms have, and how they were found.
+
+    ``--buckets`` (or ``OTELFIN_METRICS_BUCKETS``) when given, else the default layout
+    ``configure()`` builds from the same settings it reads: ``OTELFIN_METRICS_SLO``,
+    ``OTELFIN_METRICS_OPERATION_SLOS`` and ``OTELFIN_METRICS_P99`` (their defaults when unset),
+    not from ``--slo``, which is what is being checked.
+    """
+    from otelfin import _settings
+    from otelfin.metrics import default_buckets
+
+    if args.buckets:
+        return [float(b) for b in args.buckets], "--buckets"
+
+    def setting(name: str) -> Any:
+        row = _settings.by_name(name)
+        raw = _settings.env_value(row.env) if row.env else None
+        return row.parse(raw, str(row.env)) if raw is not None else row.default
+
+    slo = setting("metrics_slo")
+    bounds = default_buckets(slo, setting("metrics_operation_slos"), p99=setting("metrics_p99"))
+    return list(bounds), f"the default layout for metrics_slo={slo:g}"
+
+
 def _rules_build(args: argparse.Namespace) -> int:
     from otelfin.tools.metrics import build_rules, rules_yaml
 
     try:
-        buckets = list(args.buckets) if args.buckets else None
+        buckets, where = _service_bounds(args)
         rules = build_rules(
             slo=args.slo,
             objective=args.objective,
@@ -369,6 +400,7 @@ def _rules_build(args: argparse.Namespace) -> int:
             metric=args.metric,
             by=[b.strip() for b in args.by.split(",") if b.strip()],
             buckets=buckets,
+            bounds_from=where,
         )
     except ValueError as exc:
         return _error(str(exc))
@@ -388,8 +420,14 @@ def _dashboards_build(args: argparse.Namespace) -> int:
     from otelfin.tools.metrics import write_dashboards
 
     try:
+        buckets, where = _service_bounds(args)
         written = write_dashboards(
-            Path(args.output_dir), slo=args.slo, metric=args.metric, objective=args.objective
+            Path(args.output_dir),
+            slo=args.slo,
+            metric=args.metric,
+            objective=args.objective,
+            buckets=buckets,
+            bounds_from=where,
         )
     except (OSError, ValueError, ImportError) as exc:
         return _error(str(exc))

@@ -33,10 +33,13 @@ from otelfin.metrics._buckets import (
     DEFAULT_PROMETHEUS_BUCKETS,
     BucketDesign,
     WindowAccuracy,
+    check_slo_bound,
+    default_buckets,
     evaluate_buckets,
     histogram_quantile,
     latency_buckets,
     le_text,
+    nearest_bounds,
     operation_buckets,
     suggest_buckets,
 )
@@ -79,6 +82,9 @@ _log = logging.getLogger("otelfin")
 __all__ = [
     # bucket design
     "latency_buckets",
+    "default_buckets",
+    "check_slo_bound",
+    "nearest_bounds",
     "operation_buckets",
     "suggest_buckets",
     "evaluate_buckets",

@@ -36,7 +36,10 @@ __all__ = [
     "BucketDesign",
     "WindowAccuracy",
     "histogram_quantile",
+    "check_slo_bound",
+    "default_buckets",
     "latency_buckets",
+    "nearest_bounds",
     "suggest_buckets",
     "evaluate_buckets",
     "exact_quantile",
@@ -464,8 +467,67 @@ def _suggest(
     )
 
 
+#: The default layout: bounds about 20% apart from 1 ms to 30 s, a dense band (4% apart) within
+#: 30% either side of each declared SLO, and every SLO exactly a bound. See :func:`default_buckets`.
+DEFAULT_LOW = 0.001
+DEFAULT_HIGH = 30.0
+DEFAULT_RATIO = 1.2
+SLO_BAND = 1.3
+SLO_BAND_RATIO = 1.04
 #: More bounds than this in one histogram is a configuration mistake (each series stores all).
-MAX_OPERATION_BOUNDS = 40
+MAX_OPERATION_BOUNDS = 150
+
+
+def _geometric(low: float, high: float, ratio: float, digits: int) -> set[float]:
+    count = math.ceil(math.log(high / low) / math.log(ratio) - 1e-9)
+    return {_round_sig(low * ratio**i, digits) for i in range(count + 1)}
+
+
+def default_buckets(
+    slo: float | None = 0.25,
+    operation_slos: Sequence[tuple[str, float]] | Mapping[str, float] = (),
+    *,
+    p99: float | None = None,
+) -> tuple[float, ...]:
+    """The default bounds of otelfin's latency histograms, in seconds.
+
+    PromQL's ``histogram_quantile`` interpolates linearly inside the bucket holding the P99,
+    so its error is set by how wide that bucket is. The layout has bounds about 20% apart
+    (three significant digits) from 1 ms to 30 s, so the P99 of a smooth latency distribution
+    (lognormal, bimodal, heavy-tailed) anywhere between 2 ms and 20 s comes out within 4%;
+    around each SLO (``slo`` and every operation's, and the expected ``p99`` if given) the
+    bounds are 4% apart within 30% either side, which keeps a P99 near the SLO within 2%; and
+    each SLO is exactly a bound, so "slower than the SLO" per series is the exact
+    ``count - bucket{le=SLO}``. ``benchmarks/bench_buckets.py`` prints the accuracy table.
+
+    The price is series: one per bound per label set (69 bounds with one SLO, plus ``+Inf``,
+    ``_sum`` and ``_count``). :func:`suggest_buckets` designs 8-12 bounds from observed
+    latencies where that matters more. More than :data:`MAX_OPERATION_BOUNDS` bounds (many
+    distinct operation SLOs) is a ``ValueError``.
+    """
+    pairs = list(operation_slos.items()) if isinstance(operation_slos, Mapping) else operation_slos
+    slos = [float(value) for value in (slo, *(value for _, value in pairs)) if value is not None]
+    for value in slos:
+        _check_seconds("slo", value)
+    _check_seconds("p99", p99)
+    centres = [*slos, *([float(p99)] if p99 is not None else [])]
+    bounds = _geometric(DEFAULT_LOW, DEFAULT_HIGH, DEFAULT_RATIO, 3)
+    for centre in centres:  # the band replaces the coarse bounds inside it
+        low, high = centre / SLO_BAND, centre * SLO_BAND
+        bounds = {b for b in bounds if not low <= b <= high}
+    for centre in centres:
+        steps = math.ceil(math.log(SLO_BAND) / math.log(SLO_BAND_RATIO))
+        band = {_round_sig(centre * SLO_BAND_RATIO**i, 4) for i in range(-steps, steps + 1)}
+        # Exact SLOs win over a rounded band bound within half a step of them.
+        bounds |= {b for b in band if all(abs(math.log(b / v)) > 0.01 for v in slos)}
+    bounds |= set(slos)
+    result = tuple(sorted(bounds))
+    if len(result) > MAX_OPERATION_BOUNDS:
+        raise ValueError(
+            f"operation SLOs make {len(result)} histogram bounds (at most "
+            f"{MAX_OPERATION_BOUNDS}); group operations under fewer distinct SLOs"
+        )
+    return result
 
 
 def operation_buckets(
@@ -474,23 +536,40 @@ def operation_buckets(
     *,
     p99: float | None = None,
 ) -> tuple[float, ...]:
-    """One histogram's bounds when operations have SLOs of their own.
+    """One histogram's bounds when operations have SLOs of their own: :func:`default_buckets`.
 
-    Prometheus series of one histogram share their ``le`` bounds, so the layout is the union
-    of the default design (``slo``/``p99``) and a design per operation SLO: every SLO is
-    exactly a bound, so "slower than its SLO" stays exact for each operation's series, and
-    each operation has bounds dense around its own range (a 10 ms ``risk.score`` no longer
-    lands entirely in the lowest bucket of a 250 ms layout). More than
-    :data:`MAX_OPERATION_BOUNDS` bounds is a ``ValueError``.
+    Prometheus series of one histogram share their ``le`` bounds, so every operation's SLO is
+    a bound (with its dense band) in the one layout.
     """
-    pairs = list(operation_slos.items()) if isinstance(operation_slos, Mapping) else operation_slos
-    bounds = set(latency_buckets(slo=slo, p99=p99))
-    for _, op_slo in pairs:
-        bounds.update(latency_buckets(slo=op_slo, count=8))
-    result = tuple(sorted(bounds))
-    if len(result) > MAX_OPERATION_BOUNDS:
-        raise ValueError(
-            f"operation SLOs make {len(result)} histogram bounds (at most "
-            f"{MAX_OPERATION_BOUNDS}); group operations under fewer distinct SLOs"
-        )
-    return result
+    return default_buckets(slo, operation_slos, p99=p99)
+
+
+def nearest_bounds(value: float, bounds: Sequence[float]) -> tuple[float | None, float | None]:
+    """The bounds just below and just above ``value`` (None past either end)."""
+    ordered = sorted(bounds)
+    i = bisect_left(ordered, value)
+    below = ordered[i - 1] if i > 0 else None
+    above = ordered[i] if i < len(ordered) else None
+    if above is not None and above == value:
+        above = ordered[i + 1] if i + 1 < len(ordered) else None
+    return below, above
+
+
+def check_slo_bound(slo: float, bounds: Sequence[float], where: str = "the histogram") -> str:
+    """``le`` text of ``slo`` when it is exactly one of ``bounds``; else ``ValueError``.
+
+    The message names the nearest bounds: a ``le`` that is no bound matches no series, so a
+    slow ratio or burn-rate alert built on it would silently never fire.
+    """
+    if not (isinstance(slo, (int, float)) and 0 < slo < math.inf):
+        raise ValueError(f"slo must be a positive number of seconds, not {slo}")
+    if float(slo) in {float(b) for b in bounds}:
+        return le_text(float(slo))
+    below, above = nearest_bounds(float(slo), bounds)
+    near = " and ".join(f"{b:g}" for b in (below, above) if b is not None)
+    raise ValueError(
+        f'slo {slo:g} is not a bucket bound of {where} (nearest: {near}): an le="{slo:g}" '
+        "selector matches no series, so SLO rules and panels on it would never fire. Use one "
+        "of those, or give the service that SLO (OTELFIN_METRICS_SLO / metrics_slo, or "
+        "metrics_operation_slos) so its histograms get that bound"
+    )

@@ -36,7 +36,7 @@ from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 from otelfin import _internal, _outcome, _settings
 from otelfin.catalogue import CODE_PATTERN
 from otelfin.metrics import names
-from otelfin.metrics._buckets import _check_bounds, latency_buckets
+from otelfin.metrics._buckets import _check_bounds, default_buckets, latency_buckets
 from otelfin.metrics._collectors import RequestsCollector, safe_unregister
 from otelfin.metrics._labels import DEFAULT_MAX_SERIES, SeriesGuard, check_label_names
 from otelfin.scrub import scrub_text
@@ -245,7 +245,7 @@ def red_metrics(
     """Create the RED instruments in ``registry``.
 
     ``labels`` are the extra labels taken from span attributes, checked by the label policy;
-    ``buckets`` (or ``slo``/``p99`` through :func:`~otelfin.metrics.latency_buckets`) set the
+    ``buckets`` (or ``slo``/``p99`` through :func:`~otelfin.metrics.default_buckets`) set the
     duration histogram; ``max_series`` caps each metric's label-value combinations.
     """
     extra = check_label_names(labels, allow=allow, metric=DURATION_METRIC)
@@ -253,7 +253,7 @@ def red_metrics(
         raise ValueError(f"labels {extra} repeat a label otelfin always sets")
     duration_labels = ("service", "operation", "outcome", *extra)
     error_labels = ("service", "operation", "error_code", *extra)
-    bounds = _check_bounds(buckets) if buckets is not None else latency_buckets(slo=slo, p99=p99)
+    bounds = _check_bounds(buckets) if buckets is not None else default_buckets(slo, p99=p99)
     dependency_labels = ("service", "system", "peer", "operation", "outcome")
     made: list[Any] = []
     try:

@@ -6,6 +6,7 @@ import json
 import math
 import random
 from pathlib import Path
+from typing import Any
 
 import pytest
 from prometheus_client import CollectorRegistry, Histogram
@@ -66,3 +67,47 @@ def test_buckets_suggest_from_prometheus(
             # An unknown metric over the same server is a clear exit 2.
             assert main(["buckets", "suggest", "--prometheus", base, "--metric", "nope"]) == 2
             assert "no nope observations" in capsys.readouterr().err
+
+
+def test_default_layout_p99_in_real_prometheus(tmp_path: Path) -> None:
+    """Real Prometheus' histogram_quantile over otelfin's default layout: a 1 ms-median
+    function and a 300 ms-median request get their P99 within 5% of the exact P99, and the
+    value equals otelfin's own PromQL arithmetic (what the benchmark and the tests use)."""
+    from otelfin.metrics import current_metrics
+    from otelfin.metrics._buckets import _cumulative, exact_quantile, histogram_quantile
+
+    registry = CollectorRegistry()
+    rules = tmp_path / "rules.yml"
+    rules.write_text("groups: []\n")
+    with configured_for_test(metrics_registry=registry, metrics_port=0, metrics_addr="127.0.0.1"):
+        server, metrics = metrics_server(), current_metrics()
+        assert server is not None and metrics is not None
+        rng = random.Random(11)
+        samples = {
+            "risk.score": sorted(rng.lognormvariate(math.log(0.001), 0.5) for _ in range(5000)),
+            "POST /v1/payments": sorted(
+                rng.lognormvariate(math.log(0.3), 0.4) for _ in range(5000)
+            ),
+        }
+        for operation, values in samples.items():
+            for value in values:
+                metrics.observe("svc", operation, value)
+        with _prometheus(tmp_path, f"127.0.0.1:{server.port}", rules) as base:
+            for operation, values in samples.items():
+                query = (
+                    "histogram_quantile(0.99, sum by (le) (otelfin_request_duration_seconds_bucket"
+                    f'{{operation="{operation}"}}))'
+                )
+                _wait(
+                    lambda q=query: _api(base, "/api/v1/query", query=q)["result"],
+                    30,
+                    f"{operation} in Prometheus",
+                )
+                result: list[Any] = _api(base, "/api/v1/query", query=query)["result"]
+                promql = float(result[0]["value"][1])
+                exact = exact_quantile(values, 0.99)
+                ours = histogram_quantile(
+                    0.99, metrics.buckets, _cumulative(values, metrics.buckets)
+                )
+                assert abs(promql - exact) / exact <= 0.05, (operation, promql, exact)
+                assert promql == pytest.approx(ours, rel=1e-9)

@@ -98,7 +98,10 @@ def _traffic(stop: threading.Event) -> list[threading.Thread]:
     def fast() -> None:
         i = 0
         while not stop.is_set():
-            authorise(("web", "pos", "app")[i % 3], 0.001)
+            # ~200 calls/s against the slow path's ~3: the slow channel is over 1% of the
+            # traffic, so the P99 is its doing (at 0.001 s the P99 sat in the fast calls' own
+            # scheduling jitter, which the default layout's 1 ms..30 s bounds resolve).
+            authorise(("web", "pos", "app")[i % 3], 0.005)
             i += 1
 
     def slow() -> None:
@@ -162,7 +165,11 @@ def test_prometheus_scrapes_attributes_and_evaluates_rules(
                 assert (top["label"], top["value"]) == ("channel", "wallet")
                 assert top["tail_share"] > 0.9 and top["lift"] > 10
                 assert top["exemplars"] and len(top["exemplars"][0]) == 32
-                assert report["threshold_seconds"] >= report["p99_seconds"]
+                # The threshold is the bound over the P99, or the one under it when the P99 is
+                # inside the slow cluster (nothing above): then the report says so.
+                assert report["threshold_seconds"] >= report["p99_seconds"] or (
+                    report["notes"] and "slowest occupied bucket" in report["notes"][0]
+                )
 
                 for name, expr in all_expressions(rules):
                     data = _api(base, "/api/v1/query", query=expr)

@@ -22,13 +22,20 @@ from __future__ import annotations
 
 import json
 import math
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from otelfin._settings import DEFAULT_SLO
-from otelfin.metrics import DURATION_METRIC, ERRORS_METRIC, le_text, names
+from otelfin.metrics import (
+    DURATION_METRIC,
+    ERRORS_METRIC,
+    check_slo_bound,
+    default_buckets,
+    le_text,
+    names,
+)
 from otelfin.tools.metrics import _promql as q
 from otelfin.tools.metrics._rules import (
     _METRIC_NAME,
@@ -258,9 +265,17 @@ def _definitions(metric: str, objective: float) -> dict[str, tuple[str, list[Das
     }
 
 
-def _check(slo: float, metric: str, objective: float) -> None:
+def _check(
+    slo: float,
+    metric: str,
+    objective: float,
+    buckets: Sequence[float] | None = None,
+    bounds_from: str = "the histogram",
+) -> None:
     if not 0 < slo < math.inf:
         raise ValueError(f"slo must be a positive number of seconds, not {slo}")
+    # The $slo variable becomes le="<slo>": it must be a bound, as in the rules.
+    check_slo_bound(slo, default_buckets(slo) if buckets is None else buckets, bounds_from)
     if not _METRIC_NAME.fullmatch(metric):
         raise ValueError(f"{metric!r} is not a Prometheus metric name")
     if not 0 < objective < 1:
@@ -281,7 +296,14 @@ def panel_queries(
                 yield uid, panel.title, expr
 
 
-def _build(uid: str, title: str, panels: list[DashboardPanel], slo: float, metric: str) -> Any:
+def _build(
+    uid: str,
+    title: str,
+    panels: list[DashboardPanel],
+    slo: float,
+    metric: str,
+    bounds: Sequence[float],
+) -> Any:
     from grafana_foundation_sdk.builders import common as gc
     from grafana_foundation_sdk.builders import dashboard as gd
     from grafana_foundation_sdk.builders import prometheus, timeseries
@@ -294,7 +316,9 @@ def _build(uid: str, title: str, panels: list[DashboardPanel], slo: float, metri
 
     datasource = DataSourceRef(type_val="prometheus", uid="${datasource}")
     slo_text = le_text(slo)
-    choices = sorted({le_text(c) for c in _SLO_CHOICES} | {slo_text}, key=float)
+    # Only choices that are bounds of the histogram: any other le matches no series.
+    offered = {le_text(c) for c in _SLO_CHOICES if c in set(bounds)}
+    choices = sorted(offered | {slo_text}, key=float)
     builder = (
         gd.Dashboard(title)
         .uid(uid)
@@ -360,10 +384,20 @@ def _build(uid: str, title: str, panels: list[DashboardPanel], slo: float, metri
 
 
 def build_dashboards(
-    *, slo: float = DEFAULT_SLO, metric: str = DURATION_METRIC, objective: float = 0.99
+    *,
+    slo: float = DEFAULT_SLO,
+    metric: str = DURATION_METRIC,
+    objective: float = 0.99,
+    buckets: Sequence[float] | None = None,
+    bounds_from: str = "the histogram",
 ) -> dict[str, str]:
-    """``{file name: JSON text}`` for the three dashboards (deterministic: sorted keys)."""
-    _check(slo, metric, objective)
+    """``{file name: JSON text}`` for the three dashboards (deterministic: sorted keys).
+
+    ``slo`` must be one of ``buckets`` (the service's bounds; None: the default layout of a
+    service with that SLO), as for the rules.
+    """
+    _check(slo, metric, objective, buckets, bounds_from)
+    bounds = default_buckets(slo) if buckets is None else tuple(buckets)
     try:
         from grafana_foundation_sdk.cog.encoder import JSONEncoder
     except ImportError as exc:
@@ -373,7 +407,7 @@ def build_dashboards(
         ) from exc
     out = {}
     for uid, (title, panels) in _definitions(metric, objective).items():
-        model = _build(uid, title, panels, slo, metric)
+        model = _build(uid, title, panels, slo, metric, bounds)
         out[f"{uid}.json"] = json.dumps(model, cls=JSONEncoder, indent=2, sort_keys=True) + "\n"
     return out
 
@@ -384,9 +418,13 @@ def write_dashboards(
     slo: float = DEFAULT_SLO,
     metric: str = DURATION_METRIC,
     objective: float = 0.99,
+    buckets: Sequence[float] | None = None,
+    bounds_from: str = "the histogram",
 ) -> list[Path]:
     """Write the dashboards into ``directory``; returns the paths written."""
-    files = build_dashboards(slo=slo, metric=metric, objective=objective)
+    files = build_dashboards(
+        slo=slo, metric=metric, objective=objective, buckets=buckets, bounds_from=bounds_from
+    )
     directory.mkdir(parents=True, exist_ok=True)
     written = []
     for name, text in files.items():

@@ -20,6 +20,7 @@ from otelfin.tools.metrics._report import (
     counted,
     operations_selector,
     ordered,
+    step_down_note,
 )
 from otelfin.tools.metrics._series import ReportError
 
@@ -133,10 +134,15 @@ def from_prometheus(
         raise ReportError(f"Prometheus answered {p99_query!r} with {p99}, not a latency")
     le_query = q.sum_by(["le"], q.rate(f"{metric}_bucket", window, selector, fn="increase"))
     les = query(base, le_query, timeout)
-    bounds = []
+    bounds: list[tuple[float, str]] = []
+    cumulative: dict[float, float] = {}
+    everything = math.nan
     for row in les:
         text = row["metric"].get("le")
-        if text in (None, "+Inf"):
+        if text is None:
+            continue
+        if text == "+Inf":
+            everything = _number(row, le_query)
             continue
         try:
             bound = float(text)
@@ -146,17 +152,23 @@ def from_prometheus(
             ) from None
         if math.isfinite(bound):
             bounds.append((bound, text))
+            cumulative[bound] = _number(row, le_query)
     bounds.sort()
     if not bounds:
         raise ReportError(f"{metric} has no finite buckets")
     le_float = _threshold([b for b, _ in bounds], p99)
-    le_label = next(text for b, text in bounds if b == le_float)
+    at = [b for b, _ in bounds].index(le_float)
+    notes: list[str] = []
+    while at > 0 and math.isfinite(everything) and everything - cumulative[bounds[at][0]] <= 0:
+        at -= 1  # nothing above the bound over the P99: the same step down as attribute()
+        notes.append(step_down_note([b for b, _ in bounds], at, metric))
+    notes = notes[-1:]
+    le_float, le_label = bounds[at]
     queries = _promql(metric, by, quantile, window, le_label, selector)
     groups: list[list[AttributionRow]] = []
     total = 0.0
     slow_total = 0.0
     exemplars = _exemplars(base, metric, window, le_float, timeout, selector)
-    notes: list[str] = []
     for i, label in enumerate(by):
         req_rows = query(base, queries[1 + 2 * i], timeout)
         slow_rows = query(base, queries[2 + 2 * i], timeout)

@@ -239,6 +239,20 @@ def _step_sums(
     return cumulative, slow_totals
 
 
+def step_down_note(bounds: Sequence[float], at: int, metric: str) -> str:
+    """Why the slow threshold is ``bounds[at]``, one bound under the one over the P99."""
+    wide = bounds[at + 1] > 1.25 * bounds[at] if bounds[at] > 0 else True
+    return (
+        f"no {singular(counted(metric))} is above the bound over the P99; "
+        f"using le={le_text(bounds[at])} "
+    ) + (
+        "(buckets are too coarse here: see `otelfin buckets suggest`)"
+        if wide
+        else "(the P99 lies in the slowest occupied bucket: the requests above this bound are "
+        "the slowest ones)"
+    )
+
+
 def attribute(
     series: Sequence[HistogramSeries],
     by: Sequence[str],
@@ -272,14 +286,9 @@ def attribute(
     at = min(bisect_left(bounds, p99), len(bounds) - 1)
     notes: list[str] = []
     while slow_totals[at] == 0 and at > 0:
-        # Coarse buckets: nothing lies above the bound over the P99. Step down so the tail
-        # still has members, and say so.
+        # Nothing lies above the bound over the P99: step down so the tail still has members.
         at -= 1
-        notes.append(
-            f"no {singular(counted(metric))} is above the bound over the P99; "
-            f"using le={le_text(bounds[at])} "
-            "(buckets are too coarse here: see `otelfin buckets suggest`)"
-        )
+        notes.append(step_down_note(bounds, at, metric))
     threshold = bounds[at]
     threshold_le = next(
         (s.buckets[threshold][0] for s in series if threshold in s.buckets),

@@ -24,7 +24,13 @@ from typing import Any
 import yaml
 
 from otelfin._settings import DEFAULT_SLO
-from otelfin.metrics import DURATION_METRIC, ERRORS_METRIC, le_text, names
+from otelfin.metrics import (
+    DURATION_METRIC,
+    ERRORS_METRIC,
+    check_slo_bound,
+    default_buckets,
+    names,
+)
 from otelfin.tools.metrics import _promql as q
 
 __all__ = ["build_rules", "rules_yaml", "all_expressions", "UNREGISTERED_CODES_METRIC"]
@@ -45,17 +51,6 @@ _METRIC_NAME = re.compile(r"[a-zA-Z_:][a-zA-Z0-9_:]*")
 _LABEL_NAME = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
-def _check_le(slo: float, buckets: Sequence[float] | None) -> str:
-    if not 0 < slo < math.inf:
-        raise ValueError(f"slo must be a positive number of seconds, not {slo}")
-    if buckets is not None and float(slo) not in {float(b) for b in buckets}:
-        raise ValueError(
-            f"slo {slo} is not one of the histogram's bucket bounds {list(buckets)}: the slow "
-            "ratio would be interpolated; design buckets with latency_buckets(slo=...)"
-        )
-    return le_text(slo)
-
-
 def build_rules(
     *,
     slo: float = DEFAULT_SLO,
@@ -64,10 +59,15 @@ def build_rules(
     metric: str = DURATION_METRIC,
     by: Sequence[str] = ("service", "operation"),
     buckets: Sequence[float] | None = None,
+    bounds_from: str = "the histogram",
 ) -> dict[str, Any]:
     """The rule file as a dict (``{"groups": [...]}``) ready for YAML.
 
-    ``slo`` must be a bucket bound of ``metric`` (pass ``buckets`` to have it checked);
+    ``slo`` must be one of ``buckets``, the bounds of ``metric`` (``ValueError`` naming the
+    nearest ones otherwise: an ``le`` that is no bound matches no series and the burn-rate
+    alerts could never fire); ``buckets=None`` means the default layout of a service whose
+    SLO is ``slo`` (:func:`~otelfin.metrics.default_buckets`), which has it. ``bounds_from``
+    says where the bounds came from, for the message;
     ``objective`` is the share of requests that must be faster than the SLO (0.99: an error
     budget of 1%).
     """
@@ -82,7 +82,9 @@ def build_rules(
     for label in by:
         if not _LABEL_NAME.fullmatch(label):
             raise ValueError(f"{label!r} is not a Prometheus label name")
-    le = _check_le(slo, buckets)
+    if not (isinstance(slo, (int, float)) and 0 < slo < math.inf):
+        raise ValueError(f"slo must be a positive number of seconds, not {slo}")
+    le = check_slo_bound(slo, default_buckets(slo) if buckets is None else buckets, bounds_from)
     level = "_".join(by)
     base = metric.removesuffix("_seconds")
     budget = 1 - objective
