@@ -116,17 +116,20 @@ def test_flask_app_under_opentelemetry_instrument(tmp_path: Path) -> None:
     assert any(s["traceId"] == "0af7651916cd43dd8448eb211c80319c" for s in server)
     by_id = {s["spanId"]: s for s in spans}
     assert all(by_id[m["parentSpanId"]]["kind"] == 2 for m in method)
-    failed = next(m for m in method if m["status"]["code"] == 2)
-    assert "XXXXXXXXXXXX1111" in failed["status"]["message"]
+    # PAY-012 is a decline (severity warning): the span carries the code, never status ERROR.
+    failed = next(m for m in method if m.get("events"))
+    span_attrs = {a["key"]: a["value"].get("stringValue") for a in failed["attributes"]}
+    assert span_attrs["otelfin.error_code"] == "PAY-012"
+    assert span_attrs["otelfin.outcome"] == "declined" and failed["status"]["code"] != 2
     (event,) = failed["events"]
     attrs = {a["key"]: a["value"]["stringValue"] for a in event["attributes"]}
     assert "XXXXXXXXXXXX1111" in attrs["exception.message"]
     assert "exception.stacktrace" not in attrs  # a registered decline is not a crash
 
-    # RED metrics for the method and for the server spans, with the decline's code.
+    # RED metrics for the method (an internal function: its own series) with its decline.
     assert status == 200
     assert 'operation="RiskService.check"' in exposition
-    assert 'error_code="PAY-012"' in exposition
+    assert 'operation="RiskService.check",outcome="declined"' in exposition
     assert 'service="risk_service"' in exposition
 
 
