@@ -17,7 +17,8 @@ the ``E2E_VARIANT`` environment variable:
                     nested functions with ``@otelfin.traced``, ``otelfin.get_logger()``;
 * ``ddtrace``       ``ddtrace.auto`` + ``tracer.wrap``, prometheus_client, structlog with its ids;
                     run by ``--peers-python`` (a venv with ddtrace) or this interpreter when
-                    ddtrace imports; otherwise reported as not measured, with the reason.
+                    ddtrace imports; otherwise reported as not measured, with the reason;
+* ``otelfin-gcfreeze`` (only when asked for in ``--variants``) otelfin with ``gc_freeze``.
 
 Every exporter sends to one local sink process, which decodes what it receives (OTLP protobuf;
 the Datadog agent's msgpack) and counts spans per server and name, so "spans/request" is read,
@@ -925,6 +926,12 @@ LABELS = {
     "otel-default": "OpenTelemetry by hand, instrumentation defaults",
     "otelfin": "otelfin configure() defaults",
     "ddtrace": "ddtrace defaults",
+    "otelfin-gcfreeze": "otelfin defaults + gc_freeze",
+}
+
+#: Variants that are another variant with settings: (app variant, environment).
+DERIVED = {
+    "otelfin-gcfreeze": ("otelfin", {"OTELFIN_GC_FREEZE": "1"}),
 }
 
 
@@ -998,7 +1005,8 @@ def study(args: argparse.Namespace) -> int:
             print(f"{variant}: {reason}", flush=True)
             continue
         # the Datadog agent API has no per-server path: the sink files it under "ddtrace"
-        servers[variant] = Server(variant, variant, {}, python)
+        app, env = DERIVED.get(variant, (variant, {}))
+        servers[variant] = Server(variant, app, env, python)
     main_variants = list(servers)
     n = args.extra
     scaling = [v for v in ("otel", "otelfin") if v in main_variants] if n else []
@@ -1167,6 +1175,11 @@ def report(
         print(
             f"otelfin p99 / lower of {', '.join(peers)} ({lowest}) @{args.rate:g} req/s: "
             f"{ratio(med(results['otelfin'].p99_ms), med(results[lowest].p99_ms))}  [<= 1.00]"
+        )
+    if "otelfin" in results and "otelfin-gcfreeze" in results:
+        print(
+            f"otelfin p99 with gc_freeze / without @{args.rate:g} req/s: "
+            f"{ratio(med(results['otelfin-gcfreeze'].p99_ms), med(results['otelfin'].p99_ms))}"
         )
     if "otelfin" in results and "none" in results:
         print(

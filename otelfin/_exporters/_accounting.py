@@ -28,20 +28,6 @@ def _queue_size() -> int:
     return size if size > 0 else 2048
 
 
-#: Spans per export when ``OTEL_BSP_MAX_EXPORT_BATCH_SIZE`` is not set. The SDK's 512 makes one
-#: export encode ~15 ms of protobuf in Python on the export thread, holding the GIL the request
-#: threads wait for (up to the 5 ms switch interval each time); 64 keeps one encode near 1.5 ms.
-EXPORT_BATCH_SIZE = 64
-
-
-def _export_batch_size(queue_size: int) -> int:
-    try:
-        size = int(_settings.env_value("OTEL_BSP_MAX_EXPORT_BATCH_SIZE") or EXPORT_BATCH_SIZE)
-    except ValueError:
-        size = EXPORT_BATCH_SIZE
-    return max(1, min(size if size > 0 else EXPORT_BATCH_SIZE, queue_size))
-
-
 class _Accounts:
     """Where every span handed to one pipeline went: exported, failed, dropped or in flight.
 

@@ -13,12 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
 from otelfin import _internal
-from otelfin._exporters._accounting import (
-    _Accounts,
-    _CountingExporter,
-    _export_batch_size,
-    _queue_size,
-)
+from otelfin._exporters._accounting import _Accounts, _CountingExporter, _queue_size
 from otelfin._exporters._contain import GuardedExporter, _contained, _within
 from otelfin._exporters._fork import _after_fork, _inherited, _register_multiprocessing_hook
 
@@ -57,11 +52,7 @@ class ExportPipeline(SpanProcessor):
         guarded = GuardedExporter(self.counting)
         self.queue_size = _queue_size() if batch else 0
         self.processor: SpanProcessor = (
-            BatchSpanProcessor(
-                guarded,
-                max_queue_size=self.queue_size,
-                max_export_batch_size=_export_batch_size(self.queue_size),
-            )
+            BatchSpanProcessor(guarded, max_queue_size=self.queue_size)
             if batch
             else SimpleSpanProcessor(guarded)
         )
