@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 __all__ = [
+    "REQUEST_SPAN_KEY",
     "SERVER_ERROR_CODE",
     "UNHANDLED_ERROR_CODE",
     "OtelfinError",
@@ -20,6 +21,10 @@ UNHANDLED_ERROR_CODE = "SYS-001"
 #: The packaged catalogue's code for a server's own error line without an exception
 #: (gunicorn's "WORKER TIMEOUT", a worker that failed to boot).
 SERVER_ERROR_CODE = "SYS-002"
+
+#: Where a framework's request keeps its span for lines logged after the span ended (Django's
+#: ``request.META``): ``(trace_id, span_id, error_code or None)``.
+REQUEST_SPAN_KEY = "otelfin.request_span"
 
 # Where an exception keeps the request it escaped from: (trace_id, span_id) as hex.
 _SPAN_ATTRIBUTE = "_otelfin_request_span"

@@ -17,6 +17,7 @@ from opentelemetry import trace
 
 from otelfin import _internal
 from otelfin._errors import (
+    REQUEST_SPAN_KEY,
     SERVER_ERROR_CODE,
     UNHANDLED_ERROR_CODE,
     error_code_of,
@@ -134,11 +135,17 @@ def _server_line(
 
     * trace ids: when no span is current (uvicorn and gunicorn log the crash after the
       request's span ended), the ids the exception was marked with as it left the handler;
+    * a framework's line about a finished response (Django's "Service Unavailable: /path",
+      logged after its span ended, the request as the record's ``request``): that request's
+      span, and the code the span carries (``otelfin.error_code``);
     * code, on error/critical lines without one: the exception's own, else the configured
       ``stdlib_error_code``, else ``SYS-001`` (unhandled exception) for an exception that left
       a request or a server logger's crash line, ``SYS-002`` for a server's own error line.
     """
     marked = unhandled_span(exc)
+    span_code = None
+    if marked is None and exc is None and record.name in _SERVER_NAMES:
+        marked, span_code = _request_span(getattr(record, "request", None))
     if (
         marked
         and "trace_id" not in event_dict
@@ -147,7 +154,7 @@ def _server_line(
         event_dict["trace_id"], event_dict["span_id"] = marked
     if record.levelno < logging.ERROR or "error_code" in event_dict:
         return
-    code = error_code_of(exc) if exc is not None else None
+    code = error_code_of(exc) if exc is not None else span_code
     if code is None:
         code = default_code
     if code is None:
@@ -374,7 +381,33 @@ def uninstall() -> None:
 #: root logger (each has its own plain-text handler), so the bridge alone never sees them.
 SERVER_LOGGERS = ("uvicorn", "uvicorn.access", "gunicorn.error", "gunicorn.access")
 #: The names server records carry (uvicorn's error lines propagate to "uvicorn"'s handler).
-_SERVER_NAMES = frozenset((*SERVER_LOGGERS, "uvicorn.error"))
+_SERVER_NAMES = frozenset((*SERVER_LOGGERS, "uvicorn.error", "django.request", "django.server"))
+
+
+def _request_span(request: Any) -> tuple[tuple[str, str] | None, str | None]:
+    """``((trace_id, span_id), code)`` a framework left on ``request.META`` while the request's
+    span was current (Django: otelfin's response hook), or ``(None, None)``."""
+    meta = getattr(request, "META", None)
+    kept = meta.get(REQUEST_SPAN_KEY) if isinstance(meta, dict) else None
+    if not (isinstance(kept, tuple) and len(kept) == 3):
+        return None, None
+    trace_id, span_id, code = kept
+    return (str(trace_id), str(span_id)), code if isinstance(code, str) else None
+    for value in meta.values():
+        get_context = getattr(value, "get_span_context", None)
+        if get_context is None:
+            continue
+        try:
+            ctx = get_context()
+            if not ctx.is_valid:
+                continue
+            code = (getattr(value, "attributes", None) or {}).get("otelfin.error_code")
+            ids = (format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+            return ids, code if isinstance(code, str) else None
+        except Exception:  # a foreign object with that method name
+            continue
+    return None, None
+
 
 _taken: dict[str, tuple[list[logging.Handler], list[logging.Filter]]] = {}
 

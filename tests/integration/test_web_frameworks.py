@@ -197,6 +197,16 @@ def _check(run: Served, operation: str, service: str) -> None:
     assert _attributes(crash[0])["otelfin.outcome"] == "error"
     assert {_attributes(s)["otelfin.outcome"] for s in servers if _status(s) == "200"} == {"ok"}
     assert _count(run, "otelfin_request_errors_total", error_code="unclassified", **base) == 1
+    # The server's or framework's crash line (uvicorn "Exception in ASGI application", Flask
+    # "Exception on ...", Django "Internal Server Error: ...") carries the crash's trace and the
+    # packaged code for unhandled exceptions; no error line is left without a code.
+    crash_lines = [line for line in run.logs if line.get("error_code") == "SYS-001"]
+    assert crash_lines, [line.get("event") for line in run.logs]
+    assert {line.get("trace_id") for line in crash_lines} == {crash[0]["traceId"]}
+    assert all("RuntimeError" in str(line.get("exception")) for line in crash_lines), crash_lines
+    assert all(
+        line.get("error_code") for line in run.logs if line["level"] in ("error", "critical")
+    )
 
 
 def test_fastapi_under_uvicorn(tmp_path: Path) -> None:
@@ -228,3 +238,8 @@ def test_django_under_gunicorn(tmp_path: Path) -> None:
         _gunicorn("tests.integration.webapps.django_app:application"), tmp_path, "gunicorn"
     )
     _check(run, "POST payments/<int:pid>", "ledger-admin")
+    # Django's own line for the 503 response, logged after the request's span ended: that
+    # span's trace and code.
+    (line,) = [x for x in run.logs if "Service Unavailable" in str(x.get("event"))]
+    assert line["logger"] == "django.request" and line["error_code"] == "DB-003"
+    assert line["trace_id"] == run.responses[503].json()["trace_id"]

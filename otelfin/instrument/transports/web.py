@@ -42,7 +42,7 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.trace import Status, StatusCode
 
 from otelfin import _internal, _outcome
-from otelfin._errors import error_code_of, mark_unhandled
+from otelfin._errors import REQUEST_SPAN_KEY, error_code_of, mark_unhandled
 from otelfin.instrument.transports._base import Patch, patch, unpatch
 
 __all__ = [
@@ -338,6 +338,21 @@ def _django_load_middleware(wrapped: Any, instance: Any, args: Any, kwargs: Any)
     return wrapped(*args, **kwargs)
 
 
+def _django_response_hook(span: Any, request: Any, response: Any) -> None:
+    try:
+        ctx = span.get_span_context()
+        meta = getattr(request, "META", None)
+        if ctx.is_valid and isinstance(meta, dict):
+            code = (getattr(span, "attributes", None) or {}).get("otelfin.error_code")
+            meta[REQUEST_SPAN_KEY] = (
+                format(ctx.trace_id, "032x"),
+                format(ctx.span_id, "016x"),
+                code if isinstance(code, str) else None,
+            )
+    except Exception as exc:
+        _internal.report("transports.django.response_hook", exc)
+
+
 def _django_exception(sender: Any, request: Any = None, **extra: Any) -> None:
     import sys
 
@@ -359,7 +374,9 @@ class DjangoMiddlewareInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         from django.core import signals
 
-        _django.options = dict(kwargs)
+        # The response hook runs while the request's span is still current: it leaves the
+        # span's ids and code in request.META for Django's own 5xx line, logged after.
+        _django.options = {"response_hook": _django_response_hook, **kwargs}
         patch(
             (("django.core.handlers.base", "BaseHandler.load_middleware", _django_load_middleware),)
         )
