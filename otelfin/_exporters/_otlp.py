@@ -29,9 +29,9 @@ class OTLPSpanExporterFactory:
             except ImportError as exc:
                 raise _otlp.grpc_missing("traces", exc) from None
             return GrpcSpanExporter()
-        from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+        from otelfin._exporters._sliced import SlicedOTLPSpanExporter
 
-        return OTLPSpanExporter()
+        return SlicedOTLPSpanExporter()
 
 
 def make_exporter(kind: str, spans_file: str | None) -> SpanExporter | None:
