@@ -8,11 +8,10 @@ local root ends; the metrics ask the same question of the same span (or of the s
 decide whether an exemplar may name the trace, so an exemplar never points at a trace the
 process threw away.
 
-The outcome comes from the span attribute ``otelfin.outcome`` when otelfin set it; for spans
-otelfin did not mark (an instrumentation it does not own, an older otelfin), it is derived by
-the shared outcome rules: a catalogue code of severity info/warning or an HTTP 4xx answered
-by a server is ``declined``; status ERROR, an HTTP 5xx or a code of severity error/critical
-is ``error``; anything else is ``ok``.
+The outcome is :mod:`otelfin._outcome`'s, the one rule set the metrics' ``outcome`` label and
+the span attribute ``otelfin.outcome`` use: the attribute when otelfin set it, else the same
+decision made from the span's final state (HTTP/gRPC status, error code, status), so spans
+otelfin did not mark are judged alike.
 
 ``slow`` compares the span's duration with its operation's SLO: ``metrics_operation_slos``
 for that operation (``POST /payments/{id}``, ``risk.score``), else ``metrics_slo``. A span
@@ -27,8 +26,10 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
-from opentelemetry.trace import SpanKind, StatusCode
+from opentelemetry.trace import StatusCode
 
+from otelfin import _outcome
+from otelfin._outcome import Codes
 from otelfin._settings import DEFAULT_SLO
 
 __all__ = [
@@ -45,13 +46,10 @@ __all__ = [
 #: The attribute a kept span carries: why its trace was exported.
 KEPT_BY = "otelfin.kept_by"
 #: The attribute otelfin sets on the spans it measures: ok, declined or error.
-OUTCOME = "otelfin.outcome"
+OUTCOME = _outcome.ATTRIBUTE
 #: Reasons ``keep_traces`` accepts, in priority order (a trace that is both slow and failed
 #: is marked ``error``).
 KEEP_REASONS = ("error", "declined", "slow")
-_OUTCOMES = frozenset({"ok", "declined", "error"})
-_BUSINESS = frozenset({"info", "warning"})
-_HTTP_STATUS_KEYS = ("http.response.status_code", "http.status_code")
 
 
 def operation_of(name: str, attributes: Mapping[str, object]) -> str:
@@ -72,44 +70,12 @@ def operation_of(name: str, attributes: Mapping[str, object]) -> str:
     return name
 
 
-def _http_status(attributes: Mapping[str, object]) -> int | None:
-    for key in _HTTP_STATUS_KEYS:
-        value = attributes.get(key)
-        if isinstance(value, int) and not isinstance(value, bool):
-            return value
-        if isinstance(value, str) and value.isdigit():
-            return int(value)
-    return None
-
-
 def outcome_of(
-    attributes: Mapping[str, object],
-    failed: bool,
-    kind: SpanKind | None = None,
-    severities: Mapping[str, str] | None = None,
+    attributes: Mapping[str, object], status: StatusCode, catalogue: Codes | None = None
 ) -> str:
-    """``ok``, ``declined`` or ``error`` for a span (or a call) by the shared outcome rules.
-
-    ``otelfin.outcome`` wins when present; else the error code's catalogue severity
-    (``severities`` maps code to severity), then ``failed`` (status ERROR or an exception),
-    then the HTTP status a server answered.
-    """
-    marked = attributes.get(OUTCOME)
-    if isinstance(marked, str) and marked in _OUTCOMES:
-        return marked
-    code = attributes.get("otelfin.error_code")
-    if isinstance(code, str) and code and severities is not None:
-        severity = severities.get(code)
-        if severity is not None:
-            return "declined" if severity in _BUSINESS else "error"
-    if failed:
-        return "error"
-    status = _http_status(attributes)
-    if status is not None and status >= 500:
-        return "error"
-    if status is not None and status >= 400 and kind is SpanKind.SERVER:
-        return "declined"
-    return "ok"
+    """``ok``, ``declined`` or ``error`` for a finished span (see :func:`otelfin._outcome.
+    of_span`); ``catalogue`` (code -> entry) defaults to the packaged one."""
+    return _outcome.of_span(attributes, status, catalogue)
 
 
 def is_local_root(span: Any) -> bool:
@@ -125,8 +91,9 @@ class KeepRules:
     reasons: frozenset[str]
     slo: float = DEFAULT_SLO
     operation_slos: Mapping[str, float] = field(default_factory=dict)
-    #: error code -> catalogue severity, for spans that carry no ``otelfin.outcome``.
-    severities: Mapping[str, str] = field(default_factory=dict, compare=False)
+    #: The catalogue (code -> entry) for spans that carry no ``otelfin.outcome``; None is the
+    #: packaged one.
+    catalogue: Codes | None = field(default=None, compare=False)
 
     def __post_init__(self) -> None:
         unknown = set(self.reasons) - set(KEEP_REASONS)
@@ -158,8 +125,7 @@ class KeepRules:
         attributes = span.attributes or {}
         start, end = span.start_time, span.end_time
         seconds = (end - start) / 1e9 if start is not None and end is not None else 0.0
-        failed = span.status.status_code is StatusCode.ERROR
-        outcome = outcome_of(attributes, failed, span.kind, self.severities)
+        outcome = outcome_of(attributes, span.status.status_code, self.catalogue)
         return self.reason(outcome, seconds, operation_of(span.name, attributes))
 
 
@@ -168,16 +134,15 @@ def keep_rules(
     *,
     slo: float = DEFAULT_SLO,
     operation_slos: Iterable[tuple[str, float]] | Mapping[str, float] = (),
-    catalogue: Mapping[str, Any] | None = None,
+    catalogue: Codes | None = None,
 ) -> KeepRules | None:
     """The rules for ``reasons`` (None when there are none: tail sampling is off).
 
-    ``catalogue`` maps codes to entries with a ``severity`` (a :class:`~otelfin.catalogue.
-    Catalogue`), used for spans that carry no ``otelfin.outcome``.
+    ``catalogue`` (a :class:`~otelfin.catalogue.Catalogue`) judges spans that carry no
+    ``otelfin.outcome``.
     """
     chosen = frozenset(reasons)
     if not chosen:
         return None
     slos = dict(operation_slos.items() if isinstance(operation_slos, Mapping) else operation_slos)
-    severities = {code: str(entry.severity) for code, entry in (catalogue or {}).items()}
-    return KeepRules(chosen, float(slo), slos, severities)
+    return KeepRules(chosen, float(slo), slos, catalogue)

@@ -322,7 +322,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting(
         "keep_traces_max_spans",
         "tracing",
-        50_000,
+        20_000,
         _integer(1),
         "OTELFIN_KEEP_TRACES_MAX_SPANS",
         "spans of undecided traces kept waiting at most (beyond: dropped and counted)",

@@ -59,9 +59,11 @@ __all__ = [
     "estimate_bytes",
 ]
 
-#: Spans waiting for their trace's decision, at most (all traces together).
-DEFAULT_MAX_SPANS = 50_000
-#: Estimated bytes of those spans, at most (see :func:`estimate_bytes`).
+#: Spans waiting for their trace's decision, at most (all traces together): 4,000 requests in
+#: flight at once with five spans each.
+DEFAULT_MAX_SPANS = 20_000
+#: Estimated bytes of those spans, at most (see :func:`estimate_bytes`): 20,000 spans of about
+#: 3.3 KB (a finished span with five short attributes, measured).
 DEFAULT_MAX_BYTES = 64 * 1024 * 1024
 #: Seconds a local trace may stay undecided before its waiting spans are dropped.
 DEFAULT_MAX_AGE = 60.0
@@ -74,21 +76,30 @@ _EVICTED = "?"
 _TIMEOUT = "their trace stayed undecided past keep_traces_max_age"
 _PRIORITY = {reason: i for i, reason in enumerate(KEEP_REASONS)}
 
-# Estimated memory of one finished SDK span without its attributes and events, in bytes, and of
-# one attribute or event beyond its text; measured with tracemalloc (benchmarks/bench_tail.py).
-_SPAN_BYTES = 1_200
-_ITEM_BYTES = 120
+# Memory of one finished SDK span waiting in the buffer without attributes (2,720 bytes) and of
+# one more short attribute (~135 bytes), measured with tracemalloc (SDK 1.45.1, Python 3.11:
+# 2,725 / 2,958 / 3,414 / 4,073 bytes a span with 0 / 1 / 5 / 10 attributes); text values
+# are added at their length.
+_SPAN_BYTES = 2_700
+_ITEM_BYTES = 130
 
 
 def estimate_bytes(span: ReadableSpan) -> int:
-    """A cheap estimate of the memory ``span`` holds (for the buffer's byte limit)."""
-    size = _SPAN_BYTES
-    for key, value in (span.attributes or {}).items():
-        size += _ITEM_BYTES + len(key) + (len(value) if isinstance(value, str) else 16)
-    for event in span.events:
-        size += _ITEM_BYTES + len(event.name)
-        for key, value in (event.attributes or {}).items():
-            size += _ITEM_BYTES + len(key) + (len(value) if isinstance(value, str) else 16)
+    """A cheap estimate of the memory ``span`` holds (for the buffer's byte limit): a fixed
+    cost, a cost per attribute and event, and the length of every text value (a SQL statement
+    or a stack trace is what makes one span large)."""
+    attributes = span.attributes or {}
+    size = _SPAN_BYTES + _ITEM_BYTES * len(attributes)
+    for value in attributes.values():
+        if type(value) is str:
+            size += len(value)
+    events = span.events
+    if events:
+        for event in events:
+            size += _ITEM_BYTES * (1 + len(event.attributes or ()))
+            for value in (event.attributes or {}).values():
+                if type(value) is str:
+                    size += len(value)
     return size
 
 
@@ -238,11 +249,11 @@ class TailSamplingProcessor(SpanProcessor):
             waiting = self._waiting.get(tid)
             if waiting is None:
                 decided = self._decided.get(tid, reason)
-                if decided is _EVICTED:
-                    decided = reason  # its buffer was given up: a root decides alone
-                    if not root:
-                        _internal.spans_dropped("tail_timeout", 1, _TIMEOUT)
-                if decided is not None and not self._closed:
+                if decided is _EVICTED and not root:
+                    _internal.spans_dropped("tail_timeout", 1, _TIMEOUT)
+                if root and decided in (None, _EVICTED):
+                    decided = reason  # a root nobody saw start (or whose buffer went) decides
+                if decided is not None and decided is not _EVICTED and not self._closed:
                     out = (_kept(span, decided, 0),)
             elif root:
                 waiting.reason = _stronger(waiting.reason, reason)
@@ -268,15 +279,19 @@ class TailSamplingProcessor(SpanProcessor):
         del self._waiting[tid]
         self._spans -= sum(1 for _, size in waiting.spans if size)  # roots are not counted
         self._bytes -= waiting.bytes
-        decided = self._decided
-        decided[tid] = waiting.reason
-        decided.move_to_end(tid)
-        while len(decided) > _DECIDED:
-            decided.popitem(last=False)
+        self._remember(tid, waiting.reason)
         reason = waiting.reason
         if reason is None or self._closed:
             return ()
         return [_kept(span, reason, waiting.dropped) for span, _ in waiting.spans]
+
+    def _remember(self, tid: int, decision: str | None) -> None:
+        """Keep ``decision`` for late spans of ``tid``; the oldest decisions go (lock held)."""
+        decided = self._decided
+        decided[tid] = decision
+        decided.move_to_end(tid)
+        while len(decided) > _DECIDED:
+            decided.popitem(last=False)
 
     def _sweep(self, now: float) -> None:
         """Drop the spans of traces undecided for longer than ``max_age`` (lock held)."""
@@ -299,7 +314,7 @@ class TailSamplingProcessor(SpanProcessor):
                 # Too many open traces (local roots that never end): forget the oldest; its
                 # root still decides alone if it ends.
                 del waiting[tid]
-                self._decided[tid] = _EVICTED
+                self._remember(tid, _EVICTED)
             else:
                 oldest.since = now
                 waiting.move_to_end(tid)

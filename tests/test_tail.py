@@ -13,11 +13,13 @@ from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.sdk.trace.sampling import ALWAYS_OFF
 from opentelemetry.trace import NonRecordingSpan, SpanContext, SpanKind, StatusCode, TraceFlags
+from prometheus_client import CollectorRegistry
 
 import otelfin
 from otelfin import _internal, _sampling, _settings
 from otelfin._keep import KEPT_BY, keep_rules, outcome_of
 from otelfin._tail import DROPPED_SPANS, TailSamplingProcessor
+from otelfin.metrics import names
 from otelfin.testing import configured_for_test
 
 SERVER_ATTRS = {"http.request.method": "POST", "http.route": "/payments"}
@@ -295,16 +297,16 @@ def test_concurrent_requests_keep_their_own_traces(head_off: None) -> None:
     assert all(len(names) == 3 for names in traces.values())
 
 
-def test_outcome_reads_the_attribute_first() -> None:
-    """otelfin.outcome wins; without it, the catalogue severity, the status, the HTTP code."""
-    sev = {"PAY-012": "warning", "DB-003": "error"}
-    assert outcome_of({"otelfin.outcome": "declined"}, True, SpanKind.SERVER, sev) == "declined"
-    assert outcome_of({"otelfin.error_code": "PAY-012"}, True, SpanKind.SERVER, sev) == "declined"
-    assert outcome_of({"otelfin.error_code": "DB-003"}, False, SpanKind.SERVER, sev) == "error"
-    assert outcome_of({"http.response.status_code": 404}, False, SpanKind.SERVER) == "declined"
-    assert outcome_of({"http.response.status_code": 404}, False, SpanKind.CLIENT) == "ok"
-    assert outcome_of({"http.status_code": 502}, False, SpanKind.CLIENT) == "error"
-    assert outcome_of({}, True) == "error"
+def test_outcome_is_the_shared_rule_set() -> None:
+    """otelfin.outcome wins (below a 5xx); without it, the code's outcome, the HTTP status."""
+    error, unset = StatusCode.ERROR, StatusCode.UNSET
+    assert outcome_of({"otelfin.outcome": "declined"}, error) == "declined"
+    assert outcome_of({"otelfin.error_code": "PAY-012"}, error) == "declined"
+    assert outcome_of({"otelfin.error_code": "DB-003"}, unset) == "error"
+    assert outcome_of({"http.response.status_code": 404}, unset) == "declined"
+    assert outcome_of({"http.status_code": 502, "otelfin.outcome": "ok"}, unset) == "error"
+    assert outcome_of({}, error) == "error"
+    assert outcome_of({}, unset) == "ok"
 
 
 @pytest.mark.parametrize("value", ["errors", "error,fast", "1"])
@@ -328,3 +330,77 @@ def test_keep_traces_settings_parse() -> None:
     assert values["keep_traces_max_spans"] == 10
     with pytest.raises(ValueError, match="OTELFIN_KEEP_TRACES_MAX_AGE"):
         _settings.resolve({}, {"OTELFIN_KEEP_TRACES_MAX_AGE": "0"})
+
+
+def _exemplars(registry: CollectorRegistry, metric: str) -> list[tuple[float, str]]:
+    found = []
+    for family in registry.collect():
+        if family.name != metric:
+            continue
+        for sample in family.samples:
+            if sample.exemplar is not None:
+                found.append((sample.exemplar.value, sample.exemplar.labels["trace_id"]))
+    return found
+
+
+def test_exemplars_name_unsampled_traces_only_when_they_are_kept(head_off: None) -> None:
+    """Request-histogram exemplars name kept traces (transport and @traced roots); fast ok
+    requests and the spans inside a request (function, dependency) name none unsampled."""
+
+    @otelfin.traced(name="payments.charge")
+    def charge(code: str | None) -> None:
+        if code:
+            raise otelfin.OtelfinError(code, "no")
+
+    registry = CollectorRegistry()
+    with configured_for_test(keep_traces="error,declined,slow", metrics_registry=registry) as exp:
+        _request()  # ok, fast: not kept, no exemplar
+        charge(None)
+        assert _exemplars(registry, names.DURATION) == []
+        error = _request(status=503)
+        with contextlib.suppress(otelfin.OtelfinError):
+            charge("PAY-012")
+        exported = {f"{s.context.trace_id:032x}" for s in exp.get_finished_spans()}  # type: ignore[union-attr]
+        found = _exemplars(registry, names.DURATION)
+        assert {f"{error:032x}"} < {tid for _, tid in found} <= exported
+        assert len(found) == 2
+        assert _exemplars(registry, names.DEPENDENCY) == []
+        assert _exemplars(registry, names.FUNCTION_DURATION) == []
+
+
+def test_exemplars_keep_the_head_sampled_behaviour_without_keep_rules(head_off: None) -> None:
+    """No keep rules: an unsampled error request gets no exemplar (its trace is not exported)."""
+    registry = CollectorRegistry()
+    with configured_for_test(metrics_registry=registry):
+        _request(status=503)
+        assert _exemplars(registry, names.DURATION) == []
+
+
+def test_kept_spans_are_masked_like_any_other(head_off: None) -> None:
+    """A card number on a buffered internal span leaves masked when its trace is kept."""
+    tracer = trace.get_tracer("tests.tail")
+    with configured_for_test(keep_traces="error") as exporter:
+        root = tracer.start_span("POST /payments", kind=SpanKind.SERVER)
+        with trace.use_span(root, end_on_exit=False):
+            tracer.start_span("card.check", attributes={"note": "card 4111 1111 1111 1111"}).end()
+        root.set_status(StatusCode.ERROR)
+        root.end()
+        (check,) = [s for s in exporter.get_finished_spans() if s.name == "card.check"]
+    note = str((check.attributes or {})["note"])
+    assert "4111 1111 1111 1111" not in note and note.endswith("1111"), note
+
+
+def test_too_many_open_traces_forget_the_oldest_whose_root_still_decides(tail: _Tail) -> None:
+    """Past max_age with more open traces than max_spans, the oldest are forgotten: their
+    late children count as dropped, their root still exports alone when it is kept."""
+    tracer, clock = tail.tracer, tail.clock
+    roots = [tracer.start_span(f"r{i}", kind=SpanKind.SERVER) for i in range(7)]
+    clock.now = 11.0
+    tracer.start_span("tick", kind=SpanKind.SERVER).end()  # sweeps: 8 open > 5, then decides
+    assert tail.processor.buffered()[0] == 4  # r0-r2 forgotten, "tick" decided
+    with trace.use_span(roots[0], end_on_exit=False):
+        tracer.start_span("late child").end()
+    assert _internal.export_health()[0] == {"tail_timeout": 1}
+    roots[0].set_status(StatusCode.ERROR)
+    roots[0].end()
+    assert [s.name for s in tail.exporter.get_finished_spans()] == ["r0"]

@@ -29,6 +29,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from otelfin._keep import keep_rules
 from otelfin.metrics._buckets import (
     DEFAULT_PROMETHEUS_BUCKETS,
     BucketDesign,
@@ -199,7 +200,16 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
             registry.register(_state.internal)
             _state.export_health = ExportHealthCollector()
             registry.register(_state.export_health)
-        _state.recorder = CallRecorder(current, config.service_name, exemplars=exemplars)
+        # Exemplars may name the unsampled traces tail sampling keeps: the same rules as the
+        # processor's (otelfin._keep), built from the same settings.
+        keep = keep_rules(
+            options["keep_traces"],
+            slo=slo,
+            operation_slos=options["metrics_operation_slos"],
+            catalogue=config.catalogue,
+        )
+        current.exemplar_policy.rules = keep
+        _state.recorder = CallRecorder(current, config.service_name, exemplars=exemplars, keep=keep)
         _state.service_name = config.service_name
         _setup_server(config, registry)
         _setup_otlp(config, registry)

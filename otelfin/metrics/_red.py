@@ -34,6 +34,7 @@ from opentelemetry.trace import Span
 from prometheus_client import REGISTRY, CollectorRegistry, Counter, Histogram
 
 from otelfin import _internal, _outcome, _settings
+from otelfin._keep import KeepRules, is_local_root
 from otelfin.catalogue import CODE_PATTERN
 from otelfin.metrics import names
 from otelfin.metrics._buckets import _check_bounds, default_buckets, latency_buckets
@@ -51,6 +52,7 @@ __all__ = [
     "red_metrics",
     "latency_histogram",
     "CallRecorder",
+    "ExemplarPolicy",
     "is_multiprocess",
 ]
 
@@ -108,6 +110,34 @@ def latency_histogram(
     return Histogram(name, documentation, names, buckets=bounds, registry=registry)
 
 
+@dataclass
+class ExemplarPolicy:
+    """Which traces an exemplar may name: head-sampled ones, and, with tail sampling on, the
+    traces the keep rules will export.
+
+    An exemplar is attached when the observation is made, and the tail-sampling decision is
+    taken when a trace's local root ends. The request histogram observes exactly those roots
+    (a SERVER/CONSUMER span or a ``@traced`` call starting a local trace), and a root whose
+    own outcome or duration meets a keep rule is exported whatever else happens (the rule is a
+    pure function of the root, asked here and by the processor alike): so an exemplar names
+    an unsampled trace only for such a root. A root the rules do not keep might still be kept
+    through another root of the same trace, or might not; the exemplar then waits for a
+    head-sampled or kept observation. Function and dependency histograms observe spans that
+    end before their root decides: their exemplars name head-sampled traces only.
+
+    For ``@traced`` roots the rule sees the call's own duration, which the span's (ended just
+    after, started just before) can only exceed: an exemplar the metrics call slow is a trace
+    the processor keeps as slow.
+    """
+
+    rules: KeepRules | None = None
+
+
+def _kept_root(span: Any, rules: KeepRules) -> bool:
+    """Whether ``span`` (a finished span) is a local root the keep rules will export."""
+    return is_local_root(span) and rules.span_reason(span) is not None
+
+
 @dataclass(frozen=True)
 class RedMetrics:
     """The RED instruments, their label names and guards, declared once."""
@@ -132,12 +162,21 @@ class RedMetrics:
     declines_guard: SeriesGuard | None = None
     #: When each bucket of a series (by its child) last got an exemplar; bounded by the guards.
     exemplar_times: dict[Any, list[float]] = field(default_factory=dict, compare=False, repr=False)
+    #: Which traces an exemplar may name besides head-sampled ones (tail sampling).
+    exemplar_policy: ExemplarPolicy = field(
+        default_factory=lambda: ExemplarPolicy(), compare=False, repr=False
+    )
 
-    def _observe(self, child: Any, duration: float, span: Span | None) -> None:
+    def _observe(self, child: Any, duration: float, span: Span | None, entry: bool = False) -> None:
         # The same exemplar rate as @traced (EXEMPLAR_INTERVAL per bucket and series): building
         # and validating one per call was most of a transport span's metrics cost.
         ctx = span.get_span_context() if span is not None else None
-        if ctx is None or not ctx.trace_flags.sampled:
+        if ctx is None:
+            child.observe(duration)
+            return
+        sampled = ctx.trace_flags.sampled
+        rules = self.exemplar_policy.rules
+        if not sampled and (rules is None or not entry):
             child.observe(duration)
             return
         last = self.exemplar_times.get(child)
@@ -147,7 +186,11 @@ class RedMetrics:
             )
         i = bisect_left(self.buckets, duration)
         now = monotonic()
-        if i < len(last) and now - last[i] >= EXEMPLAR_INTERVAL:
+        if (
+            i < len(last)
+            and now - last[i] >= EXEMPLAR_INTERVAL
+            and (sampled or (rules is not None and _kept_root(span, rules)))
+        ):
             last[i] = now
             child.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
         else:
@@ -207,7 +250,7 @@ class RedMetrics:
         if guard is None:
             return
         child, _ = guard.bind(values)
-        self._observe(child, duration, span)
+        self._observe(child, duration, span, entry)
         if entry:
             self.count_outcome(outcome, (service, operation, _code_value(error_code), *extra))
 
@@ -419,11 +462,20 @@ class CallRecorder:
     ``labels(...)`` lookup.
     """
 
-    def __init__(self, metrics: RedMetrics, service: str, *, exemplars: bool = True) -> None:
+    def __init__(
+        self,
+        metrics: RedMetrics,
+        service: str,
+        *,
+        exemplars: bool = True,
+        keep: KeepRules | None = None,
+    ) -> None:
         self.metrics = metrics
         self.service = service
         self.exemplars = exemplars and not is_multiprocess()
         self.bounds = metrics.buckets
+        #: Tail sampling's keep rules: an unsampled entry call they keep may be an exemplar.
+        self.keep = keep
 
     def bind(self, spec: Any) -> _FunctionHook:
         """The hook for one ``@traced`` function (``spec`` is its ``TracedSpec``)."""
@@ -480,11 +532,21 @@ class _FunctionHook:
             recorder = self.recorder
             if recorder.exemplars:
                 ctx = span.get_span_context()
-                if ctx.trace_flags & 1:
+                sampled = ctx.trace_flags & 1
+                keep = recorder.keep if entry else None
+                if sampled or keep is not None:
                     i = bisect_left(recorder.bounds, duration)
                     now = monotonic()
                     last = bound.last
-                    if now - last[i] >= EXEMPLAR_INTERVAL:
+                    if now - last[i] >= EXEMPLAR_INTERVAL and (
+                        sampled
+                        or (
+                            keep is not None
+                            and span.is_recording()
+                            and is_local_root(span)
+                            and keep.reason(outcome, duration, self.prefix[1]) is not None
+                        )
+                    ):
                         last[i] = now
                         bound.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
                     else:

@@ -226,6 +226,25 @@ def test_traces_show_reads_the_demo_spans(demo: DemoRun) -> None:
     assert len(document["spans"]) == len(slowest.rows)
 
 
+def test_traces_why_names_the_injected_slow_hop(demo: DemoRun) -> None:
+    """The demo's summary and `otelfin traces why` name the slow acquirer on the critical path
+    of the slow payments, by span and by service."""
+    assert "Why the slow payments are slow" in demo.stdout
+    assert "\nacquirer.authorise: " in demo.stdout
+    spans = str(demo.out / "spans.jsonl")
+    result = cli("traces", "why", spans, "--operation", "checkout.pay", "--format", "json")
+    assert result.returncode == 0, result.stderr
+    document = json.loads(result.stdout)
+    top = document["rows"][0]
+    assert top["key"] == "acquirer.authorise", document["rows"][:3]
+    assert top["slow_share"] > 0.8 and top["slow_share"] > top["normal_share"] + 0.2, top
+    by_service = json.loads(
+        cli("traces", "why", spans, "--by", "service", "--format", "json").stdout
+    )
+    assert by_service["rows"][0]["key"] == "payment-api", by_service["rows"][:3]
+    assert 'id="why"' in (demo.out / "report.html").read_text()
+
+
 def _chromium(*args: str, user_data: Path) -> subprocess.CompletedProcess[bytes]:
     import shutil
 

@@ -168,6 +168,31 @@ def _exemplar_traces(report: Any, shown: str | None, known: Mapping[str, Any]) -
     return "".join(parts)
 
 
+def _why(why: Any) -> str:
+    """The ``traces why`` ranking: each hop's share of slow vs normal traces' critical path."""
+    if why is None or not why.rows:
+        return '<p class="meta">no traces to compare</p>'
+    rows = []
+    for i, row in enumerate(why.rows[:10]):
+        cls = ' class="top"' if i == 0 and row.difference > 0 else ""
+        rows.append(
+            f'<tr{cls} data-key="{_e(row.key)}"><td class="l">{_e(row.key)}</td>'
+            f"<td>{row.slow_share:.1%}</td><td>{row.normal_share:.1%}</td>"
+            f"<td>{row.difference * 100:+.1f}</td><td>{row.slow_ms:,.1f}</td>"
+            f"<td>{row.normal_ms:,.1f}</td></tr>"
+        )
+    headline = f"<p><strong>{_e(why.headline)}</strong></p>" if why.headline else ""
+    return (
+        f'<p class="meta">{why.slow + why.normal:,} traces: {why.slow:,} slow '
+        f"({_e(why.threshold_source)}, {why.threshold_ms:,.1f} ms), {why.normal:,} normal; "
+        "share of each trace's critical path, averaged per group "
+        "(<code>otelfin traces why</code>)</p>"
+        f'{headline}<table id="why"><tr><th class="l">{_e(why.by)}</th><th>slow</th>'
+        "<th>normal</th><th>diff (pts)</th><th>slow ms/trace</th><th>normal ms/trace</th></tr>"
+        f"{''.join(rows)}</table>"
+    )
+
+
 def _per_bucket(bounds: Sequence[float], cumulative: Sequence[float], total: float) -> list[float]:
     counts, previous = [], 0.0
     for value in [*cumulative, total]:
@@ -310,10 +335,12 @@ def render(
     title: str,
     operation: str | None = "POST /v1/payments",
     traces: Mapping[str, Any] | None = None,
+    why: Any = None,
 ) -> str:
     """The whole page as one string.
 
-    ``traces`` (trace id -> trace) lets the table's exemplar ids link to their waterfalls.
+    ``traces`` (trace id -> trace) lets the table's exemplar ids link to their waterfalls;
+    ``why`` is a ``traces why`` report (or None).
     """
     known = traces or {}
     shown = trace.trace_id if trace is not None else None
@@ -327,6 +354,7 @@ def render(
         f'<h1>{_e(title)}</h1><p class="meta">{_e(summary)}</p>'
         f"<h2>One payment, every hop</h2>{_waterfall(trace)}"
         f"<h2>Who makes the P99</h2>{_table(report, shown, known)}"
+        f"<h2>Why the slow payments are slow</h2>{_why(why)}"
         f'<h2>Latency per channel</h2><p class="meta">{scope}; dashed lines: the SLO bound '
         f"and the channel's P99 (histogram_quantile)</p>{_histograms(series, slo, operation)}"
         f"<h2>Declines and errors by code</h2>{_errors(exposition)}"

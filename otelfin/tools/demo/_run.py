@@ -62,6 +62,8 @@ class DemoResult:
     pan_hits: dict[str, int]
     metrics_urls: dict[str, str]
     artefacts: dict[str, Path] = field(default_factory=dict)
+    #: ``traces why`` over the payments: the hop that makes the slow ones slow (or None).
+    why: Any = None
 
     @property
     def ok(self) -> bool:
@@ -462,6 +464,7 @@ def _analyse(
     slowest = channel_rows[0].value if channel_rows else ""
     traces = _traces.group_traces(_traces.read_spans(str(out_dir / "spans.jsonl")))
     trace = _pick_trace(traces, report, slowest)
+    why = _why(traces)
     logs = validate_file(str(out_dir / "logs.jsonl"))
 
     print("", file=out)
@@ -487,6 +490,10 @@ def _analyse(
         )
     print(_codes_line(text), file=out)
     print("", file=out)
+    if why is not None:
+        print("Why the slow payments are slow (critical path, spans.jsonl):", file=out)
+        print(_traces.render_why(why, limit=6), file=out)
+        print("", file=out)
     print(
         f"logs: {logs.lines} lines in logs.jsonl, {logs.bad_lines} bad "
         f"(otelfin logs validate {out_dir / 'logs.jsonl'})",
@@ -505,6 +512,7 @@ def _analyse(
             outcomes=dict(progress.outcomes),
             title="otelfin demo: payment gateway",
             traces=traces,
+            why=why,
         ),
         encoding="utf-8",
     )
@@ -523,6 +531,7 @@ def _analyse(
     print(f"artefacts in {out_dir}: {', '.join(_ARTEFACTS)}  ({elapsed:.1f}s)", file=out)
     print(f"  otelfin p99 report --file {out_dir / 'metrics.prom'} --by channel", file=out)
     print(f"  otelfin traces show {out_dir / 'spans.jsonl'} --slowest", file=out)
+    print(f"  otelfin traces why {out_dir / 'spans.jsonl'} --by service", file=out)
     return DemoResult(
         out_dir=out_dir,
         elapsed=elapsed,
@@ -535,7 +544,18 @@ def _analyse(
         pan_hits=hits,
         metrics_urls=urls,
         artefacts=artefacts,
+        why=why,
     )
+
+
+def _why(traces: dict[str, Any]) -> Any:
+    """``traces why`` over the payments (the checkout's ``checkout.pay`` spans), or None."""
+    from otelfin.tools import traces as _traces
+
+    try:
+        return _traces.why_slow(traces.values(), operation="checkout.pay")
+    except _traces.TraceFileError:
+        return None
 
 
 def _channel_only(report: Any) -> Any:
