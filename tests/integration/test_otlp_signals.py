@@ -10,6 +10,7 @@ counted, never silently.
 
 from __future__ import annotations
 
+import signal
 import subprocess
 import sys
 import time
@@ -325,3 +326,74 @@ def test_zero_code_sends_logs_and_metrics_over_otlp(tmp_path: Any) -> None:
     metrics = receiver.received.last_metrics()
     calls = metrics["otelfin_request_duration_seconds"].histogram.data_points
     assert sum(p.count for p in calls) == 3
+
+
+PRELOADED = """
+import os
+import time
+
+import otelfin
+
+otelfin.configure("ledger-workers")  # in gunicorn's master (--preload); workers are forked
+
+
+@otelfin.traced(name="post")
+def post(path):
+    otelfin.get_logger().info("posted", path=path, pid=os.getpid())
+    time.sleep(0.05)  # a busy worker makes the other one accept the next connection
+
+
+def app(environ, start_response):
+    if environ["PATH_INFO"].startswith("/post"):
+        post(environ["PATH_INFO"])
+    start_response("200 OK", [("Content-Type", "text/plain")])
+    return [b"ok"]
+"""
+
+
+def test_forked_gunicorn_workers_each_send_their_own(tmp_path: Any) -> None:
+    """gunicorn --preload -w 2: configure() ran in the master; each forked worker exports its
+    records once and pushes its own cumulative series (its own service.instance.id)."""
+    from concurrent.futures import ThreadPoolExecutor
+
+    from tests.integration._procs import Proc, clean_env, free_port, get, wait_http
+
+    (tmp_path / "preloaded.py").write_text(PRELOADED)
+    port = free_port()
+    with HttpReceiver() as receiver:
+        env = clean_env(
+            OTEL_LOGS_EXPORTER="otlp",
+            OTEL_METRICS_EXPORTER="otlp",
+            OTEL_EXPORTER_OTLP_ENDPOINT=receiver.endpoint,
+            OTEL_TRACES_EXPORTER="none",
+            PYTHONPATH=str(tmp_path),
+        )
+        argv = [sys.executable, "-m", "gunicorn", "--preload", "-w", "2"]
+        proc = Proc([*argv, "-b", f"127.0.0.1:{port}", "preloaded:app"], tmp_path, env)
+        wait_http(f"http://127.0.0.1:{port}/ready", proc)
+        with ThreadPoolExecutor(4) as pool:
+            statuses = list(
+                pool.map(lambda i: get(f"http://127.0.0.1:{port}/post/{i}")[0], range(20))
+            )
+        assert statuses == [200] * 20
+        proc.signal(signal.SIGTERM)
+        assert proc.wait() == 0, proc.stderr[-3000:]
+    posted = [
+        attributes(r.attributes)
+        for _, r in receiver.received.log_records()
+        if r.body.string_value == "posted"
+    ]
+    assert sorted(a["path"] for a in posted) == sorted(f"/post/{i}" for i in range(20))
+    workers = {a["pid"] for a in posted}
+    # The latest point of each worker's stream (by service.instance.id) adds up to 20 calls.
+    latest: dict[str, int] = {}
+    for request in receiver.received.metrics:
+        for rm in request.resource_metrics:
+            instance = attributes(rm.resource.attributes)["service.instance.id"]
+            for sm in rm.scope_metrics:
+                for metric in sm.metrics:
+                    if metric.name == "otelfin_request_duration_seconds":
+                        latest[instance] = sum(p.count for p in metric.histogram.data_points)
+    assert sum(latest.values()) == 20, latest
+    # One stream per process: each worker's, and the master's own (it configured; no calls).
+    assert len([n for n in latest.values() if n]) == len(workers) >= 1
