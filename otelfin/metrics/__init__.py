@@ -217,6 +217,9 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
         return Installed(span_processors=(_transport_processor,), call_observer=_state.recorder)
 
 
+#: Temporality preferences already warned about (once per process each).
+_said_preferences: set[str] = set()
+
 #: How long a shutdown or a dying process waits for the last OTLP metrics push.
 OTLP_FLUSH_SECONDS = 2.0
 
@@ -249,8 +252,22 @@ def _setup_otlp(config: Config, registry: CollectorRegistry) -> None:
     if key is None:
         return
     from otelfin import _otlp as exporters
+    from otelfin import _settings
     from otelfin.metrics import _otlp as bridge
 
+    preference = (
+        _settings.env_value("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE") or ""
+    ).lower()
+    if preference not in ("", "cumulative", *_said_preferences):
+        _said_preferences.add(preference)
+        # The registry holds running totals; pushing them as deltas would need state that a
+        # failed push could lose. Said once, not ignored in silence.
+        _log.warning(
+            "otelfin: OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE=%s is not honoured: "
+            "otelfin pushes cumulative metrics (a Collector's cumulativetodelta processor "
+            "converts them for a backend that wants deltas)",
+            preference,
+        )
     # A bad protocol or a missing gRPC extra is a ValueError here: configure() reports it.
     _state.pusher = bridge.start(registry, exporters.metric_exporter, config.service_name, interval)
     _state.pusher_key = key

@@ -397,3 +397,19 @@ def test_forked_gunicorn_workers_each_send_their_own(tmp_path: Any) -> None:
     assert sum(latest.values()) == 20, latest
     # One stream per process: each worker's, and the master's own (it configured; no calls).
     assert len([n for n in latest.values() if n]) == len(workers) >= 1
+
+
+def test_delta_preference_is_said_not_silently_ignored(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Cumulative only: asking for delta gives one warning naming the variable."""
+    with HttpReceiver() as receiver:
+        _use(monkeypatch, receiver.endpoint, "http/protobuf")
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE", "delta")
+        with capture_logs() as lines:
+            otelfin.configure("payments-api", metrics_registry=CollectorRegistry())
+            otelfin.configure("payments-api", metrics_registry=CollectorRegistry())
+            authorise(CARD, "wallet", 0)
+        otelfin.shutdown()
+    said = [line for line in lines if "TEMPORALITY_PREFERENCE=delta" in line["event"]]
+    assert len(said) == 1 and said[0]["level"] == "warning"
+    pushed = receiver.received.last_metrics()
+    assert pushed["otelfin_request_duration_seconds"].histogram.aggregation_temporality == 2
