@@ -19,6 +19,12 @@ processor, the problem-details handler), so the span attribute ``otelfin.outcome
 5. An unregistered code, an unhandled exception, or status ERROR -> ``error``.
 6. Otherwise ``ok``.
 
+A request that ends ``declined`` or ``error`` without a code of its own (a handler that caught
+``OtelfinError("PAY-006")`` from an internal ``@traced`` call and answered 402 itself) takes the
+code of the last internal call that failed with one (:func:`note_code`): the span and the
+``error_code`` label then name the decline, instead of ``unclassified``. The status, not that
+code, decides the outcome: the handler chose the answer.
+
 :class:`OutcomeSpanProcessor` puts the attribute on the spans other instrumentations make
 (``@traced`` sets its own): SERVER, CONSUMER, CLIENT and PRODUCER spans, the kinds otelfin
 measures. The outcome depends on the span's final state (its HTTP status, the code the error
@@ -33,7 +39,10 @@ to OK: declined is never ERROR.
 from __future__ import annotations
 
 import contextlib
+import threading
+import weakref
 from collections.abc import Callable, Mapping
+from typing import Any
 
 from opentelemetry.context import Context
 from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
@@ -56,6 +65,7 @@ __all__ = [
     "of_response",
     "of_span",
     "settle",
+    "note_code",
 ]
 
 #: The span attribute carrying the outcome (read by tail sampling and the offline tools).
@@ -135,13 +145,35 @@ def of_response(code: str | None, status: int | None, catalogue: Codes | None = 
     return of_span(attributes, StatusCode.ERROR if code is None else StatusCode.UNSET, catalogue)
 
 
+_noted: weakref.WeakKeyDictionary[Any, str] = weakref.WeakKeyDictionary()
+_noted_lock = threading.Lock()
+
+
+def note_code(request: Any, code: str) -> None:
+    """Remember ``code`` as what failed inside ``request`` (its span), for :func:`settle`."""
+    with _noted_lock:
+        _noted[request] = code
+
+
+def _take_noted(request: Any) -> str | None:
+    with _noted_lock:
+        return _noted.pop(request, None)
+
+
 def settle(span: Span, catalogue: Codes | None = None) -> str:
     """Decide a recording span's outcome and put it on the span; returns it.
 
-    A span that is not ``error`` loses an ERROR status (set to OK).
+    A span that is not ``error`` loses an ERROR status (set to OK). One that is not ``ok`` and
+    carries no code takes the code noted for it (:func:`note_code`).
     """
     status = span.status.status_code
-    outcome = of_span(span.attributes or {}, status, catalogue)
+    attributes = span.attributes or {}
+    outcome = of_span(attributes, status, catalogue)
+    noted = _take_noted(span)
+    if outcome != OK and noted is not None and not attributes.get("otelfin.error_code"):
+        span.set_attribute("otelfin.error_code", noted)
+        if not attributes.get("error.type"):
+            span.set_attribute("error.type", noted)
     span.set_attribute(ATTRIBUTE, outcome)
     if outcome != ERROR and status is StatusCode.ERROR:
         span.set_status(Status(StatusCode.OK))

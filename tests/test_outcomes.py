@@ -287,3 +287,22 @@ def test_catalogue_outcome_field(tmp_path: Path) -> None:
     bad.write_text("codes:\n  ACQ-003:\n    message: Odd\n    outcome: maybe\n")
     (finding,) = lint_files([bad])
     assert finding.line == 4 and "outcome" in finding.reason
+
+
+def test_handled_decline_names_the_request(prom_registry: CollectorRegistry) -> None:
+    """A handler that catches an internal call's decline and answers 402 itself: the request
+    span and the declines counter carry the code; a request that recovered (200) carries none."""
+    tracer = trace.get_tracer("framework")
+    spans_seen = []
+    for status in (402, 200):
+        with tracer.start_as_current_span("POST /pay", kind=SpanKind.SERVER) as server:
+            with contextlib.suppress(otelfin.OtelfinError):
+                authorise(True)
+            server.set_attribute("http.response.status_code", status)
+        spans_seen.append(server)
+    declined, recovered = (s.attributes for s in spans_seen)  # type: ignore[attr-defined]
+    assert declined["otelfin.error_code"] == "PAY-012"
+    assert declined[_outcome.ATTRIBUTE] == "declined"
+    assert "otelfin.error_code" not in recovered and recovered[_outcome.ATTRIBUTE] == "ok"
+    labels = {"service": SERVICE, "operation": "POST /pay", "channel": ""}
+    assert prom_registry.get_sample_value(DECLINES, {**labels, "error_code": "PAY-012"}) == 1

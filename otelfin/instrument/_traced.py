@@ -352,6 +352,10 @@ def _record_error(
     """
     code = error_code_of(exc)
     outcome = _outcome.of_code(code, live_catalogue())
+    if code is not None and not entry:
+        request = current_context().get(_REQUEST_KEY)
+        if request is not None and request is not span:
+            _outcome.note_code(request, code)
     if span.is_recording():
         exc_type = type(exc)
         type_name = (

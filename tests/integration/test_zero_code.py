@@ -130,6 +130,8 @@ def test_flask_app_under_opentelemetry_instrument(tmp_path: Path) -> None:
     assert status == 200
     assert 'operation="RiskService.check"' in exposition
     assert 'operation="RiskService.check",outcome="declined"' in exposition
+    # The handler answered 402 itself: the request takes the method's code for its decline.
+    assert 'otelfin_request_declines_total{channel="",error_code="PAY-012"' in exposition
     assert 'service="risk_service"' in exposition
 
 
