@@ -156,11 +156,17 @@ def freeze_heap(delay_s: float = FREEZE_DELAY_S) -> None:
     with _lock:
         if _freeze_timer is not None:
             _freeze_timer.cancel()
-        timer = threading.Timer(delay_s, _freeze, kwargs={"collect": True})
-        timer.daemon = True
-        timer.name = "otelfin-gc-freeze"
+        timer = _new_timer(delay_s)
         _freeze_timer = timer
     timer.start()
+
+
+def _new_timer(delay_s: float) -> threading.Timer:
+    """The daemon timer thread that runs the second, collected freeze."""
+    timer = threading.Timer(delay_s, _freeze, kwargs={"collect": True})
+    timer.daemon = True
+    timer.name = "otelfin-gc-freeze"
+    return timer
 
 
 def uninstall() -> None:
