@@ -150,3 +150,21 @@ def test_key_file_gives_the_same_tokens(tmp_path: Path) -> None:
     otelfin.get_logger().info("x", card=CARD)
     otelfin.shutdown()
     assert fingerprint(CARD, key="key-one") in logs.getvalue()
+
+
+def test_an_all_decimal_span_id_is_not_a_leak() -> None:
+    """A line's span_id whose 16 hex digits happen to be decimal and card-shaped (about one
+    in 60,000: it failed a demo run) is an id; the same digits anywhere else are a leak."""
+    from otelfin.tools.logs import make_line_checker
+
+    check = make_line_checker(None)
+    line = (
+        b'{"timestamp":"2026-11-25T10:47:13.123456+00:00","level":"info","service_name":"svc",'
+        b'"event":"x","trace_id":"4bf92f3577b34da6a3ce929d0e0e4736","span_id":"4111111111111111"}'
+    )
+    assert check(line) is None
+    assert check(line.replace(b'"event":"x"', b'"event":"\\u0078"')) is None  # escaped path
+    leaked = check(line.replace(b'"event":"x"', b'"event":"card 4111111111111111"'))
+    assert leaked is not None and "unmasked card number" in leaked[0]
+    elsewhere = check(line.replace(b'"event":"x"', b'"ref":"4111111111111111","event":"x"'))
+    assert elsewhere is not None

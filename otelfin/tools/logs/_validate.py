@@ -139,7 +139,10 @@ def _pan_reasons(raw: bytes, obj: Any) -> list[str]:
         # Escapes (\u0034, \t, \u00a0, ...) can hide digits or separators: judge the
         # decoded values, which is what the scrubber saw.
         found: list[str] = []
+        span_id = obj.get("span_id") if isinstance(obj, dict) else None
         for text in _walk_texts(obj):
+            if text is span_id and _SPAN_ID.fullmatch(text):
+                continue  # the line's own span id (see _raw_pans)
             for a, b in find_pans(text):
                 reason = f"unmasked card number (ending {_last4(text[a:b])})"
                 if reason not in found:
@@ -148,9 +151,17 @@ def _pan_reasons(raw: bytes, obj: Any) -> list[str]:
     return _raw_pans(raw)
 
 
+_SPAN_ID = re.compile(r"[0-9a-f]{16}")
+_SPAN_ID_KEY = b'"span_id":"'
+
+
 def _raw_pans(raw: bytes) -> list[str]:
     out = []
     for a, b in find_pans(raw):
+        if b - a == 16 and raw[b : b + 1] == b'"' and raw.endswith(_SPAN_ID_KEY, 0, a):
+            # The line's span id, 16 hex digits that happen to be all decimal and card-shaped
+            # (about one span id in 60,000): an id, not a card number.
+            continue
         digits = _last4(raw[a:b].decode("utf-8", "replace"))
         out.append(f"unmasked card number (ending {digits}) at byte {a + 1}")
     return out
