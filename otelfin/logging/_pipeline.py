@@ -136,6 +136,9 @@ class Correlate:
     def __init__(self, service_name: str | None = None) -> None:
         self.service_name = log_service_name(service_name) if service_name else None
         self.clock = _Clock()
+        # The hex ids of the last span context seen: the lines of one request share them
+        # (two format() calls saved a line). One tuple, swapped whole: safe across threads.
+        self.ids: tuple[object, str, str] = (None, "", "")
 
     def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
         out: dict[str, Any] = {
@@ -149,9 +152,13 @@ class Correlate:
             text = "" if event is None else _default(event)
             out["event"] = text if isinstance(text, str) else str(text)  # a set became a list
         ctx = trace.get_current_span().get_span_context()
-        if ctx.is_valid:
-            out["trace_id"] = format(ctx.trace_id, "032x")
-            out["span_id"] = format(ctx.span_id, "016x")
+        ids = self.ids
+        if ids[0] is ctx:
+            out["trace_id"], out["span_id"] = ids[1], ids[2]
+        elif ctx.is_valid:
+            ids = (ctx, format(ctx.trace_id, "032x"), format(ctx.span_id, "016x"))
+            self.ids = ids
+            out["trace_id"], out["span_id"] = ids[1], ids[2]
         for key, value in event_dict.items():
             if key not in out:
                 out[key] = value
