@@ -306,3 +306,28 @@ def test_handled_decline_names_the_request(prom_registry: CollectorRegistry) -> 
     assert "otelfin.error_code" not in recovered and recovered[_outcome.ATTRIBUTE] == "ok"
     labels = {"service": SERVICE, "operation": "POST /pay", "channel": ""}
     assert prom_registry.get_sample_value(DECLINES, {**labels, "error_code": "PAY-012"}) == 1
+
+
+def test_channel_lifts_from_deep_inside_to_the_request(spans: InMemorySpanExporter) -> None:
+    """Two levels down, under a framework span or a @traced root: the request's span gets it."""
+
+    @otelfin.traced(name="authorise.deep", attributes={"payment.channel": "channel"})
+    def deep(channel: str) -> None:
+        return None
+
+    @otelfin.traced(name="middle")
+    def middle(channel: str) -> None:
+        deep(channel)
+
+    @otelfin.traced(name="job")
+    def job(channel: str) -> None:
+        middle(channel)
+
+    tracer = trace.get_tracer("framework")
+    with tracer.start_as_current_span("POST /pay", kind=SpanKind.SERVER):
+        middle("wallet")
+    job("card")
+    by_name = {s.name: s.attributes or {} for s in spans.get_finished_spans()}
+    assert by_name["POST /pay"]["payment.channel"] == "wallet"
+    assert by_name["job"]["payment.channel"] == "card"
+    assert "payment.channel" not in by_name["middle"]

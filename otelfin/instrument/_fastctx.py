@@ -18,6 +18,7 @@ from opentelemetry.context import Context
 
 __all__ = [
     "REQUEST_KEY",
+    "SPAN_KEY",
     "attach_context",
     "context_with",
     "context_with_request",
@@ -28,6 +29,9 @@ __all__ = [
 
 #: Context key of the current request's span (the entry span ``@traced`` saw last).
 REQUEST_KEY = context_api.create_key("otelfin.request_span")
+#: The key under which a Context holds its current span (derived, not imported: the same in
+#: every runtime-context implementation).
+SPAN_KEY: str = next(iter(trace.set_span_in_context(trace.INVALID_SPAN, Context())))
 
 current_context: Callable[[], Context]
 span_in: Callable[[Context], Any]

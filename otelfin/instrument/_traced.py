@@ -32,6 +32,7 @@ from otelfin import _internal, _outcome
 from otelfin._errors import error_code_of
 from otelfin.catalogue import CatalogueSlot
 from otelfin.instrument._fastctx import REQUEST_KEY as _REQUEST_KEY
+from otelfin.instrument._fastctx import SPAN_KEY as _SPAN_KEY
 from otelfin.instrument._fastctx import (
     attach_context,
     context_with,
@@ -147,7 +148,11 @@ def is_entry(parent: Context, kind: SpanKind) -> bool:
 
 
 def _open(
-    spec: TracedSpec, span: Span, parent: Context, attrs: Mapping[str, AttributeValue]
+    spec: TracedSpec,
+    span: Span,
+    parent: Context,
+    attrs: Mapping[str, AttributeValue],
+    up: Any = None,
 ) -> tuple[Context, bool]:
     """The context to run the call in, and whether the call is an entry operation.
 
@@ -156,28 +161,38 @@ def _open(
     request (an argument of an internal function) is put on the request's span too when that
     span has none: the request series are labelled by it, and the trace shows it at the top.
     """
-    up = span_in(parent)
-    request: Any = None
     if up is None:
-        entry = True
-    else:
-        context = up.get_span_context()
-        up_kind = getattr(up, "kind", None)
-        if not context.is_valid or context.is_remote:
-            entry = True
-        else:
-            entry = spec.kind in _ENTRY_KINDS and up_kind not in _ENTRY_KINDS
-            if not entry:
-                request = parent.get(_REQUEST_KEY)
-                if request is None and up_kind in _ENTRY_KINDS:
-                    if spec.lifts:
-                        _lift(spec, up, attrs)
-                    return context_with_request(span, parent, up), False
-    if entry:
+        up = span_in(parent)
+        if up is None:
+            return context_with(span, parent), True
+    context = up.get_span_context()
+    if not context.is_valid or context.is_remote:
         return context_with_request(span, parent, span), True
-    if request is not None and spec.lifts:
-        _lift(spec, request, attrs)
+    up_kind = getattr(up, "kind", None)
+    if spec.kind in _ENTRY_KINDS and up_kind not in _ENTRY_KINDS:
+        # A request inside another local operation (a consumer under a poll loop): its calls
+        # belong to it, not to whatever request the outer context names.
+        return context_with_request(span, parent, span), True
+    request = parent.get(_REQUEST_KEY)
+    if request is not None:
+        if spec.lifts:
+            _lift(spec, request, attrs)
+        return context_with(span, parent), False
+    # The first call below the request's span: remember it for the calls further down. (A root
+    # call leaves the key to its children, which keeps the common root-only case cheap.)
+    if up_kind in _ENTRY_KINDS or _is_root(up):
+        if spec.lifts:
+            _lift(spec, up, attrs)
+        return context_with_request(span, parent, up), False
     return context_with(span, parent), False
+
+
+def _is_root(span: Any) -> bool:
+    """True for an SDK span with no local parent (a non-recording span cannot tell: False)."""
+    if not hasattr(span, "parent"):
+        return False
+    parent = span.parent
+    return parent is None or bool(parent.is_remote)
 
 
 def _lift(spec: TracedSpec, request: Any, attrs: Mapping[str, AttributeValue]) -> None:
@@ -450,8 +465,13 @@ def _wrap_function(func: Callable[..., Any], spec: TracedSpec) -> Callable[..., 
             attrs = spec.attributes(args, kwargs) if dynamic else static
             parent = current_context()
             span = _tracer(provider).start_span(name, parent, kind, attrs)
-            context, entry = _open(spec, span, parent, attrs)
-            token = attach_context(context)
+            up = parent.get(_SPAN_KEY)
+            if up is None:  # a root call: the common case, spelled out
+                token = attach_context(context_with(span, parent))
+                entry = True
+            else:
+                context, entry = _open(spec, span, parent, attrs, up)
+                token = attach_context(context)
         except Exception as exc:
             _internal.report("traced.start", exc)
             return func(*args, **kwargs)
@@ -480,8 +500,13 @@ def _wrap_coroutine(func: Callable[..., Any], spec: TracedSpec) -> Callable[...,
             attrs = spec.attributes(args, kwargs) if dynamic else static
             parent = current_context()
             span = _tracer(provider).start_span(name, parent, kind, attrs)
-            context, entry = _open(spec, span, parent, attrs)
-            token = attach_context(context)
+            up = parent.get(_SPAN_KEY)
+            if up is None:  # a root call: the common case, spelled out
+                token = attach_context(context_with(span, parent))
+                entry = True
+            else:
+                context, entry = _open(spec, span, parent, attrs, up)
+                token = attach_context(context)
         except Exception as exc:
             _internal.report("traced.start", exc)
             return await func(*args, **kwargs)
