@@ -436,3 +436,26 @@ def test_cli_summary_counts_agree_with_their_nouns(
     path = _write(tmp_path / "one.jsonl", [line()])
     assert main(["logs", "validate", str(path)]) == 0
     assert "checked 1 line in 1 file: 0 bad" in capsys.readouterr().err
+
+
+def test_empty_input_is_a_finding_unless_allowed(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A CI job pointed at an empty log file does not pass on nothing: exit 1 with the
+    reason, exit 0 only with --allow-empty; a file with one good line still passes."""
+    from otelfin.cli import main
+
+    empty = tmp_path / "empty.jsonl"
+    empty.write_text("")
+    assert main(["logs", "validate", str(empty)]) == 1
+    assert "no log line to check" in capsys.readouterr().err
+    assert main(["logs", "validate", "--allow-empty", str(empty)]) == 0
+    good = tmp_path / "good.jsonl"
+    line = {
+        "timestamp": "2026-12-07T15:00:00.000+00:00",
+        "level": "info",
+        "service_name": "payments",
+        "event": "payment_authorised",
+    }
+    good.write_text(json.dumps(line) + "\n")
+    assert main(["logs", "validate", str(empty), str(good)]) == 0

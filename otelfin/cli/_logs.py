@@ -70,6 +70,14 @@ def register(sub: Any) -> None:
         ),
     )
     validate.add_argument(
+        "--allow-empty",
+        action="store_true",
+        help=(
+            "exit 0 when the input holds no log line at all (by default an empty input is a "
+            "finding, exit 1: a CI job pointed at the wrong file must not pass on nothing)"
+        ),
+    )
+    validate.add_argument(
         "--max-errors",
         type=_positive,
         default=None,
@@ -270,6 +278,13 @@ def _validate_all(args: argparse.Namespace, codes: frozenset[str] | None, jobs: 
     _finish(reports, args.format, args.max_errors, out)
     if any(r.error for r in reports):
         return 2
+    if not any(r.lines for r in reports) and not getattr(args, "allow_empty", False):
+        print(
+            "otelfin logs validate: no log line to check (empty input); "
+            "pass --allow-empty if that is expected",
+            file=sys.stderr,
+        )
+        return 1
     return 1 if any(r.bad_lines for r in reports) else 0
 
 
