@@ -416,7 +416,7 @@ def test_readme_demo_commands_run(demo: DemoRun, tmp_path: Path) -> None:
     }
     reads = [c for c in commands if c not in demo_runs]
     assert set(commands) - set(reads) == demo_runs
-    assert len(reads) == 3
+    assert len(reads) == 4
     for command in reads:
         args = command.replace("build/demo", str(demo.out)).split()[1:]
         result = cli(*args)
