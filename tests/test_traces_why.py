@@ -294,7 +294,9 @@ def test_cli_text_json_and_exit_codes(tmp_path: Path, capsys: pytest.CaptureFixt
     assert doc["rows"][0]["key"] == "acquirer.example" and doc["slow_traces"] == 5
     one = _write(tmp_path / "one.jsonl", [_payment(20)])
     assert main(["traces", "why", str(one)]) == 1
-    capsys.readouterr()
+    assert "note: only 1 trace: a P99 needs at least 100" in capsys.readouterr().out
+    assert main(["traces", "why", spans, "--format", "json"]) == 0
+    assert json.loads(capsys.readouterr().out)["note"] is None
     bad = tmp_path / "bad.jsonl"
     bad.write_text("{not json\n")
     assert main(["traces", "why", str(bad)]) == 2

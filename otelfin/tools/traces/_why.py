@@ -117,8 +117,20 @@ class WhyReport:
             f"{top.normal_share:.0%} of normal ones"
         )
 
+    @property
+    def note(self) -> str | None:
+        """A warning when the split means little: fewer than 100 traces have no P99 of their own."""
+        total = self.slow + self.normal
+        if self.threshold_source.endswith("P99") and total < 100:
+            return (
+                f"only {plural(total, 'trace')}: a P99 needs at least 100, so slow means the "
+                "slowest; give --slower-than SECONDS for a threshold of your own"
+            )
+        return None
+
     def as_dict(self) -> dict[str, Any]:
         return {
+            "note": self.note,
             "by": self.by,
             "operation": self.operation,
             "threshold_ms": round(self.threshold_ms, 3),
@@ -340,6 +352,8 @@ def render_why(report: WhyReport, *, limit: int = 15) -> str:
         f"{report.slow} slow ({report.threshold_source}, {report.threshold_ms:,.1f}ms), "
         f"{report.normal} normal"
     ]
+    if report.note:
+        lines.append(f"note: {report.note}")
     if report.headline:
         lines.append(report.headline)
     elif report.slow and report.normal:
