@@ -31,8 +31,11 @@ KEEP_ENV = {
 
 
 def _uvicorn(app: str, port: int) -> list[str]:
+    # Keep-alive well past the run: with uvicorn's 5 s default, a loaded machine lets a pooled
+    # connection idle out just as a client reuses it (httpx.ReadError, seen in a full run).
     return [sys.executable, "-m", "uvicorn", f"tests.integration.webapps.{app}:app",
-            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning"]  # fmt: skip
+            "--host", "127.0.0.1", "--port", str(port), "--log-level", "warning",
+            "--timeout-keep-alive", "300"]  # fmt: skip
 
 
 async def _drive(base: str, path: str, pids: range, concurrency: int) -> dict[int, int]:
