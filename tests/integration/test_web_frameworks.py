@@ -196,7 +196,11 @@ def _check(run: Served, operation: str, service: str) -> None:
     assert len(crash) == 1 and crash[0]["status"]["code"] in (2, "STATUS_CODE_ERROR")  # type: ignore[index]
     assert _attributes(crash[0])["otelfin.outcome"] == "error"
     assert {_attributes(s)["otelfin.outcome"] for s in servers if _status(s) == "200"} == {"ok"}
-    assert _count(run, "otelfin_request_errors_total", error_code="unclassified", **base) == 1
+    # One code for the crash on the span, the metric and the log line: the catalogue's code for
+    # unhandled exceptions, never "unclassified" on one and SYS-001 on another.
+    assert _attributes(crash[0])["otelfin.error_code"] == "SYS-001"
+    assert _count(run, "otelfin_request_errors_total", error_code="SYS-001", **base) == 1
+    assert _count(run, "otelfin_request_errors_total", error_code="unclassified", **base) == 0
     # The server's or framework's crash line (uvicorn "Exception in ASGI application", Flask
     # "Exception on ...", Django "Internal Server Error: ...") carries the crash's trace and the
     # packaged code for unhandled exceptions; no error line is left without a code.

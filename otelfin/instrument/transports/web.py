@@ -42,7 +42,12 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from opentelemetry.trace import Status, StatusCode
 
 from otelfin import _internal, _outcome
-from otelfin._errors import REQUEST_SPAN_KEY, error_code_of, mark_unhandled
+from otelfin._errors import (
+    REQUEST_SPAN_KEY,
+    UNHANDLED_ERROR_CODE,
+    error_code_of,
+    mark_unhandled,
+)
 from otelfin.instrument.transports._base import Patch, patch, unpatch
 
 __all__ = [
@@ -82,8 +87,12 @@ def record_error(
     # Kept on the exception: the server logs its crash line after the request's span ended.
     mark_unhandled(exc)
     code = error_code_of(exc)
-    if code is None or getattr(exc, _RECORDED, False):
-        return code  # no code, or already recorded (an app mounted in an app: two hooks)
+    if code is None:
+        if status is None or status >= 500:
+            _name_unhandled()
+        return None
+    if getattr(exc, _RECORDED, False):
+        return code  # already recorded (an app mounted in an app: two hooks)
     # An exception type that takes no attributes is recorded anyway (perhaps twice).
     with contextlib.suppress(Exception):
         setattr(exc, _RECORDED, True)
@@ -111,6 +120,22 @@ def record_error(
     except Exception as err:
         _internal.report("transports.web.record_error", err)
     return code
+
+
+def _name_unhandled() -> None:
+    """An exception without a code left the handler: the request is named by the catalogue's
+    code for unhandled errors (``SYS-001``), the code the server's crash line carries, so the
+    span, the ``error_code`` label and the log line agree (instead of ``unclassified``). A
+    code the span already carries (an inner call's, a problem-details answer) is kept."""
+    try:
+        span = trace.get_current_span()
+        if not span.is_recording():
+            return
+        attributes = getattr(span, "attributes", None) or {}
+        if "otelfin.error_code" not in attributes:
+            span.set_attribute("otelfin.error_code", UNHANDLED_ERROR_CODE)
+    except Exception as err:
+        _internal.report("transports.web.name_unhandled", err)
 
 
 # --- Starlette and FastAPI ----------------------------------------------------------------------
