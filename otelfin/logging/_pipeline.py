@@ -12,6 +12,7 @@ time, before ``configure()``, follows every later ``configure()``.
 
 from __future__ import annotations
 
+import io
 import json
 import math
 import os
@@ -289,7 +290,7 @@ class _Sink:
             self._close()
 
     def flush(self) -> None:
-        stream = self.stream if self.stream is not None else sys.stdout
+        stream = self.stream if self.stream is not None else _stdout()
         try:
             stream.flush()
         except (OSError, ValueError) as exc:
@@ -311,7 +312,7 @@ class _Sink:
         with self.lock:
             stream = self.stream
             if stream is None:
-                out = sys.stdout
+                out = _stdout()
                 if out is None:
                     return
                 out.write(line.decode("utf-8", "replace"))
@@ -353,6 +354,22 @@ class _Sink:
 
 #: Streams a forked child inherited mid-write; kept referenced so they are never flushed.
 _inherited: list[Any] = []
+
+
+def _stdout() -> Any:
+    """The stream otelfin's default sink writes to: ``sys.stdout``, unless that was swapped for
+    a proxy that turns each write into a log record.
+
+    Celery's worker does that by default (``worker_redirect_stdouts``: ``sys.stdout`` becomes a
+    ``LoggingProxy``): an otelfin line written there came back through the stdlib bridge while
+    the sink's lock was held, and the worker hung before taking a task. Such a proxy is no
+    file (no ``io.IOBase``) and carries the ``logger`` it writes to; the line then goes to the
+    process's real stdout, where it would have gone without the proxy.
+    """
+    out = sys.stdout
+    if out is not None and not isinstance(out, io.IOBase) and hasattr(out, "logger"):
+        return sys.__stdout__
+    return out
 
 
 def _write_all(stream: IO[bytes], data: bytes) -> None:
