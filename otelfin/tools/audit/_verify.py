@@ -48,20 +48,8 @@ _TRACE = re.compile(r"[0-9a-f]{32}")
 _SPAN = re.compile(r"[0-9a-f]{16}")
 _KEY_ID = re.compile(r"k[0-9a-f]{8}")
 _CHAINS = ("sha256", "hmac-sha256")
-_REQUIRED = (
-    "seq",
-    "timestamp",
-    "service",
-    "event",
-    "actor",
-    "outcome",
-    "resource",
-    "origin",
-    "details",
-    "chain",
-    "prev",
-    "hash",
-)
+#: Every written field but the optional ones (ids only under a span, key id only when keyed).
+_REQUIRED = tuple(f for f in FIELDS if f not in ("trace_id", "span_id", "key_id"))
 
 
 class AuditKeyNeeded(ValueError):
