@@ -19,69 +19,16 @@ from opentelemetry import propagate
 from opentelemetry.context import Context
 from opentelemetry.propagators.textmap import Getter, Setter, TextMapPropagator
 
-from otelfin.propagation._carriers import (
-    AmqpHeadersGetter,
-    AmqpHeadersSetter,
-    AsgiScopeGetter,
-    CarrierGetter,
-    GrpcMetadataGetter,
-    GrpcMetadataSetter,
-    HeadersGetter,
-    HeadersSetter,
-    KafkaHeadersGetter,
-    KafkaHeadersSetter,
-    NatsHeadersGetter,
-    NatsHeadersSetter,
-    WsgiEnvironGetter,
-    amqp_headers_getter,
-    amqp_headers_setter,
-    asgi_scope_getter,
-    grpc_metadata_getter,
-    grpc_metadata_setter,
-    headers_getter,
-    headers_setter,
-    kafka_headers_getter,
-    kafka_headers_setter,
-    nats_headers_getter,
-    nats_headers_setter,
-    wsgi_environ_getter,
-)
+from otelfin.propagation import _carriers
+from otelfin.propagation._carriers import *  # noqa: F403  (the adapters, named once in _carriers.__all__)
+from otelfin.propagation._carriers import headers_getter, headers_setter
 from otelfin.propagation._propagator import INJECT_FORMATS, OtelfinPropagator
 
 if TYPE_CHECKING:
     from otelfin.pillar import Config, Tracing
 
-__all__ = [
-    "OtelfinPropagator",
-    "INJECT_FORMATS",
-    "extract",
-    "inject",
-    "CarrierGetter",
-    "HeadersGetter",
-    "HeadersSetter",
-    "WsgiEnvironGetter",
-    "AsgiScopeGetter",
-    "GrpcMetadataGetter",
-    "GrpcMetadataSetter",
-    "KafkaHeadersGetter",
-    "KafkaHeadersSetter",
-    "AmqpHeadersGetter",
-    "AmqpHeadersSetter",
-    "NatsHeadersGetter",
-    "NatsHeadersSetter",
-    "headers_getter",
-    "headers_setter",
-    "wsgi_environ_getter",
-    "asgi_scope_getter",
-    "grpc_metadata_getter",
-    "grpc_metadata_setter",
-    "kafka_headers_getter",
-    "kafka_headers_setter",
-    "amqp_headers_getter",
-    "amqp_headers_setter",
-    "nats_headers_getter",
-    "nats_headers_setter",
-]
+__all__ = ["OtelfinPropagator", "INJECT_FORMATS", "extract", "inject"]
+__all__ += _carriers.__all__
 
 
 def extract(

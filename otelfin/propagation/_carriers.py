@@ -188,6 +188,9 @@ class HeadersGetter(CarrierGetter):
     ``email.message.Message``/``http.client.HTTPMessage`` or a sequence of pairs."""
 
 
+headers_getter = HeadersGetter()
+
+
 class WsgiEnvironGetter(CarrierGetter):
     """A WSGI environ: ``traceparent`` is read from ``HTTP_TRACEPARENT``.
 
@@ -215,6 +218,9 @@ class WsgiEnvironGetter(CarrierGetter):
         ]
 
 
+wsgi_environ_getter = WsgiEnvironGetter()
+
+
 class AsgiScopeGetter(CarrierGetter):
     """An ASGI HTTP/websocket scope: ``scope["headers"]`` is a list of ``(bytes, bytes)``."""
 
@@ -224,6 +230,9 @@ class AsgiScopeGetter(CarrierGetter):
         if not isinstance(carrier, Mapping):
             return ()
         return carrier.get("headers") or ()
+
+
+asgi_scope_getter = AsgiScopeGetter()
 
 
 class GrpcMetadataGetter(CarrierGetter):
@@ -240,8 +249,14 @@ class GrpcMetadataGetter(CarrierGetter):
         return carrier  # type: ignore[no-any-return]
 
 
+grpc_metadata_getter = GrpcMetadataGetter()
+
+
 class KafkaHeadersGetter(CarrierGetter):
     """Kafka record headers: a list of ``(str, bytes)``; non-UTF-8 values are ignored."""
+
+
+kafka_headers_getter = KafkaHeadersGetter()
 
 
 class AmqpHeadersGetter(CarrierGetter):
@@ -249,8 +264,14 @@ class AmqpHeadersGetter(CarrierGetter):
     values may be ``str`` or ``bytes``; a missing (None) table is an empty carrier."""
 
 
+amqp_headers_getter = AmqpHeadersGetter()
+
+
 class NatsHeadersGetter(CarrierGetter):
     """nats-py message headers (``dict[str, str]``, or None)."""
+
+
+nats_headers_getter = NatsHeadersGetter()
 
 
 def _remove_other_spellings(carrier: MutableMapping[Any, Any], key: str) -> None:
@@ -271,6 +292,9 @@ class HeadersSetter(Setter[Any]):
             carrier[key] = value
         elif isinstance(carrier, list):
             _set_pair(carrier, key, value)
+
+
+headers_setter = HeadersSetter()
 
 
 def _set_pair(carrier: list[Any], key: str, value: Any) -> None:
@@ -296,6 +320,9 @@ class GrpcMetadataSetter(Setter[Any]):
             carrier[key] = value
 
 
+grpc_metadata_setter = GrpcMetadataSetter()
+
+
 class KafkaHeadersSetter(Setter[Any]):
     """Sets a header in Kafka headers as ``bytes``, replacing an older value: a list of
     ``(str, bytes)`` (kafka-python, confluent-kafka) or a dict (confluent-kafka accepts both)."""
@@ -308,23 +335,18 @@ class KafkaHeadersSetter(Setter[Any]):
             carrier[key] = value.encode("utf-8")
 
 
+kafka_headers_setter = KafkaHeadersSetter()
+
+
 class AmqpHeadersSetter(HeadersSetter):
     """Sets a ``str`` header in an AMQP headers table (a dict)."""
+
+
+amqp_headers_setter = AmqpHeadersSetter()
 
 
 class NatsHeadersSetter(HeadersSetter):
     """Sets a header in a nats-py headers dict."""
 
 
-headers_getter = HeadersGetter()
-headers_setter = HeadersSetter()
-wsgi_environ_getter = WsgiEnvironGetter()
-asgi_scope_getter = AsgiScopeGetter()
-grpc_metadata_getter = GrpcMetadataGetter()
-grpc_metadata_setter = GrpcMetadataSetter()
-kafka_headers_getter = KafkaHeadersGetter()
-kafka_headers_setter = KafkaHeadersSetter()
-amqp_headers_getter = AmqpHeadersGetter()
-amqp_headers_setter = AmqpHeadersSetter()
-nats_headers_getter = NatsHeadersGetter()
 nats_headers_setter = NatsHeadersSetter()

@@ -7,38 +7,9 @@ draws one trace as a waterfall; ranks the hops that make slow traces slow
 
 from __future__ import annotations
 
-from otelfin.tools.traces._show import (
-    SpanRecord,
-    Trace,
-    TraceFileError,
-    group_traces,
-    pick_trace,
-    read_spans,
-    render_waterfall,
-)
-from otelfin.tools.traces._why import (
-    Segment,
-    WhyReport,
-    WhyRow,
-    critical_path,
-    peer_of,
-    render_why,
-    why_slow,
-)
+from otelfin.tools.traces import _show, _why
+from otelfin.tools.traces._show import *  # noqa: F403  (named once in _show.__all__)
+from otelfin.tools.traces._why import *  # noqa: F403  (named once in _why.__all__)
 
-__all__ = [
-    "TraceFileError",
-    "SpanRecord",
-    "Trace",
-    "read_spans",
-    "group_traces",
-    "pick_trace",
-    "render_waterfall",
-    "Segment",
-    "WhyReport",
-    "WhyRow",
-    "critical_path",
-    "peer_of",
-    "render_why",
-    "why_slow",
-]
+__all__ = [*_show.__all__]
+__all__ += _why.__all__
