@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import textwrap
+from importlib import resources
 from pathlib import Path
 
 import pytest
 
+from otelfin import catalogue
 from otelfin.catalogue import (
     CODE_PATTERN,
     CatalogueError,
@@ -37,6 +39,19 @@ def test_default_catalogue_is_realistic_and_lint_clean() -> None:
     assert default_catalogue() is cat  # loaded once
     path = Path(__file__).parents[1] / "otelfin" / "errorcodes.yaml"
     assert lint_files([path]) == []
+
+
+def test_packaged_catalogue_reads_the_same_with_libyaml() -> None:
+    """The packaged file composed by libyaml (the start-up path) gives exactly the codes,
+    domains and source lines of the pure-Python composer every other file goes through."""
+    assert catalogue._PACKAGED_LOADER is not None  # PyYAML's wheels carry libyaml
+    text = resources.files("otelfin").joinpath("errorcodes.yaml").read_text("utf-8")
+    fast = catalogue._parse_text(text, "otelfin/errorcodes.yaml", packaged=True)
+    slow = catalogue._parse_text(text, "otelfin/errorcodes.yaml")
+    assert fast.findings == slow.findings == []
+    assert fast.codes == slow.codes and fast.domains == slow.domains
+    assert len(fast.codes) >= 30
+    assert fast.codes["PAY-012"].source == slow.codes["PAY-012"].source != "<unknown>"
 
 
 def test_entries_are_frozen() -> None:

@@ -1,4 +1,5 @@
-"""The OTLP/HTTP exporter otelfin builds encodes a batch in slices, and sends one valid request."""
+"""The OTLP/HTTP exporter otelfin builds encodes a batch in slices, and sends one valid request;
+``configure()`` builds it on the first export, not at start-up, and loses no span doing so."""
 
 from __future__ import annotations
 
@@ -8,13 +9,16 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
 
 import pytest
+from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
-from otelfin._exporters import _sliced
-from otelfin._exporters._otlp import OTLPSpanExporterFactory
+import otelfin
+from otelfin import _config
+from otelfin._exporters import ExportPipeline, _sliced
+from otelfin._exporters._otlp import DeferredSpanExporter, OTLPSpanExporterFactory
 
 
 class _Collector(BaseHTTPRequestHandler):
@@ -114,3 +118,104 @@ def test_configure_builds_the_sliced_exporter_for_otlp_http(
     exporter = OTLPSpanExporterFactory()()
     assert isinstance(exporter, _sliced.SlicedOTLPSpanExporter)
     exporter.shutdown()
+
+
+def _deferred() -> tuple[ExportPipeline, DeferredSpanExporter]:
+    processor = _config._state.processor
+    assert processor is not None
+    pipeline = processor.delegate
+    assert isinstance(pipeline, ExportPipeline)
+    assert isinstance(pipeline.exporter, DeferredSpanExporter)
+    return pipeline, pipeline.exporter
+
+
+def _end_spans(names: list[str]) -> None:
+    tracer = trace.get_tracer("test")
+    for name in names:
+        with tracer.start_as_current_span(name):
+            pass
+
+
+def _exported_names() -> list[str]:
+    return sorted(name for body in _Collector.bodies for name, _ in _decoded(body))
+
+
+def test_configure_builds_the_otlp_exporter_at_the_first_export(
+    collector: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """configure() leaves the OTLP exporter unbuilt; spans ended before the first export wait
+    in the batch queue, and every one reaches the collector once the export builds it."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", collector)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")  # no timed export during the test
+    otelfin.configure("svc")
+    _, exporter = _deferred()
+    assert exporter.exporter is None
+    names = [f"s{i:02d}" for i in range(20)]
+    _end_spans(names)
+    assert exporter.exporter is None and _Collector.bodies == []
+    assert _config.force_flush(10)
+    assert isinstance(exporter.exporter, _sliced.SlicedOTLPSpanExporter)
+    assert _exported_names() == names
+
+
+def test_the_simple_processor_builds_the_exporter_at_configure(
+    collector: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """span_processor="simple" exports on the caller's thread, so configure() builds the
+    exporter as it always did; spans are sent as they end."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", collector)
+    otelfin.configure("svc", span_processor="simple")
+    _, exporter = _deferred()
+    assert isinstance(exporter.exporter, _sliced.SlicedOTLPSpanExporter)
+    _end_spans(["one"])
+    assert _exported_names() == ["one"]
+
+
+def test_shutdown_before_the_first_export_builds_nothing(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A process that never exports never imports the exporter, and an export after shutdown
+    fails as the official exporter's does."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", "http://127.0.0.1:9/v1/traces")
+    otelfin.configure("svc")
+    _, exporter = _deferred()
+    otelfin.shutdown()
+    assert exporter.exporter is None
+    assert exporter.export(_spans(1)) is SpanExportResult.FAILURE
+    assert exporter.exporter is None
+
+
+def test_a_failed_build_fails_every_export_and_is_tried_once() -> None:
+    """A factory that raises (an OTLP credential provider that is not installed) fails each
+    export with its error, without building again for every batch."""
+    calls: list[int] = []
+
+    def factory() -> _sliced.SlicedOTLPSpanExporter:
+        calls.append(1)
+        raise RuntimeError("no credential provider 'vault'")
+
+    exporter = DeferredSpanExporter(factory)
+    for _ in range(3):
+        with pytest.raises(RuntimeError, match="no credential provider"):
+            exporter.export(_spans(1))
+    assert calls == [1]
+    assert exporter.force_flush() is True
+    exporter.shutdown()
+
+
+def test_a_forked_child_gets_its_own_deferred_exporter(
+    collector: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """After fork the child gets a new, unbuilt exporter (never the parent's HTTP session),
+    which builds on the child's first export and sends its spans."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", collector)
+    monkeypatch.setenv("OTEL_BSP_SCHEDULE_DELAY", "60000")
+    otelfin.configure("svc")
+    pipeline, parent = _deferred()
+    built = parent.build()
+    pipeline._forked()  # what otelfin's at-fork hook runs in a child
+    _, child = _deferred()
+    assert child is not parent and child.exporter is None
+    assert pipeline.counting.inner is child
+    _end_spans(["in-child"])
+    assert _config.force_flush(10)
+    assert child.exporter is not None and child.exporter is not built
+    assert _exported_names() == ["in-child"]

@@ -36,6 +36,17 @@ def _loaded(modules: list[str], prefix: str) -> list[str]:
     return [m for m in modules if m == prefix or m.startswith(prefix + ".")]
 
 
+#: What exporting spans over OTLP needs, and a service without an exporter never loads.
+_EXPORTER_MODULES = (
+    "google.protobuf",
+    "opentelemetry.exporter",
+    "opentelemetry.proto",
+    "grpc",
+    "requests",
+    "urllib3",
+)
+
+
 def test_import_otelfin_loads_nothing_else() -> None:
     """``import otelfin`` loads only the package itself: the SDK, scrubber, catalogue (YAML),
     wrapt and importlib.metadata load when configure() or @traced first needs them."""
@@ -48,22 +59,66 @@ def test_import_otelfin_loads_nothing_else() -> None:
 
 def test_configure_without_otlp_loads_no_encoder_or_transport() -> None:
     """With no OTLP exporter, configure() loads neither protobuf, the OTLP encoders and
-    exporters, gRPC nor requests."""
+    exporters, gRPC, requests nor urllib3."""
     found = _modules(OTEL_TRACES_EXPORTER="none")["configure"]
-    for prefix in (
-        "google.protobuf",
-        "opentelemetry.exporter",
-        "opentelemetry.proto",
-        "grpc",
-        "requests",
-    ):
+    for prefix in _EXPORTER_MODULES:
         assert not _loaded(found, prefix), (prefix, _loaded(found, prefix))
     assert "otelfin._config" in found and "opentelemetry.sdk.trace" in found
 
 
-def test_configure_with_otlp_http_loads_the_http_exporter_not_grpc() -> None:
-    """OTLP over HTTP (the default protocol) loads its exporter and protobuf, never gRPC."""
-    found = _modules(OTEL_EXPORTER_OTLP_ENDPOINT="http://127.0.0.1:4318")["configure"]
-    assert "opentelemetry.exporter.otlp.proto.http.trace_exporter" in found
-    assert not _loaded(found, "grpc"), _loaded(found, "grpc")
-    assert not _loaded(found, "opentelemetry.exporter.otlp.proto.grpc")
+_EXPORT_CHILD = r"""
+import json, sys, threading
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+class Collector(BaseHTTPRequestHandler):
+    def do_POST(self):
+        self.rfile.read(int(self.headers["content-length"]))
+        self.send_response(200); self.send_header("content-length", "0"); self.end_headers()
+    def log_message(self, *args):
+        pass
+
+server = ThreadingHTTPServer(("127.0.0.1", 0), Collector)
+threading.Thread(target=server.serve_forever, daemon=True).start()
+import os
+os.environ["OTEL_EXPORTER_OTLP_ENDPOINT"] = f"http://127.0.0.1:{server.server_address[1]}"
+before = set(sys.modules)
+import otelfin
+otelfin.configure(service_name="payment-api")
+after_configure = set(sys.modules) - before
+from opentelemetry import trace
+with trace.get_tracer("t").start_as_current_span("first"):
+    pass
+from otelfin import _config
+flushed = _config.force_flush(10)
+after_export = set(sys.modules) - before
+print(json.dumps({"configure": sorted(after_configure), "export": sorted(after_export),
+                  "flushed": flushed}))
+"""
+
+
+def test_configure_with_otlp_http_defers_the_exporter_to_the_first_export() -> None:
+    """With OTLP over HTTP configured, configure() loads neither the exporter, protobuf nor
+    requests/urllib3 (the bulk of its former start-up time); the first export loads the HTTP
+    exporter, never gRPC."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELFIN_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", _EXPORT_CHILD],
+        env=clean,
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    found = json.loads(out.stdout.strip().splitlines()[-1])
+    for prefix in _EXPORTER_MODULES:
+        assert not _loaded(found["configure"], prefix), (
+            prefix,
+            _loaded(found["configure"], prefix),
+        )
+    assert "otelfin._config" in found["configure"]
+    assert found["flushed"] is True
+    exported = found["export"]
+    assert "opentelemetry.exporter.otlp.proto.http.trace_exporter" in exported
+    assert "otelfin._exporters._sliced" in exported
+    assert not _loaded(exported, "grpc"), _loaded(exported, "grpc")
+    assert not _loaded(exported, "opentelemetry.exporter.otlp.proto.grpc")

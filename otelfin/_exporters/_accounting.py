@@ -13,7 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otelfin import _internal, _settings
-from otelfin._exporters._contain import _Contained
+from otelfin._exporters._contain import _Contained, exporter_name
 
 __all__: list[str] = []
 
@@ -104,7 +104,7 @@ class _CountingExporter(_Contained):
         try:
             result = self.inner.export(spans)
         except Exception as exc:
-            _internal.report(f"exporter.export[{type(self.inner).__name__}]", exc)
+            _internal.report(f"exporter.export[{exporter_name(self.inner)}]", exc)
         with acc.lock:
             if acc.closed:
                 return result or SpanExportResult.FAILURE  # counted by close()
@@ -112,6 +112,6 @@ class _CountingExporter(_Contained):
         if result is SpanExportResult.SUCCESS:
             return result
         reason = "exception" if result is None else "failure"
-        _internal.span_export_failed(reason, type(self.inner).__name__)
-        _internal.spans_dropped("export_failed", n, f"{type(self.inner).__name__} failed")
+        _internal.span_export_failed(reason, exporter_name(self.inner))
+        _internal.spans_dropped("export_failed", n, f"{exporter_name(self.inner)} failed")
         return SpanExportResult.FAILURE

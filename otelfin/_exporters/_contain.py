@@ -13,7 +13,14 @@ from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 from otelfin import _internal
 from otelfin.scrub import ScrubbingSpanExporter
 
-__all__ = ["GuardedExporter"]
+__all__ = ["GuardedExporter", "exporter_name"]
+
+
+def exporter_name(exporter: SpanExporter) -> str:
+    """The class name reports and counters give ``exporter``: the built exporter's behind a
+    :class:`~otelfin._exporters._otlp.DeferredSpanExporter`."""
+    name = getattr(exporter, "exporter_name", None)
+    return name if isinstance(name, str) else type(exporter).__name__
 
 
 class _Contained(SpanExporter):
@@ -26,13 +33,13 @@ class _Contained(SpanExporter):
         try:
             self.inner.shutdown()
         except Exception as exc:
-            _internal.report(f"exporter.shutdown[{type(self.inner).__name__}]", exc)
+            _internal.report(f"exporter.shutdown[{exporter_name(self.inner)}]", exc)
 
     def force_flush(self, timeout_millis: int = 30000) -> bool:
         try:
             return bool(self.inner.force_flush(timeout_millis))
         except Exception as exc:
-            _internal.report(f"exporter.force_flush[{type(self.inner).__name__}]", exc)
+            _internal.report(f"exporter.force_flush[{exporter_name(self.inner)}]", exc)
             return False
 
 
@@ -51,7 +58,7 @@ class GuardedExporter(_Contained):
         try:
             return self._scrubbing.export(spans)
         except Exception as exc:
-            _internal.report(f"exporter.export[{type(self.inner).__name__}]", exc)
+            _internal.report(f"exporter.export[{exporter_name(self.inner)}]", exc)
             return SpanExportResult.FAILURE
 
 

@@ -16,6 +16,7 @@ from otelfin import _internal
 from otelfin._exporters._accounting import _Accounts, _CountingExporter, _queue_size
 from otelfin._exporters._contain import GuardedExporter, _contained, _within
 from otelfin._exporters._fork import _after_fork, _inherited, _register_multiprocessing_hook
+from otelfin._exporters._otlp import DeferredSpanExporter
 
 __all__ = ["EXIT_TIMEOUT_MILLIS", "ExportPipeline", "SwappableSpanProcessor"]
 
@@ -44,6 +45,8 @@ class ExportPipeline(SpanProcessor):
         batch: bool = True,
         factory: Callable[[], SpanExporter] | None = None,
     ) -> None:
+        if not batch and isinstance(exporter, DeferredSpanExporter):
+            exporter.build()  # the simple processor exports on the caller's thread: build now
         self.exporter = exporter
         #: Makes a fresh exporter for a forked child (exporters otelfin built itself).
         self.factory = factory
@@ -64,11 +67,16 @@ class ExportPipeline(SpanProcessor):
         """In a forked child: the SDK's batch processor starts a new worker thread and empties
         its queue there (its own at-fork hook); the counts follow, and an exporter otelfin
         built is replaced, since the OTLP exporter's HTTP session would share the parent's
-        pooled connection (and its pool's lock)."""
+        pooled connection (and its pool's lock). A deferred exporter stays deferred."""
         self.accounts.forget_queue()
         if self.factory is not None and not self.accounts.closed:
             _inherited.append(self.exporter)
-            self.exporter = self.counting.inner = self.factory()
+            fresh: SpanExporter
+            if self.queue_size and isinstance(self.exporter, DeferredSpanExporter):
+                fresh = DeferredSpanExporter(self.factory)
+            else:
+                fresh = self.factory()
+            self.exporter = self.counting.inner = fresh
 
     def _flush_at_exit(self) -> None:
         if not self.accounts.closed:

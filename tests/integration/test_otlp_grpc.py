@@ -47,16 +47,25 @@ def collector() -> Iterator[tuple[_Collector, int]]:
 
 
 @pytest.mark.parametrize(
-    "variable", ["OTEL_EXPORTER_OTLP_PROTOCOL", "OTEL_EXPORTER_OTLP_TRACES_PROTOCOL"]
+    ("variable", "processor"),
+    [
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "simple"),
+        ("OTEL_EXPORTER_OTLP_TRACES_PROTOCOL", "simple"),
+        ("OTEL_EXPORTER_OTLP_PROTOCOL", "batch"),
+    ],
 )
 def test_grpc_protocol_exports_over_grpc(
-    collector: tuple[_Collector, int], monkeypatch: pytest.MonkeyPatch, variable: str
+    collector: tuple[_Collector, int],
+    monkeypatch: pytest.MonkeyPatch,
+    variable: str,
+    processor: str,
 ) -> None:
-    """protocol=grpc sends every span, scrubbed, to the gRPC collector (not OTLP/HTTP)."""
+    """protocol=grpc sends every span, scrubbed, to the gRPC collector (not OTLP/HTTP); with
+    the batch processor the exporter is built by the first export (here shutdown's flush)."""
     servicer, port = collector
     monkeypatch.setenv(variable, "grpc")
     monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", f"http://127.0.0.1:{port}")
-    config = otelfin.configure("grpc-export", span_processor="simple")
+    config = otelfin.configure("grpc-export", span_processor=processor)
     assert config.traces_exporter == "otlp"
 
     @otelfin.traced(name="authorise", attributes={"card": "card"})
