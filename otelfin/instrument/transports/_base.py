@@ -3,9 +3,21 @@
 from __future__ import annotations
 
 import importlib
+from collections.abc import Awaitable, Callable
 from typing import Any
 
-__all__ = ["Patch", "patch", "unpatch", "open_process_span", "close_process_span"]
+from otelfin import _internal
+
+__all__ = [
+    "Patch",
+    "patch",
+    "unpatch",
+    "open_process_span",
+    "close_process_span",
+    "PullConsumer",
+    "current_task",
+    "messaging_attributes",
+]
 
 #: ``(module, "Class.method", wrapper)``: what an instrumentor wraps, declared once for both
 #: directions. ``wrapper(wrapped, instance, args, kwargs)`` is wrapt's signature.
@@ -76,3 +88,104 @@ def close_process_span(holder: Any, owner: object) -> None:
             otel_context.detach(token)
     finally:
         span.end()
+
+
+def current_task() -> object:
+    """The running asyncio task (the owner of an async consumer's process span), or None."""
+    import asyncio
+
+    try:
+        return asyncio.current_task()
+    except RuntimeError:  # no running loop
+        return None
+
+
+def messaging_attributes(system: str, destination: str, operation: str) -> dict[str, Any]:
+    """The messaging semantic-convention attributes every messaging span carries."""
+    return {
+        "messaging.system": system,
+        "messaging.destination.name": destination,
+        "messaging.operation.type": operation,
+        "messaging.operation.name": operation,
+    }
+
+
+#: What a pull consumer's message continues: ``(parent context, destination, attributes)``.
+Described = tuple[Any, str, dict[str, Any]]
+
+
+class PullConsumer:
+    """The process spans of one pull-style consumer: :meth:`finish` before the library is asked
+    for the next message (and when it closes), :meth:`start` with the message it returned.
+
+    ``owner`` names the thread or task that reads (``threading.get_ident`` or
+    :func:`current_task`); ``describe(holder, message)`` says what the message continues. Both
+    steps are contained: a failure is reported (``transports.<name>.finish`` or the ``where``
+    given to :meth:`start`) and the host's message is returned untouched.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        owner: Callable[[], object],
+        describe: Callable[[Any, Any], Described],
+    ) -> None:
+        self.scope = f"otelfin.instrument.transports.{name}"
+        self.finish_where = f"transports.{name}.finish"
+        self.owner = owner
+        self.describe = describe
+
+    def finish(self, holder: Any) -> None:
+        """End the span of the message ``holder`` handed out last, if any."""
+        try:
+            close_process_span(holder, self.owner())
+        except Exception as exc:
+            _internal.report(self.finish_where, exc)
+
+    def start(self, holder: Any, message: Any, where: str) -> None:
+        """Open the CONSUMER ``process <destination>`` span of ``message``, current from now."""
+        try:
+            parent, destination, attributes = self.describe(holder, message)
+            open_process_span(
+                holder, parent, f"process {destination}", attributes, self.owner(), self.scope
+            )
+        except Exception as exc:
+            _internal.report(where, exc)
+
+    # wrapt wrappers (``wrapper(wrapped, instance, args, kwargs)``) for the usual cases; a
+    # ``holder`` maps the wrapped object to the one that holds the span.
+
+    def reader(self, where: str) -> Callable[..., Any]:
+        """A wrapper for a method returning the next message (``__next__``)."""
+
+        def read(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            self.finish(instance)
+            message = wrapped(*args, **kwargs)
+            self.start(instance, message, where)
+            return message
+
+        return read
+
+    def async_reader(
+        self, where: str, holder: Callable[[Any], Any] = lambda instance: instance
+    ) -> Callable[..., Awaitable[Any]]:
+        """A wrapper for a coroutine method returning the next message (``__anext__``)."""
+
+        async def read(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+            target = holder(instance)
+            self.finish(target)
+            message = await wrapped(*args, **kwargs)
+            self.start(target, message, where)
+            return message
+
+        return read
+
+    def closer(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """A wrapper for a method that ends the reading (``close``)."""
+        self.finish(instance)
+        return wrapped(*args, **kwargs)
+
+    async def async_closer(self, wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
+        """A wrapper for a coroutine method that ends the reading (``close``, ``unsubscribe``)."""
+        self.finish(instance)
+        return await wrapped(*args, **kwargs)

@@ -16,7 +16,6 @@ whose override does call ``super().__anext__()`` still gets one span per message
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from collections.abc import Collection
 from typing import Any
@@ -26,17 +25,17 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
     BaseInstrumentor,
 )
 
-from otelfin import _internal
 from otelfin.instrument.transports._base import (
+    Described,
     Patch,
-    close_process_span,
-    open_process_span,
+    PullConsumer,
+    current_task,
+    messaging_attributes,
     patch,
     unpatch,
 )
 
 __all__ = ["AioPikaIteratorInstrumentor"]
-_SCOPE = "otelfin.instrument.transports.aio_pika"
 # The iterator whose __anext__ is being observed in this task (guards a wrapped override that
 # calls the wrapped base method).
 _observing: contextvars.ContextVar[object] = contextvars.ContextVar(
@@ -44,65 +43,38 @@ _observing: contextvars.ContextVar[object] = contextvars.ContextVar(
 )
 
 
-def _task() -> object:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:  # no running loop
-        return None
-
-
-def _finish(iterator: Any) -> None:
-    close_process_span(iterator, _task())
-
-
-def _start(iterator: Any, message: Any) -> None:
+def _describe(iterator: Any, message: Any) -> Described:
     from otelfin.propagation import amqp_headers_getter
 
     parent = propagate.extract(message.headers or {}, getter=amqp_headers_getter)
     queue = getattr(getattr(iterator, "_amqp_queue", None), "name", None) or "(anonymous)"
-    attributes: dict[str, Any] = {
-        "messaging.system": "rabbitmq",
-        "messaging.operation.type": "process",
-        "messaging.operation.name": "process",
-        "messaging.destination.name": queue,
-    }
+    attributes = messaging_attributes("rabbitmq", queue, "process")
     if getattr(message, "message_id", None):
         attributes["messaging.message.id"] = str(message.message_id)
     if getattr(message, "routing_key", None):
         attributes["messaging.rabbitmq.destination.routing_key"] = str(message.routing_key)
-    open_process_span(iterator, parent, f"process {queue}", attributes, _task(), _SCOPE)
+    return parent, queue, attributes
+
+
+_CONSUMER = PullConsumer("aio_pika", current_task, _describe)
 
 
 async def _anext(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if _observing.get() is instance:
         return await wrapped(*args, **kwargs)
-    try:
-        _finish(instance)
-    except Exception as exc:
-        _internal.report("transports.aio_pika.finish", exc)
+    _CONSUMER.finish(instance)
     token = _observing.set(instance)
     try:
         message = await wrapped(*args, **kwargs)
     finally:
         _observing.reset(token)
-    try:
-        _start(instance, message)
-    except Exception as exc:
-        _internal.report("transports.aio_pika.start", exc)
+    _CONSUMER.start(instance, message, "transports.aio_pika.start")
     return message
-
-
-async def _close(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    try:
-        _finish(instance)
-    except Exception as exc:
-        _internal.report("transports.aio_pika.finish", exc)
-    return await wrapped(*args, **kwargs)
 
 
 _PATCHES: tuple[Patch, ...] = (
     ("aio_pika.queue", "QueueIterator.__anext__", _anext),
-    ("aio_pika.queue", "QueueIterator.close", _close),
+    ("aio_pika.queue", "QueueIterator.close", _CONSUMER.async_closer),
     # connect_robust(): its iterator overrides __anext__ (close is inherited, wrapped above)
     ("aio_pika.robust_queue", "RobustQueueIterator.__anext__", _anext),
 )

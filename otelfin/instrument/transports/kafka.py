@@ -34,56 +34,34 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 from otelfin import _internal
 from otelfin._peer import host_of
 from otelfin.instrument.transports._base import (
+    Described,
     Patch,
-    close_process_span,
-    open_process_span,
+    PullConsumer,
+    messaging_attributes,
     patch,
     unpatch,
 )
 
 __all__ = ["KafkaConsumerProcessInstrumentor", "KafkaProducerPeerInstrumentor"]
 
-_SCOPE = "otelfin.instrument.transports.kafka"
+
+def _describe(consumer: Any, record: Any) -> Described:
+    from otelfin.propagation import kafka_headers_getter
+
+    parent = propagate.extract(record.headers or [], getter=kafka_headers_getter)
+    topic = str(record.topic)
+    attributes = messaging_attributes("kafka", topic, "process")
+    attributes["messaging.destination.partition.id"] = str(record.partition)
+    attributes["messaging.kafka.offset"] = int(record.offset)
+    return parent, topic, attributes
 
 
-def _next(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    try:
-        close_process_span(instance, threading.get_ident())
-    except Exception as exc:
-        _internal.report("transports.kafka.finish", exc)
-    record = wrapped(*args, **kwargs)
-    try:
-        from otelfin.propagation import kafka_headers_getter
-
-        parent = propagate.extract(record.headers or [], getter=kafka_headers_getter)
-        topic = str(record.topic)
-        attributes = {
-            "messaging.system": "kafka",
-            "messaging.operation.type": "process",
-            "messaging.operation.name": "process",
-            "messaging.destination.name": topic,
-            "messaging.destination.partition.id": str(record.partition),
-            "messaging.kafka.offset": int(record.offset),
-        }
-        open_process_span(
-            instance, parent, f"process {topic}", attributes, threading.get_ident(), _SCOPE
-        )
-    except Exception as exc:
-        _internal.report("transports.kafka.start", exc)
-    return record
-
-
-def _close(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    try:
-        close_process_span(instance, threading.get_ident())
-    except Exception as exc:
-        _internal.report("transports.kafka.finish", exc)
-    return wrapped(*args, **kwargs)
+_CONSUMER = PullConsumer("kafka", threading.get_ident, _describe)
 
 
 _PATCHES: tuple[Patch, ...] = (
-    ("kafka", "KafkaConsumer.__next__", _next),
-    ("kafka", "KafkaConsumer.close", _close),
+    ("kafka", "KafkaConsumer.__next__", _CONSUMER.reader("transports.kafka.start")),
+    ("kafka", "KafkaConsumer.close", _CONSUMER.closer),
 )
 
 

@@ -18,7 +18,6 @@ No official OpenTelemetry instrumentation exists for nats-py, so this is otelfin
 
 from __future__ import annotations
 
-import asyncio
 import contextvars
 from collections.abc import Collection
 from typing import Any
@@ -32,9 +31,11 @@ from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otelfin import _internal
 from otelfin.instrument.transports._base import (
+    Described,
     Patch,
-    close_process_span,
-    open_process_span,
+    PullConsumer,
+    current_task,
+    messaging_attributes,
     patch,
     unpatch,
 )
@@ -50,12 +51,7 @@ _in_request: contextvars.ContextVar[bool] = contextvars.ContextVar(
 def _attributes(
     subject: str, operation: str, size: int | None, client: Any = None
 ) -> dict[str, Any]:
-    attributes: dict[str, Any] = {
-        "messaging.system": "nats",
-        "messaging.destination.name": subject,
-        "messaging.operation.type": operation,
-        "messaging.operation.name": operation,
-    }
+    attributes = messaging_attributes("nats", subject, operation)
     if size is not None:
         attributes["messaging.message.body.size"] = size
     url = getattr(client, "connected_url", None) if client is not None else None
@@ -213,62 +209,29 @@ async def _subscribe(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any
     return await wrapped(*args, **kwargs)
 
 
-def _task() -> object:
-    try:
-        return asyncio.current_task()
-    except RuntimeError:
-        return None
-
-
-def _open_for(subscription: Any, msg: Any) -> None:
+def _describe(subscription: Any, msg: Any) -> Described:
     from otelfin.propagation import nats_headers_getter
 
     parent = propagate.extract(msg.headers or {}, getter=nats_headers_getter)
     subject = str(getattr(msg, "subject", ""))
-    attributes = _attributes(subject, "process", _size(getattr(msg, "data", None)))
-    open_process_span(subscription, parent, f"process {subject}", attributes, _task(), _SCOPE)
+    return parent, subject, _attributes(subject, "process", _size(getattr(msg, "data", None)))
 
 
-def _close_for(subscription: Any) -> None:
-    try:
-        close_process_span(subscription, _task())
-    except Exception as exc:
-        _internal.report("transports.nats.finish", exc)
-
-
-async def _next_msg(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    _close_for(instance)
-    msg = await wrapped(*args, **kwargs)
-    try:
-        _open_for(instance, msg)
-    except Exception as exc:
-        _internal.report("transports.nats.next_msg", exc)
-    return msg
-
-
-async def _iterator_anext(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    subscription = getattr(instance, "_sub", instance)
-    _close_for(subscription)
-    msg = await wrapped(*args, **kwargs)
-    try:
-        _open_for(subscription, msg)
-    except Exception as exc:
-        _internal.report("transports.nats.messages", exc)
-    return msg
-
-
-async def _unsubscribe(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
-    _close_for(instance)
-    return await wrapped(*args, **kwargs)
+_CONSUMER = PullConsumer("nats", current_task, _describe)
+_NEXT_MSG = _CONSUMER.async_reader("transports.nats.next_msg")
+# ``async for msg in sub.messages``: the span is held by the subscription the iterator reads.
+_MESSAGES = _CONSUMER.async_reader(
+    "transports.nats.messages", lambda iterator: getattr(iterator, "_sub", iterator)
+)
 
 
 _PATCHES: tuple[Patch, ...] = (
     ("nats.aio.client", "Client.publish", _publish),
     ("nats.aio.client", "Client.request", _request),
     ("nats.aio.client", "Client.subscribe", _subscribe),
-    ("nats.aio.subscription", "Subscription.next_msg", _next_msg),
-    ("nats.aio.subscription", "Subscription.unsubscribe", _unsubscribe),
-    ("nats.aio.subscription", "_SubscriptionMessageIterator.__anext__", _iterator_anext),
+    ("nats.aio.subscription", "Subscription.next_msg", _NEXT_MSG),
+    ("nats.aio.subscription", "Subscription.unsubscribe", _CONSUMER.async_closer),
+    ("nats.aio.subscription", "_SubscriptionMessageIterator.__anext__", _MESSAGES),
 )
 
 

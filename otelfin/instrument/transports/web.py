@@ -30,6 +30,7 @@ of its own (rows of the transport table):
 from __future__ import annotations
 
 import contextlib
+import importlib
 import threading
 import weakref
 from collections.abc import Collection
@@ -59,6 +60,8 @@ __all__ = [
     "instrument_app",
     "record_error",
     "catalogue_entry",
+    "server_middleware",
+    "MarkingApp",
 ]
 
 _RECORDED = "_otelfin_http_recorded"
@@ -142,26 +145,45 @@ def _name_unhandled() -> None:
 
 
 class _Apps:
-    """Apps otelfin instrumented (weakly held), to hand back to ``uninstrument_app``."""
+    """One framework's apps otelfin instrumented with the official ``instrument_app`` (weakly
+    held, to hand back to ``uninstrument_app``), and the patch that finds them."""
 
-    def __init__(self) -> None:
+    def __init__(self, framework: str, official: str, patches: tuple[Patch, ...]) -> None:
+        self.framework = framework
+        self.official_name = official  # "module:Class" under opentelemetry.instrumentation
+        self.patches = patches
         self.lock = threading.Lock()
         self.apps: weakref.WeakSet[Any] = weakref.WeakSet()
         self.options: dict[str, Any] = {}
 
-    def add(self, app: Any) -> None:
+    def official(self) -> Any:
+        """The official instrumentor class (imported on use)."""
+        module, _, name = self.official_name.partition(":")
+        return getattr(importlib.import_module(f"opentelemetry.instrumentation.{module}"), name)
+
+    def instrument(self, app: Any) -> None:
+        """The official ``instrument_app`` on ``app``, with the options otelfin was given."""
+        self.official().instrument_app(app, **self.options)
         with self.lock:
             self.apps.add(app)
 
-    def drain(self) -> list[Any]:
+    def start(self, options: dict[str, Any]) -> None:
+        """``_instrument``: remember the options and patch."""
+        self.options = dict(options)
+        patch(self.patches)
+
+    def stop(self) -> None:
+        """``_uninstrument``: unpatch, and take the official instrumentation off every app."""
+        unpatch(self.patches)
         with self.lock:
             apps = list(self.apps)
             self.apps.clear()
-            return apps
-
-
-_fastapi_apps = _Apps()
-_starlette_apps = _Apps()
+        official = self.official()
+        for app in apps:
+            try:
+                official.uninstrument_app(app)
+            except Exception as exc:
+                _internal.report(f"transports.{self.framework}.uninstrument_app", exc)
 
 
 def _fastapi_build(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
@@ -169,10 +191,7 @@ def _fastapi_build(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     # replaces this method on the instance, and that replacement calls back here.
     if not getattr(instance, "_is_instrumented_by_opentelemetry", False):
         try:
-            from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-            FastAPIInstrumentor.instrument_app(instance, **_fastapi_apps.options)
-            _fastapi_apps.add(instance)
+            _fastapi_apps.instrument(instance)
             return instance.build_middleware_stack()
         except Exception as exc:
             _internal.report("transports.fastapi.instrument_app", exc)
@@ -184,13 +203,22 @@ def _starlette_build(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any
         instance
     ):
         try:
-            from opentelemetry.instrumentation.starlette import StarletteInstrumentor
-
-            StarletteInstrumentor.instrument_app(instance, **_starlette_apps.options)
-            _starlette_apps.add(instance)
+            _starlette_apps.instrument(instance)
         except Exception as exc:
             _internal.report("transports.starlette.instrument_app", exc)
     return wrapped(*args, **kwargs)
+
+
+_fastapi_apps = _Apps(
+    "fastapi",
+    "fastapi:FastAPIInstrumentor",
+    (("fastapi.applications", "FastAPI.build_middleware_stack", _fastapi_build),),
+)
+_starlette_apps = _Apps(
+    "starlette",
+    "starlette:StarletteInstrumentor",
+    (("starlette.applications", "Starlette.build_middleware_stack", _starlette_build),),
+)
 
 
 def _is_fastapi(app: Any) -> bool:
@@ -220,18 +248,10 @@ class FastAPIAppsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("fastapi >= 0.92",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        _fastapi_apps.options = dict(kwargs)
-        patch((("fastapi.applications", "FastAPI.build_middleware_stack", _fastapi_build),))
+        _fastapi_apps.start(kwargs)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        unpatch((("fastapi.applications", "FastAPI.build_middleware_stack", _fastapi_build),))
-        from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-        for app in _fastapi_apps.drain():
-            try:
-                FastAPIInstrumentor.uninstrument_app(app)
-            except Exception as exc:
-                _internal.report("transports.fastapi.uninstrument_app", exc)
+        _fastapi_apps.stop()
 
 
 class StarletteAppsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -242,18 +262,10 @@ class StarletteAppsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         return ("starlette >= 0.13",)
 
     def _instrument(self, **kwargs: Any) -> None:
-        _starlette_apps.options = dict(kwargs)
-        patch((("starlette.applications", "Starlette.build_middleware_stack", _starlette_build),))
+        _starlette_apps.start(kwargs)
 
     def _uninstrument(self, **kwargs: Any) -> None:
-        unpatch((("starlette.applications", "Starlette.build_middleware_stack", _starlette_build),))
-        from opentelemetry.instrumentation.starlette import StarletteInstrumentor
-
-        for app in _starlette_apps.drain():
-            try:
-                StarletteInstrumentor.uninstrument_app(app)
-            except Exception as exc:
-                _internal.report("transports.starlette.uninstrument_app", exc)
+        _starlette_apps.stop()
 
 
 _STARLETTE_ERRORS: tuple[Patch, ...] = (
@@ -277,21 +289,21 @@ class StarletteErrorsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
 
 # --- Flask --------------------------------------------------------------------------------------
 
-_flask_apps = _Apps()
-
 
 def _flask_call(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     if not getattr(instance, "_is_instrumented_by_opentelemetry", False) and not getattr(
         instance, "_got_first_request", False
     ):
         try:
-            from opentelemetry.instrumentation.flask import FlaskInstrumentor
-
-            FlaskInstrumentor.instrument_app(instance, **_flask_apps.options)  # type: ignore[no-untyped-call]
-            _flask_apps.add(instance)
+            _flask_apps.instrument(instance)
         except Exception as exc:
             _internal.report("transports.flask.instrument_app", exc)
     return wrapped(*args, **kwargs)
+
+
+_flask_apps = _Apps(
+    "flask", "flask:FlaskInstrumentor", (("flask.app", "Flask.__call__", _flask_call),)
+)
 
 
 def _flask_exception(sender: Any, exception: BaseException, **extra: Any) -> None:
@@ -315,22 +327,14 @@ class FlaskAppsInstrumentor(BaseInstrumentor):  # type: ignore[misc]
     def _instrument(self, **kwargs: Any) -> None:
         import flask
 
-        _flask_apps.options = dict(kwargs)
-        patch((("flask.app", "Flask.__call__", _flask_call),))
+        _flask_apps.start(kwargs)
         flask.got_request_exception.connect(_flask_exception, weak=False)
 
     def _uninstrument(self, **kwargs: Any) -> None:
         import flask
 
         flask.got_request_exception.disconnect(_flask_exception)
-        unpatch((("flask.app", "Flask.__call__", _flask_call),))
-        from opentelemetry.instrumentation.flask import FlaskInstrumentor
-
-        for app in _flask_apps.drain():
-            try:
-                FlaskInstrumentor.uninstrument_app(app)  # type: ignore[no-untyped-call]
-            except Exception as exc:
-                _internal.report("transports.flask.uninstrument_app", exc)
+        _flask_apps.stop()
 
 
 # --- Django -------------------------------------------------------------------------------------
@@ -440,25 +444,13 @@ def _instrument_app(app: Any) -> Any | None:
     owner = getattr(app, "__self__", None)  # flask_app.wsgi_app, a bound method
     target = owner if owner is not None and _is_flask(owner) else app
     if _is_flask(target):
-        from opentelemetry.instrumentation.flask import FlaskInstrumentor
-
         if not getattr(target, "_is_instrumented_by_opentelemetry", False):
-            FlaskInstrumentor.instrument_app(target, **_flask_apps.options)  # type: ignore[no-untyped-call]
-            _flask_apps.add(target)
+            _flask_apps.instrument(target)
         return target.wsgi_app if owner is not None else target
     mro = [f"{cls.__module__}.{cls.__qualname__}" for cls in type(app).__mro__]
     if "starlette.applications.Starlette" in mro:
         if not getattr(app, "_is_instrumented_by_opentelemetry", False):
-            if _is_fastapi(app):
-                from opentelemetry.instrumentation.fastapi import FastAPIInstrumentor
-
-                FastAPIInstrumentor.instrument_app(app, **_fastapi_apps.options)
-                _fastapi_apps.add(app)
-            else:
-                from opentelemetry.instrumentation.starlette import StarletteInstrumentor
-
-                StarletteInstrumentor.instrument_app(app, **_starlette_apps.options)
-                _starlette_apps.add(app)
+            (_fastapi_apps if _is_fastapi(app) else _starlette_apps).instrument(app)
         return app
     if any(name.startswith("django.core.handlers.") for name in mro):
         from opentelemetry.instrumentation.django import DjangoInstrumentor as Official
@@ -473,3 +465,40 @@ def _is_flask(app: Any) -> bool:
         f"{cls.__module__}.{cls.__qualname__}" in ("flask.app.Flask", "flask.sansio.app.App")
         for cls in type(app).__mro__
     )
+
+
+# --- wsgi.middleware / asgi.middleware ----------------------------------------------------------
+
+
+def server_middleware(app: Any, kwargs: dict[str, Any], interface: str, marking: type) -> Any:
+    """What ``wsgi.middleware`` / ``asgi.middleware`` return (``interface`` names which).
+
+    A framework app (and no middleware options) is instrumented the framework's way
+    (:func:`instrument_app`); anything else goes into the official ``OpenTelemetryMiddleware``
+    of ``interface`` around ``marking(app)``.
+    """
+    if not kwargs:
+        framework = instrument_app(app)
+        if framework is not None:
+            return framework
+    try:
+        official = importlib.import_module(f"opentelemetry.instrumentation.{interface}")
+    except ImportError as exc:
+        raise ImportError(
+            f"otelfin's {interface.upper()} middleware needs "
+            f"opentelemetry-instrumentation-{interface}: pip install 'otelfin[http]'"
+        ) from exc
+    return official.OpenTelemetryMiddleware(marking(app), **kwargs)
+
+
+class MarkingApp:
+    """The application inside the server span: an exception escaping it is marked with the
+    request's span before the middleware ends the span, so the server's crash line (logged
+    after) carries the request's trace (:func:`otelfin._errors.mark_unhandled`). Subclasses
+    define ``__call__`` for their interface; other attributes are the application's."""
+
+    def __init__(self, app: Any) -> None:
+        self.app = app
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.app, name)

@@ -13,6 +13,9 @@ from __future__ import annotations
 
 from typing import Any
 
+from otelfin._errors import mark_unhandled
+from otelfin.instrument.transports.web import MarkingApp, server_middleware
+
 __all__ = ["middleware"]
 
 
@@ -23,38 +26,15 @@ def middleware(app: Any, **kwargs: Any) -> Any:
     instead (route templates, one SERVER span per request even when ``configure()`` instruments
     it too).
     """
-    if not kwargs:
-        from otelfin.instrument.transports.web import instrument_app
-
-        framework = instrument_app(app)
-        if framework is not None:
-            return framework
-    try:
-        from opentelemetry.instrumentation.wsgi import OpenTelemetryMiddleware
-    except ImportError as exc:
-        raise ImportError(
-            "otelfin's WSGI middleware needs opentelemetry-instrumentation-wsgi: "
-            "pip install 'otelfin[http]'"
-        ) from exc
-    return OpenTelemetryMiddleware(_Marking(app), **kwargs)
+    return server_middleware(app, kwargs, "wsgi", _Marking)
 
 
-class _Marking:
-    """The application inside the server span: an exception escaping it is marked with the
-    request's span before the middleware ends the span, so the server's crash line (logged
-    after) carries the request's trace (:func:`otelfin._errors.mark_unhandled`)."""
-
-    def __init__(self, app: Any) -> None:
-        self.app = app
+class _Marking(MarkingApp):
+    """The WSGI application inside the server span (see :class:`~.web.MarkingApp`)."""
 
     def __call__(self, environ: Any, start_response: Any) -> Any:
         try:
             return self.app(environ, start_response)
         except Exception as exc:
-            from otelfin._errors import mark_unhandled
-
             mark_unhandled(exc)
             raise
-
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.app, name)
