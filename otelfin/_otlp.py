@@ -10,11 +10,13 @@ the protocol, as the specification says: ``OTEL_EXPORTER_OTLP_<SIGNAL>_PROTOCOL`
 
 from __future__ import annotations
 
+import importlib
+import os
 from typing import Any
 
 from otelfin import _settings
 
-__all__ = ["grpc_missing", "log_exporter", "metric_exporter", "protocol"]
+__all__ = ["follow", "forget", "grpc_missing", "log_exporter", "metric_exporter", "protocol"]
 
 _PROTOCOLS = ("http/protobuf", "grpc")
 
@@ -43,31 +45,61 @@ def grpc_missing(signal: str, exc: ImportError) -> ValueError:
     )
 
 
+def _exporter(signal: str, module: str, name: str) -> Any:
+    """A new ``name`` from the official exporter ``module`` of the protocol ``signal`` uses.
+
+    The logs exporter's modules are underscore-named (``_log_exporter``): OpenTelemetry
+    Python's logs signal still lives under private names, there is no public path to it.
+    """
+    if protocol(signal) == "grpc":
+        try:
+            grpc = importlib.import_module(f"opentelemetry.exporter.otlp.proto.grpc.{module}")
+        except ImportError as exc:
+            raise grpc_missing(signal, exc) from None
+        return getattr(grpc, name)()
+    http = importlib.import_module(f"opentelemetry.exporter.otlp.proto.http.{module}")
+    return getattr(http, name)()
+
+
 def log_exporter() -> Any:
     """A new OTLP log exporter (HTTP or gRPC by :func:`protocol`)."""
-    if protocol("logs") == "grpc":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc._log_exporter import (
-                OTLPLogExporter as GrpcLogExporter,
-            )
-        except ImportError as exc:
-            raise grpc_missing("logs", exc) from None
-        return GrpcLogExporter()
-    from opentelemetry.exporter.otlp.proto.http._log_exporter import OTLPLogExporter
-
-    return OTLPLogExporter()
+    return _exporter("logs", "_log_exporter", "OTLPLogExporter")
 
 
 def metric_exporter() -> Any:
     """A new OTLP metric exporter (HTTP or gRPC by :func:`protocol`), cumulative."""
-    if protocol("metrics") == "grpc":
-        try:
-            from opentelemetry.exporter.otlp.proto.grpc.metric_exporter import (
-                OTLPMetricExporter as GrpcMetricExporter,
-            )
-        except ImportError as exc:
-            raise grpc_missing("metrics", exc) from None
-        return GrpcMetricExporter()
-    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    return _exporter("metrics", "metric_exporter", "OTLPMetricExporter")
 
-    return OTLPMetricExporter()
+
+# --- what the OTLP senders do in a forked child -------------------------------------------------
+
+#: The log shippers and metric pushers running in this process, each with the place its
+#: failure in a forked child is reported under; ``forked()`` gives the child its own thread
+#: and exporter (the parent's HTTP session and locks are not the child's).
+_followed: list[tuple[Any, str]] = []
+_hooked = False
+
+
+def follow(sender: Any, where: str) -> None:
+    """Call ``sender.forked()`` in every child forked until :func:`forget` (contained: a failure
+    is reported under ``where``)."""
+    global _hooked
+    _followed.append((sender, where))
+    if not _hooked and hasattr(os, "register_at_fork"):
+        _hooked = True  # once: register_at_fork has no way to unregister
+        os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
+def forget(sender: Any) -> None:
+    """Stop following ``sender`` (it is being closed)."""
+    _followed[:] = [(s, where) for s, where in _followed if s is not sender]
+
+
+def _after_fork_in_child() -> None:
+    from otelfin import _internal
+
+    for sender, where in list(_followed):
+        try:
+            sender.forked()
+        except Exception as exc:
+            _internal.report(where, exc)

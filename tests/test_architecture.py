@@ -97,8 +97,6 @@ ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
     ("otelfin.scrub._spans", "span"): "the SDK's ending hook hands a read-only span (below)",
     # OpenTelemetry Python's logs signal still lives under underscore names (its documented
     # API and SDK, and the official exporters' modules); there is no other path to them.
-    ("otelfin._otlp", "opentelemetry.exporter.otlp.proto.grpc._log_exporter"): "OTLP logs",
-    ("otelfin._otlp", "opentelemetry.exporter.otlp.proto.http._log_exporter"): "OTLP logs",
     ("otelfin.logging._otlp", "opentelemetry.sdk._logs.export"): "the logs SDK's results",
     ("otelfin.logging._otlp", "opentelemetry._logs"): "the logs API's LogRecord",
     ("otelfin.logging._otlp", "opentelemetry.sdk._logs"): "the logs SDK's ReadableLogRecord",

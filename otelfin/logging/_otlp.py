@@ -18,7 +18,6 @@ nothing: the batch is retried and sent once.
 
 from __future__ import annotations
 
-import os
 import threading
 import time
 from collections import deque
@@ -27,7 +26,7 @@ from typing import Any
 
 import orjson
 
-from otelfin import _internal
+from otelfin import _internal, _otlp
 
 __all__ = ["LogShipper", "OtlpForward"]
 
@@ -258,30 +257,14 @@ class OtlpForward:
         )
 
 
-_shippers: list[LogShipper] = []
-
-
-def _after_fork_in_child() -> None:
-    for shipper in _shippers:
-        try:
-            shipper.forked()
-        except Exception as exc:
-            _internal.report("logging.otlp_after_fork", exc)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def start(factory: Callable[[], Any]) -> LogShipper:
     """A new shipper, followed into forked children."""
     shipper = LogShipper(factory)
-    _shippers.append(shipper)
+    _otlp.follow(shipper, "logging.otlp_after_fork")
     return shipper
 
 
 def stop(shipper: LogShipper, timeout_seconds: float) -> None:
     """Close ``shipper`` (bounded) and forget it."""
-    if shipper in _shippers:
-        _shippers.remove(shipper)
+    _otlp.forget(shipper)
     shipper.close(timeout_seconds)

@@ -23,14 +23,13 @@ sending a point again never counts twice. Failures are counted in
 from __future__ import annotations
 
 import math
-import os
 import threading
 import time
 import uuid
 from collections.abc import Callable, Iterable
 from typing import Any
 
-from otelfin import _internal
+from otelfin import _internal, _otlp
 
 __all__ = ["MetricPusher", "metrics_data"]
 
@@ -262,30 +261,14 @@ class MetricPusher:
             _internal.report("metrics.otlp_shutdown", exc)
 
 
-_pushers: list[MetricPusher] = []
-
-
-def _after_fork_in_child() -> None:
-    for pusher in _pushers:
-        try:
-            pusher.forked()
-        except Exception as exc:
-            _internal.report("metrics.otlp_after_fork", exc)
-
-
-if hasattr(os, "register_at_fork"):
-    os.register_at_fork(after_in_child=_after_fork_in_child)
-
-
 def start(registry: Any, factory: Callable[[], Any], service: str, interval: float) -> MetricPusher:
     """A new pusher, followed into forked children."""
     pusher = MetricPusher(registry, factory, service, interval)
-    _pushers.append(pusher)
+    _otlp.follow(pusher, "metrics.otlp_after_fork")
     return pusher
 
 
 def stop(pusher: MetricPusher, timeout_seconds: float) -> None:
     """Close ``pusher`` (a last bounded push) and forget it."""
-    if pusher in _pushers:
-        _pushers.remove(pusher)
+    _otlp.forget(pusher)
     pusher.close(timeout_seconds)
