@@ -80,7 +80,22 @@ class InternalErrorsCollector:
         yield family
 
 
-class ExportHealthCollector:
+class _DropsAndFailures:
+    """A collector of two counter families, what a pipeline dropped and its failed exports."""
+
+    _DROPPED: str
+    _FAILURES: str
+    _DROPPED_DOC: str
+    _FAILURES_DOC: str
+
+    def describe(self) -> list[Metric]:
+        return [
+            CounterMetricFamily(self._DROPPED, self._DROPPED_DOC),
+            CounterMetricFamily(self._FAILURES, self._FAILURES_DOC),
+        ]
+
+
+class ExportHealthCollector(_DropsAndFailures):
     """``otelfin_spans_dropped_total{reason}`` and ``otelfin_span_export_failures_total{reason}``.
 
     Mirrors :func:`otelfin._internal.export_health`, counted where otelfin hands spans to the
@@ -96,12 +111,6 @@ class ExportHealthCollector:
     DROP_REASONS = ("queue_full", "export_failed", "shutdown")
     FAILURE_REASONS = ("failure", "exception", "timeout")
 
-    def describe(self) -> list[Metric]:
-        return [
-            CounterMetricFamily(self._DROPPED, self._DROPPED_DOC),
-            CounterMetricFamily(self._FAILURES, self._FAILURES_DOC),
-        ]
-
     def collect(self) -> Iterator[Metric]:
         dropped, failures = _internal.export_health()
         for name, doc, reasons, counts in (
@@ -114,7 +123,7 @@ class ExportHealthCollector:
             yield family
 
 
-class OtlpHealthCollector:
+class OtlpHealthCollector(_DropsAndFailures):
     """``otelfin_logs_dropped_total{reason}`` and ``otelfin_otlp_export_failures_total{signal,
     reason}``: what the OTLP export of logs and metrics lost or failed (registered while
     ``OTEL_LOGS_EXPORTER``/``OTEL_METRICS_EXPORTER`` is ``otlp``; every reason present from 0).
@@ -130,12 +139,6 @@ class OtlpHealthCollector:
 
     def __init__(self, signals: tuple[str, ...]) -> None:
         self.signals = signals
-
-    def describe(self) -> list[Metric]:
-        return [
-            CounterMetricFamily(self._DROPPED, self._DROPPED_DOC),
-            CounterMetricFamily(self._FAILURES, self._FAILURES_DOC),
-        ]
 
     def collect(self) -> Iterator[Metric]:
         dropped, failures = _internal.otlp_health()

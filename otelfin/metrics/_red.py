@@ -309,20 +309,15 @@ def red_metrics(
             registry=registry,
         )
         made.append(duration)
-        errors = Counter(
-            ERRORS_METRIC.removesuffix("_total"),
-            "Requests whose outcome is error, by catalogue error code.",
-            error_labels,
-            registry=registry,
-        )
-        made.append(errors)
-        declines = Counter(
-            DECLINES_METRIC.removesuffix("_total"),
-            "Requests whose outcome is declined (a business outcome), by catalogue error code.",
-            error_labels,
-            registry=registry,
-        )
-        made.append(declines)
+        for name, doc in (
+            (ERRORS_METRIC, "Requests whose outcome is error, by catalogue error code."),
+            (
+                DECLINES_METRIC,
+                "Requests whose outcome is declined (a business outcome), by catalogue error code.",
+            ),
+        ):
+            made.append(Counter(name.removesuffix("_total"), doc, error_labels, registry=registry))
+        errors, declines = made[-2:]
         functions = Histogram(
             FUNCTION_DURATION_METRIC,
             "Duration of internal @traced calls (inside a request), by operation and outcome.",

@@ -111,20 +111,31 @@ class TransportMetricsProcessor(SpanProcessor):
                 _internal.report("metrics.peer_stamp", exc)
 
     def on_end(self, span: ReadableSpan) -> None:
-        if span.kind in _OUTGOING:
-            self._dependency(span)
-            return
-        if span.kind not in _INCOMING:
+        outgoing = span.kind in _OUTGOING
+        if not outgoing and span.kind not in _INCOMING:
             return
         scope = span.instrumentation_scope
         if scope is not None and scope.name == "otelfin":
-            return  # @traced spans are already recorded by the call observer
+            return  # a @traced call (incoming or kind="client"): the call observer records it
         target = self._target()
         if target is None or span.start_time is None or span.end_time is None:
             return
         metrics, service = target
         try:
+            seconds = (span.end_time - span.start_time) / 1e9
             attributes = span.attributes or {}
+            if outgoing:
+                metrics.observe_dependency(
+                    service,
+                    _system(attributes),
+                    peer_of(attributes),
+                    span.name,
+                    seconds,
+                    failed=span.status.status_code is StatusCode.ERROR,
+                    span=span,  # type: ignore[arg-type]
+                    outcome=outcome_of(span),
+                )
+                return
             code = attributes.get("otelfin.error_code")
             channel = _channel(attributes)
             labels = {"channel": channel} if channel is not None else {}
@@ -134,7 +145,7 @@ class TransportMetricsProcessor(SpanProcessor):
             metrics.observe(
                 service,
                 operation_of(span.name, attributes),
-                (span.end_time - span.start_time) / 1e9,
+                seconds,
                 error_code=code if isinstance(code, str) else None,
                 labels=labels,
                 span=span,  # type: ignore[arg-type]
@@ -142,30 +153,9 @@ class TransportMetricsProcessor(SpanProcessor):
                 entry=not nested,
             )
         except Exception as exc:
-            _internal.report("metrics.transport_span", exc)
-
-    def _dependency(self, span: ReadableSpan) -> None:
-        scope = span.instrumentation_scope
-        if scope is not None and scope.name == "otelfin":
-            return  # a @traced(kind="client") call: the call observer records it
-        target = self._target()
-        if target is None or span.start_time is None or span.end_time is None:
-            return
-        metrics, service = target
-        try:
-            attributes = span.attributes or {}
-            metrics.observe_dependency(
-                service,
-                _system(attributes),
-                peer_of(attributes),
-                span.name,
-                (span.end_time - span.start_time) / 1e9,
-                failed=span.status.status_code is StatusCode.ERROR,
-                span=span,  # type: ignore[arg-type]
-                outcome=outcome_of(span),
+            _internal.report(
+                "metrics.dependency_span" if outgoing else "metrics.transport_span", exc
             )
-        except Exception as exc:
-            _internal.report("metrics.dependency_span", exc)
 
     def shutdown(self) -> None:
         return None
