@@ -25,7 +25,7 @@ from __future__ import annotations
 
 import threading
 from bisect import bisect_left
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from time import monotonic
 from typing import Any
@@ -442,6 +442,8 @@ class _Bound:
 
 # Per-function cache of bound children; past this the guard is asked on every call.
 _MAX_CACHED = 256
+#: An outcome with no cached series yet (read only, never written).
+_NO_SERIES: dict[Any, _Bound] = {}
 
 
 class CallRecorder:
@@ -451,10 +453,10 @@ class CallRecorder:
     request: it feeds the request histogram and the errors/declines counters. Any other call
     feeds the function histogram only, so a request is never counted twice.
 
-    :meth:`bind` gives each decorated function its own :class:`_FunctionHook`, which caches
-    the bound child of each (entry, outcome, label values) combination, so a call costs a dict
-    lookup and ``child.observe`` (plus the exemplar check), not prometheus_client's
-    ``labels(...)`` lookup.
+    :meth:`bind` gives each decorated function its own hook (see :class:`_FunctionHook`),
+    which caches the bound child of each (entry, outcome, label values) combination, so a call
+    costs a few dict lookups and ``child.observe`` (plus the exemplar check), not
+    prometheus_client's ``labels(...)`` lookup.
     """
 
     def __init__(
@@ -472,20 +474,27 @@ class CallRecorder:
         #: Tail sampling's keep rules: an unsampled entry call they keep may be an exemplar.
         self.keep = keep
 
-    def bind(self, spec: Any) -> _FunctionHook:
+    def bind(self, spec: Any) -> Callable[..., None]:
         """The hook for one ``@traced`` function (``spec`` is its ``TracedSpec``)."""
         keys = [*spec.static, *(name for name, _ in spec.extractors)]
         return _FunctionHook(
             self,
             (self.service, spec.name),
             tuple(_attribute_for(label, keys) for label in self.metrics.extra_labels),
-        )
+        ).call
 
 
 class _FunctionHook:
-    """What the recorder keeps per ``@traced`` function, and the call it answers."""
+    """What the recorder keeps per ``@traced`` function; :attr:`call` is the hook itself.
 
-    __slots__ = ("keys", "lock", "prefix", "recorder", "series")
+    The hook is a closure rather than this object's ``__call__``: calling an instance costs a
+    method lookup per call, and the closure reads everything it needs (the recorder's settings,
+    the tables) from its cells instead of attributes. Bound children are cached per entry and
+    outcome, then per label value (the value itself, or a tuple of values), so a call costs
+    two or three dict lookups on strings and builds no key tuple.
+    """
+
+    __slots__ = ("cached", "call", "entries", "functions", "keys", "lock", "prefix", "recorder")
 
     def __init__(
         self, recorder: CallRecorder, prefix: tuple[str, str], keys: tuple[str | None, ...]
@@ -493,80 +502,106 @@ class _FunctionHook:
         self.recorder = recorder
         self.prefix = prefix
         self.keys = keys
-        self.series: dict[Any, _Bound] = {}
+        #: outcome -> label value(s) -> bound child, for entry calls and for internal calls.
+        self.entries: dict[str, dict[Any, _Bound]] = {}
+        self.functions: dict[str, dict[Any, _Bound]] = {}
+        self.cached = 0
         self.lock = threading.Lock()
+        self.call = self._compile()
 
-    def __call__(
-        self,
-        duration: float,
-        attributes: Mapping[str, Any] | None,
-        error_code: str | None,
-        exc: BaseException | None,
-        span: Span,
-        outcome: str,
-        entry: bool,
-    ) -> None:
-        # One flat function on purpose: this runs on every @traced call, and each helper
-        # call or generator expression here costs ~60-300 ns against a ~1.4 us budget.
-        try:
-            keys = self.keys
-            if not keys:
-                key: Any = (entry, outcome)
-            elif len(keys) == 1:
-                k = keys[0]
-                value = attributes.get(k) if attributes is not None and k else None
-                if type(value) is not str or len(value) > _MAX_VALUE_LENGTH:
-                    value = _label_value(value)  # bounded length, like every other path
-                key = (entry, outcome, value)
-            else:
-                attrs = attributes or {}
-                key = (entry, outcome, *[_label_value(attrs.get(k)) if k else "" for k in keys])
-            bound = self.series.get(key)
-            if bound is None:
-                bound = self._bind(key)
-            recorder = self.recorder
-            if recorder.exemplars:
-                ctx = span.get_span_context()
-                sampled = ctx.trace_flags & 1
-                keep = recorder.keep if entry else None
-                if sampled or keep is not None:
-                    i = bisect_left(recorder.bounds, duration)
-                    now = monotonic()
-                    last = bound.last
-                    if now - last[i] >= EXEMPLAR_INTERVAL and (
-                        sampled
-                        or (
-                            keep is not None
-                            and span.is_recording()
-                            and is_local_root(span)
-                            and keep.reason(outcome, duration, self.prefix[1]) is not None
-                        )
-                    ):
-                        last[i] = now
-                        bound.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
+    def _compile(self) -> Callable[..., None]:
+        keys = self.keys
+        one = len(keys) == 1
+        first = keys[0] if one else None
+        entries = self.entries
+        functions = self.functions
+        bind = self._bind
+        recorder = self.recorder
+        exemplars = recorder.exemplars
+        rules = recorder.keep
+        bounds = recorder.bounds
+        count_outcome = recorder.metrics.count_outcome
+        prefix = self.prefix
+        operation = prefix[1]
+        ok = _OK
+        interval = EXEMPLAR_INTERVAL
+        longest = _MAX_VALUE_LENGTH
+        report = _internal.report
+        none: dict[Any, _Bound] = _NO_SERIES
+
+        def call(
+            duration: float,
+            attributes: Mapping[str, Any] | None,
+            error_code: str | None,
+            exc: BaseException | None,
+            span: Span,
+            outcome: str,
+            entry: bool,
+        ) -> None:
+            # One flat function on purpose: this runs on every @traced call, and each helper
+            # call or generator expression here costs ~60-300 ns against a ~1.4 us budget.
+            try:
+                value: Any
+                if one:
+                    value = attributes.get(first) if attributes is not None and first else None
+                    if type(value) is not str or len(value) > longest:
+                        value = _label_value(value)  # bounded length, like every other path
+                elif keys:
+                    attrs = attributes or {}
+                    value = tuple([_label_value(attrs.get(k)) if k else "" for k in keys])
+                else:
+                    value = None
+                bound = (entries if entry else functions).get(outcome, none).get(value)
+                if bound is None:
+                    bound = bind(entry, outcome, value)
+                if exemplars:
+                    ctx = span.get_span_context()
+                    sampled = ctx.trace_flags & 1
+                    if sampled or (entry and rules is not None):
+                        i = bisect_left(bounds, duration)
+                        now = monotonic()
+                        last = bound.last
+                        if now - last[i] >= interval and (
+                            sampled
+                            or (
+                                rules is not None
+                                and span.is_recording()
+                                and is_local_root(span)
+                                and rules.reason(outcome, duration, operation) is not None
+                            )
+                        ):
+                            last[i] = now
+                            bound.observe(duration, _exemplar(ctx.trace_id, ctx.span_id))
+                        else:
+                            bound.observe(duration)
                     else:
                         bound.observe(duration)
                 else:
                     bound.observe(duration)
-            else:
-                bound.observe(duration)
-            if entry and outcome != _OK:
-                values = (*self.prefix, _code_value(error_code), *key[2:])
-                recorder.metrics.count_outcome(outcome, values)
-        except Exception as err:  # never let metrics break the host call
-            _internal.report("metrics.observe", err)
+                if entry and outcome != ok:
+                    labels = () if value is None else (value,) if one else value
+                    count_outcome(outcome, (*prefix, _code_value(error_code), *labels))
+            except Exception as err:  # never let metrics break the host call
+                report("metrics.observe", err)
 
-    def _bind(self, key: Any) -> _Bound:
+        return call
+
+    def _bind(self, entry: bool, outcome: str, value: Any) -> _Bound:
         metrics = self.recorder.metrics
-        entry, outcome = key[0], key[1]
-        values = (*self.prefix, outcome, *key[2:])
+        labels = () if value is None else (value,) if len(self.keys) == 1 else value
         guard = metrics.duration_guard if entry else metrics.functions_guard
         if guard is None:  # RedMetrics built by hand without a function histogram
             guard = metrics.duration_guard
-        child, folded = guard.bind(values)
+        child, folded = guard.bind((*self.prefix, outcome, *labels))
         bound = _Bound(child, len(metrics.buckets))
         if not folded:
             with self.lock:
-                if len(self.series) < _MAX_CACHED:
-                    bound = self.series.setdefault(key, bound)
+                tables = self.entries if entry else self.functions
+                table = tables.get(outcome)
+                known = table.get(value) if table is not None else None
+                if known is not None:
+                    bound = known
+                elif self.cached < _MAX_CACHED:
+                    tables.setdefault(outcome, {})[value] = bound
+                    self.cached += 1
         return bound
