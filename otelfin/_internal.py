@@ -35,30 +35,45 @@ __all__ = [
 ]
 
 _log = logging.getLogger("otelfin")
-_lock = threading.Lock()
-_counts: Counter[str] = Counter()
-_dropped: Counter[str] = Counter()
-_export_failures: Counter[str] = Counter()
-_logs_dropped: Counter[str] = Counter()
-_otlp_failures: Counter[tuple[str, str]] = Counter()
 
 
 def _every_digit(text: str) -> str:
     return re.sub(r"\d", "X", text)
 
 
-_mask: Callable[[str], str] = _every_digit
+class _State:
+    """Containment's counters, their lock, and the mask for what it logs."""
+
+    __slots__ = (
+        "counts",
+        "dropped",
+        "export_failures",
+        "lock",
+        "logs_dropped",
+        "mask",
+        "otlp_failures",
+    )
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.mask: Callable[[str], str] = _every_digit
+        self.counts: Counter[str] = Counter()
+        self.dropped: Counter[str] = Counter()
+        self.export_failures: Counter[str] = Counter()
+        self.logs_dropped: Counter[str] = Counter()
+        self.otlp_failures: Counter[tuple[str, str]] = Counter()
+
+
+_state = _State()
 
 
 def mask_with(mask: Callable[[str], str]) -> None:
     """Mask what containment logs with ``mask`` (the scrubber's ``scrub_text``)."""
-    global _mask
-    _mask = mask
+    _state.mask = mask
 
 
 def _after_fork_in_child() -> None:
-    global _lock
-    _lock = threading.Lock()  # a parent thread may have held it at fork()
+    _state.lock = threading.Lock()  # a parent thread may have held it at fork()
 
 
 if hasattr(os, "register_at_fork"):
@@ -70,9 +85,9 @@ def report(where: str, exc: BaseException | None = None, detail: str = "") -> No
 
     Never raises: a broken log handler must not turn a contained failure into a host failure.
     """
-    with _lock:
-        _counts[where] += 1
-        first = _counts[where] == 1
+    with _state.lock:
+        _state.counts[where] += 1
+        first = _state.counts[where] == 1
     if not first:
         return
     try:
@@ -84,14 +99,14 @@ def report(where: str, exc: BaseException | None = None, detail: str = "") -> No
         message += "; further failures here are counted, not logged"
         # The exception's text may quote host data (a card number in an argument); the
         # application's own handlers on the root logger see this record, not only otelfin's.
-        _log.warning(_mask(message))
+        _log.warning(_state.mask(message))
     except Exception:
         pass
 
 
 def _tally(counts: Counter[Any], key: Any, count: int) -> bool:
     """Add ``count`` to ``counts[key]``; True the first time ``key`` is counted (warn then)."""
-    with _lock:
+    with _state.lock:
         first = counts[key] == 0
         counts[key] += count
     return first
@@ -105,7 +120,7 @@ def spans_dropped(reason: str, count: int, detail: str = "") -> None:
     """
     if count <= 0:
         return
-    if _tally(_dropped, reason, count):
+    if _tally(_state.dropped, reason, count):
         _warn(
             f"otelfin: {count} span(s) dropped ({reason}){': ' + detail if detail else ''}; "
             f'further drops are counted in otelfin_spans_dropped_total{{reason="{reason}"}}'
@@ -117,7 +132,7 @@ def span_export_failed(reason: str, detail: str = "") -> None:
     ``exception``: it raised, ``timeout``: it had not returned by the shutdown deadline); the
     first time per reason, warn. Exposed as ``otelfin_span_export_failures_total{reason}``.
     """
-    if _tally(_export_failures, reason, 1):
+    if _tally(_state.export_failures, reason, 1):
         _warn(
             f"otelfin: a span export failed ({reason}){': ' + detail if detail else ''}; "
             "further failures are counted in "
@@ -134,7 +149,7 @@ def logs_dropped(reason: str, count: int, detail: str = "") -> None:
     """
     if count <= 0:
         return
-    if _tally(_logs_dropped, reason, count):
+    if _tally(_state.logs_dropped, reason, count):
         _warn(
             f"otelfin: {count} log record(s) not sent over OTLP ({reason})"
             f"{': ' + detail if detail else ''}; further drops are counted in "
@@ -146,7 +161,7 @@ def otlp_export_failed(signal: str, reason: str, detail: str = "") -> None:
     """Count one failed OTLP export call of ``signal`` (``logs``, ``metrics``) by ``reason``
     (``failure``, ``exception``, ``timeout``); warn the first time. Exposed as
     ``otelfin_otlp_export_failures_total{signal,reason}``."""
-    if _tally(_otlp_failures, (signal, reason), 1):
+    if _tally(_state.otlp_failures, (signal, reason), 1):
         _warn(
             f"otelfin: an OTLP {signal} export failed ({reason}){': ' + detail if detail else ''}"
             "; further failures are counted in "
@@ -156,32 +171,32 @@ def otlp_export_failed(signal: str, reason: str, detail: str = "") -> None:
 
 def otlp_health() -> tuple[dict[str, int], dict[tuple[str, str], int]]:
     """Copies of (log records dropped by reason, OTLP export failures by (signal, reason))."""
-    with _lock:
-        return dict(_logs_dropped), dict(_otlp_failures)
+    with _state.lock:
+        return dict(_state.logs_dropped), dict(_state.otlp_failures)
 
 
 def export_health() -> tuple[dict[str, int], dict[str, int]]:
     """Copies of (spans dropped by reason, export failures by reason), for metrics and tests."""
-    with _lock:
-        return dict(_dropped), dict(_export_failures)
+    with _state.lock:
+        return dict(_state.dropped), dict(_state.export_failures)
 
 
 def _warn(message: str) -> None:
     with contextlib.suppress(Exception):  # a broken handler must not reach the exporter
-        _log.warning(_mask(message))
+        _log.warning(_state.mask(message))
 
 
 def internal_error_counts() -> dict[str, int]:
     """A copy of the failure counts by place, for metrics and tests."""
-    with _lock:
-        return dict(_counts)
+    with _state.lock:
+        return dict(_state.counts)
 
 
 def reset() -> None:
     """Forget all counts (tests)."""
-    with _lock:
-        _counts.clear()
-        _dropped.clear()
-        _export_failures.clear()
-        _logs_dropped.clear()
-        _otlp_failures.clear()
+    with _state.lock:
+        _state.counts.clear()
+        _state.dropped.clear()
+        _state.export_failures.clear()
+        _state.logs_dropped.clear()
+        _state.otlp_failures.clear()

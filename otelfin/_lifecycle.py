@@ -45,16 +45,36 @@ _SIGNALS = tuple(
     s for s in (getattr(signal, "SIGTERM", None), getattr(signal, "SIGINT", None)) if s is not None
 )
 
-_lock = threading.Lock()
-_flush: Callable[[float], object] | None = None
-_ours: set[int] = set()
-_atexit_registered = False
-_original_raise_signal: Callable[[int], None] | None = None
+
+class _State:
+    """The process hooks otelfin installed, and the flush they call."""
+
+    __slots__ = (
+        "atexit_registered",
+        "flush",
+        "freeze_timer",
+        "lock",
+        "original_raise_signal",
+        "ours",
+    )
+
+    def __init__(self) -> None:
+        self.lock = threading.Lock()
+        self.flush: Callable[[float], object] | None = None
+        #: The signals whose disposition is otelfin's handler.
+        self.ours: set[int] = set()
+        self.atexit_registered = False
+        self.original_raise_signal: Callable[[int], None] | None = None
+        #: The timer of ``gc_freeze``'s second freeze (see :func:`freeze_heap`).
+        self.freeze_timer: threading.Timer | None = None
+
+
+_state = _State()
 
 
 def _run_flush(timeout: float) -> None:
     """Flush in a helper thread and wait at most ``timeout``: never hang a dying process."""
-    flush = _flush
+    flush = _state.flush
     if flush is None:
         return
 
@@ -72,19 +92,23 @@ def _run_flush(timeout: float) -> None:
 def _handle(signum: int, frame: FrameType | None) -> None:
     """Stands in for ``SIG_DFL``: flush, then let the signal do what the default does."""
     _run_flush(FLUSH_TIMEOUT_S)
-    with _lock:
-        _ours.discard(signum)
+    with _state.lock:
+        _state.ours.discard(signum)
     signal.signal(signum, signal.SIG_DFL)
-    raise_signal = _original_raise_signal or signal.raise_signal
+    raise_signal = _state.original_raise_signal or signal.raise_signal
     raise_signal(signum)
 
 
 def _raise_signal(signum: int) -> None:
     """``signal.raise_signal`` that flushes first when the signal is about to kill us."""
-    original = _original_raise_signal
+    original = _state.original_raise_signal
     assert original is not None
     try:
-        if _flush is not None and signum in _SIGNALS and signal.getsignal(signum) == signal.SIG_DFL:
+        if (
+            _state.flush is not None
+            and signum in _SIGNALS
+            and signal.getsignal(signum) == signal.SIG_DFL
+        ):
             _run_flush(FLUSH_TIMEOUT_S)
     except Exception as exc:
         _internal.report("lifecycle.raise_signal", exc)
@@ -92,23 +116,22 @@ def _raise_signal(signum: int) -> None:
 
 
 def _at_exit() -> None:
-    if _flush is not None:
+    if _state.flush is not None:
         _run_flush(FLUSH_TIMEOUT_S)
 
 
 def install(flush: Callable[[float], object], *, handle_signals: bool = True) -> None:
     """Flush with ``flush(timeout_seconds)`` when the process ends. Idempotent."""
-    global _flush, _atexit_registered, _original_raise_signal
-    with _lock:
-        _flush = flush
-        if not _atexit_registered:
+    with _state.lock:
+        _state.flush = flush
+        if not _state.atexit_registered:
             atexit.register(_at_exit)
-            _atexit_registered = True
+            _state.atexit_registered = True
     if not handle_signals or threading.current_thread() is not threading.main_thread():
         return
-    with _lock:
-        if _original_raise_signal is None and hasattr(signal, "raise_signal"):
-            _original_raise_signal = signal.raise_signal
+    with _state.lock:
+        if _state.original_raise_signal is None and hasattr(signal, "raise_signal"):
+            _state.original_raise_signal = signal.raise_signal
             signal.raise_signal = _raise_signal
         for signum in _SIGNALS:
             try:
@@ -118,7 +141,7 @@ def install(flush: Callable[[float], object], *, handle_signals: bool = True) ->
                 # ends in a normal exit and so in atexit) is the host's decision.
                 if current == signal.SIG_DFL:
                     signal.signal(signum, _handle)
-                    _ours.add(signum)
+                    _state.ours.add(signum)
             except (ValueError, OSError) as exc:  # an embedded interpreter, an odd platform
                 _internal.report("lifecycle.install", exc)
 
@@ -126,7 +149,6 @@ def install(flush: Callable[[float], object], *, handle_signals: bool = True) ->
 #: ``gc_freeze``: the second freeze comes this long after ``configure()``, once the application
 #: has built what it keeps (routes, models, pools) and served its first requests.
 FREEZE_DELAY_S = 5.0
-_freeze_timer: threading.Timer | None = None
 
 
 def _freeze(collect: bool) -> None:
@@ -151,13 +173,12 @@ def freeze_heap(delay_s: float = FREEZE_DELAY_S) -> None:
     (``gc_freeze``): an application that builds and drops big object graphs after start-up
     gains less.
     """
-    global _freeze_timer
     _freeze(collect=False)
-    with _lock:
-        if _freeze_timer is not None:
-            _freeze_timer.cancel()
+    with _state.lock:
+        if _state.freeze_timer is not None:
+            _state.freeze_timer.cancel()
         timer = _new_timer(delay_s)
-        _freeze_timer = timer
+        _state.freeze_timer = timer
     timer.start()
 
 
@@ -171,11 +192,10 @@ def _new_timer(delay_s: float) -> threading.Timer:
 
 def uninstall() -> None:
     """Put ``SIG_DFL`` back where otelfin's handler still stands; stop flushing."""
-    global _flush
-    with _lock:
-        _flush = None
-        ours = set(_ours)
-        _ours.clear()
+    with _state.lock:
+        _state.flush = None
+        ours = set(_state.ours)
+        _state.ours.clear()
     if threading.current_thread() is not threading.main_thread():
         return
     for signum in ours:

@@ -13,6 +13,7 @@ when a value is shown in a finding), nesting deeper than :data:`MAX_DEPTH` and f
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
@@ -503,19 +504,14 @@ def _read_capped(path: str | Path, limit: int) -> bytes:
     return b"".join(blocks)
 
 
-_DEFAULT: Catalogue | None = None
-
-
+@functools.cache  # a memo: the packaged file never changes while the process runs
 def default_catalogue() -> Catalogue:
     """The catalogue packaged with otelfin (``otelfin/errorcodes.yaml``), loaded once."""
-    global _DEFAULT
-    if _DEFAULT is None:
-        text = resources.files("otelfin").joinpath("errorcodes.yaml").read_text("utf-8")
-        parsed = _parse_text(text, "otelfin/errorcodes.yaml", packaged=True)
-        if parsed.findings:  # pragma: no cover - guarded by the test-suite
-            raise CatalogueError(parsed.findings)
-        _DEFAULT = Catalogue(parsed.codes, parsed.domains, (parsed.path,))
-    return _DEFAULT
+    text = resources.files("otelfin").joinpath("errorcodes.yaml").read_text("utf-8")
+    parsed = _parse_text(text, "otelfin/errorcodes.yaml", packaged=True)
+    if parsed.findings:  # pragma: no cover - guarded by the test-suite
+        raise CatalogueError(parsed.findings)
+    return Catalogue(parsed.codes, parsed.domains, (parsed.path,))
 
 
 class CatalogueSlot:

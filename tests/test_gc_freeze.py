@@ -16,8 +16,8 @@ from otelfin import _lifecycle
 def _unfreeze() -> Iterator[None]:
     gc.unfreeze()
     yield
-    if _lifecycle._freeze_timer is not None:
-        _lifecycle._freeze_timer.cancel()
+    if _lifecycle._state.freeze_timer is not None:
+        _lifecycle._state.freeze_timer.cancel()
     gc.unfreeze()
 
 

@@ -17,16 +17,25 @@ __all__: list[str] = []
 #: lock or buffer was mid-write in the parent; an HTTP session sharing the parent's socket).
 _inherited: list[Any] = []
 _fork_hooks: weakref.WeakKeyDictionary[Any, Callable[[Any], None]] = weakref.WeakKeyDictionary()
-_fork_hook_installed = False
+
+
+class _State:
+    __slots__ = ("hook_installed",)
+
+    def __init__(self) -> None:
+        #: Whether the one at-fork handler is registered (it cannot be unregistered).
+        self.hook_installed = False
+
+
+_state = _State()
 
 
 def _after_fork(obj: Any, hook: Callable[[Any], None]) -> None:
     """Call ``hook(obj)`` in every child forked while ``obj`` is alive (one at-fork handler for
     all: ``os.register_at_fork`` has no way to unregister, so per-object ones would pile up)."""
-    global _fork_hook_installed
     _fork_hooks[obj] = hook
-    if not _fork_hook_installed and hasattr(os, "register_at_fork"):
-        _fork_hook_installed = True
+    if not _state.hook_installed and hasattr(os, "register_at_fork"):
+        _state.hook_installed = True
         os.register_at_fork(after_in_child=_run_fork_hooks)
 
 

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import re
-import threading
 from collections.abc import Iterable
 from typing import Literal
 
@@ -72,21 +71,31 @@ def _normalised(keys: Iterable[str] | str) -> frozenset[str]:
     return frozenset(normalise_key(k) for k in keys) - {""}
 
 
+#: The built-in options: masking on, the built-in secret names, no fingerprints. What every
+#: channel falls back to when nothing else was set up (or setting up failed): fail closed.
 DEFAULT = ScrubOptions()
-_current = DEFAULT
-_lock = threading.Lock()
+
+
+class _State:
+    __slots__ = ("current",)
+
+    def __init__(self) -> None:
+        #: The process default: what a scrub function without ``options=`` uses.
+        self.current = DEFAULT
+
+
+_state = _State()
 
 
 def configure(options: ScrubOptions | None = None) -> ScrubOptions:
     """Make ``options`` the process default (None: back to the built-in defaults)."""
-    global _current
     if options is not None and not isinstance(options, ScrubOptions):
         raise TypeError(f"options must be a ScrubOptions, not {type(options).__name__}")
-    with _lock:
-        _current = options if options is not None else DEFAULT
-        return _current
+    chosen = options if options is not None else DEFAULT
+    _state.current = chosen  # one reference, replaced whole: no lock needed
+    return chosen
 
 
 def current_options() -> ScrubOptions:
     """The process default :class:`ScrubOptions`."""
-    return _current
+    return _state.current

@@ -22,18 +22,26 @@ from opentelemetry.instrumentation.instrumentor import (  # type: ignore[attr-de
 
 __all__ = ["AsyncpgParametersInstrumentor", "parameter_options", "set_record_parameters"]
 
-_record_parameters = False
+
+class _State:
+    __slots__ = ("record_parameters",)
+
+    def __init__(self) -> None:
+        #: ``db_record_parameters`` as the tracing pillar last handed it over.
+        self.record_parameters = False
+
+
+_state = _State()
 
 
 def set_record_parameters(on: bool) -> None:
     """Record query parameters on database spans from now on (``db_record_parameters``)."""
-    global _record_parameters
-    _record_parameters = bool(on)
+    _state.record_parameters = bool(on)
 
 
 def parameter_options() -> Mapping[str, Any]:
     """``instrument()`` keywords of the dbapi-based rows (psycopg, psycopg2)."""
-    return {"capture_parameters": _record_parameters}
+    return {"capture_parameters": _state.record_parameters}
 
 
 class AsyncpgParametersInstrumentor(BaseInstrumentor):  # type: ignore[misc]
@@ -53,7 +61,7 @@ class AsyncpgParametersInstrumentor(BaseInstrumentor):  # type: ignore[misc]
         from opentelemetry.instrumentation.asyncpg import AsyncPGInstrumentor
 
         official = AsyncPGInstrumentor()  # type: ignore[no-untyped-call]
-        official.capture_parameters = _record_parameters
+        official.capture_parameters = _state.record_parameters
 
     def _uninstrument(self, **kwargs: Any) -> None:
         return None

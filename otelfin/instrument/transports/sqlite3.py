@@ -15,6 +15,7 @@ which the spans carry as ``db.name`` and the dependency metrics as ``peer``.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Collection
 from pathlib import PurePath
 from typing import Any
@@ -27,28 +28,24 @@ from otelfin.instrument.transports._base import Patch, patch, unpatch
 
 __all__ = ["Sqlite3ShortcutsInstrumentor"]
 
-_proxy_class: Any = None
 
-
+@functools.cache  # built once, on first use (the dbapi instrumentation loads only then)
 def _shortcut_proxy() -> Any:
     """The official connection proxy with ``execute``/``executemany`` through a traced cursor."""
-    global _proxy_class
-    if _proxy_class is None:
-        from opentelemetry.instrumentation.dbapi import TracedConnectionProxy
+    from opentelemetry.instrumentation.dbapi import TracedConnectionProxy
 
-        class _Sqlite3ConnectionProxy(TracedConnectionProxy[Any]):
-            def execute(self, *args: Any, **kwargs: Any) -> Any:
-                cursor = self.cursor()
-                cursor.execute(*args, **kwargs)
-                return cursor
+    class _Sqlite3ConnectionProxy(TracedConnectionProxy[Any]):
+        def execute(self, *args: Any, **kwargs: Any) -> Any:
+            cursor = self.cursor()
+            cursor.execute(*args, **kwargs)
+            return cursor
 
-            def executemany(self, *args: Any, **kwargs: Any) -> Any:
-                cursor = self.cursor()
-                cursor.executemany(*args, **kwargs)
-                return cursor
+        def executemany(self, *args: Any, **kwargs: Any) -> Any:
+            cursor = self.cursor()
+            cursor.executemany(*args, **kwargs)
+            return cursor
 
-        _proxy_class = _Sqlite3ConnectionProxy
-    return _proxy_class
+    return _Sqlite3ConnectionProxy
 
 
 def _file_name(database: Any) -> str:
