@@ -12,11 +12,11 @@ import pytest
 from opentelemetry import trace
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
-from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExportResult
+from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 
 import otelfin
-from otelfin import _config
+from otelfin import _config, _internal
 from otelfin._exporters import ExportPipeline, _sliced
 from otelfin._exporters._otlp import DeferredSpanExporter, OTLPSpanExporterFactory
 
@@ -183,22 +183,31 @@ def test_shutdown_before_the_first_export_builds_nothing(monkeypatch: pytest.Mon
     assert exporter.exporter is None
 
 
-def test_a_failed_build_fails_every_export_and_is_tried_once() -> None:
-    """A factory that raises (an OTLP credential provider that is not installed) fails each
-    export with its error, without building again for every batch."""
-    calls: list[int] = []
+@pytest.mark.otelfin_internal_errors
+def test_a_failed_build_fails_its_export_and_is_tried_again(
+    collector: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A build that raises (an import failing for a moment, a credential provider not yet
+    installed) fails that export, counted, and the next export builds and sends."""
+    monkeypatch.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", collector)
+    failures = [RuntimeError("no credential provider 'vault'")]
 
-    def factory() -> _sliced.SlicedOTLPSpanExporter:
-        calls.append(1)
-        raise RuntimeError("no credential provider 'vault'")
+    def factory() -> SpanExporter:
+        if failures:
+            raise failures.pop()
+        return OTLPSpanExporterFactory()()
 
     exporter = DeferredSpanExporter(factory)
-    for _ in range(3):
-        with pytest.raises(RuntimeError, match="no credential provider"):
-            exporter.export(_spans(1))
-    assert calls == [1]
-    assert exporter.force_flush() is True
-    exporter.shutdown()
+    pipeline = ExportPipeline(exporter)
+    assert pipeline.counting.export(_spans(1)) is SpanExportResult.FAILURE
+    assert exporter.exporter is None
+    dropped, failed = _internal.export_health()
+    assert failed == {"exception": 1} and dropped == {"export_failed": 1}
+    assert _internal.internal_error_counts() == {"exporter.export[OTLPSpanExporter (not built)]": 1}
+    assert pipeline.counting.export(_spans(1)) is SpanExportResult.SUCCESS
+    assert isinstance(exporter.exporter, _sliced.SlicedOTLPSpanExporter)
+    assert len(_Collector.bodies) == 1
+    pipeline.shutdown()
 
 
 def test_a_forked_child_gets_its_own_deferred_exporter(

@@ -83,16 +83,16 @@ class DeferredSpanExporter(SpanExporter):
     """An exporter built by ``factory`` on its first export (see the module docstring).
 
     ``build()`` builds it at once (the simple processor exports on the caller's thread, so its
-    exporter is built by ``configure()`` as before). A build that fails raises the same error
-    from every export (counted and reported once by the pipeline). Shut down before its first
-    export, it never builds.
+    exporter is built by ``configure()`` as before). A build that fails fails that export (the
+    pipeline counts it and reports the error once) and is tried again at the next one: an
+    import can fail for a moment (two threads importing the same modules in opposite order is
+    a ``_DeadlockError``). Shut down before its first export, it never builds.
     """
 
     def __init__(self, factory: Callable[[], SpanExporter]) -> None:
         self.factory = factory
         self._lock = threading.Lock()
         self._exporter: SpanExporter | None = None
-        self._failed: Exception | None = None
         self._shutdown = False
 
     @property
@@ -119,13 +119,7 @@ class DeferredSpanExporter(SpanExporter):
             return built
         with self._lock:
             if self._exporter is None and not self._shutdown:
-                if self._failed is not None:
-                    raise self._failed.with_traceback(None)  # a new traceback each time
-                try:
-                    self._exporter = self.factory()
-                except Exception as exc:
-                    self._failed = exc
-                    raise
+                self._exporter = self.factory()
             return self._exporter
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
