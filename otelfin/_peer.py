@@ -31,6 +31,8 @@ from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
 
+from otelfin._outcome import attributes_of, set_on_ending
+
 __all__ = ["UNKNOWN_PEER", "host_of", "peer_of", "peer_source", "stamp_peer", "stamp_span"]
 
 #: The peer of a span that carries nothing naming its other end.
@@ -153,22 +155,15 @@ def stamp_span(span: Any) -> None:
     """Add :func:`stamp_peer`'s attribute to an SDK span that is ending.
 
     Called from a span processor's ``_on_ending`` (see ``otelfin.scrub._spans``): the span's
-    attributes are already frozen there, so they are replaced by a copy with the one key
-    added, keeping the dropped count. Spans of other SDKs are left alone.
+    attributes are already frozen there, so the one key is added through the SDK's mapping
+    (:func:`otelfin._outcome.set_on_ending`), keeping its limits and dropped count. A span
+    that is full is left alone (the key would push its oldest attribute out).
     """
-    attributes = getattr(span, "_attributes", None)
-    if not isinstance(attributes, Mapping):
-        return
+    attributes = attributes_of(span)
     stamp = stamp_peer(attributes)
-    maxlen = getattr(attributes, "maxlen", None)
-    if stamp is None or (maxlen is not None and len(attributes) >= maxlen):
-        return  # a full span would drop its oldest attribute to make room: not worth it
-    from opentelemetry.attributes import BoundedAttributes
-
-    fresh = BoundedAttributes(
-        maxlen=maxlen,
-        attributes={**attributes, stamp[0]: stamp[1]},
-        max_value_len=getattr(attributes, "max_value_len", None),
-    )
-    fresh.dropped = getattr(attributes, "dropped", 0)
-    span._attributes = fresh
+    if stamp is None:
+        return
+    maxlen = getattr(getattr(span, "_attributes", None), "maxlen", None)
+    if maxlen is not None and len(attributes) >= maxlen:
+        return
+    set_on_ending(span, {stamp[0]: stamp[1]})

@@ -101,6 +101,9 @@ ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
     ("otelfin.logging._otlp", "opentelemetry._logs"): "the logs API's LogRecord",
     ("otelfin.logging._otlp", "opentelemetry.sdk._logs"): "the logs SDK's ReadableLogRecord",
     ("otelfin._peer", "span"): "the ending hook's frozen attributes: one key added (peer)",
+    ("otelfin._outcome", "span"): "the ending hook: outcome set on the frozen span, no closure",
+    ("otelfin._outcome", "_dict"): "BoundedAttributes' dict: public reads go through Mapping",
+    ("otelfin._outcome", "_immutable"): "BoundedAttributes' freeze flag, lifted for our keys",
     ("otelfin._exporters._sliced", "_client"): "OTLP/HTTP client: posts bytes encoded in slices",
     ("otelfin._exporters._sliced", "_shutdown"): "the OTLP/HTTP exporter's own shutdown flag",
 }

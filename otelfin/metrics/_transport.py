@@ -56,17 +56,19 @@ def _system(attributes: Mapping[str, object]) -> str:
 
 def _channel(attributes: Mapping[str, object]) -> str | None:
     """The ``channel`` label, by the same rule as ``@traced``: ``channel`` or any ``*.channel``."""
-    # Keys only: a finished span's attributes iterate as a plain dict, while items() goes
-    # through the Mapping mixin and a lookup per attribute.
+    # Keys only (items() of a Mapping that is not a dict goes through the mixin); the
+    # substring test first: a dozen keys, none of them a channel, is the common case.
     for key in attributes:
-        if key == "channel" or key.endswith(".channel"):
+        if "channel" in key and (key == "channel" or key.endswith(".channel")):
             return str(attributes[key])
     return None
 
 
-def outcome_of(span: ReadableSpan) -> str:
-    """The span's ``otelfin.outcome``, or the same decision made from its final state."""
-    attributes = span.attributes or {}
+def outcome_of(span: ReadableSpan, attributes: Mapping[str, object] | None = None) -> str:
+    """The span's ``otelfin.outcome``, or the same decision made from its final state
+    (``attributes``: the span's, when the caller read them already)."""
+    if attributes is None:
+        attributes = _outcome.attributes_of(span)
     value = attributes.get(_outcome.ATTRIBUTE)
     if isinstance(value, str) and value in _outcome.OUTCOMES:
         return value
@@ -123,7 +125,7 @@ class TransportMetricsProcessor(SpanProcessor):
         metrics, service = target
         try:
             seconds = (span.end_time - span.start_time) / 1e9
-            attributes = span.attributes or {}
+            attributes = _outcome.attributes_of(span)
             if outgoing:
                 metrics.observe_dependency(
                     service,
@@ -133,7 +135,7 @@ class TransportMetricsProcessor(SpanProcessor):
                     seconds,
                     failed=span.status.status_code is StatusCode.ERROR,
                     span=span,  # type: ignore[arg-type]
-                    outcome=outcome_of(span),
+                    outcome=outcome_of(span, attributes),
                 )
                 return
             code = attributes.get("otelfin.error_code")
@@ -149,7 +151,7 @@ class TransportMetricsProcessor(SpanProcessor):
                 error_code=code if isinstance(code, str) else None,
                 labels=labels,
                 span=span,  # type: ignore[arg-type]
-                outcome=outcome_of(span),
+                outcome=outcome_of(span, attributes),
                 entry=not nested,
             )
         except Exception as exc:
