@@ -27,6 +27,7 @@ A core module: it imports no pillar, so metrics and the offline tools can both u
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Mapping
 from typing import Any
 from urllib.parse import urlsplit
@@ -43,6 +44,8 @@ _HOST_KEYS = ("net.peer.name", "network.peer.address", "net.sock.peer.addr")
 _URL_KEYS = ("url.full", "http.url")
 _DB_KEYS = ("db.namespace", "db.name")
 _SYSTEM_KEYS = ("db.system.name", "db.system", "messaging.system", "rpc.system")
+# A host as it is, without port, scheme, brackets or list: urlsplit would return it lower-cased.
+_PLAIN_HOST = re.compile(r"[A-Za-z0-9._-]+", re.ASCII)
 # Where a host comes from (stamped as server.address); anything else names, not locates.
 _HOST_SOURCES = frozenset(("server.address", *_URL_KEYS, *_HOST_KEYS, "messaging.url"))
 
@@ -61,6 +64,8 @@ def host_of(value: object) -> str:
     text = _text(value)
     if not text:
         return ""
+    if _PLAIN_HOST.fullmatch(text):  # the common case: a bare name or IPv4 address
+        return text.lower()  # as urlsplit's hostname gives it
     if text[0] in '["':  # aiokafka and kafka-python write the broker list as JSON
         try:
             parsed = json.loads(text)
