@@ -6,16 +6,17 @@ import argparse
 import sys
 from typing import Any
 
-from otelfin import _settings
-from otelfin.cli._env import setting_argument
+from otelfin.cli._common import command
+from otelfin.cli._env import setting_argument, setting_value
 from otelfin.cli._output import json_text
 
 __all__ = ["register"]
 
 
 def register(sub: Any) -> None:
-    audit = sub.add_parser("audit", help="check audit trails written by otelfin.audit.record")
-    audit_sub = audit.add_subparsers(dest="audit_command", metavar="ACTION", required=True)
+    _, audit_sub = command(
+        sub, "audit", help="check audit trails written by otelfin.audit.record", required=True
+    )
     verify = audit_sub.add_parser(
         "verify",
         help="verify an audit file's hash chain",
@@ -58,9 +59,7 @@ def _key(args: argparse.Namespace) -> bytes | None:
         if not key:
             raise ValueError(f"--key-file {args.key_file}: no key on its first line")
         return key
-    row = _settings.by_name("audit_key")
-    raw = _settings.env_value(row.env) if row.env else None
-    value = row.parse(raw, str(row.env)) if raw is not None else None
+    value = setting_value("audit_key")
     return value.encode("utf-8") if isinstance(value, str) else None
 
 

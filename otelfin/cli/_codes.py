@@ -7,12 +7,12 @@ import sys
 from typing import Any
 
 from otelfin.catalogue import CatalogueError, lint_files, load_catalogue
+from otelfin.cli._common import command
 from otelfin.cli._output import json_text
 
 
 def register(sub: Any) -> None:
-    codes = sub.add_parser("codes", help="lint and list error-code catalogues")
-    codes_sub = codes.add_subparsers(dest="codes_command", metavar="ACTION", required=True)
+    _, codes_sub = command(sub, "codes", help="lint and list error-code catalogues", required=True)
 
     lint = codes_sub.add_parser(
         "lint",

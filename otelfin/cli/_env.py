@@ -15,7 +15,7 @@ from typing import Any
 
 from otelfin import _settings
 
-__all__ = ["fill_from_settings", "setting_argument"]
+__all__ = ["files_argument", "fill_from_settings", "setting_argument", "setting_value"]
 
 _KEY = "_otelfin_settings"
 _ROW_DEFAULT: Any = object()
@@ -55,6 +55,29 @@ def setting_argument(
     table[action.dest] = (setting, fallback, from_setting, flag)
     parser.set_defaults(**{_KEY: table})
     return action
+
+
+def files_argument(parser: argparse.ArgumentParser | Any, setting: str, help: str) -> None:
+    """The positional ``FILE ...`` of a command reading files, defaulting to the one file the
+    settings row ``setting`` names (none when it is unset); the destination is ``files``."""
+    setting_argument(
+        parser,
+        "files",
+        setting=setting,
+        help=help,
+        nargs="*",
+        metavar="FILE",
+        parse_flag=False,
+        from_setting=lambda path: [path] if path else [],
+    )
+
+
+def setting_value(name: str) -> Any:
+    """The value of the setting ``name`` as ``configure()`` reads it: its environment variable
+    (parsed by the row, a bad value is its ``ValueError``), else the row's default."""
+    row = _settings.by_name(name)
+    raw = _settings.env_value(row.env) if row.env else None
+    return row.parse(raw, str(row.env)) if raw is not None else row.default
 
 
 def _text(value: Any) -> str:

@@ -14,7 +14,8 @@ from xml.etree import ElementTree
 
 from otelfin._settings import split_list
 from otelfin.catalogue import CatalogueError, load_catalogue
-from otelfin.cli._env import setting_argument
+from otelfin.cli._common import command
+from otelfin.cli._env import files_argument, setting_argument
 from otelfin.cli._output import json_text
 from otelfin.logging import (
     DEFAULT_MAX_LINE_BYTES,
@@ -29,8 +30,9 @@ _LISTED = 10_000
 
 
 def register(sub: Any) -> None:
-    logs = sub.add_parser("logs", help="validate JSON log files; print the log-line schema")
-    logs_sub = logs.add_subparsers(dest="logs_command", metavar="ACTION", required=True)
+    _, logs_sub = command(
+        sub, "logs", help="validate JSON log files; print the log-line schema", required=True
+    )
 
     validate = logs_sub.add_parser(
         "validate",
@@ -43,16 +45,7 @@ def register(sub: Any) -> None:
             "2 usage error or unreadable input."
         ),
     )
-    setting_argument(
-        validate,
-        "files",
-        setting="log_file",
-        help="JSON-lines log files, - for stdin",
-        nargs="*",
-        metavar="FILE",
-        parse_flag=False,
-        from_setting=lambda path: [path] if path else [],
-    )
+    files_argument(validate, "log_file", help="JSON-lines log files, - for stdin")
     catalogue_argument(validate)
     validate.add_argument(
         "--no-catalogue",

@@ -11,7 +11,8 @@ import sys
 from pathlib import Path
 from typing import Any
 
-from otelfin.cli._env import setting_argument
+from otelfin.cli._common import command, usage_error
+from otelfin.cli._env import setting_argument, setting_value
 from otelfin.cli._output import json_text
 from otelfin.metrics import names
 from otelfin.scrub import scrub_text
@@ -21,8 +22,7 @@ __all__ = ["register"]
 
 def register(subparsers: Any) -> None:
     """Add the metrics commands to the ``otelfin`` parser."""
-    buckets = subparsers.add_parser("buckets", help="histogram bucket design")
-    bsub = buckets.add_subparsers(dest="buckets_command", metavar="COMMAND")
+    _, bsub = command(subparsers, "buckets", help="histogram bucket design")
     suggest = bsub.add_parser(
         "suggest",
         help="design 8-12 latency buckets from observed latencies",
@@ -52,10 +52,8 @@ def register(subparsers: Any) -> None:
     suggest.add_argument("--quantile", type=float, default=0.99)
     suggest.add_argument("--format", choices=("text", "json"), default="text")
     suggest.set_defaults(func=_buckets_suggest)
-    buckets.set_defaults(func=lambda args: _help(buckets))
 
-    p99 = subparsers.add_parser("p99", help="P99 attribution")
-    psub = p99.add_subparsers(dest="p99_command", metavar="COMMAND")
+    _, psub = command(subparsers, "p99", help="P99 attribution")
     report = psub.add_parser(
         "report",
         help="rank label values by their share of the slow tail",
@@ -98,10 +96,8 @@ def register(subparsers: Any) -> None:
     )
     report.add_argument("--format", choices=("text", "json"), default="text")
     report.set_defaults(func=_p99_report)
-    p99.set_defaults(func=lambda args: _help(p99))
 
-    rules = subparsers.add_parser("rules", help="Prometheus rules")
-    rsub = rules.add_subparsers(dest="rules_command", metavar="COMMAND")
+    _, rsub = command(subparsers, "rules", help="Prometheus rules")
     build = rsub.add_parser(
         "build",
         help="write recording and alerting rules",
@@ -113,19 +109,11 @@ def register(subparsers: Any) -> None:
     build.add_argument("--quantile", type=float, default=0.99)
     build.add_argument("--metric", default=names.DURATION)
     build.add_argument("--by", default="service,operation", help="aggregation labels")
-    setting_argument(
-        build,
-        "--buckets",
-        setting="metrics_buckets",
-        help="comma-separated bucket bounds of the service, to check the SLO",
-        fallback_text="the default layout for $OTELFIN_METRICS_SLO",
-    )
+    _buckets_argument(build)
     build.add_argument("--output", "-o", default="-", help="file to write (default stdout)")
     build.set_defaults(func=_rules_build)
-    rules.set_defaults(func=lambda args: _help(rules))
 
-    dashboards = subparsers.add_parser("dashboards", help="Grafana dashboards")
-    dsub = dashboards.add_subparsers(dest="dashboards_command", metavar="COMMAND")
+    _, dsub = command(subparsers, "dashboards", help="Grafana dashboards")
     dbuild = dsub.add_parser(
         "build",
         help="write the Grafana dashboards (service overview, P99 attribution, pipeline health)",
@@ -135,17 +123,10 @@ def register(subparsers: Any) -> None:
     )
     dbuild.add_argument("--output-dir", default="dashboards")
     setting_argument(dbuild, "--slo", setting="metrics_slo", help="default SLO, a bucket bound")
-    setting_argument(
-        dbuild,
-        "--buckets",
-        setting="metrics_buckets",
-        help="comma-separated bucket bounds of the service, to check the SLO",
-        fallback_text="the default layout for $OTELFIN_METRICS_SLO",
-    )
+    _buckets_argument(dbuild)
     dbuild.add_argument("--objective", type=float, default=0.99, help="share faster than the SLO")
     dbuild.add_argument("--metric", default=names.DURATION)
     dbuild.set_defaults(func=_dashboards_build)
-    dashboards.set_defaults(func=lambda args: _help(dashboards))
 
 
 def _seconds(text: str) -> float:
@@ -158,24 +139,30 @@ def _seconds(text: str) -> float:
     return value
 
 
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
+def _buckets_argument(parser: argparse.ArgumentParser) -> None:
+    setting_argument(
+        parser,
+        "--buckets",
+        setting="metrics_buckets",
+        help="comma-separated bucket bounds of the service, to check the SLO",
+        fallback_text="the default layout for $OTELFIN_METRICS_SLO",
+    )
 
 
-def _error(message: str) -> int:
-    print(f"otelfin: error: {message}", file=sys.stderr)
-    return 2
+class _Unreadable(Exception):
+    """An input that cannot be read: its message is the usage error to print (exit 2)."""
 
 
 def _read(path: str) -> str:
-    # Callers report OSError as an input error (exit 2); binary input joins them.
+    """The text of ``path`` (``-``: stdin); unreadable or binary input is :class:`_Unreadable`."""
     try:
         if path == "-":
             return sys.stdin.read()
         return Path(path).read_text(encoding="utf-8")
     except UnicodeDecodeError as exc:
-        raise OSError(f"not UTF-8 text (byte {exc.start})") from None
+        raise _Unreadable(f"cannot read {path}: not UTF-8 text (byte {exc.start})") from None
+    except OSError as exc:
+        raise _Unreadable(f"cannot read {path}: {exc.strerror or exc}") from None
 
 
 def _buckets_suggest(args: argparse.Namespace) -> int:
@@ -185,8 +172,8 @@ def _buckets_suggest(args: argparse.Namespace) -> int:
         return _buckets_suggest_by(args)
     try:
         text = _read(args.samples)
-    except OSError as exc:
-        return _error(f"cannot read {args.samples}: {exc.strerror or exc}")
+    except _Unreadable as exc:
+        return usage_error(str(exc))
     samples = []
     for number, line in enumerate(text.splitlines(), 1):
         line = line.strip()
@@ -196,11 +183,11 @@ def _buckets_suggest(args: argparse.Namespace) -> int:
             samples.append(float(line))
         except ValueError:
             shown = scrub_text(line)[:40]  # mask, then cut
-            return _error(f"{args.samples}:{number}: {shown!r} is not a number of seconds")
+            return usage_error(f"{args.samples}:{number}: {shown!r} is not a number of seconds")
     try:
         design = suggest_buckets(samples, args.count, slo=args.slo, quantile=args.quantile)
     except ValueError as exc:
-        return _error(f"{args.samples}: {exc}")
+        return usage_error(f"{args.samples}: {exc}")
     if args.format == "json":
         print(json_text(design.as_dict(), indent=2))
         return 0
@@ -229,7 +216,9 @@ def _buckets_suggest_by(args: argparse.Namespace) -> int:
     from otelfin.tools import metrics as offline
 
     if args.slo is not None and "slo" not in args.from_environment:
-        return _error("--slo goes with --samples; per operation the output suggests an SLO each")
+        return usage_error(
+            "--slo goes with --samples; per operation the output suggests an SLO each"
+        )
     try:
         if args.prometheus:
             series = offline.series_from_prometheus(
@@ -238,14 +227,14 @@ def _buckets_suggest_by(args: argparse.Namespace) -> int:
         else:
             try:
                 text = _read(args.file)
-            except OSError as exc:
-                return _error(f"cannot read {args.file}: {exc.strerror or exc}")
+            except _Unreadable as exc:
+                return usage_error(str(exc))
             series = offline.series_from_text(text, args.metric)
         designs = offline.suggest_by_label(
             series, args.by, count=args.count, quantile=args.quantile
         )
     except (offline.ReportError, ValueError) as exc:
-        return _error(scrub_text(f"{args.prometheus or args.file}: {exc}"))
+        return usage_error(scrub_text(f"{args.prometheus or args.file}: {exc}"))
     setting, left_out = offline.slos_setting(designs)
     if args.format == "json":
         doc = {
@@ -321,9 +310,9 @@ def _p99_report(args: argparse.Namespace) -> int:
     try:
         args.metric, operations = _metric_and_operations(args.metric, list(args.operation))
     except ValueError as exc:
-        return _error(str(exc))
+        return usage_error(str(exc))
     if any(not op.strip() for op in operations):
-        return _error("--operation needs a name, e.g. --operation 'POST /v1/payments'")
+        return usage_error("--operation needs a name, e.g. --operation 'POST /v1/payments'")
     try:
         if args.prometheus:
             report = offline.from_prometheus(
@@ -342,8 +331,8 @@ def _p99_report(args: argparse.Namespace) -> int:
             else:
                 try:
                     text = _read(args.file)
-                except OSError as exc:
-                    return _error(f"cannot read {args.file}: {exc.strerror or exc}")
+                except _Unreadable as exc:
+                    return usage_error(str(exc))
                 series = offline.series_from_text(text, args.metric)
                 source = args.file
             report = offline.attribute(
@@ -356,7 +345,7 @@ def _p99_report(args: argparse.Namespace) -> int:
                 operations=operations,
             )
     except offline.ReportError as exc:
-        return _error(str(exc))
+        return usage_error(str(exc))
     if args.format == "json":
         print(json_text(report.as_dict(), indent=2))
     else:
@@ -372,19 +361,15 @@ def _service_bounds(args: argparse.Namespace) -> tuple[list[float], str]:
     ``OTELFIN_METRICS_OPERATION_SLOS`` and ``OTELFIN_METRICS_P99`` (their defaults when unset),
     not from ``--slo``, which is what is being checked.
     """
-    from otelfin import _settings
     from otelfin.metrics import default_buckets
 
     if args.buckets:
         return [float(b) for b in args.buckets], "--buckets"
 
-    def setting(name: str) -> Any:
-        row = _settings.by_name(name)
-        raw = _settings.env_value(row.env) if row.env else None
-        return row.parse(raw, str(row.env)) if raw is not None else row.default
-
-    slo = setting("metrics_slo")
-    bounds = default_buckets(slo, setting("metrics_operation_slos"), p99=setting("metrics_p99"))
+    slo = setting_value("metrics_slo")
+    bounds = default_buckets(
+        slo, setting_value("metrics_operation_slos"), p99=setting_value("metrics_p99")
+    )
     return list(bounds), f"the default layout for metrics_slo={slo:g}"
 
 
@@ -403,7 +388,7 @@ def _rules_build(args: argparse.Namespace) -> int:
             bounds_from=where,
         )
     except ValueError as exc:
-        return _error(str(exc))
+        return usage_error(str(exc))
     text = rules_yaml(rules)
     if args.output == "-":
         sys.stdout.write(text)
@@ -411,7 +396,7 @@ def _rules_build(args: argparse.Namespace) -> int:
         try:
             Path(args.output).write_text(text, encoding="utf-8")
         except OSError as exc:
-            return _error(f"cannot write {args.output}: {exc.strerror or exc}")
+            return usage_error(f"cannot write {args.output}: {exc.strerror or exc}")
         print(f"wrote {args.output}", file=sys.stderr)
     return 0
 
@@ -430,7 +415,7 @@ def _dashboards_build(args: argparse.Namespace) -> int:
             bounds_from=where,
         )
     except (OSError, ValueError, ImportError) as exc:
-        return _error(str(exc))
+        return usage_error(str(exc))
     for path in written:
         print(f"wrote {path}", file=sys.stderr)
     return 0

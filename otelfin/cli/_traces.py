@@ -7,27 +7,19 @@ import argparse
 import sys
 from typing import Any
 
-from otelfin.cli._env import setting_argument
+from otelfin.cli._common import command, usage_error
+from otelfin.cli._env import files_argument
 from otelfin.cli._output import json_text
 
 __all__ = ["register"]
 
 
 def _spans_files(parser: Any) -> None:
-    setting_argument(
-        parser,
-        "file",
-        setting="spans_file",
-        help="spans files, .gz or - for stdin",
-        nargs="*",
-        metavar="FILE",
-        parse_flag=False,
-        from_setting=lambda path: [path] if path else [],
-    )
+    files_argument(parser, "spans_file", help="spans files, .gz or - for stdin")
 
 
 def _no_files(args: argparse.Namespace) -> bool:
-    if args.file:
+    if args.files:
         return False
     print(
         f"otelfin traces {args.traces_command}: give FILE (- for stdin) or set OTELFIN_SPANS_FILE",
@@ -38,8 +30,7 @@ def _no_files(args: argparse.Namespace) -> bool:
 
 def register(subparsers: Any) -> None:
     """Add ``traces show`` to the ``otelfin`` parser."""
-    traces = subparsers.add_parser("traces", help="read span files")
-    tsub = traces.add_subparsers(dest="traces_command", metavar="COMMAND")
+    _, tsub = command(subparsers, "traces", help="read span files")
     show = tsub.add_parser(
         "show",
         help="draw the waterfall of one trace from a spans file",
@@ -81,12 +72,6 @@ def register(subparsers: Any) -> None:
     why.add_argument("--limit", type=int, default=15, help="rows shown in text (15)")
     why.add_argument("--format", choices=("text", "json"), default="text")
     why.set_defaults(func=_why)
-    traces.set_defaults(func=lambda args: _help(traces))
-
-
-def _help(parser: argparse.ArgumentParser) -> int:
-    parser.print_help(sys.stderr)
-    return 2
 
 
 def _show(args: argparse.Namespace) -> int:
@@ -101,14 +86,12 @@ def _show(args: argparse.Namespace) -> int:
     )
 
     if not 10 <= args.width <= 400:
-        print(f"otelfin: error: --width must be 10-400, not {args.width}", file=sys.stderr)
-        return 2
+        return usage_error(f"--width must be 10-400, not {args.width}")
     try:
-        traces = group_traces(read_spans(args.file))
+        traces = group_traces(read_spans(args.files))
         trace = pick_trace(traces, trace_id=args.trace_id, slowest=args.slowest)
     except TraceFileError as exc:
-        print(f"otelfin: error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error(str(exc))
     if args.format == "json":
         start = trace.start_ns
         document = {
@@ -149,18 +132,16 @@ def _why(args: argparse.Namespace) -> int:
     )
 
     if args.limit < 1:
-        print(f"otelfin: error: --limit must be at least 1, not {args.limit}", file=sys.stderr)
-        return 2
+        return usage_error(f"--limit must be at least 1, not {args.limit}")
     try:
         report = why_slow(
-            group_traces(read_spans(args.file)).values(),
+            group_traces(read_spans(args.files)).values(),
             by=args.by,
             operation=args.operation,
             slower_than=args.slower_than,
         )
     except TraceFileError as exc:
-        print(f"otelfin: error: {exc}", file=sys.stderr)
-        return 2
+        return usage_error(str(exc))
     if args.format == "json":
         print(json_text(report.as_dict(), indent=2))
     else:
