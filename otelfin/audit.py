@@ -265,11 +265,7 @@ class AuditTrail:
                 STOP, "otelfin", "success", self.path, None, dict(details or {"pid": os.getpid()})
             )
         finally:
-            with self._lock:
-                self.closed = True
-                if self._fd is not None:
-                    os.close(self._fd)
-                    self._fd = None
+            self.discard()
 
     def discard(self) -> None:
         """Close the file without a stop record (the start record could not be written)."""

@@ -22,7 +22,7 @@ import hmac
 import json
 import re
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import asdict, dataclass
 from importlib import resources
 from typing import Any
 
@@ -72,14 +72,7 @@ class VerifyResult:
 
     def as_dict(self) -> dict[str, Any]:
         """JSON-ready form (``--format json``)."""
-        return {
-            "ok": self.ok,
-            "records": self.records,
-            "line": self.line,
-            "reason": self.reason,
-            "closed": self.closed,
-            "chain": self.chain,
-        }
+        return asdict(self)
 
 
 def audit_schema() -> dict[str, Any]:
