@@ -80,6 +80,38 @@ class Proc:
         self.wait()
 
 
+def zero_code(argv: Sequence[str], cwd: Path, service: str, **env: str) -> Proc:
+    """``opentelemetry-instrument python ARGV`` with otelfin as distro and configurator, in a
+    clean environment (:func:`clean_env`) plus ``env``."""
+    return Proc(
+        [str(BIN / "opentelemetry-instrument"), sys.executable, *argv],
+        cwd,
+        clean_env(
+            OTEL_PYTHON_DISTRO="otelfin",
+            OTEL_PYTHON_CONFIGURATOR="otelfin",
+            OTEL_SERVICE_NAME=service,
+            **env,
+        ),
+    )
+
+
+def wait_listening(port: int, process: subprocess.Popen[bytes], what: str) -> None:
+    """Until 127.0.0.1:port accepts connections (no request is made: it would be counted), or
+    fail with ``what``'s stderr when it exits or does not listen within 30 s."""
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            _, err = process.communicate()
+            pytest.fail(f"{what} exited {process.returncode}: {err.decode()[-3000:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.05)
+    process.kill()
+    pytest.fail(f"{what} did not listen on 127.0.0.1:{port}")
+
+
 def wait_http(url: str, proc: Proc, timeout: float = 30) -> None:
     """Poll ``url`` until it answers (any status) or fail with the process's stderr."""
     deadline = time.monotonic() + timeout
@@ -117,6 +149,42 @@ def read_spans(path: Path) -> list[dict[str, Any]]:
             for ss in rs["scopeSpans"]:
                 out.extend(ss["spans"])
     return out
+
+
+def span_attributes(span: dict[str, Any]) -> dict[str, Any]:
+    """An OTLP/JSON span's attributes as a plain dict (each value unwrapped)."""
+    out: dict[str, Any] = {}
+    for item in span.get("attributes", []):
+        (value,) = item["value"].values()
+        out[item["key"]] = value
+    return out
+
+
+def start_server(argv: list[str], spans_file: Path, **env: str) -> subprocess.Popen[bytes]:
+    """A server process run from the repository root, its spans written to ``spans_file`` as
+    they end (no other span exporter), stderr kept for :func:`stop_server`."""
+    environ = {
+        **os.environ,
+        "PYTHONPATH": str(ROOT),
+        "OTELFIN_SPANS_FILE": str(spans_file),
+        "OTELFIN_SPAN_PROCESSOR": "simple",
+        "OTEL_TRACES_EXPORTER": "",
+        **env,
+    }
+    return subprocess.Popen(
+        argv, cwd=ROOT, env=environ, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE
+    )
+
+
+def stop_server(process: subprocess.Popen[bytes]) -> tuple[bytes, bytes]:
+    """SIGTERM, then (after 20 s) SIGKILL; the process's (stdout, stderr)."""
+    process.send_signal(signal.SIGTERM)
+    try:
+        out, err = process.communicate(timeout=20)
+    except subprocess.TimeoutExpired:
+        process.kill()
+        out, err = process.communicate()
+    return out or b"", err or b""
 
 
 def json_lines(text: str) -> list[dict[str, Any]]:

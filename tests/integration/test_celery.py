@@ -12,7 +12,6 @@ from __future__ import annotations
 import json
 import os
 import signal
-import socket
 import socketserver
 import subprocess
 import sys
@@ -33,6 +32,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind, StatusCode
 
+from tests.integration._procs import free_port
 from tests.integration.conftest import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -47,12 +47,6 @@ _PANS = ("4111111111111111", "4111 1111 1111 1111", "4111-1111-1111-1111")
 
 def _leaks(text: str) -> list[str]:
     return [pan for pan in _PANS if pan in text]
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 @dataclass
@@ -140,7 +134,7 @@ def _run_worker(
         "OTELFIN_SPANS_FILE": str(directory / "spans.jsonl"),
         "OTELFIN_SPAN_PROCESSOR": "simple",
         "OTELFIN_LOG_FILE": str(directory / "logs.jsonl"),
-        "OTELFIN_METRICS_PORT": str(_free_port()),
+        "OTELFIN_METRICS_PORT": str(free_port()),
         **extra_env,
     }
     for name in ("OTEL_SERVICE_NAME", "OTEL_TRACES_EXPORTER", "OTELFIN_CATALOGUE"):
@@ -455,7 +449,7 @@ def test_fastapi_service_one_trace_through_database_and_worker(
         return {"status": "accepted"}
 
     FastAPIInstrumentor.instrument_app(app)
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="off")
     server = uvicorn.Server(config)
     thread = threading.Thread(target=server.run, daemon=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import contextlib
 import json
-import socket
 import subprocess
 import threading
 import time
@@ -23,13 +22,8 @@ from otelfin.cli import main
 from otelfin.metrics import metrics_server
 from otelfin.testing import configured_for_test
 from otelfin.tools.metrics import all_expressions, build_rules
+from tests.integration._procs import free_port
 from tests.integration.conftest import require_binary
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _api(base: str, path: str, **params: str) -> Any:
@@ -54,7 +48,7 @@ def _wait(predicate: Any, timeout: float, what: str) -> None:
 def _prometheus(tmp: Path, target: str | list[str], rules: Path) -> Iterator[str]:
     binary = require_binary("prometheus")
     targets = [target] if isinstance(target, str) else target
-    port = _free_port()
+    port = free_port()
     config = {
         "global": {"scrape_interval": "1s", "evaluation_interval": "1s"},
         "rule_files": [str(rules)],

@@ -11,8 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -26,7 +24,13 @@ import httpx
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from tests.integration._procs import free_port, read_spans
+from tests.integration._procs import (
+    free_port,
+    read_spans,
+    span_attributes,
+    stop_server,
+    wait_listening,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE = "checkout-api"
@@ -72,22 +76,6 @@ def acquirer() -> Iterator[str]:
         server.server_close()
 
 
-def _wait(port: int, process: subprocess.Popen[bytes]) -> None:
-    """Until 127.0.0.1:port accepts connections (no request: it would be counted)."""
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            _, err = process.communicate()
-            pytest.fail(f"uvicorn exited {process.returncode}: {err.decode()[-3000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    pytest.fail(f"127.0.0.1:{port} did not listen")
-
-
 #: (amount, channel) -> the status the client must see
 def _workload() -> list[tuple[float, str, int]]:
     payments: list[tuple[float, str, int]] = []
@@ -113,10 +101,6 @@ def _sum(samples: list[tuple[str, dict[str, str], float]], name: str, **labels: 
     return sum(v for n, lab, v in samples if n == name and labels.items() <= lab.items())
 
 
-def _attributes(span: dict[str, Any]) -> dict[str, Any]:
-    return {a["key"]: next(iter(a["value"].values())) for a in span.get("attributes", [])}
-
-
 def test_payment_api_counts_requests_once_and_declines_apart(tmp_path: Path, acquirer: str) -> None:
     """/metrics, p99 report and spans agree: N requests, wallet first, 402s declined."""
     port, metrics_port = free_port(), free_port()
@@ -138,8 +122,8 @@ def test_payment_api_counts_requests_once_and_declines_apart(tmp_path: Path, acq
     )
     payments = _workload()
     try:
-        _wait(metrics_port, process)
-        _wait(port, process)
+        wait_listening(metrics_port, process, "uvicorn")
+        wait_listening(port, process, "uvicorn")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             statuses = [
                 client.post("/payments", json={"amount": a, "channel": c}).status_code
@@ -153,12 +137,7 @@ def test_payment_api_counts_requests_once_and_declines_apart(tmp_path: Path, acq
             capture_output=True, text=True, timeout=60, cwd=ROOT,
         )  # fmt: skip
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            process.communicate()
+        stop_server(process)
     assert statuses == [status for _, _, status in payments]
     total = len(payments)
     declines = statuses.count(402)
@@ -203,27 +182,27 @@ def test_payment_api_counts_requests_once_and_declines_apart(tmp_path: Path, acq
     assert len(servers) == total
     by_status: dict[str, list[dict[str, Any]]] = {}
     for span in servers:
-        attributes = _attributes(span)
+        attributes = span_attributes(span)
         status = str(
             attributes.get("http.response.status_code", attributes.get("http.status_code"))
         )
         by_status.setdefault(status, []).append(span)
     for span in by_status["402"]:
-        attributes = _attributes(span)
+        attributes = span_attributes(span)
         assert attributes["otelfin.outcome"] == "declined"
         assert attributes["otelfin.error_code"] == "PAY-006"
         assert span.get("status", {}).get("code") not in (2, "STATUS_CODE_ERROR")
     for status in ("500", "503"):
         (span,) = by_status[status]
-        assert _attributes(span)["otelfin.outcome"] == "error"
+        assert span_attributes(span)["otelfin.outcome"] == "error"
         assert span["status"]["code"] in (2, "STATUS_CODE_ERROR")
-    assert {_attributes(s)["otelfin.outcome"] for s in by_status["200"]} == {"ok"}
+    assert {span_attributes(s)["otelfin.outcome"] for s in by_status["200"]} == {"ok"}
     internal = [s for s in spans if s["name"] == "acquirer.authorise"]
-    assert {_attributes(s)["otelfin.outcome"] for s in internal} == {"ok", "declined", "error"}
+    assert {span_attributes(s)["otelfin.outcome"] for s in internal} == {"ok", "declined", "error"}
     assert all(
         s.get("status", {}).get("code") not in (2, "STATUS_CODE_ERROR")
         for s in internal
-        if _attributes(s)["otelfin.outcome"] == "declined"
+        if span_attributes(s)["otelfin.outcome"] == "declined"
     )
 
 

@@ -16,8 +16,14 @@ from typing import Any
 import httpx
 from prometheus_client.openmetrics.parser import text_string_to_metric_families
 
-from tests.integration.test_web_frameworks import _attributes, _free_port, _spans, _wait_for
-from tests.integration.test_web_trace import _start, _stop
+from tests.integration._procs import (
+    free_port,
+    read_spans,
+    span_attributes,
+    start_server,
+    stop_server,
+    wait_listening,
+)
 
 REQUESTS = 1000
 KEEP_ENV = {
@@ -77,7 +83,8 @@ def _seconds(span: dict[str, Any]) -> float:
 def _pid(trace: list[dict[str, Any]]) -> int | None:
     for span in trace:
         if span["kind"] == 2 and str(span["name"]).startswith("POST /pay"):
-            target = _attributes(span).get("url.path") or _attributes(span).get("http.target")
+            attributes = span_attributes(span)
+            target = attributes.get("url.path") or attributes.get("http.target")
             if isinstance(target, str):
                 return int(target.rsplit("/", 1)[1])
     return None
@@ -87,10 +94,10 @@ def test_keep_rules_export_every_decline_error_and_slow_request_whole(tmp_path: 
     """1,000 requests at 1% head sampling: each decline, 5xx and slow trace whole, ok ones
     near 1%, every request counted, exemplars naming exported traces; the acquirer keeps only
     what it saw itself (its own declines) plus the head-sampled share."""
-    acq_port, gw_port, metrics_port = _free_port(), _free_port(), _free_port()
+    acq_port, gw_port, metrics_port = free_port(), free_port(), free_port()
     gw_file, acq_file = tmp_path / "gateway.jsonl", tmp_path / "acquirer.jsonl"
-    acquirer = _start(_uvicorn("tail_acquirer_app", acq_port), acq_file, **KEEP_ENV)
-    gateway = _start(
+    acquirer = start_server(_uvicorn("tail_acquirer_app", acq_port), acq_file, **KEEP_ENV)
+    gateway = start_server(
         _uvicorn("tail_app", gw_port),
         gw_file,
         ACQUIRER_URL=f"http://127.0.0.1:{acq_port}",
@@ -98,21 +105,21 @@ def test_keep_rules_export_every_decline_error_and_slow_request_whole(tmp_path: 
         **KEEP_ENV,
     )
     try:
-        _wait_for(acq_port, acquirer, "acquirer")
-        _wait_for(gw_port, gateway, "gateway")
+        wait_listening(acq_port, acquirer, "acquirer")
+        wait_listening(gw_port, gateway, "gateway")
         statuses = asyncio.run(
             _drive(f"http://127.0.0.1:{gw_port}", "/pay", range(REQUESTS), concurrency=25)
         )
         families = _scrape(metrics_port)
     finally:
-        _stop(gateway)
-        _stop(acquirer)
+        stop_server(gateway)
+        stop_server(acquirer)
 
     expected_status = {1: 402, 2: 500}
     for pid, status in statuses.items():
         assert status == expected_status.get(pid % 20, 200), (pid, status)
 
-    gateway_traces = _by_trace(_spans(gw_file))
+    gateway_traces = _by_trace(read_spans(gw_file))
     by_pid = {_pid(t): (tid, t) for tid, t in gateway_traces.items()}
     assert None not in by_pid, "every exported gateway trace has its server span"
     whole = {"POST /pay/{pid}", "risk.score", "POST", "ledger.post", "SELECT"}
@@ -128,13 +135,13 @@ def test_keep_rules_export_every_decline_error_and_slow_request_whole(tmp_path: 
         assert {n for n in names if not str(n).startswith("http ")} == (
             declined_names if reason == "declined" else whole
         ), (pid, names)
-        kept_by = {_attributes(s).get("otelfin.kept_by") for s in spans}
+        kept_by = {span_attributes(s).get("otelfin.kept_by") for s in spans}
         assert kept_by in ({reason}, {"sampled"}), (pid, kept_by)
     sampled_ok = 0
     for pid, (_, spans) in by_pid.items():
         if pid is None or pid % 20 in reasons:
             continue
-        (kept_by,) = {_attributes(s).get("otelfin.kept_by") for s in spans}
+        (kept_by,) = {span_attributes(s).get("otelfin.kept_by") for s in spans}
         if kept_by == "sampled":
             sampled_ok += 1
         else:  # an ok payment the loaded machine made slower than the SLO: kept for that
@@ -158,7 +165,7 @@ def test_keep_rules_export_every_decline_error_and_slow_request_whole(tmp_path: 
     for observed, trace_id in exemplar_ids:
         assert trace_id in gateway_traces, (observed, trace_id)
     slow_exemplars = {
-        (_attributes(s).get("otelfin.kept_by"), _attributes(s).get("otelfin.outcome"))
+        (span_attributes(s).get("otelfin.kept_by"), span_attributes(s).get("otelfin.outcome"))
         for observed, trace_id in exemplar_ids
         if observed > 1.0
         for s in gateway_traces[trace_id]
@@ -168,7 +175,7 @@ def test_keep_rules_export_every_decline_error_and_slow_request_whole(tmp_path: 
     assert {kept for kept, _ in slow_exemplars} <= {"slow", "error", "declined", "sampled"}
     # Not only the 1% head-sampled traces: exemplars name the traces kept late.
     kept_late = {
-        _attributes(s).get("otelfin.kept_by")
+        span_attributes(s).get("otelfin.kept_by")
         for _, trace_id in exemplar_ids
         for s in gateway_traces[trace_id]
     } - {"sampled"}
@@ -178,16 +185,16 @@ def test_keep_rules_export_every_decline_error_and_slow_request_whole(tmp_path: 
     # part of the traces it declined itself and of the head-sampled ones (and of any it found
     # slow itself); never its part of a trace the gateway kept for the gateway's own error or
     # slowness.
-    acquirer_traces = _by_trace(_spans(acq_file))
+    acquirer_traces = _by_trace(read_spans(acq_file))
     sampled = {
         tid
         for tid, spans in gateway_traces.items()
-        if {_attributes(s).get("otelfin.kept_by") for s in spans} == {"sampled"}
+        if {span_attributes(s).get("otelfin.kept_by") for s in spans} == {"sampled"}
     }
     declined = {by_pid[pid][0] for pid in range(REQUESTS) if pid % 20 == 1}
     assert declined <= set(acquirer_traces)
     for tid, spans in acquirer_traces.items():
-        (kept_by,) = {_attributes(s).get("otelfin.kept_by") for s in spans}
+        (kept_by,) = {span_attributes(s).get("otelfin.kept_by") for s in spans}
         expected = "sampled" if tid in sampled else "declined" if tid in declined else "slow"
         assert kept_by == expected, (tid, kept_by)
         if kept_by == "slow":
@@ -201,9 +208,9 @@ def test_keep_rules_export_every_decline_error_and_slow_request_whole(tmp_path: 
 def test_a_flood_of_slow_requests_stays_within_the_buffer(tmp_path: Path) -> None:
     """200 slow requests at once against a 60-span buffer: every request answered, the buffer
     bounded, every internal span either exported or counted as dropped (none lost silently)."""
-    gw_port, metrics_port = _free_port(), _free_port()
+    gw_port, metrics_port = free_port(), free_port()
     gw_file = tmp_path / "gateway.jsonl"
-    gateway = _start(
+    gateway = start_server(
         _uvicorn("tail_app", gw_port),
         gw_file,
         OTELFIN_METRICS_PORT=str(metrics_port),
@@ -211,13 +218,13 @@ def test_a_flood_of_slow_requests_stays_within_the_buffer(tmp_path: Path) -> Non
         **{**KEEP_ENV, "OTEL_TRACES_SAMPLER": "always_off"},
     )
     try:
-        _wait_for(gw_port, gateway, "gateway")
+        wait_listening(gw_port, gateway, "gateway")
         statuses = asyncio.run(
             _drive(f"http://127.0.0.1:{gw_port}", "/flood", range(200), concurrency=200)
         )
         families = _scrape(metrics_port)
     finally:
-        _stop(gateway)
+        stop_server(gateway)
     assert set(statuses.values()) == {200}
     dropped = {
         s.labels["reason"]: s.value
@@ -226,12 +233,12 @@ def test_a_flood_of_slow_requests_stays_within_the_buffer(tmp_path: Path) -> Non
         for s in f.samples
         if s.name == "otelfin_spans_dropped_total"
     }
-    spans = _spans(gw_file)
+    spans = read_spans(gw_file)
     steps = [s for s in spans if s["name"] == "flood.step"]
     roots = [s for s in spans if s["kind"] == 2]
     assert len(roots) == 200  # every request was slow: every root kept
-    assert {_attributes(s).get("otelfin.kept_by") for s in roots} == {"slow"}
+    assert {span_attributes(s).get("otelfin.kept_by") for s in roots} == {"slow"}
     assert dropped.get("tail_buffer_full", 0) > 0, dropped
     assert len(steps) + dropped["tail_buffer_full"] == 200 * 5, (len(steps), dropped)
-    incomplete = [s for s in roots if _attributes(s).get("otelfin.tail.dropped_spans")]
+    incomplete = [s for s in roots if span_attributes(s).get("otelfin.tail.dropped_spans")]
     assert incomplete, "kept traces that lost spans say so"

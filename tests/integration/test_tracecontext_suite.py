@@ -22,17 +22,13 @@ from pathlib import Path
 
 import pytest
 
+from tests.integration._procs import free_port
+
 ROOT = Path(__file__).resolve().parents[2]
 HOW = (
     "set TRACECONTEXT_SUITE_DIR to the test/ directory of a w3c/trace-context checkout "
     "(and TRACECONTEXT_PYTHON to a Python with aiohttp); see this file's docstring"
 )
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait_for(port: int, timeout: float = 20.0) -> None:
@@ -58,7 +54,7 @@ def test_w3c_trace_context_suite_passes_all_41() -> None:
     if subprocess.run([python, "-c", "import aiohttp"], capture_output=True).returncode:
         pytest.skip(f"{python} cannot import aiohttp, which the harness needs: {HOW}")
 
-    port = _free_port()
+    port = free_port()
     service = subprocess.Popen(
         [sys.executable, str(ROOT / "examples" / "tracecontext_service.py"), "--port", str(port)],
         stdout=subprocess.DEVNULL,
@@ -71,7 +67,7 @@ def test_w3c_trace_context_suite_passes_all_41() -> None:
             **os.environ,
             "STRICT_LEVEL": "2",
             "SPEC_LEVEL": "2",
-            "HARNESS_PORT": str(_free_port()),
+            "HARNESS_PORT": str(free_port()),
         }
         result = subprocess.run(
             [python, "test.py", f"http://127.0.0.1:{port}/test"],

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import socket
 import threading
 import time
 from collections.abc import Iterator
@@ -17,6 +16,7 @@ from opentelemetry.trace import SpanKind
 
 import otelfin
 from otelfin.instrument.transports.asgi import middleware
+from tests.integration._procs import free_port
 
 
 @otelfin.traced(name="authorise", attributes={"payment.channel": "channel"})
@@ -32,16 +32,10 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     await send({"type": "http.response.body", "body": f"{trace_id:032x}".encode()})
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 @pytest.fixture
 def asgi_server(spans: InMemorySpanExporter) -> Iterator[str]:
     """uvicorn serving the middleware-wrapped app on a free 127.0.0.1 port, in a thread."""
-    port = _free_port()
+    port = free_port()
     config = uvicorn.Config(
         middleware(_app), host="127.0.0.1", port=port, log_level="warning", lifespan="off"
     )

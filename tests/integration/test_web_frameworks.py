@@ -9,28 +9,26 @@ from __future__ import annotations
 
 import json
 import os
-import signal
-import socket
 import subprocess
 import sys
-import time
 from dataclasses import dataclass
 from pathlib import Path
 
 import httpx
-import pytest
 from prometheus_client.parser import text_string_to_metric_families
+
+from tests.integration._procs import (
+    free_port,
+    read_spans,
+    span_attributes,
+    stop_server,
+    wait_listening,
+)
 
 ROOT = Path(__file__).resolve().parents[2]
 PAN_DIGITS = "4111111111111111"
 #: payment id -> status the app answers with (see webapps.outcome)
 REQUESTS = {1: 200, 2: 200, 402: 402, 503: 503, 500: 500}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @dataclass
@@ -43,41 +41,9 @@ class Served:
     logs: list[dict[str, object]]
 
 
-def _wait_for(port: int, process: subprocess.Popen[bytes], what: str) -> None:
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            _, err = process.communicate()
-            pytest.fail(f"{what} exited {process.returncode}: {err.decode()[-2000:]}")
-        try:
-            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
-                return
-        except OSError:
-            time.sleep(0.05)
-    process.kill()
-    pytest.fail(f"{what} did not listen on 127.0.0.1:{port}")
-
-
-def _spans(path: Path) -> list[dict[str, object]]:
-    found: list[dict[str, object]] = []
-    for line in path.read_text().splitlines():
-        for resource in json.loads(line)["resourceSpans"]:
-            for scope in resource["scopeSpans"]:
-                found.extend(scope["spans"])
-    return found
-
-
-def _attributes(span: dict[str, object]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for item in span.get("attributes", []):  # type: ignore[union-attr]
-        (value,) = item["value"].values()
-        out[item["key"]] = value
-    return out
-
-
 def _status(span: dict[str, object]) -> str:
     """The response status on a server span (either semantic-conventions generation)."""
-    attributes = _attributes(span)
+    attributes = span_attributes(span)
     return str(attributes.get("http.response.status_code", attributes.get("http.status_code")))
 
 
@@ -87,7 +53,7 @@ def _server_spans(run: Served) -> list[dict[str, object]]:
 
 def _serve(command: list[str], tmp_path: Path, what: str) -> Served:
     """Start the server, send :data:`REQUESTS`, scrape metrics, stop it with SIGTERM."""
-    port, metrics_port = _free_port(), _free_port()
+    port, metrics_port = free_port(), free_port()
     spans_file = tmp_path / "spans.jsonl"
     env = {
         **os.environ,
@@ -103,18 +69,13 @@ def _serve(command: list[str], tmp_path: Path, what: str) -> Served:
         argv, cwd=ROOT, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE
     )
     try:
-        _wait_for(port, process, what)
-        _wait_for(metrics_port, process, f"{what} metrics")
+        wait_listening(port, process, what)
+        wait_listening(metrics_port, process, f"{what} metrics")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             responses = {pid: client.post(f"/payments/{pid}") for pid in REQUESTS}
             scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
     finally:
-        process.send_signal(signal.SIGTERM)
-        try:
-            out, err = process.communicate(timeout=20)
-        except subprocess.TimeoutExpired:
-            process.kill()
-            out, err = process.communicate()
+        out, err = stop_server(process)
     metrics = {
         (sample.name, tuple(sorted(sample.labels.items()))): sample.value
         for family in text_string_to_metric_families(scrape)
@@ -125,7 +86,7 @@ def _serve(command: list[str], tmp_path: Path, what: str) -> Served:
         if line.startswith("{"):
             logs.append(json.loads(line))
     assert {pid: r.status_code for pid, r in responses.items()} == REQUESTS, err.decode()[-3000:]
-    return Served(responses, _spans(spans_file), metrics, logs)
+    return Served(responses, read_spans(spans_file), metrics, logs)
 
 
 def _count(run: Served, name: str, **labels: str) -> float:
@@ -144,7 +105,7 @@ def _check(run: Served, operation: str, service: str) -> None:
     assert len(servers) == len(REQUESTS), [s["name"] for s in servers]
     assert len({s["traceId"] for s in servers}) == len(REQUESTS)
     assert {s["name"] for s in servers} == {operation}
-    assert all(_attributes(s)["http.route"] == operation.split(" ", 1)[1] for s in servers)
+    assert all(span_attributes(s)["http.route"] == operation.split(" ", 1)[1] for s in servers)
 
     # The RED metrics: operation is the template, never a raw path; 5xx counts as an error,
     # the 402 decline (PAY-012, severity warning) as declined, not as an error.
@@ -177,7 +138,7 @@ def _check(run: Served, operation: str, service: str) -> None:
         if title is not None:
             assert body["title"] == title
         (span,) = [s for s in servers if s["traceId"] == body["trace_id"]]
-        attributes = _attributes(span)
+        attributes = span_attributes(span)
         assert attributes["otelfin.error_code"] == code
         assert attributes["error.type"] == code
         assert attributes["otelfin.outcome"] == outcome
@@ -194,11 +155,11 @@ def _check(run: Served, operation: str, service: str) -> None:
     assert PAN_DIGITS not in json.dumps(decline) and "1111" in decline["detail"]
     crash = [s for s in servers if _status(s) == "500"]
     assert len(crash) == 1 and crash[0]["status"]["code"] in (2, "STATUS_CODE_ERROR")  # type: ignore[index]
-    assert _attributes(crash[0])["otelfin.outcome"] == "error"
-    assert {_attributes(s)["otelfin.outcome"] for s in servers if _status(s) == "200"} == {"ok"}
+    assert span_attributes(crash[0])["otelfin.outcome"] == "error"
+    assert {span_attributes(s)["otelfin.outcome"] for s in servers if _status(s) == "200"} == {"ok"}
     # One code for the crash on the span, the metric and the log line: the catalogue's code for
     # unhandled exceptions, never "unclassified" on one and SYS-001 on another.
-    assert _attributes(crash[0])["otelfin.error_code"] == "SYS-001"
+    assert span_attributes(crash[0])["otelfin.error_code"] == "SYS-001"
     assert _count(run, "otelfin_request_errors_total", error_code="SYS-001", **base) == 1
     assert _count(run, "otelfin_request_errors_total", error_code="unclassified", **base) == 0
     # The server's or framework's crash line (uvicorn "Exception in ASGI application", Flask

@@ -18,6 +18,7 @@ from tests.integration._procs import (
     json_lines,
     read_spans,
     wait_http,
+    zero_code,
 )
 
 RISK = """
@@ -70,10 +71,10 @@ def test_flask_app_under_opentelemetry_instrument(tmp_path: Path) -> None:
     (tmp_path / "serve.py").write_text(textwrap.dedent(SERVE))
     port, metrics_port = free_port(), free_port()
     spans_file = tmp_path / "spans.jsonl"
-    env = clean_env(
-        OTEL_PYTHON_DISTRO="otelfin",
-        OTEL_PYTHON_CONFIGURATOR="otelfin",
-        OTEL_SERVICE_NAME="risk_service",
+    proc = zero_code(
+        ["serve.py"],
+        tmp_path,
+        "risk_service",
         OTELFIN_METHODS_INCLUDE="risk:RiskService.check,not a valid entry",
         OTELFIN_SPANS_FILE=str(spans_file),
         OTELFIN_METRICS_PORT=str(metrics_port),
@@ -81,7 +82,6 @@ def test_flask_app_under_opentelemetry_instrument(tmp_path: Path) -> None:
         PORT=str(port),
         PYTHONPATH=str(tmp_path),
     )
-    proc = Proc([str(BIN / "opentelemetry-instrument"), sys.executable, "serve.py"], tmp_path, env)
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/check/1", proc)
     parent = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
@@ -140,13 +140,7 @@ def test_bad_setting_is_one_line_and_the_app_still_runs(tmp_path: Path) -> None:
     (the setting runs at its default: test_zero_code_fail_closed checks the masking)."""
     script = tmp_path / "job.py"
     script.write_text("print(json.dumps({'result': 42}))\n".join(["import json\n", ""]))
-    env = clean_env(
-        OTEL_PYTHON_DISTRO="otelfin",
-        OTEL_PYTHON_CONFIGURATOR="otelfin",
-        OTEL_SERVICE_NAME="job",
-        OTELFIN_PAN_MASK="everything",
-    )
-    proc = Proc([str(BIN / "opentelemetry-instrument"), sys.executable, str(script)], tmp_path, env)
+    proc = zero_code([str(script)], tmp_path, "job", OTELFIN_PAN_MASK="everything")
     assert proc.wait() == 0
     assert json.loads(proc.stdout.strip().splitlines()[-1]) == {"result": 42}
     assert "otelfin: zero-code set-up with defaults for bad settings" in proc.stderr
@@ -182,16 +176,15 @@ if __name__ == "__main__":
 
 def _run_job(tmp_path: Path, argv: list[str], include: str) -> tuple[str, list[str]]:
     spans_file = tmp_path / f"spans-{len(list(tmp_path.iterdir()))}.jsonl"
-    env = clean_env(
-        OTEL_PYTHON_DISTRO="otelfin",
-        OTEL_PYTHON_CONFIGURATOR="otelfin",
-        OTEL_SERVICE_NAME="settlement",
+    proc = zero_code(
+        argv,
+        tmp_path,
+        "settlement",
         OTELFIN_METHODS_INCLUDE=include,
         OTELFIN_SPANS_FILE=str(spans_file),
         OTELFIN_SPAN_PROCESSOR="simple",
         PYTHONPATH=str(tmp_path),
     )
-    proc = Proc([str(BIN / "opentelemetry-instrument"), sys.executable, *argv], tmp_path, env)
     assert proc.wait() == 0, proc.stderr[-3000:]
     return proc.stdout, sorted(s["name"] for s in read_spans(spans_file))
 

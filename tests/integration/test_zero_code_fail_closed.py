@@ -4,13 +4,12 @@ otelfin never leaves the application's logging writing card numbers (real subpro
 from __future__ import annotations
 
 import json
-import sys
 from pathlib import Path
 
 import pytest
 
 from otelfin.scrub import find_pans
-from tests.integration._procs import BIN, Proc, clean_env, json_lines
+from tests.integration._procs import Proc, json_lines, zero_code
 
 APP = """
 import logging
@@ -25,18 +24,10 @@ print("result", 42)
 """
 
 
-def _run(tmp_path: Path, **env: str) -> Proc:
-    (tmp_path / "app.py").write_text(APP)
-    proc = Proc(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, "app.py"],
-        tmp_path,
-        clean_env(
-            OTEL_PYTHON_DISTRO="otelfin",
-            OTEL_PYTHON_CONFIGURATOR="otelfin",
-            OTEL_SERVICE_NAME="fail-closed",
-            **env,
-        ),
-    )
+def _run(tmp_path: Path, source: str = APP, service: str = "fail-closed", **env: str) -> Proc:
+    """``source`` as app.py under opentelemetry-instrument; it must exit 0."""
+    (tmp_path / "app.py").write_text(source)
+    proc = zero_code(["app.py"], tmp_path, service, **env)
     assert proc.wait() == 0, proc.stderr[-3000:]
     return proc
 
@@ -101,17 +92,7 @@ print("result", 42)
 def test_an_exception_inside_otelfins_scrubber_withholds_not_leaks(tmp_path: Path) -> None:
     """A value that makes the scrubber itself raise (a str subclass whose methods fail): the
     record is written withheld, the failure reported once, the next record masked."""
-    (tmp_path / "app.py").write_text(HOSTILE)
-    proc = Proc(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, "app.py"],
-        tmp_path,
-        clean_env(
-            OTEL_PYTHON_DISTRO="otelfin",
-            OTEL_PYTHON_CONFIGURATOR="otelfin",
-            OTEL_SERVICE_NAME="fail-closed",
-        ),
-    )
-    assert proc.wait() == 0, proc.stderr[-3000:]
+    proc = _run(tmp_path, HOSTILE)
     out, err = proc.stdout, proc.stderr
     assert "result 42" in out
     assert find_pans(out) == [] and find_pans(err) == []
@@ -145,21 +126,15 @@ def test_zero_code_audit_trail_opens_and_closes(tmp_path: Path) -> None:
     from otelfin.scrub import fingerprint
     from otelfin.tools.audit import verify_path
 
-    (tmp_path / "app.py").write_text(AUDITED)
     audit_file = tmp_path / "audit.jsonl"
-    proc = Proc(
-        [str(BIN / "opentelemetry-instrument"), sys.executable, "app.py"],
+    _run(
         tmp_path,
-        clean_env(
-            OTEL_PYTHON_DISTRO="otelfin",
-            OTEL_PYTHON_CONFIGURATOR="otelfin",
-            OTEL_SERVICE_NAME="audited",
-            OTELFIN_AUDIT_FILE=str(audit_file),
-            OTELFIN_AUDIT_KEY="zero-code-key",
-            OTELFIN_PAN_FINGERPRINT_KEY="fp-key",
-        ),
+        AUDITED,
+        "audited",
+        OTELFIN_AUDIT_FILE=str(audit_file),
+        OTELFIN_AUDIT_KEY="zero-code-key",
+        OTELFIN_PAN_FINGERPRINT_KEY="fp-key",
     )
-    assert proc.wait() == 0, proc.stderr[-3000:]
     records = [json.loads(line) for line in audit_file.read_text().splitlines()]
     assert [r["event"] for r in records] == ["audit.start", "card_data.read", "audit.stop"]
     token = fingerprint("4111111111111111", key="fp-key")
