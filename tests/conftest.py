@@ -44,3 +44,14 @@ def _clean_otelfin_state(
             "(mark the test @pytest.mark.otelfin_internal_errors if it provokes them)",
             pytrace=False,
         )
+
+
+@pytest.fixture
+def scrub_defaults() -> Iterator[None]:
+    """The scrubber's process-default options before and after the test (the scrub tests use
+    it for every test: ``pytestmark = pytest.mark.usefixtures("scrub_defaults")``)."""
+    from otelfin import scrub
+
+    scrub.configure(None)
+    yield
+    scrub.configure(None)

@@ -28,24 +28,12 @@ AMEX = "378282246310005"
 VISA19 = "4111111111111111110"  # 19 digits; Luhn-valid (checked below)
 
 
-@pytest.fixture(autouse=True)
-def _default_mask() -> object:
-    scrub.configure(None)
-    yield
-    scrub.configure(None)
+pytestmark = pytest.mark.usefixtures("scrub_defaults")
 
 
 def set_pan_mask(mode: str) -> None:
     """Make ``mode`` the default mask (what otelfin.configure(pan_mask=...) does)."""
     scrub.configure(ScrubOptions(pan_mask=mode))  # type: ignore[arg-type]
-
-
-def _luhn_complete(body: str) -> str:
-    """``body`` plus the check digit that makes it Luhn-valid."""
-    for d in "0123456789":
-        if luhn_valid(body + d):
-            return body + d
-    raise AssertionError("unreachable")
 
 
 def test_luhn_reference_numbers() -> None:

@@ -11,7 +11,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from otelfin import scrub
 from otelfin.scrub import (
     REDACTED,
     ScrubOptions,
@@ -23,21 +22,13 @@ from otelfin.scrub import (
     scrub_text,
     scrub_url,
 )
+from tests._scrub import luhn_complete
 
 VISA = "4111111111111111"
 MASKED = "XXXXXXXXXXXX1111"
 
 
-@pytest.fixture(autouse=True)
-def _defaults() -> object:
-    scrub.configure(None)
-    yield
-    scrub.configure(None)
-
-
-def luhn_complete(body: str) -> str:
-    """``body`` plus the check digit that makes it Luhn-valid."""
-    return next(body + d for d in "0123456789" if luhn_valid(body + d))
+pytestmark = pytest.mark.usefixtures("scrub_defaults")
 
 
 def card(prefix: str, length: int) -> str:

@@ -15,11 +15,7 @@ from otelfin.testing import configured_for_test
 VISA = "4111111111111111"
 
 
-@pytest.fixture(autouse=True)
-def _defaults() -> object:
-    scrub.configure(None)
-    yield
-    scrub.configure(None)
+pytestmark = pytest.mark.usefixtures("scrub_defaults")
 
 
 def test_options_passed_in_win_over_the_default() -> None:

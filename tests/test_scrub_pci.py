@@ -10,7 +10,6 @@ import pytest
 from hypothesis import assume, given, settings
 from hypothesis import strategies as st
 
-from otelfin import scrub
 from otelfin.scrub import (
     BRANDS,
     REDACTED,
@@ -26,20 +25,12 @@ from otelfin.scrub import (
     scrub_url,
     scrub_value,
 )
+from tests._scrub import luhn_complete
 
 TOKEN = re.compile(r"fp_[0-9a-f]{16}")
 
 
-@pytest.fixture(autouse=True)
-def _defaults() -> object:
-    scrub.configure(None)
-    yield
-    scrub.configure(None)
-
-
-def luhn_complete(body: str) -> str:
-    """``body`` plus the check digit that makes it Luhn-valid."""
-    return next(body + d for d in "0123456789" if luhn_valid(body + d))
+pytestmark = pytest.mark.usefixtures("scrub_defaults")
 
 
 def chunks(number: str, sizes: list[int]) -> list[str]:
