@@ -55,20 +55,28 @@ def _check(proc: Proc, tmp_path: Path, access_logger: str) -> None:
     assert report.bad_lines == 0, report.violations[:5]
 
 
-def test_uvicorn_access_and_error_lines_are_json(tmp_path: Path) -> None:
-    """uvicorn app:app with configure() inside: access lines JSON, masked, with trace ids."""
-    (tmp_path / "asgi_app.py").write_text(textwrap.dedent(ASGI_APP))
+def _pay_once(tmp_path: Path, source: str, module: str, server: list[str]) -> tuple[Proc, int]:
+    """``source`` as ``module``.py served by ``python -m SERVER...`` (``{port}`` filled in) in
+    a clean environment: one paid request, then SIGTERM; the process and its exit status."""
+    (tmp_path / f"{module}.py").write_text(textwrap.dedent(source))
     port = free_port()
-    proc = Proc(
-        [sys.executable, "-m", "uvicorn", "asgi_app:app", "--port", str(port), "--lifespan", "off"],
-        tmp_path,
-        clean_env(),
-    )
+    argv = [sys.executable, "-m", *(a.replace("{port}", str(port)) for a in server)]
+    proc = Proc(argv, tmp_path, clean_env())
     base = f"http://127.0.0.1:{port}"
     wait_http(f"{base}/ready", proc)
     assert get(f"{base}/pay?card={CARD}")[0] == 200
     proc.signal(signal.SIGTERM)
-    proc.wait()
+    return proc, proc.wait()
+
+
+def test_uvicorn_access_and_error_lines_are_json(tmp_path: Path) -> None:
+    """uvicorn app:app with configure() inside: access lines JSON, masked, with trace ids."""
+    proc, _ = _pay_once(
+        tmp_path,
+        ASGI_APP,
+        "asgi_app",
+        ["uvicorn", "asgi_app:app", "--port", "{port}", "--lifespan", "off"],
+    )
     _check(proc, tmp_path, "uvicorn.access")
     records = json_lines(proc.stdout)
     assert any(
@@ -79,29 +87,13 @@ def test_uvicorn_access_and_error_lines_are_json(tmp_path: Path) -> None:
 
 def test_gunicorn_access_and_error_lines_are_json(tmp_path: Path) -> None:
     """gunicorn --access-logfile - with configure() in the worker: JSON access lines, trace ids."""
-    (tmp_path / "flask_app.py").write_text(textwrap.dedent(FLASK_APP))
-    port = free_port()
-    proc = Proc(
-        [
-            sys.executable,
-            "-m",
-            "gunicorn",
-            "-w",
-            "1",
-            "-b",
-            f"127.0.0.1:{port}",
-            "--access-logfile",
-            "-",
-            "flask_app:app",
-        ],
+    proc, code = _pay_once(
         tmp_path,
-        clean_env(),
+        FLASK_APP,
+        "flask_app",
+        ["gunicorn", "-w", "1", "-b", "127.0.0.1:{port}", "--access-logfile", "-", "flask_app:app"],
     )
-    base = f"http://127.0.0.1:{port}"
-    wait_http(f"{base}/ready", proc)
-    assert get(f"{base}/pay?card={CARD}")[0] == 200
-    proc.signal(signal.SIGTERM)
-    assert proc.wait() == 0
+    assert code == 0
     _check(proc, tmp_path, "gunicorn.access")
     records = json_lines(proc.stdout)
     assert any(
