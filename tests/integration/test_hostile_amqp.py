@@ -6,19 +6,11 @@ import uuid
 from typing import Any
 
 from otelfin.testing import configured_for_test
+from tests.integration._services import amqp_connection
 from tests.integration.conftest import require_service
 
 HOST, PORT = "127.0.0.1", 5672
 TP = "00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01"
-
-
-def _connect() -> Any:
-    import pika
-
-    params = pika.ConnectionParameters(
-        HOST, PORT, credentials=pika.PlainCredentials("guest", "guest")
-    )
-    return pika.BlockingConnection(params)
 
 
 def test_hostile_headers_start_new_traces_and_messages_still_arrive() -> None:
@@ -36,14 +28,14 @@ def test_hostile_headers_start_new_traces_and_messages_still_arrive() -> None:
         {"baggage": "k=" + "v" * 20_000, "Traceparent": TP},  # the one valid parent
     ]
     queue = f"otelfin.hostile.{uuid.uuid4().hex[:12]}"
-    foreign = _connect()  # publishes before configure(): an uninstrumented producer
+    foreign = amqp_connection()  # publishes before configure(): an uninstrumented producer
     try:
         producer = foreign.channel()
         producer.queue_declare(queue, auto_delete=True)
         for headers in hostile:
             producer.basic_publish("", queue, b"pay", pika.BasicProperties(headers=headers))
         with configured_for_test(log_level="warning") as exporter:
-            connection = _connect()
+            connection = amqp_connection()
             got: list[bytes] = []
             try:
                 channel = connection.channel()

@@ -11,7 +11,6 @@ import json
 import socketserver
 import threading
 import uuid
-from concurrent import futures
 from typing import Any
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer, make_server
 
@@ -23,15 +22,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind
 
 from otelfin.instrument.transports.wsgi import middleware
+from tests.integration._services import LEDGER_POST, amqp_connection, ledger_call, ledger_server
 from tests.integration.conftest import require_service
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
 NATS_URL = "nats://127.0.0.1:4222"
-LEDGER = "/otelfin.test.Ledger/Post"
-
-
-def _ident(b: bytes) -> bytes:
-    return b
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
@@ -66,7 +61,6 @@ def test_payment_crosses_five_hops_in_one_trace(spans: InMemorySpanExporter) -> 
     require_service("NATS", "127.0.0.1", 4222, "nats-server -a 127.0.0.1 -p 4222")
     import aio_pika
     import nats
-    import pika
 
     suffix = uuid.uuid4().hex[:12]
     queue_name = f"otelfin-settlements-{suffix}"
@@ -77,30 +71,16 @@ def test_payment_crosses_five_hops_in_one_trace(spans: InMemorySpanExporter) -> 
 
     # Ledger (gRPC) publishes the settlement order to RabbitMQ.
     def post(request: bytes, ctx: Any) -> bytes:
-        connection = pika.BlockingConnection(
-            pika.ConnectionParameters(
-                "127.0.0.1", 5672, credentials=pika.PlainCredentials("guest", "guest")
-            )
-        )
+        connection = amqp_connection()
         try:
             connection.channel().basic_publish("", queue_name, request)
         finally:
             connection.close()
         return b"posted"
 
-    ledger = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    ledger.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "otelfin.test.Ledger",
-                {"Post": grpc.unary_unary_rpc_method_handler(post, _ident, _ident)},
-            ),
-        )
-    )
-    ledger_port = ledger.add_insecure_port("127.0.0.1:0")
-    ledger.start()
+    ledger, ledger_port = ledger_server(post)
     channel = grpc.insecure_channel(f"127.0.0.1:{ledger_port}")
-    post_to_ledger = channel.unary_unary(LEDGER, _ident, _ident)
+    post_to_ledger = ledger_call(channel)
 
     # Payment API (WSGI) calls the ledger.
     def api(environ: dict[str, Any], start_response: Any) -> list[bytes]:
@@ -179,8 +159,8 @@ def test_payment_crosses_five_hops_in_one_trace(spans: InMemorySpanExporter) -> 
         next(s for s in finished if s.name == "checkout"),
         one(SpanKind.CLIENT, "POST"),  # requests
         one(SpanKind.SERVER, "POST"),  # WSGI payment API
-        one(SpanKind.CLIENT, LEDGER),  # gRPC client
-        one(SpanKind.SERVER, LEDGER),  # gRPC ledger
+        one(SpanKind.CLIENT, LEDGER_POST),  # gRPC client
+        one(SpanKind.SERVER, LEDGER_POST),  # gRPC ledger
         one(SpanKind.PRODUCER, queue_name),  # pika publish
         one(SpanKind.CONSUMER, f"process {queue_name}"),  # aio-pika worker
         next(s for s in finished if s.name == "settle"),

@@ -31,6 +31,7 @@ from tests.integration._procs import (
     stop_server,
     wait_listening,
 )
+from tests.integration._services import amqp_connection, consume, ledger_call, ledger_server
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICE = "checkout-api"
@@ -206,17 +207,11 @@ def test_payment_api_counts_requests_once_and_declines_apart(tmp_path: Path, acq
     )
 
 
-def _ident(b: bytes) -> bytes:
-    return b
-
-
 def test_grpc_server_counts_requests_once_and_answers_are_declines(
     prom_registry: Any, spans: Any
 ) -> None:
     """A real gRPC server on 127.0.0.1: each RPC is one request (its @traced handler code a
     function); FAILED_PRECONDITION is a decline (span not ERROR), INTERNAL an error."""
-    from concurrent import futures
-
     import grpc
     from opentelemetry.trace import StatusCode
 
@@ -237,21 +232,11 @@ def test_grpc_server_counts_requests_once_and_answers_are_declines(
             context.abort(grpc.StatusCode.INTERNAL, "ledger bug")
         return b"ok"
 
-    server = grpc.server(futures.ThreadPoolExecutor(max_workers=2))
-    server.add_generic_rpc_handlers(
-        (
-            grpc.method_handlers_generic_handler(
-                "otelfin.test.Ledger",
-                {"Post": grpc.unary_unary_rpc_method_handler(post, _ident, _ident)},
-            ),
-        )
-    )
-    port = server.add_insecure_port("127.0.0.1:0")
-    server.start()
+    server, port = ledger_server(post)
     codes = []
     try:
         with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
-            call = channel.unary_unary("/otelfin.test.Ledger/Post", _ident, _ident)
+            call = ledger_call(channel)
             for amount in (1, 2, 402, 500, 3):
                 try:
                     call(str(amount).encode(), timeout=10)
@@ -293,7 +278,6 @@ def test_pika_consumer_counts_each_message_once(prom_registry: Any) -> None:
     from tests.integration.conftest import require_service
 
     require_service("RabbitMQ", "127.0.0.1", 5672, "rabbitmq-server -detached")
-    import pika
 
     import otelfin
 
@@ -306,11 +290,7 @@ def test_pika_consumer_counts_each_message_once(prom_registry: Any) -> None:
         for n in range(3):
             channel.basic_publish("", queue, str(n).encode())
 
-    connection = pika.BlockingConnection(
-        pika.ConnectionParameters(
-            "127.0.0.1", 5672, credentials=pika.PlainCredentials("guest", "guest")
-        )
-    )
+    connection = amqp_connection()
     queue = f"otelfin-test-{uuid.uuid4().hex[:12]}"
     seen: list[bytes] = []
     try:
@@ -325,9 +305,7 @@ def test_pika_consumer_counts_each_message_once(prom_registry: Any) -> None:
             if len(seen) == 3:
                 ch.stop_consuming()
 
-        channel.basic_consume(queue, on_message)
-        channel.start_consuming()
-        channel.queue_delete(queue)
+        consume(channel, queue, on_message)
     finally:
         connection.close()
     samples = [

@@ -13,6 +13,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
+from tests.integration._services import amqp_connection, consume
 from tests.integration.conftest import require_service
 
 HOST, PORT = "127.0.0.1", 5672
@@ -24,20 +25,11 @@ def _rabbitmq() -> None:
     require_service("RabbitMQ", HOST, PORT, "rabbitmq-server -detached")
 
 
-def _connect() -> Any:
-    import pika
-
-    params = pika.ConnectionParameters(
-        HOST, PORT, credentials=pika.PlainCredentials("guest", "guest")
-    )
-    return pika.BlockingConnection(params)
-
-
 @pytest.fixture
 def foreign_channel() -> Iterator[Any]:
     """A channel opened before otelfin is configured: it publishes without instrumentation,
     like a producer in another language or service."""
-    connection = _connect()
+    connection = amqp_connection()
     try:
         yield connection.channel()
     finally:
@@ -53,7 +45,7 @@ def test_pika_callback_runs_inside_the_consume_span(spans: InMemorySpanExporter)
     import pika
 
     tracer = trace.get_tracer("test")
-    connection = _connect()
+    connection = amqp_connection()
     queue = f"otelfin-test-{uuid.uuid4().hex[:12]}"
     seen: dict[str, Any] = {}
     try:
@@ -69,9 +61,7 @@ def test_pika_callback_runs_inside_the_consume_span(spans: InMemorySpanExporter)
             ch.basic_ack(method.delivery_tag)
             ch.stop_consuming()
 
-        channel.basic_consume(queue, on_message)
-        channel.start_consuming()
-        channel.queue_delete(queue)
+        consume(channel, queue, on_message)
     finally:
         connection.close()
     producers = [s for s in spans.get_finished_spans() if s.kind is SpanKind.PRODUCER]
@@ -96,7 +86,7 @@ def test_pika_bytes_headers_from_a_foreign_producer(
     foreign_channel.basic_publish(
         "", queue, b"pay", pika.BasicProperties(headers={"Traceparent": traceparent, "x": b"\xff"})
     )
-    connection = _connect()
+    connection = amqp_connection()
     try:
         channel = connection.channel()
 
@@ -104,9 +94,7 @@ def test_pika_bytes_headers_from_a_foreign_producer(
             ch.basic_ack(method.delivery_tag)
             ch.stop_consuming()
 
-        channel.basic_consume(queue, on_message)
-        channel.start_consuming()
-        channel.queue_delete(queue)
+        consume(channel, queue, on_message)
     finally:
         connection.close()
     consumer = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.CONSUMER)
@@ -197,7 +185,7 @@ def test_pika_consume_generator_continues_the_trace(spans: InMemorySpanExporter)
     import pika
 
     tracer = trace.get_tracer("test")
-    connection = _connect()
+    connection = amqp_connection()
     queue = f"otelfin-test-{uuid.uuid4().hex[:12]}"
     try:
         channel = connection.channel()
