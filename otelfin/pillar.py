@@ -68,6 +68,10 @@ class Tracing:
     #: What ``@traced`` calls report to: the recorder the metrics pillar built (an
     #: :class:`otelfin.instrument.CallObserver`), handed by config to the tracing pillar.
     call_observer: Any = None
+    #: The :class:`otelfin.scrub.ScrubOptions` the scrub pillar built from the settings,
+    #: handed by config to the pillars after it, whose scrubbing components keep them. None
+    #: (the scrub pillar failed): they follow the process default, masking on.
+    scrub_options: Any = None
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING, Any
 
 from otelfin._outcome import OutcomeSpanProcessor
+from otelfin.instrument import _traced
 from otelfin.instrument._traced import (
     CallHook,
     CallObserver,
@@ -81,7 +82,20 @@ def __getattr__(name: str) -> Any:
     return value
 
 
-_outcomes = OutcomeSpanProcessor(live_catalogue)
+class _State:
+    """What the tracing pillar installed and must take back."""
+
+    __slots__ = ("given_observer", "outcomes", "threading_by_us")
+
+    def __init__(self) -> None:
+        #: One processor for every configure(): config adds it once per provider.
+        self.outcomes = OutcomeSpanProcessor(live_catalogue)
+        #: The observer configure() handed over (one the application set itself stays).
+        self.given_observer: CallObserver | None = None
+        self.threading_by_us = False
+
+
+_state = _State()
 
 
 def install_pillar(config: Config, tracing: Tracing) -> Installed:
@@ -89,7 +103,6 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
 
     Returns the processor that puts ``otelfin.outcome`` on the transports' spans.
     """
-    global _given_observer
     from otelfin.instrument._include import (
         instrument_methods,
         parse_entries_reporting,
@@ -97,9 +110,10 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
     )
 
     use_catalogue(config.catalogue)
+    _traced.use_scrub_options(tracing.scrub_options)
     # The metrics pillar's recorder, passed on by configure(): @traced calls report to it.
     set_call_observer(tracing.call_observer)
-    _given_observer = tracing.call_observer
+    _state.given_observer = tracing.call_observer
     uninstrument()
     if config.methods_include:
         instrument_methods(parse_entries_reporting(config.methods_include))
@@ -114,11 +128,7 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
         transports.uninstall()
     else:
         transports.install(None if wanted is True else wanted)
-    return Installed(span_processors=(_outcomes,))
-
-
-_threading_by_us = False
-_given_observer: CallObserver | None = None
+    return Installed(span_processors=(_state.outcomes,))
 
 
 def _install_threading() -> None:
@@ -127,30 +137,29 @@ def _install_threading() -> None:
     Uses the official opentelemetry-instrumentation-threading; left alone if the application
     (or ``opentelemetry-instrument``) already instrumented threading.
     """
-    global _threading_by_us
     from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 
     instrumentor = ThreadingInstrumentor()
     if not instrumentor.is_instrumented_by_opentelemetry:
         instrumentor.instrument()
-        _threading_by_us = True
+        _state.threading_by_us = True
 
 
 def uninstall_pillar() -> None:
     """Undo :func:`install_pillar` (called by ``otelfin.shutdown``)."""
-    global _threading_by_us, _given_observer
     from otelfin.instrument._include import uninstrument
 
     use_catalogue(None)
-    if _given_observer is not None and call_observer() is _given_observer:
+    _traced.use_scrub_options(None)
+    if _state.given_observer is not None and call_observer() is _state.given_observer:
         set_call_observer(None)  # an observer the application set itself stays
-    _given_observer = None
+    _state.given_observer = None
     uninstrument()
-    if _threading_by_us:
+    if _state.threading_by_us:
         from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 
         ThreadingInstrumentor().uninstrument()
-        _threading_by_us = False
+        _state.threading_by_us = False
     from otelfin.instrument import transports
 
     transports.uninstall()

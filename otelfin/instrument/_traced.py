@@ -25,7 +25,14 @@ from typing import Any, Protocol, TypeVar, overload
 
 from opentelemetry import trace
 from opentelemetry.context import Context
-from opentelemetry.trace import Span, SpanKind, Status, StatusCode, TracerProvider
+from opentelemetry.trace import (
+    NonRecordingSpan,
+    Span,
+    SpanKind,
+    Status,
+    StatusCode,
+    TracerProvider,
+)
 from opentelemetry.util.types import AttributeValue
 
 from otelfin import _internal, _outcome
@@ -41,7 +48,7 @@ from otelfin.instrument._fastctx import (
     detach,
     span_in,
 )
-from otelfin.scrub import scrub_value
+from otelfin.scrub import ScrubOptions, scrub_value
 
 __all__ = [
     "CallHook",
@@ -100,26 +107,50 @@ class CallObserver(Protocol):
     def bind(self, spec: TracedSpec) -> CallHook: ...
 
 
-_observer: CallObserver | None = None
+class _State:
+    """What the tracing pillar was handed (the observer, the catalogue) and the tracer cache.
+
+    Functions are decorated at import time, before ``configure()`` runs, so what it hands
+    over is kept here, once for all of them; each wrapper holds this object in its closure.
+    """
+
+    __slots__ = ("catalogue", "observer", "scrub_options", "tracer")
+
+    def __init__(self) -> None:
+        self.observer: CallObserver | None = None
+        #: The catalogue ``configure()`` handed to the tracing pillar: ``use_catalogue``
+        #: (called by ``install_pillar``) sets it, ``live_catalogue()`` is it (the packaged
+        #: default before).
+        self.catalogue = CatalogueSlot()
+        #: The scrubber's options configure() handed over, for argument values turned into
+        #: text (None: the process default).
+        self.scrub_options: ScrubOptions | None = None
+        #: ``(provider, tracer)``: the tracer last resolved, read and written whole. Resolving
+        #: ``get_tracer`` on every call costs microseconds, while tests and apps may swap the
+        #: global provider at any time.
+        self.tracer: tuple[object, trace.Tracer | None] = (None, None)
+
+
+_state = _State()
+use_catalogue = _state.catalogue.use
+live_catalogue = _state.catalogue.current
 
 
 def set_call_observer(observer: CallObserver | None) -> CallObserver | None:
     """Install the call observer (None removes it); returns the previous one."""
-    global _observer
-    previous, _observer = _observer, observer
+    previous, _state.observer = _state.observer, observer
     return previous
 
 
 def call_observer() -> CallObserver | None:
     """The installed call observer, or None."""
-    return _observer
+    return _state.observer
 
 
-#: The catalogue ``configure()`` handed to the tracing pillar: ``use_catalogue`` (called by
-#: ``install_pillar``) sets it, ``live_catalogue()`` is it (the packaged default before).
-_catalogue = CatalogueSlot()
-use_catalogue = _catalogue.use
-live_catalogue = _catalogue.current
+def use_scrub_options(options: ScrubOptions | None) -> None:
+    """Scrub argument values with ``options`` (None: the process default); ``install_pillar``
+    hands over the scrub pillar's."""
+    _state.scrub_options = options
 
 
 def _hook(spec: TracedSpec, observer: CallObserver) -> CallHook:
@@ -205,27 +236,13 @@ def _lift(spec: TracedSpec, request: Any, attrs: Mapping[str, AttributeValue]) -
             request.set_attribute(key, value)
 
 
-# One cached tracer per provider: resolving ``get_tracer`` on every call costs microseconds,
-# while tests and apps may swap the global provider at any time.
-_cached_provider: object = None
-_cached_tracer: trace.Tracer | None = None
-
-
-def _global_provider() -> TracerProvider:
-    # trace.get_tracer_provider() consults os.environ on every call while no provider is
-    # set (~0.6 us); the module global answers in a few nanoseconds once one is.
-    provider = getattr(trace, "_TRACER_PROVIDER", None)
-    return provider if provider is not None else trace.get_tracer_provider()
-
-
-def _tracer(provider: TracerProvider | None) -> trace.Tracer:
-    global _cached_provider, _cached_tracer
-    if provider is None:
-        provider = _global_provider()
-    if provider is _cached_provider and _cached_tracer is not None:
-        return _cached_tracer
+def _tracer(provider: TracerProvider) -> trace.Tracer:
+    """The tracer of ``provider``, cached (see :attr:`_State.tracer`)."""
+    cached, tracer = _state.tracer
+    if provider is cached and tracer is not None:
+        return tracer
     tracer = _new_tracer(provider)
-    _cached_provider, _cached_tracer = provider, tracer
+    _state.tracer = (provider, tracer)
     return tracer
 
 
@@ -248,7 +265,7 @@ def _to_attribute(value: Any) -> AttributeValue | None:
     try:
         # Secret-named entries of a dict (or dataclass) are redacted before it becomes text:
         # once flattened into one string, the export-time scrubber can only find card numbers.
-        return str(scrub_value(value))
+        return str(scrub_value(value, options=_state.scrub_options))
     except Exception:  # an argument's broken __str__ must not cost the span
         return f"<unprintable {type(value).__name__}>"
 
@@ -338,18 +355,57 @@ class TracedSpec:
                 attrs[f"code.arg.{name}"] = converted
 
 
-def _start(
-    spec: TracedSpec, args: tuple[Any, ...], kwargs: dict[str, Any]
-) -> tuple[Span, Context, dict[str, AttributeValue], bool]:
-    """Start the span as a child of the current context.
+#: What a :func:`_starter`'s ``begin`` returns for a started call: its span, the span's
+#: attributes, the token that restores the caller's context (None once restored), whether
+#: the call is an entry operation, and when the call started.
+_Started = tuple[Span, dict[str, AttributeValue], Any, bool, float]
+_Begin = Callable[[tuple[Any, ...], dict[str, Any]], _Started | None]
 
-    Returns it with its own context, its attributes and whether it is an entry operation.
+
+def _starter(spec: TracedSpec) -> _Begin:
+    """``begin(args, kwargs)`` for one decorated function: start the call's span as a child of
+    the current context and make it current; None when starting failed (contained and
+    reported: the call then runs untraced).
+
+    Every kind of function (plain, coroutine, generator) starts through it. What the spec
+    decided is read into the closure once, here; each helper call on this path costs ~60 ns,
+    so the common case is spelled out inline.
     """
-    attrs = spec.attributes(args, kwargs) if spec.dynamic else spec.static
-    parent = current_context()
-    span = _tracer(spec.tracer_provider).start_span(spec.name, parent, spec.kind, attrs)
-    context, entry = _open(spec, span, parent, attrs)
-    return span, context, attrs, entry
+    name, kind, provider, dynamic = spec.name, spec.kind, spec.tracer_provider, spec.dynamic
+    static, state = spec.static, _state
+    own: list[trace.Tracer | None] = [None]  # the tracer of a provider given to @traced
+
+    def begin(args: tuple[Any, ...], kwargs: dict[str, Any]) -> _Started | None:
+        try:
+            attrs = spec.attributes(args, kwargs) if dynamic else static
+            parent = current_context()
+            if provider is not None:
+                tracer = own[0]
+                if tracer is None:
+                    tracer = own[0] = _tracer(provider)
+            else:
+                # trace.get_tracer_provider() consults os.environ on every call while no
+                # provider is set (~0.6 us); the module global answers at once when one is.
+                current = getattr(trace, "_TRACER_PROVIDER", None) or trace.get_tracer_provider()
+                cached, tracer = state.tracer
+                if current is not cached or tracer is None:
+                    tracer = _tracer(current)
+            span = tracer.start_span(name, parent, kind, attrs)
+            up = parent.get(_SPAN_KEY)
+            if up is None:  # a root call: the common case, context_with(span, parent) inline
+                values = parent.copy()
+                values[_SPAN_KEY] = span
+                token = attach_context(Context(values))
+                entry = True
+            else:
+                context, entry = _open(spec, span, parent, attrs, up)
+                token = attach_context(context)
+        except Exception as exc:
+            _internal.report("traced.start", exc)
+            return None
+        return span, attrs, token, entry, perf_counter()
+
+    return begin
 
 
 def _record_error(
@@ -359,6 +415,7 @@ def _record_error(
     exc: BaseException,
     t0: float,
     entry: bool,
+    observer: CallObserver | None,
 ) -> None:
     """Record the exception and its outcome on the span, feed the observer.
 
@@ -366,7 +423,7 @@ def _record_error(
     UNSET; anything else sets ERROR. Contained by the caller.
     """
     code = error_code_of(exc)
-    outcome = _outcome.of_code(code, live_catalogue())
+    outcome = _outcome.of_code(code, _state.catalogue.current())
     if code is not None and not entry:
         request = current_context().get(_REQUEST_KEY)
         if request is not None and request is not span:
@@ -411,135 +468,99 @@ def _record_error(
             span.record_exception(exc)
         if outcome == _outcome.ERROR:
             span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {message}"))
-    observer = _observer
     if observer is not None:
         _hook(spec, observer)(perf_counter() - t0, attrs, code, exc, span, outcome, entry)
 
 
-def _finish(
-    spec: TracedSpec, span: Span, attrs: dict[str, AttributeValue], t0: float, entry: bool
-) -> None:
-    observer = _observer
-    if observer is not None:
+def _done(spec: TracedSpec, started: _Started, exc: BaseException | None = None) -> None:
+    """The call returned (or a generator ended), or raised ``exc``: record the outcome,
+    report the call to the observer, end the span and restore the caller's context.
+
+    One function for every way a call ends, spelled out: it runs once per call.
+    """
+    span, attrs, token, entry, t0 = started
+    observer = _state.observer
+    if exc is not None:
+        try:
+            _record_error(spec, span, attrs, exc, t0, entry, observer)
+        except Exception as err:
+            _internal.report("traced.record_error", err)
+    elif observer is not None:
         try:
             _hook(spec, observer)(perf_counter() - t0, attrs, None, None, span, _OK, entry)
-        except Exception as exc:
-            _internal.report("traced.observer", exc)
-
-
-def _fail(
-    spec: TracedSpec,
-    span: Span,
-    attrs: dict[str, AttributeValue],
-    exc: BaseException,
-    t0: float,
-    entry: bool,
-) -> None:
-    try:
-        _record_error(spec, span, attrs, exc, t0, entry)
-    except Exception as err:
-        _internal.report("traced.record_error", err)
-
-
-def _end(span: Span, token: Any) -> None:
-    """End the span, then restore the caller's context (token None: already restored)."""
-    try:
-        span.end()
-    except Exception as exc:  # a span processor raised in on_end
-        _internal.report("traced.end", exc)
+        except Exception as err:
+            _internal.report("traced.observer", err)
+    if type(span) is not NonRecordingSpan:  # whose end() does nothing (unsampled): no call
+        try:
+            span.end()
+        except Exception as err:  # a span processor raised in on_end
+            _internal.report("traced.end", err)
     if token is not None:
         try:
             detach(token)
-        except Exception as exc:  # a token from another context: never the host's problem
-            _internal.report("traced.detach", exc)
+        except Exception as err:  # a token from another context: never the host's problem
+            _internal.report("traced.detach", err)
 
 
-def _wrap_function(func: Callable[..., Any], spec: TracedSpec) -> Callable[..., Any]:
-    # The hot path is spelled out inline: each helper call costs ~60 ns.
-    name, kind, provider, dynamic = spec.name, spec.kind, spec.tracer_provider, spec.dynamic
-    static = spec.static
+def _wrap_function(func: Callable[..., Any], spec: TracedSpec, begin: _Begin) -> Callable[..., Any]:
+    """The span covers the call."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            attrs = spec.attributes(args, kwargs) if dynamic else static
-            parent = current_context()
-            span = _tracer(provider).start_span(name, parent, kind, attrs)
-            up = parent.get(_SPAN_KEY)
-            if up is None:  # a root call: the common case, spelled out
-                token = attach_context(context_with(span, parent))
-                entry = True
-            else:
-                context, entry = _open(spec, span, parent, attrs, up)
-                token = attach_context(context)
-        except Exception as exc:
-            _internal.report("traced.start", exc)
+        started = begin(args, kwargs)
+        if started is None:
             return func(*args, **kwargs)
-        t0 = perf_counter()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            _fail(spec, span, attrs, exc, t0, entry)
-            _end(span, token)
+            _done(spec, started, exc)
             raise
-        if _observer is not None:
-            _finish(spec, span, attrs, t0, entry)
-        _end(span, token)
+        _done(spec, started)
         return result
 
     return wrapper
 
 
-def _wrap_coroutine(func: Callable[..., Any], spec: TracedSpec) -> Callable[..., Any]:
-    name, kind, provider, dynamic = spec.name, spec.kind, spec.tracer_provider, spec.dynamic
-    static = spec.static
+def _wrap_coroutine(
+    func: Callable[..., Any], spec: TracedSpec, begin: _Begin
+) -> Callable[..., Any]:
+    """The span covers the coroutine from its first step to its result."""
 
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            attrs = spec.attributes(args, kwargs) if dynamic else static
-            parent = current_context()
-            span = _tracer(provider).start_span(name, parent, kind, attrs)
-            up = parent.get(_SPAN_KEY)
-            if up is None:  # a root call: the common case, spelled out
-                token = attach_context(context_with(span, parent))
-                entry = True
-            else:
-                context, entry = _open(spec, span, parent, attrs, up)
-                token = attach_context(context)
-        except Exception as exc:
-            _internal.report("traced.start", exc)
+        started = begin(args, kwargs)
+        if started is None:
             return await func(*args, **kwargs)
-        t0 = perf_counter()
         try:
             result = await func(*args, **kwargs)
         except BaseException as exc:
-            _fail(spec, span, attrs, exc, t0, entry)
-            _end(span, token)
+            _done(spec, started, exc)
             raise
-        if _observer is not None:
-            _finish(spec, span, attrs, t0, entry)
-        _end(span, token)
+        _done(spec, started)
         return result
 
     return wrapper
 
 
 class _Run:
-    """One traced generator run: its span, the span's context, and how the run ends.
+    """One traced generator run: its started call (:func:`_starter`), the span's context, and
+    what the consumer sent or threw in last.
 
     Both generator drivers share it. The inner generator is driven step by step with the
     span's context attached only while it runs (:meth:`enter`/:meth:`leave`): attaching once
-    and yielding would leak the span into the consumer's context.
+    and yielding would leak the span into the consumer's context. A run starts entered.
     """
 
-    __slots__ = ("attrs", "ctx", "entry", "span", "spec", "t0", "token")
+    __slots__ = ("ctx", "sent", "spec", "started", "thrown", "token")
 
-    def __init__(self, spec: TracedSpec, args: tuple[Any, ...], kwargs: dict[str, Any]) -> None:
+    def __init__(self, spec: TracedSpec, started: _Started) -> None:
         self.spec = spec
-        self.span, self.ctx, self.attrs, self.entry = _start(spec, args, kwargs)
-        self.t0 = perf_counter()
-        self.token: Any = None
+        self.ctx = current_context()
+        self.token: Any = started[2]
+        # The context is restored step by step from here on, never by _done.
+        self.started: _Started = (started[0], started[1], None, started[3], started[4])
+        self.sent: Any = None
+        self.thrown: BaseException | None = None
 
     def enter(self) -> None:
         self.token = attach_context(self.ctx)
@@ -547,45 +568,43 @@ class _Run:
     def leave(self) -> None:
         detach(self.token)
 
-    def done(self) -> None:
-        """Exhausted, or closed early by the consumer (not an error)."""
-        _finish(self.spec, self.span, self.attrs, self.t0, self.entry)
-        _end(self.span, None)
+    def take_thrown(self) -> BaseException:
+        """What the consumer threw in, to throw into the inner generator (once)."""
+        thrown, self.thrown = self.thrown, None
+        assert thrown is not None
+        return thrown
 
-    def failed(self, exc: BaseException) -> None:
-        _fail(self.spec, self.span, self.attrs, exc, self.t0, self.entry)
-        _end(self.span, None)
+    def end(self, exc: BaseException | None) -> None:
+        """Exhausted, closed early by the consumer (``GeneratorExit``: not an error), or
+        failed with ``exc``."""
+        _done(self.spec, self.started, None if isinstance(exc, GeneratorExit) else exc)
 
 
-def _wrap_generator(func: Callable[..., Any], spec: TracedSpec) -> Callable[..., Any]:
+def _wrap_generator(
+    func: Callable[..., Any], spec: TracedSpec, begin: _Begin
+) -> Callable[..., Any]:
     """The span covers the whole iteration (see :class:`_Run`)."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            run = _Run(spec, args, kwargs)
-        except Exception as exc:
-            _internal.report("traced.start", exc)
+        started = begin(args, kwargs)
+        if started is None:
             return (yield from func(*args, **kwargs))
-        run.enter()
+        run = _Run(spec, started)
         try:
             gen = func(*args, **kwargs)
-            to_send: Any = None
-            to_throw: BaseException | None = None
             while True:
                 try:
-                    if to_throw is not None:
-                        pending, to_throw = to_throw, None
-                        item = gen.throw(pending)
-                    else:
-                        item = gen.send(to_send)
+                    item = (
+                        gen.send(run.sent) if run.thrown is None else gen.throw(run.take_thrown())
+                    )
                 except StopIteration as stop:
                     result = stop.value
                     break
                 finally:
                     run.leave()
                 try:
-                    to_send = yield item
+                    run.sent = yield item
                 except GeneratorExit:
                     run.enter()
                     try:
@@ -594,50 +613,44 @@ def _wrap_generator(func: Callable[..., Any], spec: TracedSpec) -> Callable[...,
                         run.leave()
                     raise
                 except BaseException as exc:
-                    to_throw = exc
+                    run.thrown = exc
                 run.enter()
-        except GeneratorExit:
-            run.done()
-            raise
         except BaseException as exc:
-            run.failed(exc)
+            run.end(exc)
             raise
-        run.done()
+        run.end(None)
         return result
 
     return wrapper
 
 
-def _wrap_async_generator(func: Callable[..., Any], spec: TracedSpec) -> Callable[..., Any]:
+def _wrap_async_generator(
+    func: Callable[..., Any], spec: TracedSpec, begin: _Begin
+) -> Callable[..., Any]:
     """Like :func:`_wrap_generator`, for ``async def ... yield``."""
 
     @functools.wraps(func)
     async def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            run = _Run(spec, args, kwargs)
-        except Exception as exc:
-            _internal.report("traced.start", exc)
+        started = begin(args, kwargs)
+        if started is None:
             async for item in func(*args, **kwargs):
                 yield item
             return
-        run.enter()
+        run = _Run(spec, started)
         try:
             agen = func(*args, **kwargs)
-            to_send: Any = None
-            to_throw: BaseException | None = None
             while True:
                 try:
-                    if to_throw is not None:
-                        pending, to_throw = to_throw, None
-                        item = await agen.athrow(pending)
+                    if run.thrown is None:
+                        item = await agen.asend(run.sent)
                     else:
-                        item = await agen.asend(to_send)
+                        item = await agen.athrow(run.take_thrown())
                 except StopAsyncIteration:
                     break
                 finally:
                     run.leave()
                 try:
-                    to_send = yield item
+                    run.sent = yield item
                 except GeneratorExit:
                     run.enter()
                     try:
@@ -646,15 +659,12 @@ def _wrap_async_generator(func: Callable[..., Any], spec: TracedSpec) -> Callabl
                         run.leave()
                     raise
                 except BaseException as exc:
-                    to_throw = exc
+                    run.thrown = exc
                 run.enter()
-        except GeneratorExit:
-            run.done()
-            raise
         except BaseException as exc:
-            run.failed(exc)
+            run.end(exc)
             raise
-        run.done()
+        run.end(None)
 
     return wrapper
 
@@ -716,19 +726,14 @@ def _make_spec(
     # Every span starts as ``ok`` (one more entry in a dict the SDK copies anyway, where a
     # set_attribute at the end would cost ~1.5 us a call); a failure overwrites it.
     static[_outcome.ATTRIBUTE] = _OK
+    lifts = tuple(
+        key
+        for key in (*static, *(attr for attr, _ in extractors))
+        if key == "channel" or key.endswith(".channel")
+    )
+    name = name or _display_name(func)
     return TracedSpec(
-        name=name or _display_name(func),
-        kind=kind,
-        static=static,
-        extractors=tuple(extractors),
-        record_args=record_args,
-        tracer_provider=tracer_provider,
-        func=func,
-        lifts=tuple(
-            key
-            for key in (*static, *(attr for attr, _ in extractors))
-            if key == "channel" or key.endswith(".channel")
-        ),
+        name, kind, static, tuple(extractors), record_args, tracer_provider, func, lifts
     )
 
 
@@ -741,13 +746,14 @@ def _decorate(func: Any, options: dict[str, Any]) -> Any:
         raise TypeError(f"@traced needs a function, got {type(func).__name__}")
     spec = _make_spec(func, **options)
     if inspect.isasyncgenfunction(func):
-        wrapper = _wrap_async_generator(func, spec)
+        wrap = _wrap_async_generator
     elif inspect.iscoroutinefunction(func):
-        wrapper = _wrap_coroutine(func, spec)
+        wrap = _wrap_coroutine
     elif inspect.isgeneratorfunction(func):
-        wrapper = _wrap_generator(func, spec)
+        wrap = _wrap_generator
     else:
-        wrapper = _wrap_function(func, spec)
+        wrap = _wrap_function
+    wrapper = wrap(func, spec, _starter(spec))
     setattr(wrapper, _MARK, spec)
     return wrapper
 
