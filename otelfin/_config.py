@@ -21,7 +21,7 @@ import os
 import threading
 import time
 import weakref
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from typing import Any
 
 from opentelemetry import trace
@@ -432,22 +432,42 @@ def _setup_pillars(config: Config, tracing: Tracing, problems: list[str] | None 
             continue
         if tracing.provider is not None:
             _add_processors(tracing.provider, installed.span_processors)
-        if installed.call_observer is not None:  # the metrics recorder, for the tracing pillar
-            tracing = dataclasses.replace(tracing, call_observer=installed.call_observer)
+        # What one pillar built for the next ones: the scrubber's options, the metrics
+        # recorder (for the tracing pillar).
+        handed = {
+            name: value
+            for name in ("call_observer", "scrub_options")
+            if (value := getattr(installed, name)) is not None
+        }
+        if handed:
+            tracing = dataclasses.replace(tracing, **handed)
     return complete
+
+
+def _contained(where: str, call: Callable[..., Any], *args: Any) -> Any:
+    """``call(*args)``; a failure is reported at ``where`` and answered with False."""
+    try:
+        return call(*args)
+    except Exception as exc:
+        _internal.report(where, exc)
+        return False
+
+
+def _pillar_hook(module_name: str, hook: str) -> Callable[..., Any] | None:
+    """The pillar's ``hook`` function (``repair_pillar``, ``flush_pillar``, ...), or None."""
+    hook_function: Callable[..., Any] | None = getattr(
+        importlib.import_module(module_name), hook, None
+    )
+    return hook_function
 
 
 def _repair_pillars(config: Config) -> None:
     """``configure()`` again with the same settings: a pillar's ``repair_pillar(config)`` puts
     back what the host undid since (the logging bridge after ``basicConfig(force=True)``)."""
     for module_name in _PILLARS:
-        repair = getattr(importlib.import_module(module_name), "repair_pillar", None)
-        if repair is None:
-            continue
-        try:
-            repair(config)
-        except Exception as exc:
-            _internal.report(f"configure.repair[{module_name}]", exc)
+        repair = _pillar_hook(module_name, "repair_pillar")
+        if repair is not None:
+            _contained(f"configure.repair[{module_name}]", repair, config)
 
 
 def force_flush(timeout_seconds: float = 30.0) -> bool:
@@ -461,24 +481,15 @@ def force_flush(timeout_seconds: float = 30.0) -> bool:
     deadline = time.monotonic() + max(0.0, timeout_seconds)
     provider, processor = _state.provider, _state.processor
     done = True
-    try:
-        if provider is not None:
-            done = bool(provider.force_flush(millis))
-        elif processor is not None:
-            done = bool(processor.force_flush(millis))
-    except Exception as exc:
-        _internal.report("force_flush", exc)
-        done = False
+    flushing = provider if provider is not None else processor
+    if flushing is not None:
+        done = bool(_contained("force_flush", flushing.force_flush, millis))
     # Logs and metrics sent over OTLP are queued too (OTEL_LOGS/METRICS_EXPORTER=otlp).
     for module_name in _PILLARS:
-        flush = getattr(importlib.import_module(module_name), "flush_pillar", None)
-        if flush is None:
-            continue
-        try:
-            done = bool(flush(max(0.0, deadline - time.monotonic()))) and done
-        except Exception as exc:
-            _internal.report(f"force_flush[{module_name}]", exc)
-            done = False
+        flush = _pillar_hook(module_name, "flush_pillar")
+        if flush is not None:
+            left = max(0.0, deadline - time.monotonic())
+            done = bool(_contained(f"force_flush[{module_name}]", flush, left)) and done
     return done
 
 
@@ -489,35 +500,28 @@ def shutdown(timeout_millis: int = 30000) -> None:
     answering errors): spans not exported by then are counted in
     ``otelfin_spans_dropped_total{reason="shutdown"}``.
     """
-    import importlib
-
     _lifecycle.uninstall()
     deadline = time.monotonic() + max(0, timeout_millis) / 1000
     with _state.lock:
         processor = _state.processor
         # Flush first, while the pillars (the span scrubber above all) are still in place.
         if processor is not None:
-            try:
-                processor.force_flush(timeout_millis)
-            except Exception as exc:
-                _internal.report("shutdown.flush", exc)
+            _contained("shutdown.flush", processor.force_flush, timeout_millis)
         for module_name in reversed(_PILLARS):
-            try:
-                importlib.import_module(module_name).uninstall_pillar()
-            except Exception as exc:
-                _internal.report(f"shutdown[{module_name}]", exc)
+            _contained(f"shutdown[{module_name}]", _uninstall_pillar, module_name)
         if processor is not None:
             # What the flush left over gets the rest of the budget, then counts as dropped.
             remaining = max(0.0, (deadline - time.monotonic()) * 1000)
             processor.swap(None, timeout_millis=remaining)
         _state.export_key, _state.exporter = None, None
         if _state.owns_provider and _state.provider is not None:
-            try:
-                _state.provider.shutdown()
-            except Exception as exc:
-                _internal.report("shutdown.provider", exc)
+            _contained("shutdown.provider", _state.provider.shutdown)
         _state.config = None
         _state.key = None
+
+
+def _uninstall_pillar(module_name: str) -> None:
+    importlib.import_module(module_name).uninstall_pillar()
 
 
 def reset() -> None:

@@ -82,3 +82,5 @@ class Installed:
     #: A call observer for ``@traced`` (the metrics pillar's recorder), passed on by config to
     #: the pillars installed after this one in :attr:`Tracing.call_observer`.
     call_observer: Any = None
+    #: The scrubber's options (the scrub pillar's), passed on in :attr:`Tracing.scrub_options`.
+    scrub_options: Any = None

@@ -107,7 +107,7 @@ def test_stdlib_unprintable_message_is_written(spans: InMemorySpanExporter) -> N
     """A stdlib record whose message cannot be turned into text is still written."""
     from otelfin.logging import _stdlib
 
-    handler = _stdlib._installed
+    handler = _stdlib._state.installed
     assert handler is not None
     # Handed to otelfin's handler alone: pytest's own log capture re-raises such errors.
     record = logging.LogRecord("thirdparty", logging.WARNING, __file__, 1, Unprintable(), (), None)

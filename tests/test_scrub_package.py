@@ -60,6 +60,40 @@ def test_otelfin_configure_sets_the_scrub_default() -> None:
     assert scrub.current_options() == ScrubOptions()
 
 
+def test_pillars_keep_the_options_configure_handed_them() -> None:
+    """configure() builds the scrubber's options once and hands them over: the log chain, the
+    stdlib bridge (handler and record factory) and @traced's argument text keep them, even if
+    the process default changes afterwards; a chain built by hand follows the default."""
+    import logging
+
+    from otelfin.logging import _pipeline, _stdlib
+
+    with configured_for_test(pan_mask="first6last4", secret_keys=["merchant_ref"]) as spans:
+
+        @otelfin.traced(attributes={"card": "card"})
+        def pay(card: dict[str, str]) -> None:
+            return None
+
+        scrub.configure(None)  # the process default back to last4, no extra secret names
+        with otelfin.logging.capture_logs() as logs:
+            otelfin.get_logger().info("paid", card=VISA, merchant_ref="m1")
+            logging.getLogger("thirdparty").warning("card %s", VISA)
+        pay({"number": VISA})
+        assert _stdlib._state.factory is not None
+        made = _stdlib._state.factory("x", logging.INFO, __file__, 1, "card %s", (VISA,), None)
+        by_hand = _pipeline.processors(service_name="svc", render=False)
+        event: dict[str, object] = {"event": "e", "card": VISA}
+        for proc in by_hand:
+            event = proc(None, "info", event)
+    assert logs[0]["card"] == "411111XXXXXX1111"
+    assert logs[0]["merchant_ref"] == "[REDACTED]"
+    assert logs[1]["event"] == "card 411111XXXXXX1111"
+    assert made.getMessage() == "card 411111XXXXXX1111"
+    (span,) = spans.get_finished_spans()
+    assert "411111XXXXXX1111" in str(span.attributes["card"])
+    assert event["card"] == "XXXXXXXXXXXX1111"
+
+
 def test_old_names_in_otelfin_logging_are_the_scrubbers() -> None:
     """otelfin.logging keeps the old public names, as the very same objects."""
     assert otelfin.logging.scrub_text is scrub.scrub_text

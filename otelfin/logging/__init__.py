@@ -47,6 +47,7 @@ find_pans = _scrubber.find_pans
 if TYPE_CHECKING:
     from otelfin.catalogue import Catalogue
     from otelfin.pillar import Config, Tracing
+    from otelfin.scrub import ScrubOptions
     from otelfin.tools.logs import (
         DEFAULT_MAX_LINE_BYTES,
         FileReport,
@@ -200,9 +201,14 @@ def _pipeline_state() -> Any:
 
 
 def install_pillar(config: Config, tracing: Tracing) -> None:
-    """Apply ``config`` to the logging chain (idempotent; nothing is stacked)."""
+    """Apply ``config`` to the logging chain (idempotent; nothing is stacked).
+
+    The chain is built here from what ``configure()`` hands over (the service name, the
+    catalogue, the scrubber's options), so a log event reads no other package's state.
+    """
     state = _pipeline_state()
     options = config.options
+    _state.scrub_options = tracing.scrub_options
     state.service_name = _pipeline.log_service_name(config.service_name)
     state.min_level = LEVELS[config.log_level]
     _catalogue.use_catalogue(config.catalogue)
@@ -218,12 +224,15 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
     except OSError as exc:
         state.sink.use(None, None)
         raise ValueError(f"log_file {config.log_file!r} cannot be opened: {exc}") from exc
-    _setup_otlp(state, config)
+    try:
+        _setup_otlp(config)
+    finally:
+        state.chain[:] = _chain(config.service_name)
     if options["stdlib_bridge"]:
         default_code = options["stdlib_error_code"]
         if default_code is not None and default_code not in config.catalogue:
             raise ValueError(f"stdlib_error_code {default_code!r} is not in the catalogue")
-        _stdlib.install(config.log_level, default_code)
+        _stdlib.install(config.log_level, default_code, _state.scrub_options)
         if options["server_logs"]:
             _stdlib.take_server_loggers()
         else:
@@ -236,57 +245,81 @@ def fail_closed() -> None:
     """Mask every stdlib log record as it is made, for every handler (the host's own
     included), whatever else failed in the set-up: a failed ``configure()`` never leaves the
     application's ``logging`` writing card numbers."""
-    _stdlib.install_record_scrubbing()
+    _stdlib.install_record_scrubbing(_state.scrub_options)
 
 
-# The OTLP log pipeline in force and the settings it was made for.
-_otlp_state: dict[str, Any] = {"key": None, "shipper": None}
+class _State:
+    """What the logging pillar was handed and the OTLP log pipeline it runs."""
+
+    __slots__ = ("forward", "otlp_key", "scrub_options", "shipper")
+
+    def __init__(self) -> None:
+        #: The scrubber's options configure() handed over (None: the process default).
+        self.scrub_options: ScrubOptions | None = None
+        #: The OTLP log pipeline in force (shipper and its chain processor) and the settings
+        #: it was made for.
+        self.shipper: Any = None
+        self.forward: Any = None
+        self.otlp_key: tuple[Any, ...] | None = None
+
+
+_state = _State()
 #: How long a shutdown or a dying process waits for queued OTLP log records.
 OTLP_FLUSH_SECONDS = 2.0
 
 
-def _setup_otlp(state: Any, config: Config) -> None:
-    """``OTEL_LOGS_EXPORTER=otlp``: put an :class:`~otelfin.logging._otlp.OtlpForward` in the
-    chain, just before rendering (imported only then: the exporter costs start-up time)."""
+def _chain(service_name: str | None) -> list[Any]:
+    """The live chain for ``service_name`` (None: the default chain) with the scrubber's
+    options handed over, and the OTLP forward, when on, just before rendering."""
+    chain = _pipeline.processors(service_name=service_name, scrub_options=_state.scrub_options)
+    if _state.forward is not None:
+        chain.insert(len(chain) - 1, _state.forward)
+    return chain
+
+
+def _setup_otlp(config: Config) -> None:
+    """``OTEL_LOGS_EXPORTER=otlp``: start the shipper whose
+    :class:`~otelfin.logging._otlp.OtlpForward` :func:`_chain` puts in the chain (imported
+    only then: the exporter costs start-up time)."""
     options = config.options
     wanted = "otlp" in options["logs_exporter"]
     key = (config.service_name, options["log_lines"]) if wanted else None
-    if key == _otlp_state["key"] and (_otlp_state["shipper"] is not None) == wanted:
+    if key == _state.otlp_key and (_state.shipper is not None) == wanted:
         return
     _stop_otlp()
-    chain = _pipeline.processors()
     if wanted:
         from otelfin import _otlp as exporters
         from otelfin.logging import _otlp as forwarding
 
         # A bad protocol or a missing gRPC extra is a ValueError here: configure() reports it.
         shipper = forwarding.start(exporters.log_exporter)
-        forward = forwarding.OtlpForward(shipper, config.service_name, lines=options["log_lines"])
-        chain.insert(len(chain) - 1, forward)
-        _otlp_state["shipper"] = shipper
-    state.chain[:] = chain
-    _otlp_state["key"] = key
+        _state.forward = forwarding.OtlpForward(
+            shipper, config.service_name, lines=options["log_lines"]
+        )
+        _state.shipper = shipper
+    _state.otlp_key = key
 
 
 def _stop_otlp() -> None:
-    shipper, _otlp_state["shipper"], _otlp_state["key"] = _otlp_state["shipper"], None, None
+    shipper, _state.shipper, _state.otlp_key = _state.shipper, None, None
     if shipper is not None:
         from otelfin.logging import _otlp as forwarding
 
-        _pipeline_state().chain[:] = _pipeline.processors()
+        _state.forward = None
+        _pipeline_state().chain[:] = _chain(None)
         forwarding.stop(shipper, OTLP_FLUSH_SECONDS)
 
 
 def flush_pillar(timeout_seconds: float) -> bool:
     """Send the OTLP log records queued so far (a dying process, ``force_flush``)."""
-    shipper = _otlp_state["shipper"]
+    shipper = _state.shipper
     return True if shipper is None else bool(shipper.flush(timeout_seconds))
 
 
 def repair_pillar(config: Config) -> None:
     """Put the stdlib bridge back if the host's logging reset removed it (same settings)."""
     if config.options["stdlib_bridge"]:
-        _stdlib.install(config.log_level, config.options["stdlib_error_code"])
+        _stdlib.install(config.log_level, config.options["stdlib_error_code"], _state.scrub_options)
 
 
 def uninstall_pillar() -> None:
@@ -294,6 +327,8 @@ def uninstall_pillar() -> None:
     state = _pipeline_state()
     _stdlib.uninstall()
     _stop_otlp()
+    _state.scrub_options = None
+    state.chain[:] = _chain(None)
     state.sink.flush()
     state.sink.close()
     state.min_level = LEVELS["info"]

@@ -33,7 +33,15 @@ from otelfin import _internal, _settings
 from otelfin._errors import error_code_of
 from otelfin.catalogue import LEVEL_NAMES
 from otelfin.logging._catalogue import CatalogueCheck, UnregisteredErrorCodeError
-from otelfin.scrub import MIN_LEN, PAN_MIN, REDACTED, is_secret_key, scrub_text, scrub_value
+from otelfin.scrub import (
+    MIN_LEN,
+    PAN_MIN,
+    REDACTED,
+    ScrubOptions,
+    is_secret_key,
+    scrub_text,
+    scrub_value,
+)
 
 __all__ = [
     "LEVELS",
@@ -84,29 +92,48 @@ def exception_info(logger: Any, method_name: str, event_dict: dict[str, Any]) ->
     return dict(format_exc_info(logger, method_name, event_dict))
 
 
-def scrub_event(logger: Any, method_name: str, event_dict: dict[str, Any]) -> dict[str, Any]:
-    """Mask card numbers and redact secret-keyed fields, at any depth, in place."""
-    renamed: list[str] = []
-    for key, value in event_dict.items():
-        if type(key) is str and len(key) >= 13 and scrub_text(key) is not key:
-            renamed.append(key)  # a card number as a field name (**{...}): renamed below
-        if is_secret_key(key):
-            if value is not None:
-                event_dict[key] = REDACTED
-        elif isinstance(value, str):
-            n = len(value)
-            # Short values can only hold a secret pair (pin=1): skip the call otherwise.
-            if n >= PAN_MIN or (n >= MIN_LEN and ("=" in value or ":" in value or "%" in value)):
-                new = scrub_text(value)
+class ScrubEvent:
+    """Mask card numbers and redact secret-keyed fields, at any depth, in place.
+
+    ``options`` are the scrubber's settings, given when the chain is built (``configure()``
+    hands over the ones the scrub pillar made); None follows the process default
+    (:func:`otelfin.scrub.current_options`) at each event.
+    """
+
+    __slots__ = ("options",)
+
+    def __init__(self, options: ScrubOptions | None = None) -> None:
+        self.options = options
+
+    def __call__(self, logger: Any, method_name: str, event_dict: dict[str, Any]) -> Any:
+        options = self.options
+        renamed: list[str] = []
+        for key, value in event_dict.items():
+            if type(key) is str and len(key) >= 13 and scrub_text(key, options=options) is not key:
+                renamed.append(key)  # a card number as a field name (**{...}): renamed below
+            if is_secret_key(key, options):
+                if value is not None:
+                    event_dict[key] = REDACTED
+            elif isinstance(value, str):
+                n = len(value)
+                # Short values can only hold a secret pair (pin=1): skip the call otherwise.
+                if n >= PAN_MIN or (
+                    n >= MIN_LEN and ("=" in value or ":" in value or "%" in value)
+                ):
+                    new = scrub_text(value, options=options)
+                    if new is not value:
+                        event_dict[key] = new
+            else:
+                new = scrub_value(value, options=options)
                 if new is not value:
                     event_dict[key] = new
-        else:
-            new = scrub_value(value)
-            if new is not value:
-                event_dict[key] = new
-    for key in renamed:
-        event_dict[scrub_text(key)] = event_dict.pop(key)
-    return event_dict
+        for key in renamed:
+            event_dict[scrub_text(key, options=options)] = event_dict.pop(key)
+        return event_dict
+
+
+#: The scrubbing processor on the process default options (for chains built by hand).
+scrub_event = ScrubEvent()
 
 
 class _Clock:
@@ -209,7 +236,11 @@ def render_json(logger: Any, method_name: str, event_dict: dict[str, Any]) -> by
 
 
 def processors(
-    *, service_name: str | None = None, render: bool = True, catalogue_check: Any = None
+    *,
+    service_name: str | None = None,
+    render: bool = True,
+    catalogue_check: Any = None,
+    scrub_options: ScrubOptions | None = None,
 ) -> list[Callable[..., Any]]:
     """otelfin's processor chain, for teams with their own structlog configuration::
 
@@ -223,14 +254,15 @@ def processors(
     enforces the catalogue, scrubs card numbers and secrets, adds ``timestamp``,
     ``service_name`` and the active span's ``trace_id``/``span_id``, and (``render=True``)
     renders a JSON line as bytes.
-    Settings are read from the live ``otelfin.configure()`` state unless given here.
+    Settings are read from the live ``otelfin.configure()`` state unless given here
+    (``scrub_options``: the scrubber's, default the process default).
     """
     chain: list[Callable[..., Any]] = [
         merge_contextvars,
         add_level,
         exception_info,
         catalogue_check if catalogue_check is not None else _state.check,
-        scrub_event,
+        scrub_event if scrub_options is None else ScrubEvent(scrub_options),
         Correlate(service_name),
     ]
     if render:

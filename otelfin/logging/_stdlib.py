@@ -25,7 +25,7 @@ from otelfin._errors import (
 )
 from otelfin.logging import _pipeline
 from otelfin.logging._catalogue import UnregisteredErrorCodeError
-from otelfin.scrub import scrub_text, scrub_value
+from otelfin.scrub import ScrubOptions, scrub_text, scrub_value
 
 __all__ = [
     "OtelfinHandler",
@@ -63,12 +63,19 @@ class OtelfinHandler(logging.Handler):
     loop can never form.
     """
 
-    def __init__(self, level: int = logging.NOTSET, error_code: str | None = None) -> None:
+    def __init__(
+        self,
+        level: int = logging.NOTSET,
+        error_code: str | None = None,
+        scrub_options: ScrubOptions | None = None,
+    ) -> None:
         super().__init__(level)
         self._local = threading.local()
         #: Given to error/critical records that carry no ``error_code`` of their own, so a
         #: library's errors are not dropped by the catalogue policy.
         self.error_code = error_code
+        #: The scrubber's settings (None: the process default).
+        self.scrub_options = scrub_options
 
     def emit(self, record: logging.LogRecord) -> None:
         depth = getattr(self._local, "depth", 0)
@@ -79,7 +86,7 @@ class OtelfinHandler(logging.Handler):
             args = scrubbed = record.args
             try:
                 # Secret-named entries of a dict argument are redacted before formatting.
-                scrubbed = scrub_value(args) if args else args
+                scrubbed = scrub_value(args, options=self.scrub_options) if args else args
                 message = record.getMessage() if scrubbed is args else str(record.msg) % scrubbed
             except Exception:  # a bad format string must not lose the record
                 try:
@@ -177,26 +184,31 @@ class _ScrubbingRecords:
     formatted once, scrubbed and cached where ``logging.Formatter`` looks for it.
     """
 
-    def __init__(self, inner: Callable[..., logging.LogRecord]) -> None:
+    def __init__(
+        self, inner: Callable[..., logging.LogRecord], options: ScrubOptions | None = None
+    ) -> None:
         self.inner = inner
+        #: The scrubber's settings (None: the process default, whose masking is always on).
+        self.options = options
 
     def __call__(self, *args: Any, **kwargs: Any) -> logging.LogRecord:
         record = self.inner(*args, **kwargs)
+        options = self.options
         try:
-            _scrub_record(record)
+            _scrub_record(record, options)
         except Exception as exc:
             # Fail closed: the record goes on (the host's logging must not break), but
             # without anything that could not be scrubbed.
             _internal.report("logging.record_scrub", exc)
-            _withhold(record, exc)
+            _withhold(record, exc, options)
         return record
 
 
-def _withhold(record: logging.LogRecord, exc: BaseException) -> None:
+def _withhold(record: logging.LogRecord, exc: BaseException, options: ScrubOptions | None) -> None:
     """What is left of a record the scrubber failed on: its format string if that scrubs,
     no arguments, no exception text."""
     try:
-        msg = scrub_text(record.msg) if isinstance(record.msg, str) else None
+        msg = scrub_text(record.msg, options=options) if isinstance(record.msg, str) else None
     except Exception:
         msg = None
     note = f"[otelfin: record withheld, scrubbing failed: {type(exc).__name__}]"
@@ -207,14 +219,14 @@ def _withhold(record: logging.LogRecord, exc: BaseException) -> None:
     record.stack_info = None
 
 
-def _scrub_record(record: logging.LogRecord) -> None:
+def _scrub_record(record: logging.LogRecord, options: ScrubOptions | None) -> None:
     msg = record.msg
     args = record.args
     if args or isinstance(msg, str):
         # The arguments first, kept as arguments (filters such as the gunicorn span lookup
         # read them); only when the formatted text still changes is it frozen as the message.
         if args:
-            scrubbed_args = scrub_value(args)
+            scrubbed_args = scrub_value(args, options=options)
             if scrubbed_args is not args:
                 record.args = args = scrubbed_args
         try:
@@ -223,50 +235,81 @@ def _scrub_record(record: logging.LogRecord) -> None:
             # A bad format string: the handler reports it as usual, and its report quotes
             # the format string, which may hold a card number too.
             if isinstance(msg, str):
-                record.msg = scrub_text(msg)
+                record.msg = scrub_text(msg, options=options)
             return
-        scrubbed = scrub_text(message)
+        scrubbed = scrub_text(message, options=options)
         if scrubbed is not message and scrubbed != message:
             record.msg = scrubbed
             record.args = None
     if record.exc_info and record.exc_info[0] is not None and not record.exc_text:
         text = _FORMATTER.formatException(record.exc_info)
-        scrubbed = scrub_text(text)
+        scrubbed = scrub_text(text, options=options)
         if scrubbed != text:
             record.exc_text = scrubbed
 
 
 _FORMATTER = logging.Formatter()
-_factory: _ScrubbingRecords | None = None
 
 
-def install_record_scrubbing() -> None:
-    """Scrub every stdlib record as it is made (idempotent), without the bridge."""
-    _install_factory()
+class _State:
+    """What the bridge installed and what it must put back."""
+
+    __slots__ = (
+        "factory",
+        "guarded",
+        "hooked",
+        "installed",
+        "lowered_to",
+        "previous_level",
+        "taken",
+        "wanted",
+    )
+
+    def __init__(self) -> None:
+        self.factory: _ScrubbingRecords | None = None
+        self.installed: OtelfinHandler | None = None
+        self.previous_level: int | None = None
+        #: The root level otelfin set when it lowered it (None: it did not).
+        self.lowered_to: int | None = None
+        #: The host's handlers given a :class:`_KeepThreshold`, and the filter each got.
+        self.guarded: list[tuple[logging.Handler, logging.Filter]] = []
+        #: The servers' loggers taken over: their own handlers and the filters otelfin added.
+        self.taken: dict[str, tuple[list[logging.Handler], list[logging.Filter]]] = {}
+        #: Whether the servers' loggers are to be taken again when a server sets them up.
+        self.wanted = False
+        #: Whether the servers' set-up functions are hooked (post-import hooks stay).
+        self.hooked = False
 
 
-def _install_factory() -> None:
-    global _factory
-    if _factory is None or logging.getLogRecordFactory() is not _factory:
-        _factory = _ScrubbingRecords(logging.getLogRecordFactory())
-        logging.setLogRecordFactory(_factory)
+_state = _State()
+
+
+def install_record_scrubbing(options: ScrubOptions | None = None) -> None:
+    """Scrub every stdlib record as it is made (idempotent), without the bridge, with
+    ``options`` (None: the process default)."""
+    _install_factory(options)
+
+
+def _install_factory(options: ScrubOptions | None) -> None:
+    factory = _state.factory
+    if factory is None or logging.getLogRecordFactory() is not factory:
+        factory = _ScrubbingRecords(logging.getLogRecordFactory(), options)
+        _state.factory = factory
+        logging.setLogRecordFactory(factory)
+    factory.options = options
 
 
 def _uninstall_factory() -> None:
-    global _factory
-    if _factory is not None and logging.getLogRecordFactory() is _factory:
-        logging.setLogRecordFactory(_factory.inner)
-    _factory = None
+    if _state.factory is not None and logging.getLogRecordFactory() is _state.factory:
+        logging.setLogRecordFactory(_state.factory.inner)
+    _state.factory = None
 
 
-_installed: OtelfinHandler | None = None
-_previous_level: int | None = None
-#: The root level otelfin set when it lowered it (None: it did not).
-_lowered_to: int | None = None
-
-
-def install(level: str, error_code: str | None = None) -> None:
-    """Attach one :class:`OtelfinHandler` to the root logger (idempotent) at ``level``.
+def install(
+    level: str, error_code: str | None = None, scrub_options: ScrubOptions | None = None
+) -> None:
+    """Attach one :class:`OtelfinHandler` to the root logger (idempotent) at ``level``; it
+    and the record factory scrub with ``scrub_options`` (None: the process default).
 
     Also repairs what a host's logging reset undid: ``logging.basicConfig(force=True)`` and
     ``logging.config.dictConfig(...)`` remove otelfin's handler from the root logger, and
@@ -275,23 +318,23 @@ def install(level: str, error_code: str | None = None) -> None:
     the host added since are guarded like the first ones: they keep the threshold the host
     would have without otelfin, whatever ``log_level`` otelfin runs at.
     """
-    global _installed, _previous_level, _lowered_to
     number = _pipeline.LEVELS[level]
     root = logging.getLogger()
-    _install_factory()
-    if _installed is None or _installed not in root.handlers:
-        if _installed is None:
-            _previous_level = root.level
-            _installed = OtelfinHandler()
+    _install_factory(scrub_options)
+    if _state.installed is None or _state.installed not in root.handlers:
+        if _state.installed is None:
+            _state.previous_level = root.level
+            _state.installed = OtelfinHandler()
         else:  # the host reset logging and removed the handler (the same one goes back)
-            _previous_level = _host_level(root)
+            _state.previous_level = _host_level(root)
             _unguard_handlers()
-        root.addHandler(_installed)
+        root.addHandler(_state.installed)
     own = logging.getLogger("otelfin")
     if own.disabled:
         own.disabled = False
-    _installed.setLevel(number)
-    _installed.error_code = error_code
+    _state.installed.setLevel(number)
+    _state.installed.error_code = error_code
+    _state.installed.scrub_options = scrub_options
     # Libraries' info records must reach the handler; only ever lower the root threshold
     # (NOTSET already lets everything through). The host's handlers keep the threshold the
     # host chose: otelfin's lowering must never make them print a record they would not have
@@ -301,14 +344,18 @@ def install(level: str, error_code: str | None = None) -> None:
         _guard_handlers(host)
     if root.level > number:
         root.setLevel(number)
-        _lowered_to = number
+        _state.lowered_to = number
 
 
 def _host_level(root: logging.Logger) -> int:
     """The root threshold as the host set it: the level otelfin found, unless the host has set
     a different one since otelfin lowered it."""
-    if _lowered_to is not None and root.level == _lowered_to and _previous_level is not None:
-        return _previous_level
+    if (
+        _state.lowered_to is not None
+        and root.level == _state.lowered_to
+        and _state.previous_level is not None
+    ):
+        return _state.previous_level
     return root.level
 
 
@@ -332,9 +379,6 @@ class _KeepThreshold(logging.Filter):
         return record.levelno >= self.root_level
 
 
-_guarded: list[tuple[logging.Handler, _KeepThreshold]] = []
-
-
 def _guard_handlers(root_level: int) -> None:
     """Give every handler already attached (root's and other loggers') a :class:`_KeepThreshold`
     for the root level as it was; handlers with a level of their own at or above it need none."""
@@ -343,38 +387,37 @@ def _guard_handlers(root_level: int) -> None:
         for lg in list(logging.root.manager.loggerDict.values())
         if isinstance(lg, logging.Logger)
     ]
-    seen: set[int] = {id(handler) for handler, _ in _guarded}
+    seen: set[int] = {id(handler) for handler, _ in _state.guarded}
     for logger in loggers:
         for handler in list(logger.handlers):
-            if handler is _installed or id(handler) in seen or handler.level >= root_level:
+            if handler is _state.installed or id(handler) in seen or handler.level >= root_level:
                 continue
             seen.add(id(handler))
             guard = _KeepThreshold(root_level)
             handler.addFilter(guard)
-            _guarded.append((handler, guard))
+            _state.guarded.append((handler, guard))
 
 
 def _unguard_handlers() -> None:
-    while _guarded:
-        handler, guard = _guarded.pop()
+    while _state.guarded:
+        handler, guard = _state.guarded.pop()
         handler.removeFilter(guard)
 
 
 def uninstall() -> None:
     """Remove the handler and restore the root logger's level."""
-    global _installed, _previous_level, _lowered_to
     _uninstall_factory()
-    if _installed is None:
+    if _state.installed is None:
         return
     give_back_server_loggers()
     root = logging.getLogger()
-    root.removeHandler(_installed)
+    root.removeHandler(_state.installed)
     _unguard_handlers()
-    if _previous_level is not None:
+    if _state.previous_level is not None:
         root.setLevel(_host_level(root))
-    _installed = None
-    _previous_level = None
-    _lowered_to = None
+    _state.installed = None
+    _state.previous_level = None
+    _state.lowered_to = None
 
 
 #: The loggers uvicorn and gunicorn write their own lines to. They do not propagate to the
@@ -407,9 +450,6 @@ def _request_span(request: Any) -> tuple[tuple[str, str] | None, str | None]:
         except Exception:  # a foreign object with that method name
             continue
     return None, None
-
-
-_taken: dict[str, tuple[list[logging.Handler], list[logging.Filter]]] = {}
 
 
 class _SpanFromEnviron(logging.Filter):
@@ -445,26 +485,25 @@ def take_server_loggers() -> list[str]:
     their plain-text handlers are put aside, so the lines are written once, as otelfin JSON,
     masked. :func:`give_back_server_loggers` restores them. Returns the names taken.
     """
-    handler = _installed
+    handler = _state.installed
     if handler is None:
         return []
-    global _wanted
-    _wanted = True
+    _state.wanted = True
     _hook_server_setup()
     for name in SERVER_LOGGERS:
         if name not in logging.root.manager.loggerDict:
             continue
         logger = logging.getLogger(name)
         theirs = [h for h in logger.handlers if h is not handler]
-        if name in _taken:
+        if name in _state.taken:
             # The server set its logging up again (uvicorn after opentelemetry-instrument ran
             # configure(), gunicorn on reload): put its new handlers aside too.
-            _taken[name][0].extend(theirs)
+            _state.taken[name][0].extend(theirs)
         elif theirs:
             filters: list[logging.Filter] = []
             if name == "gunicorn.access":
                 filters.append(_SpanFromEnviron())
-            _taken[name] = (theirs, filters)
+            _state.taken[name] = (theirs, filters)
             for flt in filters:
                 logger.addFilter(flt)
         else:
@@ -473,16 +512,12 @@ def take_server_loggers() -> list[str]:
             logger.removeHandler(old)
         if handler not in logger.handlers:
             logger.addHandler(handler)
-    return sorted(_taken)
-
-
-_wanted = False
-_hooked = False
+    return sorted(_state.taken)
 
 
 def _retake(wrapped: Any, instance: Any, args: Any, kwargs: Any) -> Any:
     result = wrapped(*args, **kwargs)
-    if _wanted and _installed is not None:
+    if _state.wanted and _state.installed is not None:
         try:
             take_server_loggers()
         except Exception as exc:  # the server's own start-up must go on
@@ -499,10 +534,9 @@ def _hook_server_setup() -> None:
     ``configure()`` runs before the server sets up its loggers; the server's set-up function
     is wrapped (when the server is imported) so the takeover follows it.
     """
-    global _hooked
-    if _hooked:
+    if _state.hooked:
         return
-    _hooked = True
+    _state.hooked = True
     import wrapt
 
     wrapt.register_post_import_hook(
@@ -517,11 +551,10 @@ def _hook_server_setup() -> None:
 
 def give_back_server_loggers() -> None:
     """Put the servers' own handlers back."""
-    global _wanted
-    _wanted = False
-    handler = _installed
-    while _taken:
-        name, (handlers, filters) = _taken.popitem()
+    _state.wanted = False
+    handler = _state.installed
+    while _state.taken:
+        name, (handlers, filters) = _state.taken.popitem()
         logger = logging.getLogger(name)
         if handler is not None:
             logger.removeHandler(handler)

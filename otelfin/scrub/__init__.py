@@ -181,7 +181,7 @@ def fingerprint_key_id(options: ScrubOptions | None = None) -> str | None:
     return maker.key_id if maker is not None else None
 
 
-def install_pillar(config: Config, tracing: Tracing) -> Installed | None:
+def install_pillar(config: Config, tracing: Tracing) -> Installed:
     """Make the service's settings the default and choose where spans are scrubbed (called
     first by ``otelfin.configure()``); returns the processor config adds to the provider.
 
@@ -193,12 +193,18 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed | None:
     """
     from otelfin.pillar import Installed
 
-    configure(options_from(config))
+    # Built once: the process default (for scrub calls without ``options=``) and what config
+    # hands to the pillars after this one (Tracing.scrub_options).
+    options = configure(options_from(config))
     mode = config.options["scrub_all_spans"]
     provider = tracing.provider
     wanted = (provider is not None and not tracing.owns_provider) if mode == "auto" else mode
-    processor = _spans_module.use_ending_scrubber(provider, as_they_end=bool(wanted))
-    return Installed(span_processors=(processor,)) if processor is not None else None
+    processor = _spans_module.use_ending_scrubber(
+        provider, as_they_end=bool(wanted), options=options
+    )
+    return Installed(
+        span_processors=(processor,) if processor is not None else (), scrub_options=options
+    )
 
 
 def uninstall_pillar() -> None:

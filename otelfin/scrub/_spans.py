@@ -344,17 +344,21 @@ def scrubbed_as_they_end() -> bool:
     return _ending.on
 
 
-# Stateless: one instance serves every provider (configure() adds it once per provider).
+# One instance serves every provider (configure() adds it once per provider); it keeps the
+# options the scrub pillar handed it (use_ending_scrubber).
 _PROCESSOR = ScrubbingSpanProcessor()
 
 
-def use_ending_scrubber(provider: Any, *, as_they_end: bool) -> ScrubbingSpanProcessor | None:
+def use_ending_scrubber(
+    provider: Any, *, as_they_end: bool, options: ScrubOptions | None = None
+) -> ScrubbingSpanProcessor | None:
     """The one decision of where ``provider``'s spans are scrubbed: the processor to add to
     it when they are scrubbed as they end, or None for export-time scrubbing in otelfin's
     exporters (also where the SDK lacks the ending hook). ``configure()`` adds the processor
-    itself, once per provider."""
+    itself, once per provider; it scrubs with ``options`` (None: the process default)."""
     done = as_they_end and isinstance(provider, TracerProvider) and ending_hook_supported()
     _ending.on = done
+    _PROCESSOR.options = options
     return _PROCESSOR if done else None
 
 
@@ -379,3 +383,4 @@ def install_span_scrubbing(provider: Any, *, as_they_end: bool) -> bool:
 def reset() -> None:
     """Back to export-time scrubbing (spans still queued in a batch must be scrubbed)."""
     _ending.on = False
+    _PROCESSOR.options = None
