@@ -52,6 +52,19 @@ _EXPORTERS = _settings.by_name("traces_exporter").choices
 
 
 class _State:
+    __slots__ = (
+        "added",
+        "call",
+        "config",
+        "export_key",
+        "exporter",
+        "key",
+        "lock",
+        "owns_provider",
+        "processor",
+        "provider",
+    )
+
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.config: Config | None = None

@@ -306,6 +306,8 @@ def _check_json(value: Any, depth: int = 0) -> None:
 
 
 class _State:
+    __slots__ = ("failure", "key", "lock", "service", "template", "trail")
+
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.trail: AuditTrail | None = None

@@ -438,6 +438,8 @@ def default_service_name() -> str:
 
 
 class _State:
+    __slots__ = ("chain", "check", "min_level", "service_name", "sink")
+
     def __init__(self) -> None:
         self.service_name = default_service_name()
         self.min_level = LEVELS["info"]

@@ -125,6 +125,24 @@ __all__ = [
 
 
 class _State:
+    __slots__ = (
+        "export_health",
+        "internal",
+        "key",
+        "lock",
+        "metrics",
+        "otlp_health",
+        "otlp_health_key",
+        "pusher",
+        "pusher_key",
+        "recorder",
+        "said_preferences",
+        "server",
+        "server_key",
+        "server_registry",
+        "service_name",
+    )
+
     def __init__(self) -> None:
         self.lock = threading.RLock()
         self.key: tuple[Any, ...] | None = None
@@ -142,6 +160,8 @@ class _State:
         #: otelfin_logs_dropped_total / otelfin_otlp_export_failures_total, while OTLP is on.
         self.otlp_health: Any = None
         self.otlp_health_key: tuple[Any, ...] | None = None
+        #: Temporality preferences already warned about (once per process each).
+        self.said_preferences: set[str] = set()
 
 
 _state = _State()
@@ -217,9 +237,6 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
         return Installed(span_processors=(_transport_processor,), call_observer=_state.recorder)
 
 
-#: Temporality preferences already warned about (once per process each).
-_said_preferences: set[str] = set()
-
 #: How long a shutdown or a dying process waits for the last OTLP metrics push.
 OTLP_FLUSH_SECONDS = 2.0
 
@@ -258,8 +275,8 @@ def _setup_otlp(config: Config, registry: CollectorRegistry) -> None:
     preference = (
         _settings.env_value("OTEL_EXPORTER_OTLP_METRICS_TEMPORALITY_PREFERENCE") or ""
     ).lower()
-    if preference not in ("", "cumulative", *_said_preferences):
-        _said_preferences.add(preference)
+    if preference not in ("", "cumulative", *_state.said_preferences):
+        _state.said_preferences.add(preference)
         # The registry holds running totals; pushing them as deltas would need state that a
         # failed push could lose. Said once, not ignored in silence.
         _log.warning(

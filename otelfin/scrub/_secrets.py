@@ -191,6 +191,7 @@ _LOWER = bytes((i | 0x20) if 65 <= i <= 90 or 97 <= i <= 122 else 32 for i in ra
 # Letter case as bytes ("a", "A", " "), to spot a camelCase or HTTPHeader shift inside a word,
 # whose parts are not separate words above (bytes search: a regex costs ~100x more here).
 _CASE = bytes(97 if 97 <= i <= 122 else 65 if 65 <= i <= 90 else 32 for i in range(256))
+# A memo, not state: the trigger words are a pure function of the secret names (the key).
 _triggers: dict[frozenset[str], frozenset[bytes]] = {}
 
 

@@ -102,6 +102,7 @@ def _value(value: Any, opts: ScrubOptions, depth: int) -> Any:
     return value
 
 
+# A memo, not state: whether a type is a dataclass is a pure function of the type.
 _record_types: dict[type, bool] = {}
 
 
