@@ -63,7 +63,8 @@ def test_otelfin_configure_sets_the_scrub_default() -> None:
 def test_pillars_keep_the_options_configure_handed_them() -> None:
     """configure() builds the scrubber's options once and hands them over: the log chain, the
     stdlib bridge (handler and record factory) and @traced's argument text keep them, even if
-    the process default changes afterwards; a chain built by hand follows the default."""
+    the process default changes afterwards (the catalogue check quoting a bad code included);
+    a chain built by hand follows the default."""
     import logging
 
     from otelfin.logging import _pipeline, _stdlib
@@ -78,6 +79,7 @@ def test_pillars_keep_the_options_configure_handed_them() -> None:
         with otelfin.logging.capture_logs() as logs:
             otelfin.get_logger().info("paid", card=VISA, merchant_ref="m1")
             logging.getLogger("thirdparty").warning("card %s", VISA)
+            otelfin.get_logger().warning("odd code", error_code=int(VISA))
         pay({"number": VISA})
         assert _stdlib._state.factory is not None
         made = _stdlib._state.factory("x", logging.INFO, __file__, 1, "card %s", (VISA,), None)
@@ -89,6 +91,8 @@ def test_pillars_keep_the_options_configure_handed_them() -> None:
     assert logs[0]["merchant_ref"] == "[REDACTED]"
     assert logs[1]["event"] == "card 411111XXXXXX1111"
     assert made.getMessage() == "card 411111XXXXXX1111"
+    (odd,) = [line for line in logs if line["event"] == "odd code"]
+    assert odd["error_code"] == "411111XXXXXX1111"  # the catalogue check's quote, too
     (span,) = spans.get_finished_spans()
     assert "411111XXXXXX1111" in str(span.attributes["card"])
     assert event["card"] == "XXXXXXXXXXXX1111"

@@ -125,9 +125,10 @@ class _State:
         #: The scrubber's options configure() handed over, for argument values turned into
         #: text (None: the process default).
         self.scrub_options: ScrubOptions | None = None
-        #: ``(provider, tracer)``: the tracer last resolved, read and written whole. Resolving
-        #: ``get_tracer`` on every call costs microseconds, while tests and apps may swap the
-        #: global provider at any time.
+        #: ``(provider, tracer)``: the global provider's tracer as last resolved, read and
+        #: written whole. Resolving ``get_tracer`` on every call costs microseconds, while
+        #: tests and apps may swap the global provider at any time. (A function given its own
+        #: provider keeps that provider's tracer in its closure.)
         self.tracer: tuple[object, trace.Tracer | None] = (None, None)
 
 

@@ -218,6 +218,7 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
         config.enrich_logs,
         options["metrics_registry"],
         options["max_error_code_labels"],
+        scrub_options=_state.scrub_options,
     )
     try:
         state.sink.use(config.log_file, options["log_stream"])

@@ -30,7 +30,7 @@ from structlog import DropEvent
 from otelfin import _internal, _registries, _settings
 from otelfin.catalogue import CODE_PATTERN, Catalogue, CatalogueSlot
 from otelfin.metrics import names
-from otelfin.scrub import scrub_text
+from otelfin.scrub import ScrubOptions, scrub_text
 
 __all__ = [
     "CatalogueCheck",
@@ -138,13 +138,16 @@ class CatalogueCheck:
         enrich: bool,
         registry: CollectorRegistry | None,
         max_codes: int = 100,
+        scrub_options: ScrubOptions | None = None,
     ) -> None:
-        """Apply new settings in place (reconfiguration keeps the chain object)."""
+        """Apply new settings in place (reconfiguration keeps the chain object);
+        ``scrub_options`` mask what a violation quotes (None: the process default)."""
         if policy not in _POLICIES:
             raise ValueError(f"error_code_policy {policy!r} must be {', '.join(_POLICIES)}")
         self.catalogue = catalogue
         self.policy = policy
         self.enrich = enrich
+        self.scrub_options = scrub_options
         self.counter = _CodeCounter(registry if registry is not None else REGISTRY, max_codes)
         # One warning per kind per configuration: a new setup (a test, a new policy) warns anew.
         self.warned = set()
@@ -163,7 +166,7 @@ class CatalogueCheck:
         entry = self._catalogue().get(code) if isinstance(code, str) else None
         if entry is None:
             if not isinstance(code, str):
-                event_dict["error_code"] = code = scrub_text(str(code))
+                event_dict["error_code"] = code = scrub_text(str(code), options=self.scrub_options)
             return self._violation(event_dict, code, f"unregistered error_code {code!r}")
         if self.enrich:
             event_dict.setdefault("error_message", entry.message)
@@ -173,7 +176,7 @@ class CatalogueCheck:
         return event_dict
 
     def _violation(self, event_dict: dict[str, Any], code: str | None, reason: str) -> Any:
-        reason = scrub_text(reason)
+        reason = scrub_text(reason, options=self.scrub_options)
         for listener in self.listeners:
             listener(reason, event_dict)
         try:
@@ -187,7 +190,7 @@ class CatalogueCheck:
         ):
             policy = "tag"
         if policy == "raise":
-            event = scrub_text(str(event_dict.get("event")))
+            event = scrub_text(str(event_dict.get("event")), options=self.scrub_options)
             raise UnregisteredErrorCodeError(f"{reason} (event {event!r})")
         key = code if code is not None else MISSING
         if key not in self.warned and len(self.warned) < 1000:
