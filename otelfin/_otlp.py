@@ -77,16 +77,24 @@ def metric_exporter() -> Any:
 #: failure in a forked child is reported under; ``forked()`` gives the child its own thread
 #: and exporter (the parent's HTTP session and locks are not the child's).
 _followed: list[tuple[Any, str]] = []
-_hooked = False
+
+
+class _State:
+    __slots__ = ("hooked",)
+
+    def __init__(self) -> None:
+        self.hooked = False  # register_at_fork has no way to unregister: hook once
+
+
+_state = _State()
 
 
 def follow(sender: Any, where: str) -> None:
     """Call ``sender.forked()`` in every child forked until :func:`forget` (contained: a failure
     is reported under ``where``)."""
-    global _hooked
     _followed.append((sender, where))
-    if not _hooked and hasattr(os, "register_at_fork"):
-        _hooked = True  # once: register_at_fork has no way to unregister
+    if not _state.hooked and hasattr(os, "register_at_fork"):
+        _state.hooked = True
         os.register_at_fork(after_in_child=_after_fork_in_child)
 
 

@@ -327,13 +327,13 @@ def private_reaches(trees: dict[str, ast.Module]) -> list[str]:
 
 
 #: ``global`` statements still allowed, each with its reason (none should be: use a _State).
-ALLOWED_GLOBAL: dict[tuple[str, str], str] = {
-    ("otelfin._otlp", "_hooked"): "landed by the OTLP helper this round; to become a _State",
-}
+ALLOWED_GLOBAL: dict[tuple[str, str], str] = {}
 
 
 def global_statements(modules: Iterable[tuple[str, str]]) -> list[str]:
-    """``module:line: global names`` for every ``global`` statement in a runtime module.
+    """``module:line: what`` for state kept outside the one idiom in a runtime module: every
+    ``global`` statement, a ``_State`` class without ``__slots__``, and a ``_State`` class used
+    as a namespace (``_State.x = ...`` instead of an instance).
 
     State a module keeps lives in one ``_state = _State()`` instance (a small class with
     ``__slots__``), set by the pillar's ``install_pillar`` and read from there; the tools,
@@ -348,7 +348,20 @@ def global_statements(modules: Iterable[tuple[str, str]]) -> list[str]:
                 names = [n for n in node.names if (module, n) not in ALLOWED_GLOBAL]
                 if names:
                     found.append(f"{module}:{node.lineno}: global {', '.join(names)}")
-    return found
+            elif isinstance(node, ast.ClassDef) and node.name == "_State":
+                if not any(
+                    isinstance(item, ast.Assign)
+                    and any(getattr(t, "id", None) == "__slots__" for t in item.targets)
+                    for item in node.body
+                ):
+                    found.append(f"{module}:{node.lineno}: _State without __slots__")
+            elif (
+                isinstance(node, ast.Attribute)
+                and isinstance(node.ctx, ast.Store)
+                and getattr(node.value, "id", None) == "_State"
+            ):
+                found.append(f"{module}:{node.lineno}: _State.{node.attr} (class as namespace)")
+    return sorted(found, key=lambda line: (line.split(":")[0], int(line.split(":")[1])))
 
 
 def _package() -> list[tuple[str, str]]:
@@ -456,7 +469,8 @@ def test_runtime_keeps_its_state_in_one_idiom() -> None:
 
 
 def test_checker_catches_a_global_statement() -> None:
-    """A ``global`` statement, at any depth, is found in a runtime module, not in the tools."""
+    """A ``global`` statement at any depth, a ``_State`` without ``__slots__`` and a ``_State``
+    used as a namespace are found in a runtime module, not in the tools."""
     source = (
         "_current = None\n"
         "def configure(options):\n"
@@ -466,12 +480,18 @@ def test_checker_catches_a_global_statement() -> None:
         "    def set(self):\n"
         "        def inner():\n"
         "            global _a, _b\n"
+        "class _State:\n"
+        "    installed = None\n"
+        "def install():\n"
+        "    _State.installed = 1\n"
     )
     assert global_statements(
         [("otelfin.scrub._options", source), ("otelfin.tools.logs._probe", source)]
     ) == [
         "otelfin.scrub._options:3: global _current",
         "otelfin.scrub._options:8: global _a, _b",
+        "otelfin.scrub._options:9: _State without __slots__",
+        "otelfin.scrub._options:12: _State.installed (class as namespace)",
     ]
 
 

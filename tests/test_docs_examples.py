@@ -197,9 +197,7 @@ def _require(services: list[str]) -> None:
             pytest.skip(reason)
 
 
-@pytest.mark.parametrize(
-    "page", _pages_with_examples(), ids=lambda p: str(p.relative_to(ROOT))
-)
+@pytest.mark.parametrize("page", _pages_with_examples(), ids=lambda p: str(p.relative_to(ROOT)))
 def test_page_examples_run(page: Path, tmp_path: Path) -> None:
     """Each example block on the page runs as printed, in order, in one fresh directory."""
     blocks = parse_blocks(page)

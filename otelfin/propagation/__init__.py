@@ -54,28 +54,34 @@ def inject(
 
 
 class _State:
-    previous: TextMapPropagator | None = None
-    installed: OtelfinPropagator | None = None
+    __slots__ = ("installed", "previous")
+
+    def __init__(self) -> None:
+        self.previous: TextMapPropagator | None = None
+        self.installed: OtelfinPropagator | None = None
+
+
+_state = _State()
 
 
 def install_pillar(config: Config, tracing: Tracing) -> None:
     """Set the global propagator from ``config.propagators`` (called by ``configure``)."""
     current = propagate.get_global_textmap()
-    installed = _State.installed
+    installed = _state.installed
     wanted = tuple(p.strip().lower() for p in config.propagators if p.strip())
     if installed is not None and current is installed and installed.formats == wanted:
         return
     propagator = OtelfinPropagator(config.propagators)  # ValueError for unknown formats
     if installed is None or current is not installed:
-        _State.previous = current
-    _State.installed = propagator
+        _state.previous = current
+    _state.installed = propagator
     propagate.set_global_textmap(propagator)
 
 
 def uninstall_pillar() -> None:
     """Put back the propagator that was global before ``configure``."""
-    installed = _State.installed
-    if installed is not None and propagate.get_global_textmap() is installed and _State.previous:
-        propagate.set_global_textmap(_State.previous)
-    _State.installed = None
-    _State.previous = None
+    installed = _state.installed
+    if installed is not None and propagate.get_global_textmap() is installed and _state.previous:
+        propagate.set_global_textmap(_state.previous)
+    _state.installed = None
+    _state.previous = None

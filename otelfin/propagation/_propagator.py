@@ -157,6 +157,7 @@ def _clean_value(value: str) -> str | None:
 # masking is cached, keyed also on the scrubber's options object, so reconfigured secret names
 # take effect at once.
 _CACHE_MAX = 512
+# Memo tables (pure functions of their key), not pillar state.
 _ts_cache: dict[str, _formats.W3CTraceState] = {}
 _bg_cache: dict[str, tuple[object, dict[str, str], dict[str, tuple[str, str]]]] = {}
 
