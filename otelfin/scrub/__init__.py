@@ -26,7 +26,15 @@ from otelfin.scrub import _spans as _spans_module
 from otelfin.scrub._fingerprint import TOKEN_PREFIX, Fingerprinter
 from otelfin.scrub._iin import BRANDS, brand_of
 from otelfin.scrub._options import PanMask, ScrubOptions, configure, current_options
-from otelfin.scrub._pan import PAN_MIN, find_pans, luhn_valid, mask_digits, mask_pans, may_hold_pan
+from otelfin.scrub._pan import (
+    PAN_MIN,
+    find_pans,
+    luhn_valid,
+    mask_digits,
+    mask_pans,
+    may_hold_pan,
+    pan_suspect_lines,
+)
 from otelfin.scrub._secrets import REDACTED, SECRET_WORDS, is_secret_key, redact_pairs
 from otelfin.scrub._spans import (
     ScrubbingSpanExporter,
@@ -73,6 +81,7 @@ __all__ = [
     "mask_digits",
     "mask_pans",
     "may_hold_pan",
+    "pan_suspect_lines",
     "options_from",
     "options_from_values",
     "redact_pairs",

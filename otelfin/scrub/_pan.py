@@ -63,6 +63,7 @@ __all__ = [
     "mask_digits",
     "mask_pans",
     "may_hold_pan",
+    "pan_suspect_lines",
 ]
 
 #: The fewest digits a card number has: text with fewer digits skips the scan.
@@ -129,14 +130,45 @@ def may_hold_pan(text: str | bytes) -> bool:
     return _DIGITS13.search(text) is not None
 
 
-def _groups(text: str) -> Iterator[tuple[int, int]]:
+def pan_suspect_lines(block: bytes) -> list[int] | None:
+    """The lines of ``block`` (split at ``\\n``) that :func:`may_hold_pan` passes, by index
+    and in order, found with one translation of the whole block instead of one per line.
+
+    None when the block is not plain ASCII (non-ASCII or percent-encoded text): ask
+    :func:`may_hold_pan` line by line then. A newline is never a digit or separator, so a run
+    never spans two lines and a line is listed exactly when ``may_hold_pan(line)`` is True.
+    """
+    if not block.isascii() or b"%" in block:
+        return None
+    shape = block.translate(_SHAPE)
+    found: list[int] = []
+    line = start = 0
+    pos = shape.find(_THIRTEEN)
+    while pos >= 0:
+        line += block.count(b"\n", start, pos)
+        found.append(line)
+        start = block.find(b"\n", pos) + 1
+        if not start:
+            break
+        line += 1
+        pos = shape.find(_THIRTEEN, start)
+    return found
+
+
+def _groups(text: str, ascii_shape: tuple[bytes, bytes] | None = None) -> Iterator[tuple[int, int]]:
     """``(start, end)`` of every group of three or more digits that may be part of a card
     number, in order. ASCII text is pre-filtered at C speed: only stretches with 13 digit or
     separator characters in a row are looked at, and inside them ``bytes.find`` jumps from
-    group to group (a 10 MB ``"1 1 1 ..."`` has none and costs two translations)."""
-    if text.isascii() and "%" not in text:
-        data = text.encode("ascii")
-        shape = data.translate(_SHAPE)
+    group to group (a 10 MB ``"1 1 1 ..."`` has none and costs two translations).
+
+    ``ascii_shape``: ``text`` as bytes and their ``_SHAPE`` translation, when the caller (an
+    ASCII line without ``%``) already has them."""
+    if ascii_shape is not None or (text.isascii() and "%" not in text):
+        if ascii_shape is not None:
+            data, shape = ascii_shape
+        else:
+            data = text.encode("ascii")
+            shape = data.translate(_SHAPE)
         pos = shape.find(_THIRTEEN)
         if pos < 0:
             return
@@ -204,7 +236,7 @@ def _joined(text: str, end: int, start: int) -> bool:
     return 1 < start - end <= 12 and _GAP.fullmatch(text, end, start) is not None
 
 
-def _scan(text: str) -> _Found:
+def _scan(text: str, ascii_shape: tuple[bytes, bytes] | None = None) -> _Found:
     """``(start, end, ascii digits)`` of every card number in ``text``.
 
     Groups arrive in order; a look-ahead of at most seven holds what a window (one group of
@@ -214,7 +246,7 @@ def _scan(text: str) -> _Found:
     buf: list[_Group] = []
     size = len(text)
     prev_end = -10
-    for a, b in _groups(text):
+    for a, b in _groups(text, ascii_shape):
         width = b - a
         long_group = 6 < width < PAN_MIN
         if width > _PAN_MAX or (long_group and not buf):
@@ -381,9 +413,12 @@ def find_pans(text: str | bytes) -> list[tuple[int, int]]:
         return []
     if isinstance(text, bytes):
         if text.isascii():
-            if b"%" not in text and text.translate(_SHAPE).find(_THIRTEEN) < 0:
+            if b"%" in text:
+                return [(a, b) for a, b, _ in _scan(text.decode("ascii"))]
+            shape = text.translate(_SHAPE)
+            if shape.find(_THIRTEEN) < 0:
                 return []
-            return [(a, b) for a, b, _ in _scan(text.decode("ascii"))]
+            return [(a, b) for a, b, _ in _scan(text.decode("ascii"), (text, shape))]
         decoded = text.decode("utf-8", "surrogateescape")
         return [
             (
