@@ -14,6 +14,7 @@ block) in bounded blocks, so memory stays flat however long the stream runs.
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
 import tempfile
 import time
@@ -30,12 +31,15 @@ from otelfin.tools.logs._validate import (
     iter_batches,
     make_line_checker,
     open_input,
+    suspect_marks,
 )
 
 __all__ = ["FilterReport", "filter_lines", "metrics_text", "write_metrics_file"]
 
 #: Kinds of reason counted in ``otelfin_logs_filter_dead_lettered_total{reason}``.
 REASON_KINDS = ("invalid_json", "schema", "error_code", "card_number", "too_long")
+#: No card-number hints for a block that is not plain ASCII: each line is asked on its own.
+_UNKNOWN = itertools.repeat(None)
 
 
 @dataclass
@@ -108,9 +112,11 @@ def filter_lines(
                 for batch in iter_batches(_Eager(stream), max_line_bytes):  # type: ignore[arg-type]
                     passed: list[bytes] = []
                     dead: list[bytes] = []
-                    for line in batch:
+                    marks = suspect_marks(batch)
+                    hints = marks if marks is not None else _UNKNOWN
+                    for line, mark in zip(batch, hints, strict=False):
                         number += 1
-                        found = too_long if line is TOO_LONG else check(line)
+                        found = too_long if line is TOO_LONG else check(line, mark)
                         if found is None:
                             passed.append(line)
                             continue

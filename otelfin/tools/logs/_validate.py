@@ -402,7 +402,7 @@ def validate_stream(
     try:
         for batch in iter_batches(stream, max_line_bytes, limit):
             # The hot loop: one comprehension per block keeps only the bad lines.
-            marks = _suspects(batch) if hinted_check is not None else None
+            marks = suspect_marks(batch) if hinted_check is not None else None
             if hinted_check is not None and marks is not None:
                 bad = [
                     (i, found)
@@ -440,7 +440,7 @@ def validate_stream(
     return report
 
 
-def _suspects(batch: list[bytes]) -> bytearray | None:
+def suspect_marks(batch: list[bytes]) -> bytearray | None:
     """1 for each line of ``batch`` that may hold a card number, 0 for the others; None when
     the block is not plain ASCII (each line is then asked on its own)."""
     found = pan_suspect_lines(b"\n".join(batch))
