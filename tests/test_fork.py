@@ -144,3 +144,50 @@ def test_multiprocessing_pool_workers_spans_are_exported(tmp_path: Path, mode: s
     """A fork-started Pool's task spans reach spans_file (with-block terminate, close/join)."""
     result = _run(tmp_path, _POOL_APP, mode)
     assert result["pool_spans_exported"] == 20, result
+
+
+_LATE_IMPORT_APP = r"""
+import os, sys, threading, time
+from otelfin._exporters._fork import late_import
+out = sys.argv[1]
+sys.path.insert(0, out)
+with open(f"{out}/slow_encoder.py", "w") as f:
+    f.write("import time\ntime.sleep(0.8)\nREADY = True\n")
+started = threading.Event()
+
+def export_thread():
+    with late_import():  # what the first export does on otelfin's thread
+        started.set()
+        import slow_encoder  # noqa: F401
+
+threading.Thread(target=export_thread, daemon=True).start()
+started.wait()
+time.sleep(0.1)  # the import is under way: its module lock is held
+pid = os.fork()
+if pid == 0:
+    import slow_encoder  # a child's own first use of the module
+    os._exit(0 if slow_encoder.READY else 1)
+deadline = time.monotonic() + 10
+while True:
+    done, status = os.waitpid(pid, os.WNOHANG)
+    if done:
+        print("ok" if os.waitstatus_to_exitcode(status) == 0 else "failed")
+        break
+    if time.monotonic() > deadline:
+        os.kill(pid, 9); os.waitpid(pid, 0); print("hung")
+        break
+    time.sleep(0.01)
+"""
+
+
+def test_fork_waits_for_an_import_on_otelfins_thread(tmp_path: Path) -> None:
+    """A fork while otelfin's export thread imports (the deferred exporter, the OTLP/JSON
+    encoder) waits for the import: the child can import the module instead of hanging on the
+    module lock a thread it lacks still holds (a child lost its spans this way)."""
+    app = tmp_path / "app.py"
+    app.write_text(_LATE_IMPORT_APP)
+    done = subprocess.run(
+        [sys.executable, str(app), str(tmp_path)], capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert done.stdout.strip() == "ok", done.stdout

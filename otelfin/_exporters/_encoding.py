@@ -11,6 +11,8 @@ from opentelemetry.sdk.resources import Resource
 from opentelemetry.sdk.trace import Event, ReadableSpan
 from opentelemetry.trace import Link
 
+from otelfin._exporters._fork import late_import
+
 __all__ = ["otlp_json_request", "span_to_otlp_json"]
 
 
@@ -104,9 +106,11 @@ def _encodable(span: ReadableSpan) -> ReadableSpan:
 
 def otlp_json_request(spans: Sequence[ReadableSpan]) -> dict[str, Any]:
     """An OTLP/JSON ``ExportTraceServiceRequest`` (``{"resourceSpans": [...]}``) for ``spans``."""
-    # imported here: protobuf and the encoder load only when spans are written as JSON
-    from google.protobuf import json_format
-    from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
+    # imported here: protobuf and the encoder load only when spans are written as JSON (on the
+    # export thread: fork() waits for the import, see late_import)
+    with late_import():
+        from google.protobuf import json_format
+        from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 
     message = encode_spans([_encodable(s) for s in spans])
     request: dict[str, Any] = json_format.MessageToDict(message, use_integers_for_enums=True)

@@ -4,8 +4,10 @@ flush when a fork-started ``multiprocessing`` worker ends."""
 from __future__ import annotations
 
 import os
+import threading
 import weakref
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from typing import Any
 
 from otelfin import _internal
@@ -19,15 +21,59 @@ _inherited: list[Any] = []
 _fork_hooks: weakref.WeakKeyDictionary[Any, Callable[[Any], None]] = weakref.WeakKeyDictionary()
 
 
+#: How long fork() waits for an import otelfin started on its export thread to finish.
+IMPORT_WAIT_S = 5.0
+
+
 class _State:
-    __slots__ = ("hook_installed",)
+    __slots__ = ("gate", "gate_held", "gate_hooked", "hook_installed")
 
     def __init__(self) -> None:
         #: Whether the one at-fork handler is registered (it cannot be unregistered).
         self.hook_installed = False
+        #: Held while otelfin imports a module late on a thread of its own (see late_import).
+        self.gate = threading.Lock()
+        self.gate_held = False
+        self.gate_hooked = False
 
 
 _state = _State()
+
+
+@contextmanager
+def late_import() -> Iterator[None]:
+    """Hold fork() back while this block imports modules on one of otelfin's threads.
+
+    A module being imported is locked until its import ends. A process forked in the middle
+    inherits that lock held by a thread that does not exist in the child, and the child's first
+    import of the same module waits forever: a child whose first export built the exporter (or
+    loaded the OTLP/JSON encoder) hung until the shutdown deadline and lost its spans. The
+    at-fork hooks below make fork() wait (at most ``IMPORT_WAIT_S``) for the block to end.
+    """
+    if not _state.gate_hooked and hasattr(os, "register_at_fork"):
+        _state.gate_hooked = True
+        os.register_at_fork(
+            before=_gate_before_fork,
+            after_in_parent=_gate_after_in_parent,
+            after_in_child=_gate_after_in_child,
+        )
+    with _state.gate:
+        yield
+
+
+def _gate_before_fork() -> None:
+    _state.gate_held = _state.gate.acquire(timeout=IMPORT_WAIT_S)
+
+
+def _gate_after_in_parent() -> None:
+    if _state.gate_held:
+        _state.gate_held = False
+        _state.gate.release()
+
+
+def _gate_after_in_child() -> None:
+    _state.gate = threading.Lock()  # the parent's may be held by a thread the child lacks
+    _state.gate_held = False
 
 
 def _after_fork(obj: Any, hook: Callable[[Any], None]) -> None:

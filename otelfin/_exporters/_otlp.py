@@ -18,6 +18,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otelfin import _otlp
+from otelfin._exporters._fork import late_import
 from otelfin._exporters._jsonl import JsonlSpanExporter
 
 __all__ = ["DeferredSpanExporter", "OTLPSpanExporterFactory", "make_exporter", "otlp_protocol"]
@@ -119,7 +120,8 @@ class DeferredSpanExporter(SpanExporter):
             return built
         with self._lock:
             if self._exporter is None and not self._shutdown:
-                self._exporter = self.factory()
+                with late_import():  # fork() waits for the exporter's imports to end
+                    self._exporter = self.factory()
             return self._exporter
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
