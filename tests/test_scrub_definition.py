@@ -18,6 +18,8 @@ from otelfin.scrub import (
     find_pans,
     is_secret_key,
     luhn_valid,
+    may_hold_pan,
+    pan_suspect_lines,
     scrub_query,
     scrub_text,
     scrub_url,
@@ -506,3 +508,19 @@ def test_property_any_brand_in_any_grouping_is_masked(
     out = scrub_text(text)
     assert number not in "".join(c for c in out if c.isdecimal())
     assert find_pans(out) == []
+
+
+_LINE_CHARS = st.sampled_from(list('0123456789 -._/+\tabcXx%\u00e9"{}:,'))
+
+
+@settings(max_examples=300, deadline=None)
+@given(st.lists(st.text(_LINE_CHARS, max_size=60), max_size=8))
+def test_pan_suspect_lines_lists_exactly_the_lines_may_hold_pan_passes(lines: list[str]) -> None:
+    """The block pre-filter of ``logs validate`` names the same lines as asking one by one."""
+    raw = [line.encode("utf-8") for line in lines]
+    found = pan_suspect_lines(b"\n".join(raw))
+    if found is None:
+        block = b"\n".join(raw)
+        assert not block.isascii() or b"%" in block
+    else:
+        assert found == [i for i, line in enumerate(raw) if may_hold_pan(line)]
