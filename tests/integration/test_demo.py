@@ -86,7 +86,9 @@ def test_demo_tells_the_truth(demo: DemoRun) -> None:
     assert sum(v for _, v in requests) == 500
     assert {lab["operation"] for lab, _ in requests} == {"POST /v1/payments"}
     assert "" not in {lab["channel"] for lab, _ in requests}
-    assert "5 of 500 requests" in demo.stdout or " of 500 requests are slow" in demo.stdout
+    # how many are slow depends on the machine's load; the sentence counts requests, singular
+    # when one is ("1 of 500 requests is slow")
+    assert re.search(r"\b[1-9]\d* of 500 requests (is|are) slow", demo.stdout), demo.stdout
     coded = [
         (n, lab["error_code"], v)
         for n, lab, v in samples
