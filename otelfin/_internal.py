@@ -112,19 +112,32 @@ def _tally(counts: Counter[Any], key: Any, count: int) -> bool:
     return first
 
 
+def _count_and_say(
+    counts: Counter[Any], key: Any, count: int, event: str, detail: str, further: str, series: str
+) -> None:
+    """Count; the first time ``key`` is counted, warn once with where the rest are counted."""
+    if count > 0 and _tally(counts, key, count):
+        _warn(
+            f"otelfin: {event}{': ' + detail if detail else ''}; "
+            f"further {further} are counted in {series}"
+        )
+
+
 def spans_dropped(reason: str, count: int, detail: str = "") -> None:
     """Count ``count`` spans that will never reach the exporter, by ``reason``
     (``queue_full``, ``export_failed``, ``shutdown``); the first time per reason, warn.
 
     Exposed as ``otelfin_spans_dropped_total{reason}`` on ``/metrics``. Never raises.
     """
-    if count <= 0:
-        return
-    if _tally(_state.dropped, reason, count):
-        _warn(
-            f"otelfin: {count} span(s) dropped ({reason}){': ' + detail if detail else ''}; "
-            f'further drops are counted in otelfin_spans_dropped_total{{reason="{reason}"}}'
-        )
+    _count_and_say(
+        _state.dropped,
+        reason,
+        count,
+        f"{count} span(s) dropped ({reason})",
+        detail,
+        "drops",
+        f'otelfin_spans_dropped_total{{reason="{reason}"}}',
+    )
 
 
 def span_export_failed(reason: str, detail: str = "") -> None:
@@ -132,12 +145,15 @@ def span_export_failed(reason: str, detail: str = "") -> None:
     ``exception``: it raised, ``timeout``: it had not returned by the shutdown deadline); the
     first time per reason, warn. Exposed as ``otelfin_span_export_failures_total{reason}``.
     """
-    if _tally(_state.export_failures, reason, 1):
-        _warn(
-            f"otelfin: a span export failed ({reason}){': ' + detail if detail else ''}; "
-            "further failures are counted in "
-            f'otelfin_span_export_failures_total{{reason="{reason}"}}'
-        )
+    _count_and_say(
+        _state.export_failures,
+        reason,
+        1,
+        f"a span export failed ({reason})",
+        detail,
+        "failures",
+        f'otelfin_span_export_failures_total{{reason="{reason}"}}',
+    )
 
 
 def logs_dropped(reason: str, count: int, detail: str = "") -> None:
@@ -147,26 +163,30 @@ def logs_dropped(reason: str, count: int, detail: str = "") -> None:
     Exposed as ``otelfin_logs_dropped_total{reason}``. The JSON lines themselves (stdout or
     the log file) are written regardless. Never raises.
     """
-    if count <= 0:
-        return
-    if _tally(_state.logs_dropped, reason, count):
-        _warn(
-            f"otelfin: {count} log record(s) not sent over OTLP ({reason})"
-            f"{': ' + detail if detail else ''}; further drops are counted in "
-            f'otelfin_logs_dropped_total{{reason="{reason}"}}'
-        )
+    _count_and_say(
+        _state.logs_dropped,
+        reason,
+        count,
+        f"{count} log record(s) not sent over OTLP ({reason})",
+        detail,
+        "drops",
+        f'otelfin_logs_dropped_total{{reason="{reason}"}}',
+    )
 
 
 def otlp_export_failed(signal: str, reason: str, detail: str = "") -> None:
     """Count one failed OTLP export call of ``signal`` (``logs``, ``metrics``) by ``reason``
     (``failure``, ``exception``, ``timeout``); warn the first time. Exposed as
     ``otelfin_otlp_export_failures_total{signal,reason}``."""
-    if _tally(_state.otlp_failures, (signal, reason), 1):
-        _warn(
-            f"otelfin: an OTLP {signal} export failed ({reason}){': ' + detail if detail else ''}"
-            "; further failures are counted in "
-            f'otelfin_otlp_export_failures_total{{signal="{signal}",reason="{reason}"}}'
-        )
+    _count_and_say(
+        _state.otlp_failures,
+        (signal, reason),
+        1,
+        f"an OTLP {signal} export failed ({reason})",
+        detail,
+        "failures",
+        f'otelfin_otlp_export_failures_total{{signal="{signal}",reason="{reason}"}}',
+    )
 
 
 def otlp_health() -> tuple[dict[str, int], dict[tuple[str, str], int]]:

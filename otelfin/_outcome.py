@@ -51,7 +51,7 @@ from typing import Any
 
 from opentelemetry.attributes import BoundedAttributes
 from opentelemetry.context import Context
-from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
+from opentelemetry.sdk.trace import Span, SpanProcessor
 from opentelemetry.trace import SpanKind, Status, StatusCode
 
 from otelfin import _internal
@@ -260,12 +260,3 @@ class OutcomeSpanProcessor(SpanProcessor):
             _settle_ending(span, self._catalogue())
         except Exception as exc:
             _internal.report("outcome.settle", exc)
-
-    def on_end(self, span: ReadableSpan) -> None:
-        return None
-
-    def shutdown(self) -> None:
-        return None
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True

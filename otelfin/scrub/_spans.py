@@ -183,15 +183,6 @@ class ScrubbingSpanProcessor(SpanProcessor):
             if description is not status.description:
                 span._status = Status(status.status_code, description)
 
-    def on_end(self, span: ReadableSpan) -> None:
-        return None
-
-    def shutdown(self) -> None:
-        return None
-
-    def force_flush(self, timeout_millis: int = 30000) -> bool:
-        return True
-
 
 def scrub_span(span: ReadableSpan, options: ScrubOptions | None = None) -> ReadableSpan:
     """A copy of ``span`` with its name, attributes, events (exception message and stack trace
