@@ -8,11 +8,14 @@ Exit status everywhere: 0 ok, 1 findings, 2 usage or input error. Flags that mir
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import io
 import os
 import sys
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import Any, TextIO
 
 __all__ = ["main"]
 
@@ -49,8 +52,75 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
+class _MaskedText(io.TextIOBase):
+    """A text stream that masks card numbers and secret pairs in each line it passes on.
+
+    Every command quotes what it read (a span name, a label value, a line of a file it could
+    not parse); whatever the input held, the terminal and the CI log get it masked. Whole lines
+    are scrubbed (a card number split across two ``write`` calls is still one line); the rest
+    goes out at ``flush``. Bytes written to ``.buffer`` (``logs filter``'s pass-through of
+    validated lines) are the input's own, unchanged.
+    """
+
+    def __init__(self, stream: TextIO) -> None:
+        from otelfin.scrub import scrub_text
+
+        self._stream = stream
+        self._scrub = scrub_text
+        self._pending = ""
+
+    def write(self, text: str) -> int:
+        pending = self._pending + text
+        end = pending.rfind("\n") + 1
+        if end:
+            self._stream.write(self._scrub(pending[:end]))
+        self._pending = pending[end:]
+        return len(text)
+
+    def flush(self) -> None:
+        if self._pending:
+            rest, self._pending = self._pending, ""
+            self._stream.write(self._scrub(rest))
+        self._stream.flush()
+
+    def writable(self) -> bool:
+        return True
+
+    def __getattr__(self, name: str) -> Any:  # buffer, encoding, fileno, isatty, ...
+        return getattr(self._stream, name)
+
+
+@contextmanager
+def _masked_output() -> Iterator[None]:
+    """stdout and stderr masked for one command (fails closed: if the scrubber cannot be
+    loaded, the command does not run)."""
+    real_out, real_err = sys.stdout, sys.stderr
+    out, err = _MaskedText(real_out), _MaskedText(real_err)
+    sys.stdout, sys.stderr = out, err
+    try:
+        yield
+    finally:
+        sys.stdout, sys.stderr = real_out, real_err
+        for stream in (out, err):
+            # the reader went away (| head) or the stream was closed
+            with contextlib.suppress(OSError, ValueError):
+                stream.flush()
+
+
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run the CLI; returns the exit status (also used by the console script)."""
+    """Run the CLI; returns the exit status (also used by the console script).
+
+    Everything a command prints, on stdout and stderr, has card numbers and secret pairs
+    masked (:class:`_MaskedText`).
+    """
+    try:
+        with _masked_output():
+            return _run(argv)
+    except BrokenPipeError:
+        return _broken_pipe()
+
+
+def _run(argv: Sequence[str] | None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     func = getattr(args, "func", None)
@@ -67,15 +137,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         return int(func(args))
     except KeyboardInterrupt:
         return 130
-    except BrokenPipeError:
-        # The reader went away (`| head`): stop quietly, but never report success, since the
-        # findings it did not read may exist. 141 = 128 + SIGPIPE, what a shell tool exits with.
-        try:
-            devnull = os.open(os.devnull, os.O_WRONLY)
-            os.dup2(devnull, sys.stdout.fileno())
-        except (OSError, ValueError, io.UnsupportedOperation):
-            pass  # stdout is not a real file (tests); nothing is flushed to it at exit
-        return 141
+
+
+def _broken_pipe() -> int:
+    # The reader went away (`| head`): stop quietly, but never report success, since the
+    # findings it did not read may exist. 141 = 128 + SIGPIPE, what a shell tool exits with.
+    try:
+        devnull = os.open(os.devnull, os.O_WRONLY)
+        os.dup2(devnull, sys.stdout.fileno())
+    except (OSError, ValueError, io.UnsupportedOperation):
+        pass  # stdout is not a real file (tests); nothing is flushed to it at exit
+    return 141
 
 
 def main_exit() -> None:
