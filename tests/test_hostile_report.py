@@ -348,7 +348,10 @@ def _reference(series: list[HistogramSeries], quantile: float) -> tuple[float, f
     def slow(t: float) -> float:
         return sum(max(0.0, s.count - cum_at(s, t)) for s in series)
 
-    while slow(threshold) == 0 and bounds.index(threshold) > 0:
+    # step down while the tail is empty or holds under half of what the quantile leaves
+    while bounds.index(threshold) > 0 and (
+        slow(threshold) == 0 or slow(threshold) < 0.5 * (1 - quantile) * total
+    ):
         threshold = bounds[bounds.index(threshold) - 1]
     return p99, threshold, slow(threshold)
 

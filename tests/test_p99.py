@@ -70,6 +70,31 @@ def test_coarse_buckets_step_the_threshold_down_and_say_so() -> None:
     assert report.rows[0].value == "True" and report.rows[0].tail_share == 1.0
 
 
+def test_a_tail_of_one_request_steps_down_and_says_how_thin_it_was() -> None:
+    """500 requests, a wechat cluster of 9 inside the P99's bucket and 1 above its upper bound:
+    ranking that one request (the newcomer's "100% of slow requests from 15% of traffic" from
+    a single request) is not an answer. The threshold steps down a bound, the tail holds the
+    cluster, and the note says how few were above."""
+    registry = CollectorRegistry()
+    metrics = red_metrics(registry=registry, buckets=[0.1, 0.5, 1.0, 1.2, 1.5, 2.0])
+    for i in range(500):
+        if i < 9:
+            duration, channel = 1.3, "wechat"
+        elif i == 9:
+            duration, channel = 1.6, "card"
+        else:
+            duration, channel = 0.05, "card"
+        metrics.observe("svc", "pay", duration, labels={"channel": channel})
+    report = attribute(series_from_registry(registry, DURATION_METRIC), ["channel"],
+                       metric=DURATION_METRIC)  # fmt: skip
+    assert 1.2 < report.p99_seconds <= 1.5
+    assert report.threshold_seconds == 1.2 and report.slow == 10
+    assert report.notes and report.notes[0].startswith(
+        "only 1 request above the bound over the P99"
+    )
+    assert report.rows[0].value == "wechat" and report.rows[0].tail_share == pytest.approx(0.9)
+
+
 def test_a_slow_cluster_in_narrow_buckets_is_not_called_coarse() -> None:
     """The default layout with a slow path at one latency (3.6% of requests near 1.3 s, the
     demo's shape): the threshold steps down under the cluster, and the note does not blame

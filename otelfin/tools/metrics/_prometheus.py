@@ -21,6 +21,7 @@ from otelfin.tools.metrics._report import (
     operations_selector,
     ordered,
     step_down_note,
+    thin_tail,
 )
 from otelfin.tools.metrics._series import ReportError
 
@@ -159,9 +160,14 @@ def from_prometheus(
     le_float = _threshold([b for b, _ in bounds], p99)
     at = [b for b, _ in bounds].index(le_float)
     notes: list[str] = []
-    while at > 0 and math.isfinite(everything) and everything - cumulative[bounds[at][0]] <= 0:
-        at -= 1  # nothing above the bound over the P99: the same step down as attribute()
-        notes.append(step_down_note([b for b, _ in bounds], at, metric))
+    while (
+        at > 0
+        and math.isfinite(everything)
+        and thin_tail(everything - cumulative[bounds[at][0]], everything, quantile)
+    ):
+        above = everything - cumulative[bounds[at][0]]
+        at -= 1  # the same step down as attribute()
+        notes.append(step_down_note([b for b, _ in bounds], at, metric, above))
     notes = notes[-1:]
     le_float, le_label = bounds[at]
     queries = _promql(metric, by, quantile, window, le_label, selector)

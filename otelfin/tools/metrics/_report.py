@@ -239,13 +239,28 @@ def _step_sums(
     return cumulative, slow_totals
 
 
-def step_down_note(bounds: Sequence[float], at: int, metric: str) -> str:
-    """Why the slow threshold is ``bounds[at]``, one bound under the one over the P99."""
+def thin_tail(slow: float, total: float, quantile: float) -> bool:
+    """Whether the tail above the bound over the P99 is too thin to rank.
+
+    The tail is what lies above the bound over the P99. When that holds fewer than half of the
+    requests a P99 leaves above it (none, or one of 500 in a bucket 20% wide), a ranking of it
+    would rest on a request or two: the report steps down a bound, so the tail has members.
+    """
+    return slow <= 0 or slow < 0.5 * (1 - quantile) * total
+
+
+def step_down_note(bounds: Sequence[float], at: int, metric: str, above: float = 0.0) -> str:
+    """Why the slow threshold is ``bounds[at]``, one bound under the one over the P99
+    (``above``: how many were over that one, fewer than half the tail a P99 leaves)."""
     wide = bounds[at + 1] > 1.25 * bounds[at] if bounds[at] > 0 else True
-    return (
-        f"no {singular(counted(metric))} is above the bound over the P99; "
-        f"using le={le_text(bounds[at])} "
-    ) + (
+    what = counted(metric)
+    over = (
+        f"no {singular(what)} is above the bound over the P99"
+        if above <= 0
+        else f"only {above:g} {what if above != 1 else singular(what)} above the bound over the "
+        "P99 (fewer than half the tail it leaves)"
+    )
+    return f"{over}; using le={le_text(bounds[at])} " + (
         "(buckets are too coarse here: see `otelfin buckets suggest`)"
         if wide
         else "(the P99 lies in the slowest occupied bucket: the requests above this bound are "
@@ -285,10 +300,10 @@ def attribute(
     p99 = histogram_quantile(quantile, bounds, [*cumulative, total])
     at = min(bisect_left(bounds, p99), len(bounds) - 1)
     notes: list[str] = []
-    while slow_totals[at] == 0 and at > 0:
-        # Nothing lies above the bound over the P99: step down so the tail still has members.
+    while at > 0 and thin_tail(slow_totals[at], total, quantile):
+        above = slow_totals[at]
         at -= 1
-        notes.append(step_down_note(bounds, at, metric))
+        notes.append(step_down_note(bounds, at, metric, above))
     threshold = bounds[at]
     threshold_le = next(
         (s.buckets[threshold][0] for s in series if threshold in s.buckets),
