@@ -31,7 +31,10 @@ _LISTED = 10_000
 
 def register(sub: Any) -> None:
     _, logs_sub = command(
-        sub, "logs", help="validate JSON log files; print the log-line schema", required=True
+        sub,
+        "logs",
+        help="validate or filter JSON log lines; print the log-line schema",
+        required=True,
     )
 
     validate = logs_sub.add_parser(
