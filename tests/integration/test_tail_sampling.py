@@ -46,7 +46,11 @@ def _uvicorn(app: str, port: int) -> list[str]:
 
 async def _drive(base: str, path: str, pids: range, concurrency: int) -> dict[int, int]:
     limit = asyncio.Semaphore(concurrency)
-    async with httpx.AsyncClient(base_url=base, timeout=60) as client:
+    # No keep-alive: a request that fails with an unhandled exception (pid % 20 == 2) ends in
+    # uvicorn closing its connection after the 500 is sent, and a pooled connection reused in
+    # that instant fails with httpx.ReadError (1 run in 3, even on a quiet machine).
+    no_reuse = httpx.Limits(max_keepalive_connections=0)
+    async with httpx.AsyncClient(base_url=base, timeout=60, limits=no_reuse) as client:
 
         async def one(pid: int) -> tuple[int, int]:
             async with limit:
