@@ -454,7 +454,18 @@ def _setup_pillars(config: Config, tracing: Tracing, problems: list[str] | None 
         }
         if handed:
             tracing = dataclasses.replace(tracing, **handed)
+    _hand_export_scrub_options(tracing.scrub_options)
     return complete
+
+
+def _hand_export_scrub_options(options: Any) -> None:
+    """The scrub pillar's options to the export pipeline's scrubber (built before that
+    pillar, or kept from an earlier configure(), behind the tail-sampling processor if one);
+    None (the scrub pillar failed): it follows the process default, masking on."""
+    delegate = _state.processor.delegate if _state.processor is not None else None
+    pipeline = getattr(delegate, "pipeline", delegate)  # the tail processor's, or itself
+    if isinstance(pipeline, _exporters.ExportPipeline):
+        pipeline.guarded.use_scrub_options(options)
 
 
 def _contained(where: str, call: Callable[..., Any], *args: Any) -> Any:

@@ -109,6 +109,9 @@ class OtelfinConfigurator(_BaseConfigurator):
 
 
 def _scrubbed(exc: BaseException) -> str:
+    # The process default, on purpose: this runs when configure() itself failed, so no
+    # options were built to hand over; the default is the scrub pillar's if it got that far,
+    # else the built-in one (masking on either way).
     try:
         from otelfin.scrub import scrub_text
 

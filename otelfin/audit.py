@@ -54,6 +54,7 @@ from otelfin.scrub import fingerprint_key_id, scrub_text, scrub_value
 
 if TYPE_CHECKING:
     from otelfin.pillar import Config, Tracing
+    from otelfin.scrub import ScrubOptions
 
 __all__ = [
     "GENESIS",
@@ -135,12 +136,12 @@ def _now() -> str:
     return datetime.now(timezone.utc).isoformat(timespec="microseconds")
 
 
-def _text(value: Any, name: str, required: bool) -> str | None:
+def _text(value: Any, name: str, required: bool, options: ScrubOptions | None) -> str | None:
     if value is None and not required:
         return None
     if not isinstance(value, str) or not value.strip():
         raise ValueError(f"audit {name} must be a non-empty string, not {value!r}")
-    return scrub_text(value)
+    return scrub_text(value, options=options)
 
 
 def _last_record(path: str) -> dict[str, Any] | None:
@@ -175,11 +176,23 @@ def _last_record(path: str) -> dict[str, Any] | None:
 
 
 class AuditTrail:
-    """One open audit file and its chain (thread-safe). Made by :func:`open_trail`."""
+    """One open audit file and its chain (thread-safe). Made by :func:`open_trail`.
 
-    def __init__(self, path: str, service: str, key: bytes | None) -> None:
+    Records are masked with ``scrub_options`` (None: the process default, masking on).
+    """
+
+    def __init__(
+        self,
+        path: str,
+        service: str,
+        key: bytes | None,
+        scrub_options: ScrubOptions | None = None,
+    ) -> None:
         self.path = path
         self.service = service
+        #: What records are masked with: the scrub pillar's options, handed over by
+        #: ``configure()`` (replaced whole when a later configure() keeps this trail).
+        self.scrub_options = scrub_options
         self._key = key
         self.chain = "hmac-sha256" if key is not None else "sha256"
         self.key_id = key_id(key) if key is not None else None
@@ -214,13 +227,14 @@ class AuditTrail:
         """Append one record; return it as written. Raises AuditError when it cannot."""
         if outcome not in OUTCOMES:
             raise ValueError(f"audit outcome must be one of {', '.join(OUTCOMES)}, not {outcome!r}")
+        options = self.scrub_options
         fields = {
-            "event": _text(event, "event", True),
-            "actor": _text(actor, "actor", True),
-            "resource": _text(resource, "resource", False),
-            "origin": _text(origin, "origin", False) or socket.gethostname(),
+            "event": _text(event, "event", True, options),
+            "actor": _text(actor, "actor", True, options),
+            "resource": _text(resource, "resource", False, options),
+            "origin": _text(origin, "origin", False, options) or socket.gethostname(),
         }
-        clean = scrub_value(dict(details))
+        clean = scrub_value(dict(details), options=options)
         _check_json(clean)
         ctx = trace.get_current_span().get_span_context()
         with self._lock:
@@ -306,7 +320,7 @@ def _check_json(value: Any, depth: int = 0) -> None:
 
 
 class _State:
-    __slots__ = ("failure", "key", "lock", "service", "template", "trail")
+    __slots__ = ("failure", "key", "lock", "scrub_options", "service", "template", "trail")
 
     def __init__(self) -> None:
         self.lock = threading.RLock()
@@ -314,6 +328,8 @@ class _State:
         self.template: str | None = None
         self.service = ""
         self.key: bytes | None = None
+        #: The scrubber's options the trail masks with (a child's reopened trail too).
+        self.scrub_options: ScrubOptions | None = None
         #: Why the configured trail could not be opened (named by record()'s AuditError).
         self.failure: str | None = None
 
@@ -321,9 +337,16 @@ class _State:
 _state = _State()
 
 
-def open_trail(path: str, service: str, key: str | bytes | None = None) -> AuditTrail:
+def open_trail(
+    path: str,
+    service: str,
+    key: str | bytes | None = None,
+    *,
+    scrub_options: ScrubOptions | None = None,
+) -> AuditTrail:
     """Open (or continue) the trail at ``path`` and write its start record; it becomes the
     trail :func:`record` writes to. ``{pid}`` in ``path`` is replaced by the process id.
+    Records are masked with ``scrub_options`` (None: the process default).
 
     Raises ValueError when the file cannot be opened or does not end in a complete record.
     """
@@ -332,23 +355,26 @@ def open_trail(path: str, service: str, key: str | bytes | None = None) -> Audit
         close()
         _state.template, _state.failure = None, None
         try:
-            trail = _open(path, service, data)
+            trail = _open(path, service, data, scrub_options)
         except ValueError as exc:
             _state.failure = str(exc)
             raise
         _state.template, _state.service, _state.key = path, service, data
+        _state.scrub_options = scrub_options
         _state.trail = trail
         return trail
 
 
-def _open(template: str, service: str, key: bytes | None) -> AuditTrail:
+def _open(
+    template: str, service: str, key: bytes | None, options: ScrubOptions | None
+) -> AuditTrail:
     path = template.replace("{pid}", str(os.getpid()))
     try:
-        trail = AuditTrail(path, service, key)
+        trail = AuditTrail(path, service, key, options)
     except OSError as exc:
         raise ValueError(f"audit_file {path!r} cannot be opened: {exc.strerror}") from None
     details: dict[str, Any] = {"pid": os.getpid(), "chain": trail.chain}
-    fp = fingerprint_key_id()
+    fp = fingerprint_key_id(options)
     if fp is not None:
         details["fingerprint_key_id"] = fp
     try:
@@ -417,7 +443,7 @@ def _reopen_in_child(trail: AuditTrail | None) -> AuditTrail:
             "audit_file so each process keeps its own chain"
         )
     try:
-        _state.trail = _open(template, _state.service, _state.key)
+        _state.trail = _open(template, _state.service, _state.key, _state.scrub_options)
     except ValueError as exc:
         raise AuditError(str(exc)) from exc
     return _state.trail
@@ -438,7 +464,8 @@ atexit.register(close)
 
 def install_pillar(config: Config, tracing: Tracing) -> None:
     """Open the trail ``audit_file`` names (or close it when unset); the same file and key
-    again keeps the open trail (no new start record)."""
+    again keeps the open trail (no new start record). Records are masked with the scrub
+    pillar's options ``configure()`` handed over (``tracing.scrub_options``)."""
     options = config.options
     path = options.get("audit_file")
     raw_key = options.get("audit_key")
@@ -457,7 +484,9 @@ def install_pillar(config: Config, tracing: Tracing) -> None:
             and trail.pid == os.getpid()
         )
         if not same:
-            open_trail(path, config.service_name, key)
+            open_trail(path, config.service_name, key, scrub_options=tracing.scrub_options)
+        elif trail is not None:
+            trail.scrub_options = _state.scrub_options = tracing.scrub_options
 
 
 def uninstall_pillar() -> None:

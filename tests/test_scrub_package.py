@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
@@ -132,3 +134,84 @@ def test_processor_and_exporter_take_fixed_options() -> None:
     assert exported.attributes["note"] == "411111XXXXXX1111"
     provider.shutdown()
     raw.shutdown()
+
+
+HANDED = {"pan_mask": "first6last4", "secret_keys": ["merchant_ref"]}
+
+
+@pytest.mark.parametrize("tail", [False, True], ids=["pipeline", "behind-tail-sampling"])
+def test_export_scrubbing_keeps_the_options_configure_handed_it(tail: bool) -> None:
+    """Spans scrubbed at export (not as they end) are masked with the options configure()
+    handed the export pipeline, also behind the tail-sampling processor, after the process
+    default went back to last4."""
+    from opentelemetry import trace
+    from opentelemetry.trace import StatusCode
+
+    extra = {"keep_traces": "error"} if tail else {}
+    with configured_for_test(scrub_all_spans=False, **HANDED, **extra) as spans:
+        scrub.configure(None)
+        with trace.get_tracer("t").start_as_current_span("pay") as span:
+            span.set_attribute("card", VISA)
+            span.set_attribute("merchant_ref", "m1")
+            span.set_status(StatusCode.ERROR)
+        (exported,) = spans.get_finished_spans()
+    assert exported.attributes is not None
+    assert exported.attributes["card"] == "411111XXXXXX1111"
+    assert exported.attributes["merchant_ref"] == "[REDACTED]"
+
+
+def test_audit_keeps_the_options_configure_handed_it(tmp_path: Path) -> None:
+    """Audit records are masked with the options configure() handed the audit pillar, after
+    the process default went back to last4, and after a configure() that keeps the trail."""
+    from otelfin import audit
+
+    path = str(tmp_path / "audit.jsonl")
+    with configured_for_test(audit_file=path, **HANDED) as spans:
+        scrub.configure(None)
+        first = audit.record("card.read", actor="alice", outcome="success", card=VISA)
+        otelfin.configure(
+            "otelfin-test", span_exporter=spans, span_processor="simple", audit_file=path
+        )
+        scrub.configure(ScrubOptions(pan_mask="first6last4"))
+        second = audit.record("card.read", actor=f"ops {VISA}", outcome="success", merchant_ref="m")
+    assert first["details"]["card"] == "411111XXXXXX1111"
+    assert second["seq"] == first["seq"] + 1  # the same trail, the new options
+    assert second["actor"] == "ops XXXXXXXXXXXX1111"
+    assert second["details"]["merchant_ref"] == "m"
+
+
+def test_baggage_keeps_the_options_configure_handed_it() -> None:
+    """The propagator masks baggage arriving and leaving with the options configure() handed
+    it, after the process default went back to last4 (no extra secret names), and the ones
+    a later configure() hands it."""
+    from opentelemetry import baggage, propagate
+
+    header = {"baggage": f"card={VISA},merchant_ref=m1,tenant=acme"}
+    with configured_for_test(**HANDED) as spans:
+        scrub.configure(None)
+        arrived = dict(baggage.get_all(propagate.extract(header)))
+        carrier: dict[str, str] = {}
+        leaving = baggage.set_baggage("card", f"x{VISA}")
+        propagate.inject(carrier, leaving)
+        propagator = propagate.get_global_textmap()
+        otelfin.configure("otelfin-test", span_exporter=spans, span_processor="simple")
+        scrub.configure(ScrubOptions(pan_mask="first6last4"))
+        assert propagate.get_global_textmap() is propagator  # kept, with the new options
+        again = dict(baggage.get_all(propagate.extract(header)))
+        propagate.inject(carrier, leaving)  # the same baggage: not the header cached before
+    assert arrived == {"card": "411111XXXXXX1111", "tenant": "acme"}
+    assert again == {"card": "XXXXXXXXXXXX1111", "merchant_ref": "m1", "tenant": "acme"}
+    assert carrier["baggage"] == "card=xXXXXXXXXXXXX1111"
+
+
+def test_problem_details_keep_the_options_configure_handed_them() -> None:
+    """A problem+json body is masked with the options configure() handed the tracing pillar,
+    after the process default went back to last4."""
+    from otelfin.instrument import problem
+
+    with configured_for_test(**HANDED):
+        scrub.configure(None)
+        status, body = problem(otelfin.OtelfinError("PAY-012", f"card {VISA}"), f"/cards/{VISA}")
+    assert status == 402
+    assert body["detail"] == "card 411111XXXXXX1111"
+    assert body["instance"] == "/cards/411111XXXXXX1111"

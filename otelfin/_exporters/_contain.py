@@ -11,7 +11,7 @@ from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
 from otelfin import _internal
-from otelfin.scrub import ScrubbingSpanExporter
+from otelfin.scrub import ScrubbingSpanExporter, ScrubOptions
 
 __all__ = ["GuardedExporter", "exporter_name"]
 
@@ -47,12 +47,18 @@ class GuardedExporter(_Contained):
     """Scrubs spans once, then exports; an exporter failure is counted, logged once, contained.
 
     Scrubbing is :class:`~otelfin.scrub.ScrubbingSpanExporter`'s, which steps aside when the
-    spans were scrubbed as they ended already.
+    spans were scrubbed as they ended already. It scrubs with ``options`` (None: the process
+    default, masking on); the pipeline is built before the scrub pillar, so ``configure()``
+    hands that pillar's options over afterwards with :meth:`use_scrub_options`.
     """
 
-    def __init__(self, inner: SpanExporter) -> None:
+    def __init__(self, inner: SpanExporter, options: ScrubOptions | None = None) -> None:
         self.inner = inner
-        self._scrubbing = ScrubbingSpanExporter(inner, only_unscrubbed=True)
+        self._scrubbing = ScrubbingSpanExporter(inner, options, only_unscrubbed=True)
+
+    def use_scrub_options(self, options: ScrubOptions | None) -> None:
+        """Scrub with ``options`` from the next export on (None: the process default)."""
+        self._scrubbing.options = options  # one reference, replaced whole
 
     def export(self, spans: Sequence[ReadableSpan]) -> SpanExportResult:
         try:

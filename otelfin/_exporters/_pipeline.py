@@ -52,12 +52,13 @@ class ExportPipeline(SpanProcessor):
         self.factory = factory
         self.accounts = _Accounts()
         self.counting = _CountingExporter(exporter, self.accounts)
-        guarded = GuardedExporter(self.counting)
+        #: Scrubs and contains; ``configure()`` hands it the scrub pillar's options.
+        self.guarded = GuardedExporter(self.counting)
         self.queue_size = _queue_size() if batch else 0
         self.processor: SpanProcessor = (
-            BatchSpanProcessor(guarded, max_queue_size=self.queue_size)
+            BatchSpanProcessor(self.guarded, max_queue_size=self.queue_size)
             if batch
-            else SimpleSpanProcessor(guarded)
+            else SimpleSpanProcessor(self.guarded)
         )
         self._flushing: threading.Thread | None = None
         _after_fork(self, ExportPipeline._forked)

@@ -30,7 +30,13 @@ _TYPE_BASE = "urn:otelfin:error:"
 def problem(
     exc: BaseException, instance: str | None = None, *, type_base: str = _TYPE_BASE
 ) -> tuple[int, dict[str, Any]]:
-    """The HTTP status and RFC 9457 body for ``exc`` (any exception with an ``error_code``)."""
+    """The HTTP status and RFC 9457 body for ``exc`` (any exception with an ``error_code``).
+
+    Masked with the scrubber's options ``configure()`` handed the tracing pillar (None before:
+    the process default), read once per response like the catalogue: the handlers are added
+    by the application, often before ``configure()``, so they cannot be handed them.
+    """
+    from otelfin.instrument._traced import _state as handed
     from otelfin.instrument.transports.web import catalogue_entry
     from otelfin.scrub import scrub_text
 
@@ -43,18 +49,19 @@ def problem(
         phrase = "Error"
     message = getattr(exc, "message", None)
     detail = message if isinstance(message, str) and message else str(exc)
+    options = handed.scrub_options
     body: dict[str, Any] = {
         "type": f"{type_base}{code}",
         "title": entry.message if entry is not None else phrase,
         "status": status,
-        "detail": scrub_text(detail),
+        "detail": scrub_text(detail, options=options),
         "code": code,
     }
     context = trace.get_current_span().get_span_context()
     if context.is_valid:
         body["trace_id"] = f"{context.trace_id:032x}"
     if instance:
-        body["instance"] = scrub_text(instance)
+        body["instance"] = scrub_text(instance, options=options)
     return status, body
 
 

@@ -65,13 +65,18 @@ _state = _State()
 
 
 def install_pillar(config: Config, tracing: Tracing) -> None:
-    """Set the global propagator from ``config.propagators`` (called by ``configure``)."""
+    """Set the global propagator from ``config.propagators`` (called by ``configure``); it
+    masks baggage with the scrub pillar's options ``configure()`` handed over."""
     current = propagate.get_global_textmap()
     installed = _state.installed
     wanted = tuple(p.strip().lower() for p in config.propagators if p.strip())
+    options = tracing.scrub_options  # the scrub pillar's, for baggage
     if installed is not None and current is installed and installed.formats == wanted:
+        if installed.scrub_options is not options:
+            installed.use_scrub_options(options)
         return
-    propagator = OtelfinPropagator(config.propagators)  # ValueError for unknown formats
+    # ValueError for unknown formats
+    propagator = OtelfinPropagator(config.propagators, scrub_options=options)
     if installed is None or current is not installed:
         _state.previous = current
     _state.installed = propagator

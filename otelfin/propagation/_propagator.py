@@ -32,7 +32,7 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otelfin import _internal
 from otelfin.propagation import _carriers, _formats
-from otelfin.scrub import current_options, find_pans, is_secret_key, scrub_text
+from otelfin.scrub import ScrubOptions, current_options, find_pans, is_secret_key, scrub_text
 
 __all__ = ["INJECT_FORMATS", "OtelfinPropagator"]
 
@@ -141,13 +141,9 @@ def _generic_collect(getter: Getter[Any], carrier: Any) -> _carriers.Collected:
 # --- baggage scrubbing -------------------------------------------------------------------------
 
 
-def _is_secret(key: str) -> bool:
-    return is_secret_key(key)
-
-
-def _clean_value(value: str) -> str | None:
+def _clean_value(value: str, options: ScrubOptions) -> str | None:
     """``value`` with card numbers masked; None to drop the entry."""
-    return scrub_text(value)
+    return scrub_text(value, options=options)
 
 
 # Parsed tracestate and baggage by raw header. Baggage ("tenant=acme,channel=web") and often
@@ -177,10 +173,11 @@ def _tracestate(values: list[str] | None) -> _formats.W3CTraceState:
     return state
 
 
-def _baggage(values: list[str]) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
+def _baggage(
+    values: list[str], options: ScrubOptions
+) -> tuple[dict[str, str], dict[str, tuple[str, str]]]:
     """Scrubbed baggage entries and their properties (key -> (value, properties))."""
     header = values[0] if len(values) == 1 else ",".join(values)
-    options = current_options()
     cached = _bg_cache.get(header)
     if cached is not None and cached[0] is options:
         return cached[1], cached[2]
@@ -194,19 +191,18 @@ def _baggage(values: list[str]) -> tuple[dict[str, str], dict[str, tuple[str, st
     # cost more than the rest of extract on unique headers).
     pairs = len(entries) + sum(p.count("=") for p in raw_properties.values())
     if "%" in header or ":" in header or header.count("=") > pairs or find_pans(header):
-        entries = dict(_clean_entries(entries.items()))
+        entries = dict(_clean_entries(entries.items(), options))
         for key, props in raw_properties.items():
-            clean = _clean_properties(props)
+            clean = _clean_properties(props, options)
             if clean and key in entries:
                 properties[key] = (entries[key], clean)
         return entries, properties
-    is_secret = is_secret_key
     for key in entries:
-        if is_secret(key):
-            entries = {k: v for k, v in entries.items() if not is_secret(k)}
+        if is_secret_key(key, options):
+            entries = {k: v for k, v in entries.items() if not is_secret_key(k, options)}
             break
     for key, props in raw_properties.items():
-        clean = _clean_properties(props)
+        clean = _clean_properties(props, options)
         if clean and key in entries:
             properties[key] = (entries[key], clean)
     if len(_bg_cache) >= _CACHE_MAX:
@@ -215,30 +211,32 @@ def _baggage(values: list[str]) -> tuple[dict[str, str], dict[str, tuple[str, st
     return entries, properties
 
 
-def _clean_properties(props: str) -> str:
+def _clean_properties(props: str, options: ScrubOptions) -> str:
     """Properties without secret-named ones; "" when one may hold a card number."""
     kept = []
     for prop in props.split(";"):
-        if _is_secret(prop.partition("=")[0]):
+        if is_secret_key(prop.partition("=")[0], options):
             continue
-        if _clean_value(prop) != prop:
+        if _clean_value(prop, options) != prop:
             return ""  # masking could make it invalid: the entry travels without properties
         kept.append(prop)
     return ";".join(kept)
 
 
-def _clean_entries(entries: Iterable[tuple[Any, Any]]) -> Iterator[tuple[str, str]]:
+def _clean_entries(
+    entries: Iterable[tuple[Any, Any]], options: ScrubOptions
+) -> Iterator[tuple[str, str]]:
     for key, value in entries:
         try:
             name = str(key)
             raw = str(value)
         except Exception:  # an unprintable entry is dropped, the others still travel
             continue
-        if _is_secret(name):
+        if is_secret_key(name, options):
             continue
         # A card number can sit in a key as well as in a value: both are masked.
-        masked_name = _clean_value(name)
-        text = _clean_value(raw)
+        masked_name = _clean_value(name, options)
+        text = _clean_value(raw, options)
         if masked_name is not None and text is not None:
             yield masked_name, text
 
@@ -251,11 +249,20 @@ class OtelfinPropagator(TextMapPropagator):
             ``b3multi``, ``none``, or the name of any installed ``opentelemetry_propagator``
             entry point (used for both inject and extract). Extraction of W3C, B3 single/multi
             and baggage is always on.
+        scrub_options: what baggage is masked with, arriving and leaving (None: the process
+            default, masking on); ``configure()`` hands over the scrub pillar's.
 
     Raises ``ValueError`` for a format that is neither built in nor installed.
     """
 
-    def __init__(self, inject: Sequence[str] = ("tracecontext", "baggage")) -> None:
+    def __init__(
+        self,
+        inject: Sequence[str] = ("tracecontext", "baggage"),
+        *,
+        scrub_options: ScrubOptions | None = None,
+    ) -> None:
+        #: Read once per extract or inject of baggage; replaced whole by use_scrub_options.
+        self.scrub_options = scrub_options
         names = tuple(n.strip().lower() for n in inject if n.strip())
         self.formats = names
         self._w3c = "tracecontext" in names
@@ -281,6 +288,13 @@ class OtelfinPropagator(TextMapPropagator):
 
     def __repr__(self) -> str:
         return f"OtelfinPropagator(inject={list(self.formats)!r})"
+
+    def use_scrub_options(self, options: ScrubOptions | None) -> None:
+        """Mask baggage with ``options`` from the next call on (None: the process default)."""
+        self.scrub_options = options
+        # The header cached for the last baggage dict was masked with the old options. (An
+        # inject racing with this call may cache one more for its dict: masked all the same.)
+        self._baggage_cache = (None, None, "")
 
     @property
     def fields(self) -> set[str]:
@@ -328,7 +342,9 @@ class OtelfinPropagator(TextMapPropagator):
                 values[_SPAN_KEY] = NonRecordingSpan(parent)
             baggage_values = headers.get("baggage")
             if baggage_values:
-                cleaned, properties = _baggage(baggage_values)
+                cleaned, properties = _baggage(
+                    baggage_values, self.scrub_options or current_options()
+                )
                 if cleaned:
                     existing = context.get(_BAGGAGE_KEY)
                     if isinstance(existing, (dict, Mapping)) and existing:
@@ -435,11 +451,12 @@ class OtelfinPropagator(TextMapPropagator):
         cached = self._baggage_cache
         if cached[0] is baggage and cached[1] is properties:
             return cached[2]
+        options = self.scrub_options or current_options()
         props: dict[str, str] | None = None
         if isinstance(properties, dict) and properties:
             # a property belongs to the value it came with; a changed entry goes without it
             props = {k: p for k, (v, p) in properties.items() if baggage.get(k) == v}
-        header = _formats.format_baggage(_clean_entries(baggage.items()), props)
+        header = _formats.format_baggage(_clean_entries(baggage.items(), options), props)
         self._baggage_cache = (baggage, properties, header)
         return header
 
