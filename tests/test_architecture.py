@@ -104,6 +104,11 @@ ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
     ("otelfin._outcome", "span"): "the ending hook: outcome set on the frozen span, no closure",
     ("otelfin._outcome", "_dict"): "BoundedAttributes' dict: public reads go through Mapping",
     ("otelfin._outcome", "_immutable"): "BoundedAttributes' freeze flag, lifted for our keys",
+    # The lean server span reads the official ASGI middleware's configuration (pinned 0.66b1)
+    # to take the fast path only where that middleware would make the same span.
+    ("otelfin.instrument.transports._server", "_StabilityMode"): "semconv mode of the official",
+    ("otelfin.instrument.transports._server", "opentelemetry.instrumentation._semconv"): "(same)",
+    ("otelfin.instrument.transports._server", "_sem_conv_opt_in_mode"): "the official's mode",
     ("otelfin._exporters._sliced", "_client"): "OTLP/HTTP client: posts bytes encoded in slices",
     ("otelfin._exporters._sliced", "_shutdown"): "the OTLP/HTTP exporter's own shutdown flag",
 }

@@ -162,8 +162,13 @@ class _Apps:
         return getattr(importlib.import_module(f"opentelemetry.instrumentation.{module}"), name)
 
     def instrument(self, app: Any) -> None:
-        """The official ``instrument_app`` on ``app``, with the options otelfin was given."""
+        """The official ``instrument_app`` on ``app``, with the options otelfin was given; the
+        server span then comes from :class:`~._server.LeanServerSpan` where it can."""
         self.official().instrument_app(app, **self.options)
+        if self.framework in ("fastapi", "starlette"):
+            from otelfin.instrument.transports import _server
+
+            _server.adopt(app)
         with self.lock:
             self.apps.add(app)
 
