@@ -111,6 +111,8 @@ ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
     ("otelfin.instrument.transports._server", "_sem_conv_opt_in_mode"): "the official's mode",
     ("otelfin._exporters._sliced", "_client"): "OTLP/HTTP client: posts bytes encoded in slices",
     ("otelfin._exporters._sliced", "_shutdown"): "the OTLP/HTTP exporter's own shutdown flag",
+    ("otelfin._exporters._wire", "span"): "ReadableSpan's fields: its properties copy (measured)",
+    ("otelfin._exporters._wire", "_dict"): "BoundedAttributes' dict: Mapping reads cost ~0.3 us",
 }
 
 

@@ -10,6 +10,7 @@ from typing import ClassVar
 
 import pytest
 from opentelemetry import trace
+from opentelemetry.exporter.otlp.proto.common.trace_encoder import encode_spans
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
 from opentelemetry.sdk.trace import ReadableSpan, TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor, SpanExporter, SpanExportResult
@@ -19,6 +20,7 @@ import otelfin
 from otelfin import _config, _internal
 from otelfin._exporters import ExportPipeline, _sliced
 from otelfin._exporters._otlp import DeferredSpanExporter, OTLPSpanExporterFactory
+from otelfin._exporters._wire import encode_request
 
 
 class _Collector(BaseHTTPRequestHandler):
@@ -73,8 +75,8 @@ def _decoded(body: bytes) -> list[tuple[str, bytes]]:
 def test_a_batch_is_one_request_encoded_in_slices(
     collector: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """100 spans: one POST holding all 100, in order, the same spans the official encoder
-    gives; the encoder paused between its slices of 8 (12 pauses)."""
+    """100 spans: one POST holding all 100, in order, the same bytes the official encoder
+    gives; the encoder paused between its slices (every SLICE spans)."""
     spans = _spans(100)
     pauses: list[float] = []
     monkeypatch.setattr(_sliced.time, "sleep", pauses.append)
@@ -83,7 +85,50 @@ def test_a_batch_is_one_request_encoded_in_slices(
     (body,) = _Collector.bodies
     expected = [(s.name, s.context.span_id.to_bytes(8, "big")) for s in spans]
     assert _decoded(body) == expected
-    assert len(pauses) == 12 and all(0 < p <= 0.001 for p in pauses)
+    assert body == encode_spans(spans).SerializePartialToString()
+    assert len(pauses) == 99 // _sliced.SLICE and all(0 < p <= 0.001 for p in pauses)
+    exporter.shutdown()
+
+
+def test_a_small_batch_goes_through_the_wire_encoder(
+    collector: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A batch of 3 spans (one request's worth) is written by otelfin's wire encoder too, not
+    the official one, and is the official encoder's bytes."""
+    spans = _spans(3)
+    written: list[bytes] = []
+
+    def spy(batch: list[ReadableSpan], **slicing: object) -> bytes:
+        written.append(encode_request(batch, **slicing))  # type: ignore[arg-type]
+        return written[-1]
+
+    monkeypatch.setattr(_sliced, "encode_request", spy)
+    exporter = _sliced.SlicedOTLPSpanExporter(endpoint=collector)
+    assert exporter.export(spans) is SpanExportResult.SUCCESS
+    assert _Collector.bodies == written == [encode_spans(spans).SerializePartialToString()]
+    exporter.shutdown()
+
+
+def test_a_batch_the_wire_encoder_refuses_is_sent_by_the_official_encoder(
+    collector: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """An attribute value the wire encoder does not write (an int beyond int64, set on a span
+    by hand): the batch still goes out, encoded by the official encoder in slices, which
+    drops that attribute as it always did; every span arrives."""
+    spans = _spans(20)
+    spans[5] = ReadableSpan(
+        "odd",
+        context=spans[5].context,
+        resource=spans[5].resource,
+        attributes={"n": 2**64},
+        instrumentation_scope=spans[5].instrumentation_scope,
+    )
+    exporter = _sliced.SlicedOTLPSpanExporter(endpoint=collector)
+    with caplog.at_level("CRITICAL"):
+        assert exporter.export(spans) is SpanExportResult.SUCCESS
+    (body,) = _Collector.bodies
+    assert [name for name, _ in _decoded(body)] == [s.name for s in spans]
+    assert body == _sliced.official_in_slices(spans)
     exporter.shutdown()
 
 

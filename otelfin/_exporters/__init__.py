@@ -12,6 +12,8 @@ called again without stacking processors on the provider. One job per module:
 ``_accounting`` where every span went: exported, failed, dropped, in flight
 ``_pipeline``   the swappable processor and the export pipeline behind it
 ``_otlp``       exporter selection and the OTLP exporter factory
+``_sliced``     the OTLP/HTTP exporter that encodes a batch in slices
+``_wire``       OTLP protobuf requests written directly (the official encoder's bytes, faster)
 """
 
 from __future__ import annotations
