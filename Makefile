@@ -3,7 +3,7 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 
-.PHONY: install install-check demo test docs lint bench bench-quick clean
+.PHONY: install install-check demo test docs lint bench bench-quick catalogue-snapshot clean
 
 $(BIN)/otelfin: pyproject.toml
 	$(PY) -m venv $(VENV)
@@ -39,6 +39,11 @@ bench: install
 bench-quick: install
 	@for b in benchmarks/bench_*.py benchmarks/e2e_overhead.py; do \
 	  echo "== $$b --quick"; $(BIN)/python $$b --quick || exit 1; done
+
+# After editing otelfin/errorcodes.yaml: write the pre-parsed copy configure() reads at start-up
+# (tests/test_catalogue.py fails until it matches the YAML).
+catalogue-snapshot: install
+	$(BIN)/python -c 'from otelfin import catalogue; print(catalogue._write_snapshot())'
 
 clean:
 	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

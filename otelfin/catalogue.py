@@ -9,6 +9,11 @@ Hostile files are refused with a finding, never a traceback or unbounded work: a
 when a value is shown in a finding), nesting deeper than :data:`MAX_DEPTH` and files larger than
 :data:`MAX_CATALOGUE_BYTES` are refused, and a value PyYAML cannot construct (an unknown tag,
 ``!!int abc``) is reported at its line.
+
+PyYAML is imported only when a YAML file is read (``otelfin._catalogue_yaml`` holds its loader):
+the packaged catalogue, which every ``configure()`` loads, comes from ``errorcodes.parsed.json``,
+a copy already parsed from ``errorcodes.yaml`` and checked against it (see
+:func:`default_catalogue`).
 """
 
 from __future__ import annotations
@@ -20,9 +25,10 @@ from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
 from types import MappingProxyType
-from typing import Any, cast
+from typing import TYPE_CHECKING, Any
 
-import yaml
+if TYPE_CHECKING:
+    import yaml
 
 __all__ = [
     "CODE_PATTERN",
@@ -209,39 +215,6 @@ class _Parsed:
         return self
 
 
-class _Refused(yaml.MarkedYAMLError):
-    """A construct the catalogue format does not allow (an alias, too deep a nesting)."""
-
-
-class _Loader(yaml.SafeLoader):
-    """SafeLoader that refuses aliases and caps the nesting depth while composing."""
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self._depth = 0
-
-    def compose_node(self, parent: yaml.Node | None, index: Any) -> yaml.Node | None:
-        event = self.peek_event()  # type: ignore[no-untyped-call]
-        mark = cast("yaml.Mark", event.start_mark)
-        if isinstance(event, yaml.AliasEvent):
-            # Refused, not expanded: shared nodes turn a few hundred bytes into an unbounded
-            # value as soon as it is copied or shown, and a catalogue has nothing to share.
-            raise _Refused(
-                problem=f"YAML aliases (*{event.anchor}) are not allowed in a catalogue",
-                problem_mark=mark,
-            )
-        self._depth += 1
-        try:
-            if self._depth > MAX_DEPTH:
-                raise _Refused(
-                    problem=f"nesting deeper than {MAX_DEPTH} levels",
-                    problem_mark=mark,
-                )
-            return super().compose_node(parent, index)
-        finally:
-            self._depth -= 1
-
-
 class _Unconstructable:
     """Stands for a value PyYAML could not build (already reported as a finding)."""
 
@@ -254,6 +227,8 @@ _UNREADABLE = _Unconstructable()
 
 def _scalar(parsed: _Parsed, loader: yaml.SafeLoader, node: yaml.Node) -> Any:
     """The Python value of ``node``, or :data:`_UNREADABLE` with a finding at its line."""
+    import yaml
+
     try:
         return loader.construct_object(node, deep=True)
     except (yaml.YAMLError, ValueError, TypeError, AttributeError, OverflowError) as exc:
@@ -277,12 +252,11 @@ def _show(value: Any) -> str:
     return _short(repr(value), 60)
 
 
-_BAD_TEXT = re.compile(r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f\ud800-\udfff]")
-
-
 def _text_problem(value: str) -> str | None:
     """Why ``value`` cannot be a catalogue text (control characters, lone surrogates)."""
-    match = _BAD_TEXT.search(value)
+    from otelfin import _catalogue_yaml
+
+    match = _catalogue_yaml.BAD_TEXT.search(value)
     if match is None:
         return None
     return f"contains the character U+{ord(match.group()):04X}, which text output cannot carry"
@@ -290,6 +264,8 @@ def _text_problem(value: str) -> str | None:
 
 def _pairs(parsed: _Parsed, node: yaml.Node, what: str) -> list[tuple[str, yaml.Node, yaml.Node]]:
     """The ``(key, key_node, value_node)`` pairs of a mapping node; flags duplicate keys."""
+    import yaml
+
     if not isinstance(node, yaml.MappingNode):
         parsed.find(node, f"{what} must be a mapping")
         return []
@@ -308,18 +284,18 @@ def _pairs(parsed: _Parsed, node: yaml.Node, what: str) -> list[tuple[str, yaml.
     return out
 
 
-#: libyaml's composer (C), for the packaged catalogue only; None without libyaml.
-_PACKAGED_LOADER: Any = getattr(yaml, "CSafeLoader", None)
-
-
 def _parse_text(text: str, path: str, *, packaged: bool = False) -> _Parsed:
     """Parse ``text``; ``packaged`` (otelfin's own file, which the test-suite keeps clean)
     composes with libyaml when it is there: the same nodes, lines and values in ~1 ms instead
     of ~25 ms of pure-Python composing, which was a tenth of ``configure()``'s start-up. Its
     alias and depth checks are for files otelfin does not ship."""
+    import yaml
+
+    from otelfin import _catalogue_yaml
+
     parsed = _Parsed(path)
     try:
-        loader = _PACKAGED_LOADER(text) if packaged and _PACKAGED_LOADER else _Loader(text)
+        loader = _catalogue_yaml.loader(text, max_depth=MAX_DEPTH, packaged=packaged)
     except yaml.reader.ReaderError as exc:
         # NUL and other control characters are refused by the reader before any parsing.
         line = text.count("\n", 0, exc.position) + 1
@@ -333,12 +309,16 @@ def _parse_text(text: str, path: str, *, packaged: bool = False) -> _Parsed:
 
 
 def _parse_loaded(parsed: _Parsed, loader: yaml.SafeLoader, text: str) -> _Parsed:
+    import yaml
+
+    from otelfin import _catalogue_yaml
+
     try:
         root = loader.get_single_node()
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         reason = f"malformed YAML: {exc.problem or exc.context}"
-        if isinstance(exc, _Refused):
+        if isinstance(exc, _catalogue_yaml.Refused):
             reason = str(exc.problem)
         elif exc.context_mark is not None and "end of stream" in str(exc.problem):
             # An unterminated quote or bracket: where it opened is what the reader needs.
@@ -386,6 +366,8 @@ def _parse_code(
     node: yaml.Node,
     check_domain: bool,
 ) -> ErrorCode | None:
+    import yaml
+
     ok = True
     if not CODE_PATTERN.fullmatch(code):
         parsed.find(key_node, f"bad code format {_show(code)} (expected DOMAIN-NNN, e.g. PAY-012)")
@@ -504,14 +486,74 @@ def _read_capped(path: str | Path, limit: int) -> bytes:
     return b"".join(blocks)
 
 
+#: The packaged catalogue already parsed, which :func:`default_catalogue` reads at start-up
+#: instead of the YAML (PyYAML alone is ~15 ms to import, a tenth of ``configure()``). It names
+#: the SHA-256 of the YAML it was made from: one that does not match the YAML beside it (edited,
+#: not regenerated with ``make catalogue-snapshot``) is ignored and the YAML is parsed.
+_SNAPSHOT_NAME = "errorcodes.parsed.json"
+#: How the packaged file is named in sources and findings.
+_PACKAGED_PATH = "otelfin/errorcodes.yaml"
+
+
 @functools.cache  # a memo: the packaged file never changes while the process runs
 def default_catalogue() -> Catalogue:
     """The catalogue packaged with otelfin (``otelfin/errorcodes.yaml``), loaded once."""
-    text = resources.files("otelfin").joinpath("errorcodes.yaml").read_text("utf-8")
-    parsed = _parse_text(text, "otelfin/errorcodes.yaml", packaged=True)
+    package = resources.files("otelfin")
+    text = package.joinpath("errorcodes.yaml").read_text("utf-8")
+    loaded = _from_snapshot(package.joinpath(_SNAPSHOT_NAME), text)
+    if loaded is not None:
+        return loaded
+    parsed = _parse_text(text, _PACKAGED_PATH, packaged=True)
     if parsed.findings:  # pragma: no cover - guarded by the test-suite
         raise CatalogueError(parsed.findings)
     return Catalogue(parsed.codes, parsed.domains, (parsed.path,))
+
+
+def _yaml_digest(text: str) -> str:
+    import hashlib
+
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _from_snapshot(snapshot: Any, text: str) -> Catalogue | None:
+    """The catalogue in ``snapshot`` (a path) when it was made from ``text``, else None."""
+    import json
+
+    try:
+        data = json.loads(snapshot.read_text("utf-8"))
+        if data.get("yaml_sha256") != _yaml_digest(text):
+            return None
+        codes = {code: ErrorCode(**fields) for code, fields in data["codes"].items()}
+        return Catalogue(codes, data["domains"], (data["path"],))
+    except (OSError, ValueError, TypeError, KeyError, AttributeError):
+        return None  # missing or unreadable: the YAML is parsed, as without a snapshot
+
+
+def _snapshot_json(text: str) -> str:
+    """The text of ``errorcodes.parsed.json`` for the packaged YAML ``text``."""
+    import dataclasses
+    import json
+
+    parsed = _parse_text(text, _PACKAGED_PATH)
+    if parsed.findings:
+        raise CatalogueError(parsed.findings)
+    data = {
+        "yaml_sha256": _yaml_digest(text),
+        "path": parsed.path,
+        "domains": parsed.domains,
+        "codes": {code: dataclasses.asdict(entry) for code, entry in parsed.codes.items()},
+    }
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+
+def _write_snapshot() -> Path:
+    """Write ``otelfin/errorcodes.parsed.json`` from ``otelfin/errorcodes.yaml`` (run by
+    ``make catalogue-snapshot`` after the YAML changes; a test fails until it is)."""
+    package = resources.files("otelfin")
+    text = package.joinpath("errorcodes.yaml").read_text("utf-8")
+    target = Path(str(package.joinpath(_SNAPSHOT_NAME)))
+    target.write_text(_snapshot_json(text), encoding="utf-8")
+    return target
 
 
 class CatalogueSlot:

@@ -41,6 +41,7 @@ FLOORS: dict[str, tuple[str, ...]] = {
     "core": (
         "otelfin.pillar",
         "otelfin.catalogue",
+        "otelfin._catalogue_yaml",
         "otelfin.scrub",
         "otelfin._settings",
         "otelfin._internal",
@@ -58,6 +59,7 @@ ORDER = ("face", "config", "pillars", "core")
 #: Private top-level modules every floor may use (they sit at the bottom).
 CORE_PRIVATE = frozenset(
     {"otelfin._settings", "otelfin._internal", "otelfin._errors", "otelfin._registries",
+     "otelfin._catalogue_yaml",
      "otelfin._version", "otelfin._keep", "otelfin._otlp",
      "otelfin._peer", "otelfin._outcome"}
 )  # fmt: skip

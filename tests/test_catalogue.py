@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from otelfin import catalogue
+from otelfin import _catalogue_yaml, catalogue
 from otelfin.catalogue import (
     CODE_PATTERN,
     CatalogueError,
@@ -44,7 +44,7 @@ def test_default_catalogue_is_realistic_and_lint_clean() -> None:
 def test_packaged_catalogue_reads_the_same_with_libyaml() -> None:
     """The packaged file composed by libyaml (the start-up path) gives exactly the codes,
     domains and source lines of the pure-Python composer every other file goes through."""
-    assert catalogue._PACKAGED_LOADER is not None  # PyYAML's wheels carry libyaml
+    assert _catalogue_yaml.PACKAGED_LOADER is not None  # PyYAML's wheels carry libyaml
     text = resources.files("otelfin").joinpath("errorcodes.yaml").read_text("utf-8")
     fast = catalogue._parse_text(text, "otelfin/errorcodes.yaml", packaged=True)
     slow = catalogue._parse_text(text, "otelfin/errorcodes.yaml")
@@ -52,6 +52,62 @@ def test_packaged_catalogue_reads_the_same_with_libyaml() -> None:
     assert fast.codes == slow.codes and fast.domains == slow.domains
     assert len(fast.codes) >= 30
     assert fast.codes["PAY-012"].source == slow.codes["PAY-012"].source != "<unknown>"
+
+
+def test_packaged_snapshot_is_current() -> None:
+    """errorcodes.parsed.json is the parse of errorcodes.yaml as it stands (after editing the
+    YAML, ``make catalogue-snapshot`` writes it again)."""
+    package = resources.files("otelfin")
+    text = package.joinpath("errorcodes.yaml").read_text("utf-8")
+    written = package.joinpath("errorcodes.parsed.json").read_text("utf-8")
+    assert written == catalogue._snapshot_json(text)
+
+
+def test_default_catalogue_from_the_snapshot_equals_the_yaml() -> None:
+    """The packaged catalogue read at start-up (the snapshot) has exactly the codes, domains,
+    source lines and sources that parsing errorcodes.yaml gives."""
+    text = resources.files("otelfin").joinpath("errorcodes.yaml").read_text("utf-8")
+    parsed = catalogue._parse_text(text, "otelfin/errorcodes.yaml")
+    cat = default_catalogue()
+    assert dict(cat.codes) == parsed.codes and len(cat) >= 30
+    assert dict(cat.domains) == parsed.domains
+    assert cat.sources == ("otelfin/errorcodes.yaml",)
+    assert cat["PAY-012"].source == parsed.codes["PAY-012"].source != "<unknown>"
+
+
+def test_default_catalogue_does_not_load_pyyaml(tmp_path: Path) -> None:
+    """Loading the packaged catalogue (every configure() does) imports no PyYAML; reading a
+    service's YAML file still does, and still gets the packaged codes under its own."""
+    import subprocess
+    import sys
+
+    path = write(tmp_path, "codes:\n  SHOP-001: {message: Basket expired, severity: warning}\n")
+    code = (
+        "import sys\n"
+        "from otelfin.catalogue import default_catalogue, load_catalogue\n"
+        "assert default_catalogue()['PAY-012'].message == 'Insufficient balance'\n"
+        "print('yaml' in sys.modules)\n"
+        f"cat = load_catalogue({str(path)!r})\n"
+        "print('yaml' in sys.modules, cat['SHOP-001'].severity, cat['PAY-012'].owner)\n"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, timeout=60, check=True
+    )
+    assert result.stdout.splitlines() == ["False", "True warning payments-team"]
+
+
+def test_stale_or_broken_snapshot_is_ignored(tmp_path: Path) -> None:
+    """A snapshot made from other YAML (edited, not regenerated), unreadable or missing is not
+    used: the YAML beside it is parsed instead."""
+    text = resources.files("otelfin").joinpath("errorcodes.yaml").read_text("utf-8")
+    good = tmp_path / "good.json"
+    good.write_text(catalogue._snapshot_json(text), encoding="utf-8")
+    assert catalogue._from_snapshot(good, text) == default_catalogue()
+    assert catalogue._from_snapshot(good, text + "# edited\n") is None
+    broken = tmp_path / "broken.json"
+    broken.write_text("{not json", encoding="utf-8")
+    assert catalogue._from_snapshot(broken, text) is None
+    assert catalogue._from_snapshot(tmp_path / "missing.json", text) is None
 
 
 def test_entries_are_frozen() -> None:

@@ -82,11 +82,16 @@ print(json.dumps(results))
 '''
 
 _POOL_APP = r"""
-import json, multiprocessing, os, sys
+import json, os, sys
+out, mode = sys.argv[1], sys.argv[2]
+if mode != "imported-after":
+    import multiprocessing
 import otelfin
 from opentelemetry import trace
-out, mode = sys.argv[1], sys.argv[2]
 otelfin.configure("payment-gateway", spans_file=f"{out}/spans.jsonl", log_file=f"{out}/logs.jsonl")
+if mode == "imported-after":  # the application imports multiprocessing after configure()
+    assert "multiprocessing.util" not in sys.modules, "configure() imported multiprocessing"
+    import multiprocessing
 
 @otelfin.traced(name="pool-task")
 def task(n):
@@ -139,9 +144,11 @@ def test_children_forked_while_threads_log_and_export_work(tmp_path: Path) -> No
     assert result["bad_log_lines"] == 0 and result["bad_span_lines"] == 0
 
 
-@pytest.mark.parametrize("mode", ["with", "close"])
+@pytest.mark.parametrize("mode", ["with", "close", "imported-after"])
 def test_multiprocessing_pool_workers_spans_are_exported(tmp_path: Path, mode: str) -> None:
-    """A fork-started Pool's task spans reach spans_file (with-block terminate, close/join)."""
+    """A fork-started Pool's task spans reach spans_file (with-block terminate, close/join),
+    also when the application imports multiprocessing only after configure() (which leaves
+    that import to it)."""
     result = _run(tmp_path, _POOL_APP, mode)
     assert result["pool_spans_exported"] == 20, result
 

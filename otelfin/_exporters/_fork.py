@@ -26,7 +26,16 @@ IMPORT_WAIT_S = 5.0
 
 
 class _State:
-    __slots__ = ("gate", "gate_held", "gate_hooked", "hook_installed")
+    __slots__ = (
+        "gate",
+        "gate_held",
+        "gate_hooked",
+        "hook_installed",
+        "lock",
+        "multiprocessing_hooked",
+        "multiprocessing_ready",
+        "waiting",
+    )
 
     def __init__(self) -> None:
         #: Whether the one at-fork handler is registered (it cannot be unregistered).
@@ -35,6 +44,12 @@ class _State:
         self.gate = threading.Lock()
         self.gate_held = False
         self.gate_hooked = False
+        self.lock = threading.Lock()
+        #: Pipelines made before ``multiprocessing.util`` was imported, registered when it is.
+        self.waiting: weakref.WeakSet[Any] = weakref.WeakSet()
+        #: The post-import hook on ``multiprocessing.util`` is registered / has run.
+        self.multiprocessing_hooked = False
+        self.multiprocessing_ready = False
 
 
 _state = _State()
@@ -94,9 +109,40 @@ def _run_fork_hooks() -> None:
 
 
 def _register_multiprocessing_hook(pipeline: Any) -> None:
-    import multiprocessing.util
+    """Flush ``pipeline`` at the end of fork-started ``multiprocessing`` workers (see
+    :func:`_in_multiprocessing_child`).
 
-    multiprocessing.util.register_after_fork(pipeline, _in_multiprocessing_child)
+    Only a process that imported ``multiprocessing`` starts such workers, so until
+    ``multiprocessing.util`` is imported the pipeline waits here and a post-import hook
+    registers it then (before any worker can start). ``configure()`` no longer imports
+    ``multiprocessing`` itself: ~5 ms of start-up (its contexts, ``pickle``, sockets) that a
+    service without worker processes never needed.
+    """
+    with _state.lock:
+        ready = _state.multiprocessing_ready
+        if not ready:
+            _state.waiting.add(pipeline)
+            hook = not _state.multiprocessing_hooked
+            _state.multiprocessing_hooked = True
+    if ready:
+        import multiprocessing.util
+
+        multiprocessing.util.register_after_fork(pipeline, _in_multiprocessing_child)
+    elif hook:
+        import wrapt
+
+        # Runs now when multiprocessing.util is imported already, else at its import.
+        wrapt.register_post_import_hook(_multiprocessing_imported, "multiprocessing.util")
+
+
+def _multiprocessing_imported(module: Any) -> None:
+    """``multiprocessing.util`` is imported: register the pipelines waiting for it."""
+    with _state.lock:
+        _state.multiprocessing_ready = True
+        waiting = list(_state.waiting)
+        _state.waiting.clear()
+    for pipeline in waiting:
+        module.register_after_fork(pipeline, _in_multiprocessing_child)
 
 
 def _in_multiprocessing_child(pipeline: Any) -> None:
