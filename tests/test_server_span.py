@@ -11,7 +11,7 @@ import warnings
 from typing import Any
 
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 from opentelemetry import trace
 from opentelemetry.instrumentation import asgi
@@ -57,8 +57,16 @@ def scopes(draw: Any) -> dict[str, Any]:
     return scope
 
 
-@settings(max_examples=400, deadline=None)
+@settings(max_examples=1500, deadline=None)
 @given(scopes())
+@example(
+    {
+        "type": "http",
+        "method": "GET",
+        "path": "/",
+        "headers": [(b"user-agent", b"a"), (b"user-agent", b"\x80\\")],
+    }
+)
 def test_request_attributes_equal_the_official(scope: dict[str, Any]) -> None:
     with warnings.catch_warnings():  # "unicode_escape" warns on a stray backslash, both sides
         warnings.simplefilter("ignore", DeprecationWarning)

@@ -184,8 +184,10 @@ def request_attributes(scope: Any) -> dict[str, Any]:
         name = _decode(key).lower()
         if name == "host":
             hosts.append(_decode(value))
-        elif name == "user-agent" and agent is None:
-            agent = _decode(value)
+        elif name == "user-agent":
+            decoded = _decode(value)  # each one, as the official decodes (and may raise)
+            if agent is None:
+                agent = decoded
     server = scope.get("server") or ["0.0.0.0", 80]
     port = server[1]
     server_host = server[0] + (":" + str(port) if str(port) != "80" else "")
