@@ -51,6 +51,10 @@ MAX_BAGGAGE_RAW = 4 * MAX_BAGGAGE_LENGTH
 
 _OWS = " \t"
 _TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})")
+# The common case, a version-00 header of exactly 55 characters: validated by one regex
+# without groups; its flags are read from a table instead of a third int().
+_TRACEPARENT_00 = re.compile(r"00-[0-9a-f]{32}-[0-9a-f]{16}-[0-9a-f]{2}")
+_FLAG_BITS = {f"{i:02x}": i & 0x03 for i in range(256)}
 # The key grammar of the current Trace Context draft, which the W3C suite tests: a lower-case
 # letter or digit, then up to 255 of lcalpha / digit / _ - * / @ (multi-tenant keys included).
 _TS_KEY = r"[a-z0-9][a-z0-9_\-*/@]{0,255}"
@@ -105,14 +109,15 @@ class LazyTraceState(W3CTraceState):
 
     def __init__(self, header: str) -> None:
         self._header = header
-        self._parsed: dict[str, str] | None = None
 
-    @property
-    def _dict(self) -> dict[str, str]:  # type: ignore[override]
-        parsed = self._parsed
-        if parsed is None:
-            parsed = parse_tracestate((self._header,))._dict
-            self._parsed = parsed
+    def __getattr__(self, name: str) -> dict[str, str]:
+        # Called only while ``_dict`` is not set yet: the first read parses and stores it,
+        # and every later read is a plain attribute (a property would cost a call on each
+        # of the TraceState methods' reads).
+        if name != "_dict":
+            raise AttributeError(name)
+        parsed = parse_tracestate((self._header,))._dict
+        self._dict = parsed
         return parsed
 
 
@@ -123,6 +128,12 @@ def parse_traceparent(value: str) -> tuple[int, int, int] | None:
     exactly 55 characters; a higher version may carry more fields after a ``-``. Only the
     sampled and random bits of the flags are kept, so unknown bits are never re-emitted.
     """
+    if len(value) == 55 and _TRACEPARENT_00.fullmatch(value) is not None:
+        trace_id = int(value[3:35], 16)
+        span_id = int(value[36:52], 16)
+        if not trace_id or not span_id:
+            return None
+        return trace_id, span_id, _FLAG_BITS[value[53:55]]
     if len(value) != 55:
         if len(value) > MAX_TRACEPARENT_LENGTH:
             return None

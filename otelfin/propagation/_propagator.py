@@ -32,7 +32,14 @@ from opentelemetry.trace.propagation import _SPAN_KEY
 
 from otelfin import _internal
 from otelfin.propagation import _carriers, _formats
-from otelfin.scrub import ScrubOptions, current_options, find_pans, is_secret_key, scrub_text
+from otelfin.scrub import (
+    ScrubOptions,
+    current_options,
+    find_pans,
+    is_secret_key,
+    may_hold_pan,
+    scrub_text,
+)
 
 __all__ = ["INJECT_FORMATS", "OtelfinPropagator"]
 
@@ -81,6 +88,9 @@ _KNOWN_SETTERS: dict[str, Setter[Any]] = {
     ),
 }
 _setters: dict[type, Setter[Any] | None] = {}
+# The four trace-flag values otelfin keeps (sampled, random), built once: TraceFlags is an
+# immutable int, and constructing one per extract costs more than the lookup.
+_TRACE_FLAGS = tuple(TraceFlags(bits) for bits in range(4))
 
 
 def _setter_for(setter: Setter[Any]) -> Setter[Any]:
@@ -189,8 +199,15 @@ def _baggage(
     # unless escaped; a secret pair needs a value holding "=" or ":". Keys are checked one by
     # one below. Only then is each entry cleaned (the whole-header scrub_text this replaces
     # cost more than the rest of extract on unique headers).
-    pairs = len(entries) + sum(p.count("=") for p in raw_properties.values())
-    if "%" in header or ":" in header or header.count("=") > pairs or find_pans(header):
+    pairs = len(entries)
+    if raw_properties:
+        pairs += sum(p.count("=") for p in raw_properties.values())
+    if (
+        "%" in header
+        or ":" in header
+        or header.count("=") > pairs
+        or (may_hold_pan(header) and find_pans(header))  # the cheap check rules most out
+    ):
         entries = dict(_clean_entries(entries.items(), options))
         for key, props in raw_properties.items():
             clean = _clean_properties(props, options)
@@ -334,7 +351,7 @@ class OtelfinPropagator(TextMapPropagator):
                 parsed = _formats.parse_traceparent(traceparent[0])
                 if parsed is not None:
                     state = _tracestate(headers.get("tracestate"))
-                    parent = SpanContext(parsed[0], parsed[1], True, TraceFlags(parsed[2]), state)
+                    parent = SpanContext(parsed[0], parsed[1], True, _TRACE_FLAGS[parsed[2]], state)
             if parent is None:
                 parent = self._b3_parent(headers)
             if parent is not None:
@@ -347,7 +364,7 @@ class OtelfinPropagator(TextMapPropagator):
                 )
                 if cleaned:
                     existing = context.get(_BAGGAGE_KEY)
-                    if isinstance(existing, (dict, Mapping)) and existing:
+                    if existing is not None and isinstance(existing, (dict, Mapping)) and existing:
                         merged = dict(existing)
                         merged.update(cleaned)
                         cleaned = merged
@@ -389,7 +406,7 @@ class OtelfinPropagator(TextMapPropagator):
                 )
         if parsed is None:
             return None
-        return SpanContext(parsed[0], parsed[1], True, TraceFlags(parsed[2]))
+        return SpanContext(parsed[0], parsed[1], True, _TRACE_FLAGS[parsed[2]])
 
     # -- inject -----------------------------------------------------------------------------
 
