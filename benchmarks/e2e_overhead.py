@@ -942,6 +942,7 @@ def _python_for(variant: str, args: argparse.Namespace) -> tuple[str | None, str
     """The interpreter that runs ``variant``, or None and the reason it is not measured."""
     if variant != "ddtrace":
         return sys.executable, ""
+    missing = ""
     for python in filter(None, (args.peers_python, sys.executable)):
         found = subprocess.run(
             [
@@ -953,7 +954,12 @@ def _python_for(variant: str, args: argparse.Namespace) -> tuple[str | None, str
         )
         if found.returncode == 0:
             return python, ""
-    return None, "not measured: ddtrace is not importable (give --peers-python, a venv with it)"
+        lines = found.stderr.decode(errors="replace").strip().splitlines()
+        missing = missing or f" ({python}: {lines[-1] if lines else 'import failed'})"
+    return None, (
+        "not measured: ddtrace and the app's libraries (fastapi, uvicorn, structlog, orjson, "
+        f"prometheus_client) do not all import{missing}; give --peers-python, a venv with them"
+    )
 
 
 def run_server(
