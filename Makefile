@@ -37,7 +37,7 @@ bench: install
 # Every benchmark in its quick mode (a few short rounds): proves each script still runs against
 # the current code, so none rots. Figures from this are not to be quoted. .ci/run runs it.
 bench-quick: install
-	@for b in benchmarks/bench_*.py benchmarks/e2e_overhead.py; do \
+	@for b in benchmarks/bench_*.py benchmarks/e2e_overhead.py benchmarks/e2e_instructions.py; do \
 	  echo "== $$b --quick"; $(BIN)/python $$b --quick || exit 1; done
 
 # After editing otelfin/errorcodes.yaml: write the pre-parsed copy configure() reads at start-up
