@@ -504,74 +504,22 @@ def _done(spec: TracedSpec, started: _Started, exc: BaseException | None = None)
 
 
 def _wrap_function(func: Callable[..., Any], spec: TracedSpec, begin: _Begin) -> Callable[..., Any]:
-    """The span covers the call.
-
-    The most common wrapper, so :func:`_starter`'s ``begin`` (``begin`` itself is left to the
-    other wrappers) and the successful ending of :func:`_done` are spelled out here: two calls
-    and a tuple fewer on every call, ~1,200 of the ~40,000 instructions of an unsampled call
-    (the SDK's ``start_span`` is ~32,500 of them). A failed call still ends through
-    :func:`_done`.
-    """
-    name, kind, provider, dynamic = spec.name, spec.kind, spec.tracer_provider, spec.dynamic
-    static, state = spec.static, _state
-    own: list[trace.Tracer | None] = [None]  # the tracer of a provider given to @traced
+    """The span covers the call."""
 
     @functools.wraps(func)
     def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            attrs = spec.attributes(args, kwargs) if dynamic else static
-            parent = current_context()
-            if provider is not None:
-                tracer = own[0]
-                if tracer is None:
-                    tracer = own[0] = _tracer(provider)
-            else:
-                current = getattr(trace, "_TRACER_PROVIDER", None) or trace.get_tracer_provider()
-                cached, tracer = state.tracer
-                if current is not cached or tracer is None:
-                    tracer = _tracer(current)
-            span = tracer.start_span(name, parent, kind, attrs)
-            up = parent.get(_SPAN_KEY)
-            if up is None:
-                values = parent.copy()
-                values[_SPAN_KEY] = span
-                token = attach_context(Context(values))
-                entry = True
-            else:
-                context, entry = _open(spec, span, parent, attrs, up)
-                token = attach_context(context)
-        except Exception as exc:
-            _internal.report("traced.start", exc)
-            token = _UNTRACED
-        if token is _UNTRACED:  # outside the handler: the host's exception gets no context
+        started = begin(args, kwargs)
+        if started is None:
             return func(*args, **kwargs)
-        t0 = perf_counter()
         try:
             result = func(*args, **kwargs)
         except BaseException as exc:
-            _done(spec, (span, attrs, token, entry, t0), exc)
+            _done(spec, started, exc)
             raise
-        observer = state.observer
-        if observer is not None:
-            try:
-                _hook(spec, observer)(perf_counter() - t0, attrs, None, None, span, _OK, entry)
-            except Exception as err:
-                _internal.report("traced.observer", err)
-        if type(span) is not NonRecordingSpan:
-            try:
-                span.end()
-            except Exception as err:
-                _internal.report("traced.end", err)
-        try:
-            detach(token)
-        except Exception as err:
-            _internal.report("traced.detach", err)
+        _done(spec, started)
         return result
 
     return wrapper
-
-
-_UNTRACED = object()
 
 
 def _wrap_coroutine(
