@@ -131,8 +131,10 @@ def _run(variant: str, requests: int, warmup: int, sink: str, valgrind: str | No
         if not found:
             raise SystemExit(f"{variant}: no instruction count in valgrind's output")
         return float(found.group(1))
-    line = [x for x in done.stderr.splitlines() if x.startswith('{"cpu_s"')][-1]
-    return float(json.loads(line)["cpu_s"])
+    lines = [x for x in done.stderr.splitlines() if x.startswith('{"cpu_s"')]
+    if not lines:
+        raise SystemExit(f"{variant}: the driven run printed no CPU figure")
+    return float(json.loads(lines[-1])["cpu_s"])
 
 
 def main() -> None:
