@@ -53,15 +53,19 @@ _LAZY = {
 def __getattr__(name: str) -> Any:
     import importlib
 
+    from otelfin._burst import import_burst
+
     module = _LAZY.get(name)
     if module is None:
         try:  # a subpackage (otelfin.audit, otelfin.logging, ...) after a plain import
-            return importlib.import_module(f"{__name__}.{name}")
+            with import_burst():
+                return importlib.import_module(f"{__name__}.{name}")
         except ModuleNotFoundError as exc:
             if exc.name != f"{__name__}.{name}":
                 raise
             raise AttributeError(f"module {__name__!r} has no attribute {name!r}") from None
-    value = getattr(importlib.import_module(module), name)
+    with import_burst():  # the SDK, the scrubber, the catalogue: see otelfin._burst
+        value = getattr(importlib.import_module(module), name)
     globals()[name] = value
     return value
 

@@ -31,6 +31,7 @@ from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
 from otelfin import _exporters, _internal, _keep, _lifecycle, _sampling, _settings, _tail
+from otelfin._burst import import_burst
 from otelfin.catalogue import Catalogue, default_catalogue, load_catalogue
 from otelfin.pillar import FIELDS, Config, Installed, Tracing
 
@@ -284,8 +285,9 @@ def _apply(
         _state.config = config
         _state.call = {**given, "span_exporter": span_exporter, "tracer_provider": tracer_provider}
         _state.key = None  # set only once every pillar is in place (a failed call retries)
-        tracing = _setup_tracing(config, span_exporter, tracer_provider)
-        complete = _setup_pillars(config, tracing, problems)
+        with import_burst():  # the pillars' imports (gc_freeze below must come after)
+            tracing = _setup_tracing(config, span_exporter, tracer_provider)
+            complete = _setup_pillars(config, tracing, problems)
         _lifecycle.install(force_flush, handle_signals=config.options["handle_signals"])
         if config.options["gc_freeze"]:
             _lifecycle.freeze_heap()

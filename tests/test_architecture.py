@@ -52,6 +52,7 @@ FLOORS: dict[str, tuple[str, ...]] = {
         "otelfin._otlp",
         "otelfin._peer",
         "otelfin._outcome",
+        "otelfin._burst",
     ),
     "tools": ("otelfin.tools", "otelfin.cli"),
 }
@@ -61,7 +62,7 @@ CORE_PRIVATE = frozenset(
     {"otelfin._settings", "otelfin._internal", "otelfin._errors", "otelfin._registries",
      "otelfin._catalogue_yaml",
      "otelfin._version", "otelfin._keep", "otelfin._otlp",
-     "otelfin._peer", "otelfin._outcome"}
+     "otelfin._peer", "otelfin._outcome", "otelfin._burst"}
 )  # fmt: skip
 #: The only arrows from one pillar to another, each with its reason.
 ACROSS_PILLARS = {
