@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import html
 import math
+from bisect import bisect_left
 from collections.abc import Mapping, Sequence
 from typing import Any
 
@@ -201,15 +202,19 @@ def _per_bucket(bounds: Sequence[float], cumulative: Sequence[float], total: flo
     return counts
 
 
-def _x_of(value: float, bounds: Sequence[float], left: float, width: float) -> float:
-    n = len(bounds) + 1
-    low = 0.0
-    for i, high in enumerate(bounds):
+def _edges(i: int, bounds: Sequence[float]) -> tuple[float, float]:
+    """Lower and upper edge of bucket ``i`` (``len(bounds)`` is the ``+Inf`` bucket)."""
+    return (bounds[i - 1] if i > 0 else 0.0), (bounds[i] if i < len(bounds) else math.inf)
+
+
+def _x_of(value: float, bounds: Sequence[float], shown: range, left: float, width: float) -> float:
+    """Where ``value`` falls on an axis of the buckets ``shown``, each bucket equally wide."""
+    for slot, i in enumerate(shown):
+        low, high = _edges(i, bounds)
         if value <= high:
-            fraction = (value - low) / (high - low) if high > low else 1.0
-            return left + (i + fraction) * width / n
-        low = high
-    return left + (n - 0.5) * width / n
+            fraction = (value - low) / (high - low) if low < high < math.inf else 0.5
+            return left + (slot + max(0.0, fraction)) * width / len(shown)
+    return left + (len(shown) - 0.5) * width / len(shown)
 
 
 def _histograms(series: Sequence[Any], slo: float, operation: str | None) -> str:
@@ -222,29 +227,40 @@ def _histograms(series: Sequence[Any], slo: float, operation: str | None) -> str
     bounds = sorted({b for s in chosen for b in s.buckets})
     if not by_channel or not bounds:
         return "<p>No per-channel latency histogram in the exposition.</p>"
-    out = []
-    width, height, left, bottom = 330, 170, 34, 36
-    plot_w, plot_h = width - left - 8, height - bottom - 18
+    data = {}
     for channel in sorted(by_channel):
         group = by_channel[channel]
         total = sum(s.count for s in group)
         cumulative = [sum(s.buckets.get(b, ("", 0.0))[1] for s in group) for b in bounds]
-        counts = _per_bucket(bounds, cumulative, total)
         p99 = histogram_quantile(0.99, bounds, [*cumulative, total]) if total else math.nan
+        data[channel] = (total, _per_bucket(bounds, cumulative, total), p99)
+    # The default layout has ~110 buckets from 1 ms to 60 s: draw the span that holds
+    # requests, the SLO and the P99s (one empty bucket either side), so bars stay wide.
+    marks = [bisect_left(bounds, v) for v in (slo, *(d[2] for d in data.values())) if v == v]
+    occupied = [i for d in data.values() for i, count in enumerate(d[1]) if count > 0]
+    first, last = min([*occupied, *marks]), max([*occupied, *marks])
+    shown = range(max(0, first - 1), min(len(bounds), last + 1) + 1)
+    out = []
+    width, height, left, bottom = 330, 170, 34, 36
+    plot_w, plot_h = width - left - 8, height - bottom - 18
+    bar_w = plot_w / len(shown)
+    every = math.ceil(16 / bar_w)  # a bound label every ~16 px at most
+    for channel, (total, counts, p99) in data.items():
         peak = max(counts) or 1.0
-        bar_w = plot_w / len(counts)
         svg = [
             f'<svg class="histogram" data-channel="{_e(channel)}" '
             f'xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}">'
         ]
-        for i, count in enumerate(counts):
-            h = count / peak * plot_h
-            x = left + i * bar_w
+        for slot, i in enumerate(shown):
+            h = counts[i] / peak * plot_h
+            x = left + slot * bar_w
             svg.append(
                 f'<rect class="bucket" x="{x + 1:.1f}" y="{18 + plot_h - h:.1f}" '
-                f'width="{bar_w - 2:.1f}" height="{h:.1f}" fill="#7d9be0"><title>'
-                f"{count:,.0f}</title></rect>"
+                f'width="{max(bar_w - 2, 1.0):.1f}" height="{h:.1f}" fill="#7d9be0"><title>'
+                f"{counts[i]:,.0f}</title></rect>"
             )
+            if (len(shown) - 1 - slot) % every:
+                continue
             label = f"{bounds[i]:g}" if i < len(bounds) else "+Inf"
             svg.append(
                 f'<text x="{x + bar_w / 2:.1f}" y="{height - bottom + 14}" text-anchor="end" '
@@ -256,7 +272,7 @@ def _histograms(series: Sequence[Any], slo: float, operation: str | None) -> str
         ):
             if math.isnan(value):
                 continue
-            x = _x_of(value, bounds, left, plot_w)
+            x = _x_of(value, bounds, shown, left, plot_w)
             svg.append(
                 f'<line class="{cls}" x1="{x:.1f}" x2="{x:.1f}" y1="14" y2="{18 + plot_h}" '
                 f'stroke="{colour}" stroke-width="2" stroke-dasharray="4 2"/>'
