@@ -36,6 +36,23 @@ Parser = Callable[[Any, str], Any]
 
 #: The latency SLO in seconds when none is given (``metrics_slo``); every default SLO is this.
 DEFAULT_SLO = 0.25
+#: Client timeouts people set by hand (seconds): the histogram layout has narrow buckets at each
+#: unless the service declares its own (``metrics_timeouts``).
+ROUND_TIMEOUTS: tuple[float, ...] = (
+    0.1,
+    0.2,
+    0.25,
+    0.5,
+    1.0,
+    2.0,
+    3.0,
+    5.0,
+    10.0,
+    15.0,
+    20.0,
+    30.0,
+    60.0,
+)
 #: The service name when none is given: OpenTelemetry's own default (logs write it with a
 #: hyphen, as every log service name is lower-case and hyphenated).
 DEFAULT_SERVICE_NAME = "unknown_service"
@@ -163,6 +180,32 @@ def _numbers(value: Any, where: str) -> tuple[float, ...] | None:
         return tuple(float(part) for part in parts)
     except (TypeError, ValueError):
         raise ValueError(f"{where}={value!r} must be a list of numbers") from None
+
+
+def _timeouts(value: Any, where: str) -> tuple[float, ...] | None:
+    """None (the round values), ``none`` (no timeout bounds), or seconds; the word ``round``
+    in the list stands for :data:`ROUND_TIMEOUTS`."""
+    if value is None:
+        return None
+    if isinstance(value, str) and value.strip().lower() == "none":
+        return ()
+    parts = split_list(value, where) if isinstance(value, str) else value
+    found: set[float] = set()
+    try:
+        for part in parts:
+            if isinstance(part, str) and part.strip().lower() == "round":
+                found.update(ROUND_TIMEOUTS)
+                continue
+            number = float(part)
+            if not 0 < number < float("inf"):
+                raise ValueError
+            found.add(number)
+    except (TypeError, ValueError):
+        raise ValueError(
+            f"{where}={value!r} must be timeouts in seconds (and 'round' for the round values), "
+            "or 'none'"
+        ) from None
+    return tuple(sorted(found))
 
 
 def _names(value: Any, where: str) -> tuple[str, ...]:
@@ -617,6 +660,15 @@ SETTINGS: tuple[Setting, ...] = (
         _positive_number(allow_none=True),
         None,
         "expected P99 in seconds: buckets are dense around it",
+    ),
+    Setting(
+        "metrics_timeouts",
+        "metrics",
+        None,
+        _timeouts,
+        "OTELFIN_METRICS_TIMEOUTS",
+        "the service's client timeouts in seconds (1.5,2.5; 'round,1.5' keeps the round values; "
+        "'none'): narrow buckets at each; default: the round values 0.1 s ... 60 s",
     ),
     Setting(
         "metrics_buckets",

@@ -1,5 +1,6 @@
 """The default bucket layout: 1 ms..30 s, dense around each SLO, every SLO a bound, and the
-P99 that PromQL's histogram_quantile reads from it within 5% (2% near the SLO)."""
+P99 that PromQL's histogram_quantile reads from it within 5% (2% near the SLO). The bounds
+around client timeouts have tests of their own (tests/test_timeout_buckets.py)."""
 
 from __future__ import annotations
 
@@ -21,12 +22,15 @@ def _ratios(bounds: tuple[float, ...]) -> list[float]:
 
 
 def test_layout_spans_1ms_to_30s_about_20_percent_apart() -> None:
-    """Bounds from 1 ms past 30 s, no two more than 21% apart; the SLO exactly a bound."""
+    """Bounds from 1 ms to 30 s, no two more than 21% apart; the SLO exactly a bound; above
+    30 s only the 60 s timeout's bounds."""
     bounds = default_buckets(0.25)
-    assert bounds[0] == 0.001 and bounds[-1] >= 30.0
-    assert max(_ratios(bounds)) <= 1.21
+    assert bounds[0] == 0.001 and 30.0 in bounds
+    assert max(_ratios(tuple(b for b in bounds if b <= 30.0))) <= 1.21
+    assert [b for b in bounds if b > 31.5] == [58.82, 60.0, 61.2, 63.0]
     assert 0.25 in bounds
-    assert len(bounds) == 70  # the series cost the README states
+    assert len(bounds) == 109  # the series cost the docs state
+    assert len(default_buckets(0.25, timeouts=())) == 69
 
 
 @pytest.mark.parametrize("slo", [0.003, 0.25, 0.3, 1.5, 7.0])
@@ -71,8 +75,11 @@ def test_check_slo_bound_names_the_nearest_bounds() -> None:
     assert nearest_bounds(0.3, bounds) == (0.2925, 0.3042)
     with pytest.raises(ValueError, match=r"nearest: 0.2925 and 0.3042"):
         check_slo_bound(0.3, bounds, "the default layout")
-    with pytest.raises(ValueError, match=r"nearest: 32.6\)"):
-        check_slo_bound(60.0, bounds)
+    assert check_slo_bound(1.0, bounds) == "1.0"  # a round timeout is a bound too
+    with pytest.raises(ValueError, match=r"nearest: 31.5 and 58.82\)"):
+        check_slo_bound(45.0, bounds)
+    with pytest.raises(ValueError, match=r"nearest: 63\)"):
+        check_slo_bound(90.0, bounds)
 
 
 def _lognormal(median: float, sigma: float) -> Callable[[random.Random], float]:

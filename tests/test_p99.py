@@ -108,7 +108,7 @@ def test_a_slow_cluster_in_narrow_buckets_is_not_called_coarse() -> None:
         )
     report = attribute(series_from_registry(registry, DURATION_METRIC), ["channel"],
                        metric=DURATION_METRIC)  # fmt: skip
-    assert report.threshold_seconds == 1.22 and report.slow == 18
+    assert report.threshold_seconds == 1.23 and report.slow == 18
     assert report.notes and "too coarse" not in report.notes[0]
     assert "slowest occupied bucket" in report.notes[0]
 

@@ -79,7 +79,7 @@ def test_cli_rules_build_checks_the_default_layout(
         assert f'le="{slo}"' in out.read_text()
     monkeypatch.setenv("OTELFIN_METRICS_SLO", "0.3")
     assert main(["rules", "build", "--slo", "0.3", "-o", str(out)]) == 0
-    assert main(["dashboards", "build", "--slo", "0.25", "--output-dir", str(tmp_path)]) == 2
+    assert main(["dashboards", "build", "--slo", "0.4", "--output-dir", str(tmp_path)]) == 2
     assert "not a bucket bound of the default layout for metrics_slo=0.3" in (
         capsys.readouterr().err
     )

@@ -145,7 +145,7 @@ def _buckets_argument(parser: argparse.ArgumentParser) -> None:
         "--buckets",
         setting="metrics_buckets",
         help="comma-separated bucket bounds of the service, to check the SLO",
-        fallback_text="the default layout for $OTELFIN_METRICS_SLO",
+        fallback_text="the default layout for $OTELFIN_METRICS_SLO and $OTELFIN_METRICS_TIMEOUTS",
     )
 
 
@@ -358,7 +358,8 @@ def _service_bounds(args: argparse.Namespace) -> tuple[list[float], str]:
 
     ``--buckets`` (or ``OTELFIN_METRICS_BUCKETS``) when given, else the default layout
     ``configure()`` builds from the same settings it reads: ``OTELFIN_METRICS_SLO``,
-    ``OTELFIN_METRICS_OPERATION_SLOS`` and ``OTELFIN_METRICS_P99`` (their defaults when unset),
+    ``OTELFIN_METRICS_OPERATION_SLOS``, ``OTELFIN_METRICS_P99`` and ``OTELFIN_METRICS_TIMEOUTS``
+    (their defaults when unset),
     not from ``--slo``, which is what is being checked.
     """
     from otelfin.metrics import default_buckets
@@ -368,7 +369,10 @@ def _service_bounds(args: argparse.Namespace) -> tuple[list[float], str]:
 
     slo = setting_value("metrics_slo")
     bounds = default_buckets(
-        slo, setting_value("metrics_operation_slos"), p99=setting_value("metrics_p99")
+        slo,
+        setting_value("metrics_operation_slos"),
+        p99=setting_value("metrics_p99"),
+        timeouts=setting_value("metrics_timeouts"),
     )
     return list(bounds), f"the default layout for metrics_slo={slo:g}"
 

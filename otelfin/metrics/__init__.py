@@ -10,8 +10,9 @@ Pillar options (``configure(**more)``):
 ``metrics_labels``
     extra labels taken from span attributes (default ``("channel",)``), checked by the label
     policy; ``metrics_allow_labels`` names reviewed extra names.
-``metrics_slo`` / ``metrics_p99`` / ``metrics_buckets``
-    bucket design for the duration histogram (default SLO: ``otelfin._settings.DEFAULT_SLO``).
+``metrics_slo`` / ``metrics_p99`` / ``metrics_timeouts`` / ``metrics_buckets``
+    bucket design for the duration histogram (default SLO: ``otelfin._settings.DEFAULT_SLO``;
+    timeouts: the service's client timeouts, default the round values ``ROUND_TIMEOUTS``).
 ``metrics_max_series``
     per-metric series cap (default 1000).
 ``metrics_exemplars``
@@ -32,6 +33,7 @@ from prometheus_client import REGISTRY, CollectorRegistry
 from otelfin._keep import keep_rules
 from otelfin.metrics._buckets import (
     DEFAULT_PROMETHEUS_BUCKETS,
+    ROUND_TIMEOUTS,
     BucketDesign,
     WindowAccuracy,
     check_slo_bound,
@@ -94,6 +96,7 @@ __all__ = [
     "BucketDesign",
     "WindowAccuracy",
     "DEFAULT_PROMETHEUS_BUCKETS",
+    "ROUND_TIMEOUTS",
     # instruments and label policy
     "latency_histogram",
     "red_metrics",
@@ -197,7 +200,7 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
     slo = options["metrics_slo"]
     p99 = options["metrics_p99"]
     buckets = options["metrics_buckets"] or operation_buckets(
-        slo, options["metrics_operation_slos"], p99=p99
+        slo, options["metrics_operation_slos"], p99=p99, timeouts=options["metrics_timeouts"]
     )
     max_series = options["metrics_max_series"]
     exemplars = options["metrics_exemplars"]

@@ -29,10 +29,14 @@ import random
 from bisect import bisect_left
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
+from itertools import pairwise
 from typing import Any
+
+from otelfin import _settings
 
 __all__ = [
     "DEFAULT_PROMETHEUS_BUCKETS",
+    "ROUND_TIMEOUTS",
     "BucketDesign",
     "WindowAccuracy",
     "histogram_quantile",
@@ -468,19 +472,60 @@ def _suggest(
 
 
 #: The default layout: bounds about 20% apart from 1 ms to 30 s, a dense band (4% apart) within
-#: 30% either side of each declared SLO, and every SLO exactly a bound. See :func:`default_buckets`.
+#: 30% either side of each declared SLO, every SLO exactly a bound, and narrow buckets at each
+#: client timeout. See :func:`default_buckets`.
 DEFAULT_LOW = 0.001
 DEFAULT_HIGH = 30.0
 DEFAULT_RATIO = 1.2
 SLO_BAND = 1.3
 SLO_BAND_RATIO = 1.04
+#: Client timeouts people set by hand, in seconds: the default layout resolves a pile of
+#: requests cut off at any of them (see :func:`default_buckets`, ``timeouts=``).
+ROUND_TIMEOUTS: tuple[float, ...] = _settings.ROUND_TIMEOUTS
+#: Around a timeout T the bounds are T / 1.02, T, T * 1.02 and T * 1.05.
+TIMEOUT_BELOW = 1.02
+TIMEOUT_ABOVE = (1.02, 1.05)
+#: Two bounds closer than this ratio are one bound (the more meaningful one stays).
+_MERGE = 1.01
 #: More bounds than this in one histogram is a configuration mistake (each series stores all).
-MAX_OPERATION_BOUNDS = 150
+MAX_OPERATION_BOUNDS = 200
 
 
-def _geometric(low: float, high: float, ratio: float, digits: int) -> set[float]:
-    count = math.ceil(math.log(high / low) / math.log(ratio) - 1e-9)
-    return {_round_sig(low * ratio**i, digits) for i in range(count + 1)}
+def _timeout_bounds(timeout: float) -> set[float]:
+    """The timeout itself, one bound just below it and two just above it.
+
+    Requests cut off by a timeout pile up at (or, measured from slightly earlier, just under)
+    the timeout, or a little above it (the time to notice and unwind). PromQL interpolates
+    linearly inside the bucket holding the P99, so a pile in a 20%-wide bucket reads up to
+    ~20% off; in a 2%-wide one, at most 2%. The 5% bound keeps a pile spread over a few
+    tens of milliseconds of scheduling delay (at a 0.5 s timeout, 4%) as narrow.
+    """
+    below = _round_sig(timeout / TIMEOUT_BELOW, 4)
+    return {below, float(timeout), *(_round_sig(timeout * r, 4) for r in TIMEOUT_ABOVE)}
+
+
+def _fill(anchors: Iterable[float], ratio: float) -> set[float]:
+    """``anchors`` plus geometric bounds so consecutive ones are at most ``ratio`` apart."""
+    points = sorted(set(anchors))
+    filled = set(points)
+    for low, high in pairwise(points):
+        steps = math.ceil(math.log(high / low) / math.log(ratio) - 1e-9)
+        filled |= {_round_sig(low * (high / low) ** (i / steps), 3) for i in range(1, steps)}
+    return filled
+
+
+def _merge(ranked: Mapping[float, int]) -> list[float]:
+    """Bounds sorted, dropping the lower-ranked of any two closer than :data:`_MERGE`."""
+    top = max(ranked.values(), default=0)  # SLOs and timeouts themselves: never dropped
+    kept: list[float] = []
+    for bound in sorted(ranked):
+        rank = ranked[bound]
+        if kept and bound / kept[-1] < _MERGE and rank < top and rank <= ranked[kept[-1]]:
+            continue
+        while kept and bound / kept[-1] < _MERGE and ranked[kept[-1]] < rank:
+            kept.pop()
+        kept.append(bound)
+    return kept
 
 
 def default_buckets(
@@ -488,44 +533,66 @@ def default_buckets(
     operation_slos: Sequence[tuple[str, float]] | Mapping[str, float] = (),
     *,
     p99: float | None = None,
+    timeouts: Iterable[float] | None = None,
 ) -> tuple[float, ...]:
     """The default bounds of otelfin's latency histograms, in seconds.
 
     PromQL's ``histogram_quantile`` interpolates linearly inside the bucket holding the P99,
-    so its error is set by how wide that bucket is. The layout has bounds about 20% apart
+    so its error is set by how wide that bucket is. The layout has bounds at most 20% apart
     (three significant digits) from 1 ms to 30 s, so the P99 of a smooth latency distribution
     (lognormal, bimodal, heavy-tailed) anywhere between 2 ms and 20 s comes out within 4%;
     around each SLO (``slo`` and every operation's, and the expected ``p99`` if given) the
     bounds are 4% apart within 30% either side, which keeps a P99 near the SLO within 2%; and
     each SLO is exactly a bound, so "slower than the SLO" per series is the exact
-    ``count - bucket{le=SLO}``. ``benchmarks/bench_buckets.py`` prints the accuracy table.
+    ``count - bucket{le=SLO}``.
 
-    The price is series: one per bound per label set (69 bounds with one SLO, plus ``+Inf``,
-    ``_sum`` and ``_count``). :func:`suggest_buckets` designs 8-12 bounds from observed
-    latencies where that matters more. More than :data:`MAX_OPERATION_BOUNDS` bounds (many
-    distinct operation SLOs) is a ``ValueError``.
+    A pile of requests cut off by a client timeout is no smooth distribution: inside a 20%
+    bucket its P99 reads up to ~12% off. So each timeout T gets bounds at T / 1.02, T,
+    T * 1.02 and T * 1.05, which keep such a pile's P99 within about 2% whether it sits at
+    T, just under it or up to a few tens of milliseconds over it. ``timeouts`` are the
+    service's own client timeouts; None (the default) means :data:`ROUND_TIMEOUTS`, the round
+    values people set (100 ms ... 60 s). Declared timeouts replace those (pass
+    ``(*ROUND_TIMEOUTS, 1.7)`` to keep them); ``()`` has none. Above 30 s only the timeouts
+    have bounds. ``benchmarks/bench_buckets.py`` prints the accuracy table.
+
+    The price is series: one per bound per label set (109 bounds with one SLO and the round
+    timeouts, 69 with ``timeouts=()``, plus ``+Inf``, ``_sum`` and ``_count``), and
+    prometheus_client's memory and scrape time grow with them.
+    :func:`suggest_buckets` designs 8-12 bounds from observed latencies where that matters
+    more. More than :data:`MAX_OPERATION_BOUNDS` bounds (many distinct operation SLOs or
+    timeouts) is a ``ValueError``.
     """
     pairs = list(operation_slos.items()) if isinstance(operation_slos, Mapping) else operation_slos
     slos = [float(value) for value in (slo, *(value for _, value in pairs)) if value is not None]
     for value in slos:
         _check_seconds("slo", value)
     _check_seconds("p99", p99)
+    cutoffs = [float(t) for t in (ROUND_TIMEOUTS if timeouts is None else timeouts)]
+    for value in cutoffs:
+        _check_seconds("timeout", value)
     centres = [*slos, *([float(p99)] if p99 is not None else [])]
-    bounds = _geometric(DEFAULT_LOW, DEFAULT_HIGH, DEFAULT_RATIO, 3)
-    for centre in centres:  # the band replaces the coarse bounds inside it
+    near_timeouts = {b for t in cutoffs for b in _timeout_bounds(t)}
+    inside = {b for b in near_timeouts if DEFAULT_LOW <= b <= DEFAULT_HIGH}
+    # The coarse grid runs through the timeouts' bounds, so none of its steps is wider.
+    coarse = _fill({DEFAULT_LOW, DEFAULT_HIGH, *inside}, DEFAULT_RATIO) - near_timeouts
+    for centre in centres:  # an SLO's band replaces the coarse bounds inside it
         low, high = centre / SLO_BAND, centre * SLO_BAND
-        bounds = {b for b in bounds if not low <= b <= high}
+        coarse = {b for b in coarse if not low <= b <= high}
+    band: set[float] = set()
+    steps = math.ceil(math.log(SLO_BAND) / math.log(SLO_BAND_RATIO))
     for centre in centres:
-        steps = math.ceil(math.log(SLO_BAND) / math.log(SLO_BAND_RATIO))
-        band = {_round_sig(centre * SLO_BAND_RATIO**i, 4) for i in range(-steps, steps + 1)}
-        # Exact SLOs win over a rounded band bound within half a step of them.
-        bounds |= {b for b in band if all(abs(math.log(b / v)) > 0.01 for v in slos)}
-    bounds |= set(slos)
-    result = tuple(sorted(bounds))
+        band |= {_round_sig(centre * SLO_BAND_RATIO**i, 4) for i in range(-steps, steps + 1)}
+    # Where two bounds fall within 1%, keep the SLO or timeout itself over its neighbours,
+    # and those over the coarse grid.
+    ranked = dict.fromkeys(coarse, 0)
+    ranked.update(dict.fromkeys(band | near_timeouts, 1))
+    ranked.update(dict.fromkeys([*cutoffs, *slos], 2))
+    result = tuple(_merge(ranked))
     if len(result) > MAX_OPERATION_BOUNDS:
         raise ValueError(
-            f"operation SLOs make {len(result)} histogram bounds (at most "
-            f"{MAX_OPERATION_BOUNDS}); group operations under fewer distinct SLOs"
+            f"operation SLOs and timeouts make {len(result)} histogram bounds (at most "
+            f"{MAX_OPERATION_BOUNDS}); group operations under fewer distinct SLOs, or declare "
+            "only the timeouts the service uses (metrics_timeouts)"
         )
     return result
 
@@ -535,13 +602,14 @@ def operation_buckets(
     operation_slos: Sequence[tuple[str, float]] | Mapping[str, float] = (),
     *,
     p99: float | None = None,
+    timeouts: Iterable[float] | None = None,
 ) -> tuple[float, ...]:
     """One histogram's bounds when operations have SLOs of their own: :func:`default_buckets`.
 
     Prometheus series of one histogram share their ``le`` bounds, so every operation's SLO is
-    a bound (with its dense band) in the one layout.
+    a bound (with its dense band) in the one layout, as is every timeout.
     """
-    return default_buckets(slo, operation_slos, p99=p99)
+    return default_buckets(slo, operation_slos, p99=p99, timeouts=timeouts)
 
 
 def nearest_bounds(value: float, bounds: Sequence[float]) -> tuple[float | None, float | None]:

@@ -284,19 +284,25 @@ def red_metrics(
     max_series: int = DEFAULT_MAX_SERIES,
     allow: Iterable[str] = (),
     registry: CollectorRegistry | None = REGISTRY,
+    timeouts: Iterable[float] | None = None,
 ) -> RedMetrics:
     """Create the RED instruments in ``registry``.
 
     ``labels`` are the extra labels taken from span attributes, checked by the label policy;
-    ``buckets`` (or ``slo``/``p99`` through :func:`~otelfin.metrics.default_buckets`) set the
-    duration histogram; ``max_series`` caps each metric's label-value combinations.
+    ``buckets`` (or ``slo``/``p99``/``timeouts`` through
+    :func:`~otelfin.metrics.default_buckets`) set the duration histogram; ``max_series`` caps
+    each metric's label-value combinations.
     """
     extra = check_label_names(labels, allow=allow, metric=DURATION_METRIC)
     if set(extra) & {"service", "operation", "outcome", "error_code"}:
         raise ValueError(f"labels {extra} repeat a label otelfin always sets")
     duration_labels = ("service", "operation", "outcome", *extra)
     error_labels = ("service", "operation", "error_code", *extra)
-    bounds = _check_bounds(buckets) if buckets is not None else default_buckets(slo, p99=p99)
+    bounds = (
+        _check_bounds(buckets)
+        if buckets is not None
+        else default_buckets(slo, p99=p99, timeouts=timeouts)
+    )
     dependency_labels = ("service", "system", "peer", "operation", "outcome")
     made: list[Any] = []
     try:
