@@ -235,7 +235,8 @@ def _settle_ending(span: Any, catalogue: Codes | None) -> str:
     return outcome
 
 
-_SETTLED_KINDS = frozenset({SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.CLIENT, SpanKind.PRODUCER})
+# A tuple, not a set: SpanKind is an Enum whose __hash__ runs in Python (this runs on every span).
+_SETTLED_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER, SpanKind.CLIENT, SpanKind.PRODUCER)
 
 
 class OutcomeSpanProcessor(SpanProcessor):

@@ -63,7 +63,8 @@ __all__ = [
 F = TypeVar("F", bound=Callable[..., Any])
 
 _TRACER_NAME = "otelfin"
-_ENTRY_KINDS = frozenset({SpanKind.SERVER, SpanKind.CONSUMER})
+# Kinds are tested against tuples, not sets: SpanKind is an Enum whose __hash__ runs in Python.
+_ENTRY_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
 _OK = _outcome.OK
 _MARK = "__otelfin_traced__"
 _KINDS = {

@@ -33,8 +33,9 @@ from otelfin.metrics._red import RedMetrics
 
 __all__ = ["TransportMetricsProcessor"]
 
-_INCOMING = frozenset({SpanKind.SERVER, SpanKind.CONSUMER})
-_OUTGOING = frozenset({SpanKind.CLIENT, SpanKind.PRODUCER})
+# Tuples, not sets: SpanKind is an Enum whose __hash__ runs in Python (these run on every span).
+_INCOMING = (SpanKind.SERVER, SpanKind.CONSUMER)
+_OUTGOING = (SpanKind.CLIENT, SpanKind.PRODUCER)
 # Semantic-convention keys, newest first, for a dependency's system (its peer: otelfin._peer).
 _SYSTEM_KEYS = ("db.system.name", "db.system", "messaging.system", "rpc.system")
 

@@ -54,6 +54,12 @@ class ScrubOptions:
     key_cache: dict[str, bool | str] = dataclasses.field(
         default_factory=dict, init=False, repr=False, compare=False, hash=False
     )
+    # Span attribute values these options found clean (nothing to mask or redact), by how they
+    # were scrubbed (text, URL, query); bounded, owned by this options object. Holds only
+    # values that needed no change, so never anything that must not leave.
+    clean_values: tuple[dict[str, None], dict[str, None], dict[str, None]] = dataclasses.field(
+        default_factory=lambda: ({}, {}, {}), init=False, repr=False, compare=False, hash=False
+    )
 
     def __post_init__(self) -> None:
         if self.pan_mask not in _MASKS:

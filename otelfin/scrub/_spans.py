@@ -184,6 +184,14 @@ class ScrubbingSpanProcessor(SpanProcessor):
                 span._status = Status(status.status_code, description)
 
 
+def _own(span: ReadableSpan, field: str, public: str) -> Sequence[Any]:
+    """The span's own sequence ``field`` when it has one (an SDK span), else ``public``."""
+    items = getattr(span, field, None)
+    if isinstance(items, (BoundedList, list, tuple)):
+        return items
+    return getattr(span, public)  # type: ignore[no-any-return]
+
+
 def scrub_span(span: ReadableSpan, options: ScrubOptions | None = None) -> ReadableSpan:
     """A copy of ``span`` with its name, attributes, events (exception message and stack trace
     included), links and status description scrubbed; the same span when nothing changed."""
@@ -200,18 +208,20 @@ def scrub_span(span: ReadableSpan, options: ScrubOptions | None = None) -> Reada
     original_context = span.get_span_context()
     context = _clean_context(original_context)
     attributes = scrub_attributes(original_attributes, opts)
-    events: Sequence[Event] = span.events
+    # An SDK span's ``events``/``links`` properties copy the list on every access; its own
+    # lists are read (never changed) here, and most spans have neither.
+    events: Sequence[Event] = _own(span, "_events", "events")
     new_events: list[Event] | None = None
-    for i, event in enumerate(events):
+    for i, event in enumerate(events if events else ()):
         ev_attrs = scrub_attributes(event.attributes, opts)
         ev_name = scrub_text(event.name, options=opts)
         if ev_attrs is not event.attributes or ev_name is not event.name:
             if new_events is None:
                 new_events = list(events)
             new_events[i] = Event(ev_name, ev_attrs, event.timestamp)
-    links: Sequence[Link] = span.links
+    links: Sequence[Link] = _own(span, "_links", "links")
     new_links: list[Link] | None = None
-    for i, link in enumerate(links):
+    for i, link in enumerate(links if links else ()):
         link_attrs = scrub_attributes(link.attributes, opts)
         if link_attrs is not link.attributes:
             if new_links is None:
@@ -237,8 +247,8 @@ def scrub_span(span: ReadableSpan, options: ScrubOptions | None = None) -> Reada
         parent=span.parent,
         resource=span.resource,
         attributes=attributes,
-        events=new_events if new_events is not None else events,
-        links=new_links if new_links is not None else links,
+        events=new_events if new_events is not None else tuple(events),
+        links=new_links if new_links is not None else tuple(links),
         kind=span.kind,
         status=status,
         start_time=span.start_time,

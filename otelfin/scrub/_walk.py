@@ -35,6 +35,14 @@ URL_KEYS = {
 #: Deeper structures are cut here; a cyclic or absurdly deep value must not blow the stack.
 MAX_DEPTH = 32
 _TYPE_CACHE_MAX = 4096
+# Span attribute values repeat from request to request (host, scheme, route, user agent, peer
+# address): a value the scrubber found clean once is remembered per options object
+# (``ScrubOptions.clean_values``) and not scanned again. Values up to this length, this many
+# per kind; a full memo starts over, so unique values (ids in a target) cost one dict
+# insertion each and memory stays bounded.
+_CLEAN_MAX_LEN = 512
+_CLEAN_MAX = 2048
+_TEXT, _URL_KIND, _QUERY = 0, 1, 2
 
 
 def scrub_value(value: Any, *, options: ScrubOptions | None = None) -> Any:
@@ -179,6 +187,7 @@ def scrub_attributes(
     out: dict[str, Any] | None = None
     renamed: list[tuple[str, str]] | None = None
     cache = opts.key_cache
+    clean_values = opts.clean_values
     # The SDK's BoundedAttributes takes a lock on every item read through the Mapping API;
     # its plain dict (read-only here) is three times faster to walk.
     items = getattr(attributes, "_dict", None)
@@ -202,12 +211,21 @@ def scrub_attributes(
                 continue
             else:
                 url_kind = URL_KEYS.get(key)
-                if url_kind is None:
+                kind = _TEXT if url_kind is None else _QUERY if url_kind == "query" else _URL_KIND
+                clean = clean_values[kind]
+                if val in clean:
+                    continue
+                if kind == _TEXT:
                     new = scrub_text(val, options=opts)
-                elif url_kind == "query":
+                elif kind == _QUERY:
                     new = scrub_query(val, opts)
                 else:
                     new = scrub_url(val, opts)
+                if new is val and len(val) <= _CLEAN_MAX_LEN:
+                    if len(clean) >= _CLEAN_MAX:
+                        clean.clear()
+                    clean[val] = None
+                    continue
         elif isinstance(val, (list, tuple)):
             new = _value(tuple(val), opts, 0)
             if new is not val and all(a is b for a, b in zip(new, val, strict=True)):
