@@ -13,19 +13,32 @@ and ``--large`` measured requests after the same warm-up; instructions per reque
 per variant, instructions per request and the added instructions over ``none``, and the ratio of
 otelfin's added instructions to OpenTelemetry by hand's (span-matched).
 
+The cyclic garbage collector is part of what instrumentation costs (every variant's spans and
+in-flight requests survive into the old generation and bring its full collections nearer), and
+it is the one part that comes in lumps: in this app a full collection, a walk over the whole
+heap (~70,000 objects, ~35M instructions), happens about once in 500 requests. Each measured
+window therefore starts from a collected heap (``gc.collect()`` after the warm-up), and the
+default window is 1,000 requests (``--large 1020``): with the earlier 200, one full collection
+more or less in a window moved a variant by ~0.17M instructions a request, about as much as
+the whole difference being measured. ``--no-gc`` runs every variant with the collector off as
+well and prints both, so the instrumentation's own instructions (deterministic) and its
+collector share are shown apart.
+
 Instructions are not time (cache misses, syscalls and the GIL hand-overs are not weighed), so
 this complements the wall-clock study, it does not replace it. Without valgrind (or with
 ``--quick``, as ``make bench-quick`` runs it) it reports process CPU time per request instead,
 one run per variant, and says so.
 
-Run: ``python benchmarks/e2e_instructions.py [--variants none,otel,otelfin] [--quick]``
-(valgrind: ``apt-get install valgrind``; a run of three variants takes ~10 minutes).
+Run: ``python benchmarks/e2e_instructions.py [--variants none,otel,otelfin] [--no-gc] [--quick]``
+(valgrind: ``apt-get install valgrind``; a run of three variants takes ~25 minutes, twice that
+with ``--no-gc``).
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import gc
 import json
 import os
 import random
@@ -40,9 +53,12 @@ from typing import Any
 HERE = os.path.dirname(os.path.abspath(__file__))
 
 
-def drive(variant: str, requests: int, warmup: int, sink: str) -> None:
+def drive(variant: str, requests: int, warmup: int, sink: str, collector: bool = True) -> None:
     """Build the app for ``variant`` and serve ``warmup`` then ``requests`` requests in-process;
-    print the CPU seconds the measured part took (all threads, export drained)."""
+    print the CPU seconds the measured part took (all threads, export drained). ``collector``
+    False runs it all with the cyclic garbage collector off."""
+    if not collector:
+        gc.disable()
     os.environ.update(E2E_VARIANT=variant, E2E_NAME=variant, E2E_SINK=sink)
     os.environ.setdefault("OTEL_SERVICE_NAME", "payment-api")
     sys.path.insert(0, HERE)
@@ -105,6 +121,7 @@ def drive(variant: str, requests: int, warmup: int, sink: str) -> None:
     async def main() -> None:
         await batch(warmup)
         await asyncio.sleep(6)  # the first export (and the exporter's build) happens here
+        gc.collect()  # every window starts from a collected heap (see the module docstring)
         cpu = time.process_time()
         await batch(requests)
         await asyncio.sleep(6.5)  # past the batch processor's 5 s schedule: all exported
@@ -113,10 +130,19 @@ def drive(variant: str, requests: int, warmup: int, sink: str) -> None:
     asyncio.run(main())
 
 
-def _run(variant: str, requests: int, warmup: int, sink: str, valgrind: str | None) -> float:
+def _run(
+    variant: str,
+    requests: int,
+    warmup: int,
+    sink: str,
+    valgrind: str | None,
+    collector: bool = True,
+) -> float:
     """Instructions (under valgrind) or CPU seconds of one driven run."""
     command = [sys.executable, os.path.abspath(__file__), "--drive", variant, str(requests)]
     command += ["--warmup", str(warmup), "--sink", sink]
+    if not collector:
+        command.append("--no-gc")
     with tempfile.TemporaryDirectory() as tmp:
         if valgrind:
             out = os.path.join(tmp, "callgrind.out")
@@ -141,14 +167,19 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     parser.add_argument("--variants", default="none,otel,otelfin")
     parser.add_argument("--small", type=int, default=20)
-    parser.add_argument("--large", type=int, default=220)
+    parser.add_argument("--large", type=int, default=1020)
     parser.add_argument("--warmup", type=int, default=100)
     parser.add_argument("--quick", action="store_true", help="CPU time, one short run each")
+    parser.add_argument(
+        "--no-gc",
+        action="store_true",
+        help="also measure every variant with the cyclic garbage collector off",
+    )
     parser.add_argument("--drive", nargs=2, help=argparse.SUPPRESS)
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
-        drive(args.drive[0], int(args.drive[1]), args.warmup, args.sink)
+        drive(args.drive[0], int(args.drive[1]), args.warmup, args.sink, not args.no_gc)
         return
 
     sys.path.insert(0, HERE)
@@ -157,34 +188,45 @@ def main() -> None:
     variants = [v for v in args.variants.split(",") if v]
     valgrind = None if args.quick else shutil.which("valgrind")
     sink_process, sink, _ = e2e_overhead.start_sink()
+    modes = [True, False] if args.no_gc and valgrind else [True]
     try:
-        per_request: dict[str, float] = {}
-        if valgrind:
-            unit = "instructions"
-            for variant in variants:
-                small = _run(variant, args.small, args.warmup, sink, valgrind)
-                large = _run(variant, args.large, args.warmup, sink, valgrind)
-                per_request[variant] = (large - small) / (args.large - args.small)
-                print(f"{variant:10s} {per_request[variant] / 1e3:9,.0f}k instructions a request")
-        else:
-            unit = "CPU us (valgrind not used: one timed run each, noisy)"
-            count = 200 if args.quick else 2000
-            warmup = 50 if args.quick else args.warmup
-            for variant in variants:
-                per_request[variant] = _run(variant, count, warmup, sink, None) / count * 1e6
-                print(f"{variant:10s} {per_request[variant]:9,.0f} CPU us a request")
+        for collector in modes:
+            label = "" if collector else " (cyclic collector off)"
+            if valgrind:
+                unit = "instructions"
+                per_request: dict[str, float] = {}
+                for variant in variants:
+                    small = _run(variant, args.small, args.warmup, sink, valgrind, collector)
+                    large = _run(variant, args.large, args.warmup, sink, valgrind, collector)
+                    per_request[variant] = (large - small) / (args.large - args.small)
+                    print(f"{variant:10s} {per_request[variant] / 1e3:9,.0f}k instructions "
+                          f"a request{label}")  # fmt: skip
+            else:
+                unit = "CPU us (valgrind not used: one timed run each, noisy)"
+                count = 200 if args.quick else 2000
+                warmup = 50 if args.quick else args.warmup
+                per_request = {}
+                for variant in variants:
+                    cpu = _run(variant, count, warmup, sink, None)
+                    per_request[variant] = cpu / count * 1e6
+                    print(f"{variant:10s} {per_request[variant]:9,.0f} CPU us a request")
+            _report(per_request, unit, label, scale=1e3 if valgrind else 1.0)
     finally:
         sink_process.terminate()
         sink_process.wait(timeout=10)
+
+
+def _report(per_request: dict[str, float], unit: str, label: str, scale: float) -> None:
+    """Added cost over ``none`` per variant, and otelfin's ratio to OpenTelemetry by hand's."""
     base = per_request.get("none")
     if base is None:
         return
     added = {v: x - base for v, x in per_request.items() if v != "none"}
+    suffix = "k" if scale != 1.0 else ""
     for variant, value in added.items():
-        print(f"added over none, {variant}: {value / (1e3 if valgrind else 1):,.0f}"
-              f"{'k' if valgrind else ''} ({unit})")  # fmt: skip
+        print(f"added over none, {variant}: {value / scale:,.0f}{suffix} ({unit}){label}")
     if "otel" in added and "otelfin" in added and added["otel"] > 0:
-        print(f"otelfin added / OpenTelemetry by hand (span-matched): "
+        print(f"otelfin added / OpenTelemetry by hand (span-matched){label}: "
               f"{added['otelfin'] / added['otel']:.2f}  [target <= 0.70]")  # fmt: skip
 
 

@@ -60,6 +60,9 @@ class ExportPipeline(SpanProcessor):
             if batch
             else SimpleSpanProcessor(self.guarded)
         )
+        #: False when the SDK processor's ``on_start`` does nothing (the batch and simple
+        #: processors' own): the swappable processor then skips forwarding each span start.
+        self.starts = _does_something(type(self.processor).on_start)
         self._flushing: threading.Thread | None = None
         _after_fork(self, ExportPipeline._forked)
         _register_multiprocessing_hook(self)
@@ -138,11 +141,26 @@ class ExportPipeline(SpanProcessor):
         return done
 
 
+def _nothing(self: object, span: object, parent_context: object = None) -> None:
+    pass
+
+
+def _does_something(method: object) -> bool:
+    """False for a method whose body is ``pass`` (its code is that of :func:`_nothing`);
+    anything else, a docstring-only body included, counts as doing something. Decided from the
+    code itself, so an SDK release whose ``on_start`` starts doing something is forwarded again
+    without a change here."""
+    code = getattr(method, "__code__", None)
+    return code is None or code.co_code != _nothing.__code__.co_code
+
+
 class SwappableSpanProcessor(SpanProcessor):
     """otelfin's single processor on a provider; its delegate changes on reconfigure."""
 
     def __init__(self) -> None:
         self.delegate: SpanProcessor | None = None
+        #: The delegate when span starts must reach it (see :attr:`ExportPipeline.starts`).
+        self._start_to: SpanProcessor | None = None
 
     def swap(
         self,
@@ -157,11 +175,12 @@ class SwappableSpanProcessor(SpanProcessor):
         ``shutdown_old=False`` is for an old delegate whose exporter the new one reuses.
         """
         old, self.delegate = self.delegate, delegate
+        self._start_to = delegate if getattr(delegate, "starts", True) else None
         if old is not None:
             _shutdown_processor(old, timeout_millis, shutdown_exporter=shutdown_old)
 
     def on_start(self, span: Span, parent_context: Context | None = None) -> None:
-        delegate = self.delegate
+        delegate = self._start_to
         if delegate is not None:
             try:
                 delegate.on_start(span, parent_context=parent_context)
