@@ -33,6 +33,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 from opentelemetry.trace import SpanKind, StatusCode
 
 from tests.integration._procs import free_port
+from tests.integration._settle import spans_once
 from tests.integration.conftest import require_service
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -381,10 +382,17 @@ def test_payment_service_one_trace_through_database_and_worker(
         server.server_close()
         engine.dispose()
 
+    # The WSGI thread ends its SERVER span after writing the response (shutdown() does not
+    # wait for that thread): wait for the span rather than read once.
+    root_id = root.get_span_context().trace_id
     local = [
         s
-        for s in spans.get_finished_spans()
-        if s.context.trace_id == root.get_span_context().trace_id
+        for s in spans_once(
+            spans,
+            lambda s: s.kind is SpanKind.SERVER and s.context.trace_id == root_id,
+            "the payment service's SERVER span",
+        )
+        if s.context.trace_id == root_id
     ]
     server_span = next(s for s in local if s.kind is SpanKind.SERVER)
     inserts = [s for s in local if _statement(s).startswith("INSERT")]

@@ -23,6 +23,7 @@ from opentelemetry.trace import SpanKind
 
 from otelfin.instrument.transports.wsgi import middleware
 from tests.integration._services import LEDGER_POST, amqp_connection, ledger_call, ledger_server
+from tests.integration._settle import spans_once
 from tests.integration.conftest import require_service
 
 AMQP_URL = "amqp://guest:guest@127.0.0.1:5672/"
@@ -146,7 +147,11 @@ def test_payment_crosses_five_hops_in_one_trace(spans: InMemorySpanExporter) -> 
             ledger.stop(None)
 
     assert result["payment"] == payment
-    finished = spans.get_finished_spans()
+    # The WSGI thread ends its SERVER span after writing the response; shutdown() does not
+    # wait for that thread, so wait for the span itself.
+    finished = spans_once(
+        spans, lambda s: s.kind is SpanKind.SERVER and "POST" in s.name, "the API's SERVER span"
+    )
     trace_id = root.get_span_context().trace_id
     assert result["notified_span"].trace_id == trace_id
 

@@ -11,12 +11,14 @@ import httpx
 import pytest
 import uvicorn
 from opentelemetry import trace
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 import otelfin
 from otelfin.instrument.transports.asgi import middleware
 from tests.integration._procs import free_port
+from tests.integration._settle import spans_once
 
 
 @otelfin.traced(name="authorise", attributes={"payment.channel": "channel"})
@@ -30,6 +32,10 @@ async def _app(scope: dict[str, Any], receive: Any, send: Any) -> None:
     trace_id = await authorise("ecom")
     await send({"type": "http.response.start", "status": 200, "headers": []})
     await send({"type": "http.response.body", "body": f"{trace_id:032x}".encode()})
+
+
+def _is_request_span(span: ReadableSpan) -> bool:
+    return span.kind is SpanKind.SERVER and span.name != "authorise"
 
 
 @pytest.fixture
@@ -65,9 +71,10 @@ async def test_real_asgi_server_continues_client_trace(
     trace_id = root.get_span_context().trace_id
     assert response.status_code == 200
     assert response.text == f"{trace_id:032x}"
-    finished = spans.get_finished_spans()
+    # uvicorn's thread ends the server span after the response went out: wait for it.
+    finished = spans_once(spans, _is_request_span, "the uvicorn request's SERVER span")
     client_span = next(s for s in finished if s.kind is SpanKind.CLIENT)
-    server_span = next(s for s in finished if s.kind is SpanKind.SERVER and s.name != "authorise")
+    server_span = next(s for s in finished if _is_request_span(s))
     inner = next(s for s in finished if s.name == "authorise")
     assert client_span.parent is not None
     assert client_span.parent.span_id == root.get_span_context().span_id

@@ -13,11 +13,13 @@ import httpx
 import pytest
 import requests
 from opentelemetry import baggage, context, trace
+from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
 from opentelemetry.trace import SpanKind
 
 from otelfin.instrument.transports.asgi import middleware as asgi_middleware
 from otelfin.instrument.transports.wsgi import middleware as wsgi_middleware
+from tests.integration._settle import spans_once
 
 
 class _Server(socketserver.ThreadingMixIn, WSGIServer):
@@ -50,8 +52,18 @@ def server(spans: InMemorySpanExporter) -> Iterator[str]:
         httpd.server_close()
 
 
+def _is_server(span: ReadableSpan) -> bool:
+    return span.kind is SpanKind.SERVER
+
+
+def _server_spans(spans: InMemorySpanExporter) -> tuple[ReadableSpan, ...]:
+    """The finished spans once the server thread has ended its span: wsgiref closes the
+    response (which ends the span) after writing it, so the client can be there first."""
+    return spans_once(spans, _is_server, "the WSGI server span")
+
+
 def _one_trace(spans: InMemorySpanExporter, root: trace.Span, body: str) -> None:
-    finished = spans.get_finished_spans()
+    finished = _server_spans(spans)
     server_span = next(s for s in finished if s.kind is SpanKind.SERVER)
     client_span = next(s for s in finished if s.kind is SpanKind.CLIENT)
     trace_id = root.get_span_context().trace_id
@@ -114,7 +126,7 @@ def test_b3_caller_is_continued_by_the_wsgi_server(
     with urllib.request.urlopen(request, timeout=5) as response:
         body = response.read().decode()
     assert body.startswith("0000000000000000463ac35c9f6413ad")
-    server_span = next(s for s in spans.get_finished_spans() if s.kind is SpanKind.SERVER)
+    server_span = next(s for s in _server_spans(spans) if s.kind is SpanKind.SERVER)
     assert server_span.parent is not None and server_span.parent.span_id == 0xA2FB4A1D1A96D312
 
 

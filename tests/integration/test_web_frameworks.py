@@ -24,6 +24,7 @@ from tests.integration._procs import (
     stop_server,
     wait_listening,
 )
+from tests.integration._settle import settled_metrics
 
 ROOT = Path(__file__).resolve().parents[2]
 PAN_DIGITS = "4111111111111111"
@@ -73,7 +74,9 @@ def _serve(command: list[str], tmp_path: Path, what: str) -> Served:
         wait_listening(metrics_port, process, f"{what} metrics")
         with httpx.Client(base_url=f"http://127.0.0.1:{port}", timeout=10) as client:
             responses = {pid: client.post(f"/payments/{pid}") for pid in REQUESTS}
-            scrape = httpx.get(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).text
+        # Under uvicorn the SERVER span ends, and the request is counted, after the response
+        # went out: a single scrape right after the last response may miss that request.
+        scrape = settled_metrics(f"http://127.0.0.1:{metrics_port}/metrics", len(REQUESTS))
     finally:
         out, err = stop_server(process)
     metrics = {

@@ -18,7 +18,6 @@ from __future__ import annotations
 import re
 import signal
 import textwrap
-import time
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -36,6 +35,7 @@ from tests.integration._procs import (
     read_spans,
     wait_http,
 )
+from tests.integration._settle import settled_metrics
 
 pytest.importorskip("fastapi")
 pytest.importorskip("uvicorn")
@@ -116,7 +116,7 @@ def _run(tmp_path: Path, mode: str) -> dict[str, Any]:
     for i, (path, status) in enumerate(REQUESTS):
         parent = f"00-{_trace_id(i)}-{i + 1:016x}-01"
         assert get(base + path, {"traceparent": parent})[0] == status, (mode, path)
-    exposition = _settled_metrics(f"http://127.0.0.1:{metrics_port}/metrics", len(REQUESTS) + 1)
+    exposition = settled_metrics(f"http://127.0.0.1:{metrics_port}/metrics", len(REQUESTS) + 1)
     proc.signal(signal.SIGTERM)
     proc.wait()
     out = proc.stdout
@@ -127,23 +127,6 @@ def _run(tmp_path: Path, mode: str) -> dict[str, Any]:
         "logs": _log_shapes(out),
         "raw_logs": out,
     }
-
-
-def _settled_metrics(url: str, requests: int) -> str:
-    """/metrics once every request is counted (a span ends, and is measured, just after its
-    response is sent: a scrape right after the last response may miss it)."""
-    deadline = time.monotonic() + 10
-    while True:
-        exposition = get(url)[1]
-        counted = sum(
-            sample.value
-            for family in text_string_to_metric_families(exposition)
-            for sample in family.samples
-            if sample.name == "otelfin_requests_total"
-        )
-        if counted >= requests or time.monotonic() > deadline:
-            return exposition
-        time.sleep(0.05)
 
 
 def _span_names(spans: list[dict[str, Any]]) -> dict[str, list[str]]:
