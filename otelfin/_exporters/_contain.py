@@ -52,9 +52,17 @@ class GuardedExporter(_Contained):
     hands that pillar's options over afterwards with :meth:`use_scrub_options`.
     """
 
-    def __init__(self, inner: SpanExporter, options: ScrubOptions | None = None) -> None:
+    def __init__(
+        self,
+        inner: SpanExporter,
+        options: ScrubOptions | None = None,
+        *,
+        pause: Callable[[], None] | None = None,
+    ) -> None:
         self.inner = inner
         self._scrubbing = ScrubbingSpanExporter(inner, options, only_unscrubbed=True)
+        if pause is not None:
+            self._scrubbing._pause = pause  # the export pipeline's: it knows the backlog
 
     def use_scrub_options(self, options: ScrubOptions | None) -> None:
         """Scrub with ``options`` from the next export on (None: the process default)."""

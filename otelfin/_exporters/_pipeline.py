@@ -17,6 +17,7 @@ from otelfin._exporters._accounting import _Accounts, _CountingExporter, _queue_
 from otelfin._exporters._contain import GuardedExporter, _contained, _within
 from otelfin._exporters._fork import _after_fork, _inherited, _register_multiprocessing_hook
 from otelfin._exporters._otlp import DeferredSpanExporter
+from otelfin._exporters._sliced import pause_between_slices
 
 __all__ = ["EXIT_TIMEOUT_MILLIS", "ExportPipeline", "SwappableSpanProcessor"]
 
@@ -50,11 +51,12 @@ class ExportPipeline(SpanProcessor):
         self.exporter = exporter
         #: Makes a fresh exporter for a forked child (exporters otelfin built itself).
         self.factory = factory
-        self.accounts = _Accounts()
-        self.counting = _CountingExporter(exporter, self.accounts)
-        #: Scrubs and contains; ``configure()`` hands it the scrub pillar's options.
-        self.guarded = GuardedExporter(self.counting)
         self.queue_size = _queue_size() if batch else 0
+        self.accounts = _Accounts(self.queue_size)
+        self.counting = _CountingExporter(exporter, self.accounts)
+        #: Scrubs and contains; ``configure()`` hands it the scrub pillar's options. Between
+        #: slices it yields the GIL as the encoder does, unless the queue is backing up.
+        self.guarded = GuardedExporter(self.counting, pause=pause_between_slices)
         self.processor: SpanProcessor = (
             BatchSpanProcessor(self.guarded, max_queue_size=self.queue_size)
             if batch

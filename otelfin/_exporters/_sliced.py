@@ -31,6 +31,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
+from otelfin._exporters._accounting import backlogged
 from otelfin._exporters._wire import encode_request
 
 __all__ = ["OFFICIAL_SLICE", "PAUSE_S", "SLICE", "SlicedOTLPSpanExporter", "encode_in_slices"]
@@ -43,8 +44,14 @@ OFFICIAL_SLICE = 8
 PAUSE_S = 0.0001
 
 
-def _pause() -> None:
-    time.sleep(PAUSE_S)
+def pause_between_slices() -> None:
+    """Hand the GIL to a waiting thread for a moment, unless a batch queue is backing up
+    (:func:`~otelfin._exporters._accounting.backlogged`: then keeping spans comes first)."""
+    if not backlogged():
+        time.sleep(PAUSE_S)
+
+
+_pause = pause_between_slices
 
 
 def official_in_slices(spans: Sequence[ReadableSpan]) -> bytes:
