@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from opentelemetry.sdk.trace.export import SpanExporter, SpanExportResult
 
-from otelfin._exporters import _accounting, _sliced
+from otelfin._exporters import _accounting
 from otelfin._exporters._pipeline import ExportPipeline
 from otelfin.scrub import _spans
 
@@ -32,7 +32,7 @@ def only_these_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
 @pytest.fixture
 def sleeps(monkeypatch: pytest.MonkeyPatch) -> list[float]:
     calls: list[float] = []
-    monkeypatch.setattr(_sliced.time, "sleep", calls.append)
+    monkeypatch.setattr(_accounting.time, "sleep", calls.append)
     return calls
 
 
@@ -50,22 +50,22 @@ def test_a_quarter_full_queue_is_a_backlog() -> None:
 
 def test_the_slices_stop_pausing_while_backlogged(sleeps: list[float]) -> None:
     accounts = _accounting._Accounts(queue_size=8)
-    _sliced.pause_between_slices()
-    assert sleeps == [_sliced.PAUSE_S]
+    _accounting.pause_between_slices()
+    assert sleeps == [_accounting.PAUSE_S]
     for _ in range(3):
         accounts.admit(8)
-    _sliced.pause_between_slices()
-    assert sleeps == [_sliced.PAUSE_S]  # no second sleep: backlogged
+    _accounting.pause_between_slices()
+    assert sleeps == [_accounting.PAUSE_S]  # no second sleep: backlogged
     accounts.reached = accounts.admitted
-    _sliced.pause_between_slices()
-    assert sleeps == [_sliced.PAUSE_S, _sliced.PAUSE_S]
+    _accounting.pause_between_slices()
+    assert sleeps == [_accounting.PAUSE_S, _accounting.PAUSE_S]
 
 
 def test_the_pipeline_scrubber_pauses_through_the_backlog_check() -> None:
     pipeline = ExportPipeline(_Keep(), batch=True)
     try:
         scrubbing = pipeline.guarded._scrubbing
-        assert scrubbing._pause is _sliced.pause_between_slices
+        assert scrubbing._pause is _accounting.pause_between_slices
         assert pipeline.accounts.queue_size == pipeline.queue_size > 0
         # A scrubber built by hand keeps its plain sleep.
         assert _spans.ScrubbingSpanExporter(_Keep())._pause is _spans._sleep_a_moment

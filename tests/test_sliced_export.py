@@ -4,6 +4,7 @@
 from __future__ import annotations
 
 import threading
+import weakref
 from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import ClassVar
@@ -18,7 +19,7 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 import otelfin
 from otelfin import _config, _internal
-from otelfin._exporters import ExportPipeline, _sliced
+from otelfin._exporters import ExportPipeline, _accounting, _sliced
 from otelfin._exporters._otlp import DeferredSpanExporter, OTLPSpanExporterFactory
 from otelfin._exporters._wire import encode_request
 
@@ -79,7 +80,9 @@ def test_a_batch_is_one_request_encoded_in_slices(
     gives; the encoder paused between its slices (every SLICE spans)."""
     spans = _spans(100)
     pauses: list[float] = []
-    monkeypatch.setattr(_sliced.time, "sleep", pauses.append)
+    monkeypatch.setattr(_accounting.time, "sleep", pauses.append)
+    # No other test's pipeline may count as a backlog here (the slices then run unpaused).
+    monkeypatch.setattr(_accounting, "_live", weakref.WeakSet())
     exporter = _sliced.SlicedOTLPSpanExporter(endpoint=collector)
     assert exporter.export(spans) is SpanExportResult.SUCCESS
     (body,) = _Collector.bodies

@@ -31,6 +31,8 @@ def _queue_size() -> int:
 
 #: Every live pipeline's accounts, for :func:`backlogged` (weak: a retired pipeline goes).
 _live: weakref.WeakSet[_Accounts] = weakref.WeakSet()
+#: The pause between slices: long enough for a waiting thread to wake and take the GIL.
+PAUSE_S = 0.0001
 
 
 def backlogged() -> bool:
@@ -44,9 +46,18 @@ def backlogged() -> bool:
     the slices run back to back until the queue drains below a quarter.
     """
     for accounts in list(_live):
-        if accounts.queue_size and accounts.admitted - accounts.reached > accounts.queue_size // 4:
+        size = accounts.queue_size
+        if size and not accounts.closed and accounts.admitted - accounts.reached > size // 4:
             return True
     return False
+
+
+def pause_between_slices() -> None:
+    """Hand the GIL to a waiting thread for a moment between two slices of a batch (encoding,
+    scrubbing), unless a batch queue is backing up (:func:`backlogged`: then keeping the
+    spans comes first)."""
+    if not backlogged():
+        time.sleep(PAUSE_S)
 
 
 class _Accounts:

@@ -13,11 +13,15 @@ from opentelemetry.sdk.trace import ReadableSpan, Span, SpanProcessor
 from opentelemetry.sdk.trace.export import BatchSpanProcessor, SimpleSpanProcessor, SpanExporter
 
 from otelfin import _internal
-from otelfin._exporters._accounting import _Accounts, _CountingExporter, _queue_size
+from otelfin._exporters._accounting import (
+    _Accounts,
+    _CountingExporter,
+    _queue_size,
+    pause_between_slices,
+)
 from otelfin._exporters._contain import GuardedExporter, _contained, _within
 from otelfin._exporters._fork import _after_fork, _inherited, _register_multiprocessing_hook
 from otelfin._exporters._otlp import DeferredSpanExporter
-from otelfin._exporters._sliced import pause_between_slices
 
 __all__ = ["EXIT_TIMEOUT_MILLIS", "ExportPipeline", "SwappableSpanProcessor"]
 

@@ -22,7 +22,6 @@ as is.
 
 from __future__ import annotations
 
-import time
 from collections.abc import Sequence
 from typing import Any
 
@@ -31,7 +30,7 @@ from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExport
 from opentelemetry.sdk.trace import ReadableSpan
 from opentelemetry.sdk.trace.export import SpanExportResult
 
-from otelfin._exporters._accounting import backlogged
+from otelfin._exporters._accounting import PAUSE_S, pause_between_slices
 from otelfin._exporters._wire import encode_request
 
 __all__ = ["OFFICIAL_SLICE", "PAUSE_S", "SLICE", "SlicedOTLPSpanExporter", "encode_in_slices"]
@@ -40,15 +39,6 @@ __all__ = ["OFFICIAL_SLICE", "PAUSE_S", "SLICE", "SlicedOTLPSpanExporter", "enco
 SLICE = 24
 #: Spans the official encoder (the fallback) encodes between two hand-overs (~0.2 ms).
 OFFICIAL_SLICE = 8
-#: The pause between slices: long enough for a waiting thread to wake and take the GIL.
-PAUSE_S = 0.0001
-
-
-def pause_between_slices() -> None:
-    """Hand the GIL to a waiting thread for a moment, unless a batch queue is backing up
-    (:func:`~otelfin._exporters._accounting.backlogged`: then keeping spans comes first)."""
-    if not backlogged():
-        time.sleep(PAUSE_S)
 
 
 _pause = pause_between_slices
