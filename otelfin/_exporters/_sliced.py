@@ -41,15 +41,12 @@ SLICE = 24
 OFFICIAL_SLICE = 8
 
 
-_pause = pause_between_slices
-
-
 def official_in_slices(spans: Sequence[ReadableSpan]) -> bytes:
     """``spans`` as one serialized ``ExportTraceServiceRequest`` from the official encoder,
     :data:`OFFICIAL_SLICE` spans at a time (one ``ResourceSpans`` entry per slice and resource)."""
     parts = [encode_spans(spans[:OFFICIAL_SLICE]).SerializePartialToString()]
     for start in range(OFFICIAL_SLICE, len(spans), OFFICIAL_SLICE):
-        _pause()
+        pause_between_slices()
         part = encode_spans(spans[start : start + OFFICIAL_SLICE])
         parts.append(part.SerializePartialToString())
     return b"".join(parts)
@@ -59,7 +56,7 @@ def encode_in_slices(spans: Sequence[ReadableSpan]) -> bytes:
     """``spans`` as one serialized ``ExportTraceServiceRequest``: the wire encoder's, pausing
     every :data:`SLICE` spans, or the official encoder's when the wire encoder refuses one."""
     try:
-        return encode_request(spans, slice_size=SLICE, pause=_pause)
+        return encode_request(spans, slice_size=SLICE, pause=pause_between_slices)
     except Exception:  # a value the wire encoder does not write: the official one decides
         return official_in_slices(spans)
 

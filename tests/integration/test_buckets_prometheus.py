@@ -74,7 +74,6 @@ def test_default_layout_p99_in_real_prometheus(tmp_path: Path) -> None:
     function and a 300 ms-median request get their P99 within 5% of the exact P99, and the
     value equals otelfin's own PromQL arithmetic (what the benchmark and the tests use)."""
     from otelfin.metrics import current_metrics
-    from otelfin.metrics._buckets import _cumulative, exact_quantile, histogram_quantile
 
     registry = CollectorRegistry()
     rules = tmp_path / "rules.yml"
@@ -94,23 +93,7 @@ def test_default_layout_p99_in_real_prometheus(tmp_path: Path) -> None:
                 metrics.observe("svc", operation, value)
         with _prometheus(tmp_path, f"127.0.0.1:{server.port}", rules) as base:
             for operation, values in samples.items():
-                query = (
-                    "histogram_quantile(0.99, sum by (le) (otelfin_request_duration_seconds_bucket"
-                    f'{{operation="{operation}"}}))'
-                )
-                _wait(
-                    lambda q=query: _api(base, "/api/v1/query", query=q)["result"],
-                    30,
-                    f"{operation} in Prometheus",
-                )
-                result: list[Any] = _api(base, "/api/v1/query", query=query)["result"]
-                promql = float(result[0]["value"][1])
-                exact = exact_quantile(values, 0.99)
-                ours = histogram_quantile(
-                    0.99, metrics.buckets, _cumulative(values, metrics.buckets)
-                )
-                assert abs(promql - exact) / exact <= 0.05, (operation, promql, exact)
-                assert promql == pytest.approx(ours, rel=1e-9)
+                _assert_p99_matches(base, operation, values, metrics.buckets)
 
 
 def test_timeout_spike_p99_in_real_prometheus(tmp_path: Path) -> None:
@@ -119,7 +102,6 @@ def test_timeout_spike_p99_in_real_prometheus(tmp_path: Path) -> None:
     exact one, equal to otelfin's own PromQL arithmetic; the bounds around the timeouts are
     series Prometheus scraped."""
     from otelfin.metrics import current_metrics
-    from otelfin.metrics._buckets import _cumulative, exact_quantile, histogram_quantile
 
     registry = CollectorRegistry()
     rules = tmp_path / "rules.yml"
@@ -143,23 +125,29 @@ def test_timeout_spike_p99_in_real_prometheus(tmp_path: Path) -> None:
                 metrics.observe("svc", operation, value)
         with _prometheus(tmp_path, f"127.0.0.1:{server.port}", rules) as base:
             for operation, values in samples.items():
-                selector = f'otelfin_request_duration_seconds_bucket{{operation="{operation}"}}'
-                query = f"histogram_quantile(0.99, sum by (le) ({selector}))"
-                _wait(
-                    lambda q=query: _api(base, "/api/v1/query", query=q)["result"],
-                    30,
-                    f"{operation} in Prometheus",
-                )
-                result: list[Any] = _api(base, "/api/v1/query", query=query)["result"]
-                promql = float(result[0]["value"][1])
-                exact = exact_quantile(values, 0.99)
-                ours = histogram_quantile(
-                    0.99, metrics.buckets, _cumulative(values, metrics.buckets)
-                )
-                assert abs(promql - exact) / exact <= 0.05, (operation, promql, exact)
-                assert promql == pytest.approx(ours, rel=1e-9)
+                _assert_p99_matches(base, operation, values, metrics.buckets)
             series = _api(
                 base, "/api/v1/series", **{"match[]": "otelfin_request_duration_seconds_bucket"}
             )
             les = {s["le"] for s in series}
             assert {"0.4902", "0.5", "0.51", "1.961", "2.0", "2.04", "2.1"} <= les
+
+
+def _assert_p99_matches(base: str, operation: str, values: list[float], buckets: Any) -> None:
+    """Prometheus' P99 of ``operation`` is within 5% of the exact one and equals otelfin's own
+    PromQL arithmetic over ``buckets``."""
+    from otelfin.metrics._buckets import _cumulative, exact_quantile, histogram_quantile
+
+    selector = f'otelfin_request_duration_seconds_bucket{{operation="{operation}"}}'
+    query = f"histogram_quantile(0.99, sum by (le) ({selector}))"
+    _wait(
+        lambda: _api(base, "/api/v1/query", query=query)["result"],
+        30,
+        f"{operation} in Prometheus",
+    )
+    result: list[Any] = _api(base, "/api/v1/query", query=query)["result"]
+    promql = float(result[0]["value"][1])
+    exact = exact_quantile(values, 0.99)
+    ours = histogram_quantile(0.99, buckets, _cumulative(values, buckets))
+    assert abs(promql - exact) / exact <= 0.05, (operation, promql, exact)
+    assert promql == pytest.approx(ours, rel=1e-9)
