@@ -28,7 +28,9 @@ not assumed. Method, chosen so that the comparison is fair:
   repetition (interleaved), so no variant pays for another's export thread;
 * every request carries a W3C ``traceparent`` of its own: a new trace per request;
 * closed loop (``wrk`` when installed, else a bounded asyncio client): requests/s and CPU per
-  request from the server's ``/proc/<pid>/stat`` (utime + stime, export thread included);
+  request from the server's ``/proc/<pid>/stat`` (utime + stime, export thread included), split
+  into the main thread (uvicorn's loop: the requests and everything on their path) and the other
+  threads (the exporters'), with the cyclic collector's time from the server's ``gc.callbacks``;
 * open loop at a rate below 30% of the slowest variant's saturation (``--rate-fraction``, 0.25,
   from a calibration pass; or ``--rate``): an asyncio client sends on schedule whatever the server
   does, latency counted from the scheduled send (no coordinated omission); p50 and p99;
@@ -81,16 +83,26 @@ CLK_TCK = os.sysconf("SC_CLK_TCK") if hasattr(os, "sysconf") else 100
 
 
 def _gc_monitor() -> dict[str, Any]:
-    """Counts generation-2 collections and their pauses (the tail's first suspect)."""
-    stats: dict[str, Any] = {"gen2": 0, "gen2_ms_total": 0.0, "gen2_ms_max": 0.0, "started": 0.0}
+    """Counts collections per generation and their pauses (generation 2: the tail's first
+    suspect; all three: the collector's share of the CPU per request)."""
+    stats: dict[str, Any] = {
+        "gen2": 0,
+        "gen2_ms_total": 0.0,
+        "gen2_ms_max": 0.0,
+        "collections": [0, 0, 0],
+        "collector_ms": [0.0, 0.0, 0.0],
+        "started": 0.0,
+    }
 
     def callback(phase: str, info: dict[str, Any]) -> None:
-        if info.get("generation") != 2:
-            return
+        generation = info.get("generation", 0)
         if phase == "start":
             stats["started"] = time.perf_counter()
-        else:
-            pause = (time.perf_counter() - stats["started"]) * 1000
+            return
+        pause = (time.perf_counter() - stats["started"]) * 1000
+        stats["collections"][generation] += 1
+        stats["collector_ms"][generation] += pause
+        if generation == 2:
             stats["gen2"] += 1
             stats["gen2_ms_total"] += pause
             stats["gen2_ms_max"] = max(stats["gen2_ms_max"], pause)
@@ -774,6 +786,29 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
+def request_thread_seconds(pid: int) -> float:
+    """CPU seconds of the server's main thread (uvicorn's event loop: the requests and
+    everything done on their path), apart from its other threads (the exporters')."""
+    return cpu_seconds_of(f"/proc/{pid}/task/{pid}/stat")
+
+
+def cpu_seconds_of(path: str) -> float:
+    try:
+        with open(path) as stat:
+            fields = stat.read().rpartition(")")[2].split()
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+
+
+def collector_ms(server: "Server") -> float:
+    """Milliseconds the server's cyclic garbage collector has run so far (all generations)."""
+    try:
+        return float(sum(server.stats()["gc"].get("collector_ms", [0.0])))
+    except (OSError, KeyError, TypeError, ValueError):
+        return float("nan")
+
+
 def get_json(url: str, timeout: float = 10) -> Any:
     with urllib.request.urlopen(url, timeout=timeout) as response:
         return json.loads(response.read())
@@ -868,6 +903,9 @@ class Measure:
     """One variant's figures over the repetitions."""
 
     cpu_us: list[float] = field(default_factory=list)
+    #: of cpu_us: the main thread (requests) and the garbage collector (any thread)
+    request_thread_us: list[float] = field(default_factory=list)
+    collector_us: list[float] = field(default_factory=list)
     rps: list[float] = field(default_factory=list)
     p50_ms: list[float] = field(default_factory=list)
     p99_ms: list[float] = field(default_factory=list)
@@ -898,14 +936,20 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 def measure_closed(
     server: Server, args: argparse.Namespace, wrk: str | None, lua: str, into: Measure
 ) -> None:
+    gc_before = collector_ms(server)
     before = cpu_seconds(server.pid)
+    main_before = request_thread_seconds(server.pid)
     if wrk:
         result = closed_loop_wrk(wrk, server.port, args.connections, args.closed_seconds, lua)
     else:
         result = asyncio.run(closed_loop_python(server.port, args.connections, args.closed_seconds))
     used = cpu_seconds(server.pid) - before
+    main_used = request_thread_seconds(server.pid) - main_before
+    gc_used = collector_ms(server) - gc_before
     if result.requests:
         into.cpu_us.append(used / result.requests * 1e6)
+        into.request_thread_us.append(main_used / result.requests * 1e6)
+        into.collector_us.append(gc_used / result.requests * 1e3)
         into.rps.append(result.requests / result.seconds)
     into.errors += result.errors
     into.requests += result.requests
@@ -1130,6 +1174,23 @@ def report(
             f"{startup.get(variant, {}).get('modules_added', '-')} | "
             f"{end.get('gc', {}).get('gen2', '-')} | {m.errors} |"
         )
+    base_main = med(results["none"].request_thread_us) if "none" in results else float("nan")
+    print(
+        "\nwhere the CPU goes, saturated (us a request, median [min-max]): the main thread runs "
+        "the requests and everything on their path; the other threads are the exporters' "
+        "(encoding, scrubbing, sending); the collector time is part of whichever thread ran it\n"
+    )
+    print("| variant | main thread | added on the main thread | other threads | collector |")
+    print("|---|---|---|---|---|")
+    for variant in main_variants:
+        m = results[variant]
+        others = [t - r for t, r in zip(m.cpu_us, m.request_thread_us, strict=False)]
+        main_added = [r - base_main for r in m.request_thread_us]
+        print(
+            f"| {LABELS.get(variant, variant)} | {show(m.request_thread_us)} | "
+            f"{show(main_added) if variant != 'none' else '-'} | {show(others)} | "
+            f"{show(m.collector_us)} |"
+        )
     marginal: dict[str, dict[str, float]] = {}
     if scaling:
         n = args.extra
@@ -1167,6 +1228,32 @@ def report(
     if "otelfin" in added and "otel" in added:
         print(
             f"  otelfin added CPU / OpenTelemetry by hand: {ratios('otelfin', 'otel')}  [<= 0.70]"
+        )
+        main_base = results["none"].request_thread_us
+        on_main = [
+            (f - b) / (o - b)
+            for f, o, b in zip(
+                results["otelfin"].request_thread_us,
+                results["otel"].request_thread_us,
+                main_base,
+                strict=False,
+            )
+            if o > b
+        ]
+        off_main = [
+            (ft - fr) / (ot - orr)
+            for ft, fr, ot, orr in zip(
+                results["otelfin"].cpu_us,
+                results["otelfin"].request_thread_us,
+                results["otel"].cpu_us,
+                results["otel"].request_thread_us,
+                strict=False,
+            )
+            if ot > orr
+        ]
+        print(
+            f"    of which on the main thread: {show(on_main, 2)}; "
+            f"on the other threads: {show(off_main, 2)}"
         )
     print("default against default:")
     for peer in ("otel-default", "ddtrace"):
