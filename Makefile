@@ -39,6 +39,8 @@ bench: install
 bench-quick: install
 	@for b in benchmarks/bench_*.py benchmarks/e2e_overhead.py benchmarks/e2e_instructions.py; do \
 	  echo "== $$b --quick"; $(BIN)/python $$b --quick || exit 1; done
+	@echo "== benchmarks/e2e_instructions.py --components --quick"
+	@$(BIN)/python benchmarks/e2e_instructions.py --components --quick
 
 # After editing otelfin/errorcodes.yaml: write the pre-parsed copy configure() reads at start-up
 # (tests/test_catalogue.py fails until it matches the YAML).

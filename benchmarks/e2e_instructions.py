@@ -29,7 +29,15 @@ this complements the wall-clock study, it does not replace it. Without valgrind 
 ``--quick``, as ``make bench-quick`` runs it) it reports process CPU time per request instead,
 one run per variant, and says so.
 
-Run: ``python benchmarks/e2e_instructions.py [--variants none,otel,otelfin] [--no-gc] [--quick]``
+``--components`` prices the parts of the request path apart, for OpenTelemetry by hand and
+otelfin, with the collector off (the instrumentation's own instructions, all threads): each
+variant also runs without its two function spans, without its two log lines, and without both
+(``E2E_WITHOUT`` in ``e2e_overhead.py``); ``none`` runs without its log lines. The parts: the
+request's own path (server span, propagation, request metrics: the variant without spans and
+logs over ``none`` without logs), the two function spans, the two log lines, and what is left.
+
+Run: ``python benchmarks/e2e_instructions.py [--variants none,otel,otelfin] [--no-gc] [--quick]
+[--components]``
 (valgrind: ``apt-get install valgrind``; a run of three variants takes ~25 minutes, twice that
 with ``--no-gc``).
 """
@@ -139,7 +147,10 @@ def _run(
     collector: bool = True,
 ) -> float:
     """Instructions (under valgrind) or CPU seconds of one driven run."""
-    command = [sys.executable, os.path.abspath(__file__), "--drive", variant, str(requests)]
+    app, _, without = variant.partition("-without-")
+    command = [sys.executable, os.path.abspath(__file__), "--drive", app, str(requests)]
+    if without:
+        command += ["--without", without.replace("+", ",")]
     command += ["--warmup", str(warmup), "--sink", sink]
     if not collector:
         command.append("--no-gc")
@@ -175,10 +186,18 @@ def main() -> None:
         action="store_true",
         help="also measure every variant with the cyclic garbage collector off",
     )
+    parser.add_argument(
+        "--components",
+        action="store_true",
+        help="price the request path, the function spans and the log lines apart (collector off)",
+    )
     parser.add_argument("--drive", nargs=2, help=argparse.SUPPRESS)
+    parser.add_argument("--without", default="", help=argparse.SUPPRESS)
     parser.add_argument("--sink", help=argparse.SUPPRESS)
     args = parser.parse_args()
     if args.drive:
+        if args.without:
+            os.environ["E2E_WITHOUT"] = args.without
         drive(args.drive[0], int(args.drive[1]), args.warmup, args.sink, not args.no_gc)
         return
 
@@ -189,6 +208,13 @@ def main() -> None:
     valgrind = None if args.quick else shutil.which("valgrind")
     sink_process, sink, _ = e2e_overhead.start_sink()
     modes = [True, False] if args.no_gc and valgrind else [True]
+    if args.components:
+        try:
+            _components(args, sink, valgrind)
+        finally:
+            sink_process.terminate()
+            sink_process.wait(timeout=10)
+        return
     try:
         for collector in modes:
             label = "" if collector else " (cyclic collector off)"
@@ -214,6 +240,48 @@ def main() -> None:
     finally:
         sink_process.terminate()
         sink_process.wait(timeout=10)
+
+
+def _components(args: argparse.Namespace, sink: str, valgrind: str | None) -> None:
+    """Each part of the request path apart, for OpenTelemetry by hand and otelfin."""
+    count = 200 if args.quick else 2000
+    runs = ["none", "none-without-logs"]
+    for variant in ("otel", "otelfin"):
+        runs += [variant, f"{variant}-without-spans", f"{variant}-without-logs"]
+        runs.append(f"{variant}-without-spans+logs")
+    cost: dict[str, float] = {}
+    for run in runs:
+        if valgrind:
+            small = _run(run, args.small, args.warmup, sink, valgrind, collector=False)
+            large = _run(run, args.large, args.warmup, sink, valgrind, collector=False)
+            cost[run] = (large - small) / (args.large - args.small) / 1e3
+        else:
+            warmup = 50 if args.quick else args.warmup
+            cost[run] = _run(run, count, warmup, sink, None, collector=False) / count * 1e6
+        print(f"{run:28s} {cost[run]:9,.0f}", flush=True)
+    unit = "k instructions" if valgrind else "CPU us (one timed run each, noisy)"
+    print(f"\nparts of the request path, {unit} a request, collector off\n")
+    print("| part | OpenTelemetry by hand | otelfin | otelfin / by hand |")
+    print("|---|---|---|---|")
+    parts: dict[str, dict[str, float]] = {}
+    plain_logs = cost["none"] - cost["none-without-logs"]  # none's two structlog lines
+    for variant in ("otel", "otelfin"):
+        full = cost[variant]
+        added = full - cost["none"]
+        spans = full - cost[f"{variant}-without-spans"]
+        logs = full - cost[f"{variant}-without-logs"] - plain_logs
+        path = cost[f"{variant}-without-spans+logs"] - cost["none-without-logs"]
+        parts[variant] = {
+            "request path (server span, propagation, request metrics)": path,
+            "two function spans (and their metrics)": spans,
+            "two log lines, over none's plain structlog lines": logs,
+            "the rest (interactions)": added - path - spans - logs,
+            "added over none": added,
+        }
+    for part in parts["otel"]:
+        by_hand, ours = parts["otel"][part], parts["otelfin"][part]
+        share = f"{ours / by_hand:.2f}" if by_hand > 0 else "-"
+        print(f"| {part} | {by_hand:,.0f} | {ours:,.0f} | {share} |")
 
 
 def _report(per_request: dict[str, float], unit: str, label: str, scale: float) -> None:

@@ -125,6 +125,9 @@ def build_app() -> Any:
     io_s = float(os.environ.get("E2E_IO_MS", "2")) / 1000
     extra_spans = int(os.environ.get("E2E_EXTRA_SPANS", "0"))
     extra_logs = int(os.environ.get("E2E_EXTRA_LOGS", "0"))
+    # E2E_WITHOUT=spans,logs takes a part out of any variant (the decorated functions run bare,
+    # the log calls do nothing), so e2e_instructions.py --components can price each part
+    without = set(filter(None, os.environ.get("E2E_WITHOUT", "").split(",")))
     # each server exports under its own path, so the sink counts its spans apart
     sink = os.environ.get("E2E_SINK", "http://127.0.0.1:4318")
     name = os.environ.get("E2E_NAME", variant)
@@ -286,6 +289,13 @@ def build_app() -> Any:
     else:
         raise SystemExit(f"unknown E2E_VARIANT {variant!r}")
 
+    if "logs" in without:
+        log = _Silent()
+    if "spans" in without:
+
+        def span(name: str) -> Callable[[Callable[..., Any]], Callable[..., Any]]:
+            return lambda fn: fn
+
     @span("risk_score")
     def risk_score(payment: Payment) -> float:
         basket = sum(item.qty * float(item.price) for item in payment.items)
@@ -351,6 +361,13 @@ def build_app() -> Any:
         await served(scope, receive, send)
 
     return outer
+
+
+class _Silent:
+    """A logger whose lines go nowhere (``E2E_WITHOUT=logs``)."""
+
+    def info(self, event: str, **fields: Any) -> None:
+        pass
 
 
 def _otelfin_instruments_fastapi() -> bool:
