@@ -105,6 +105,7 @@ ALLOWED_PRIVATE: dict[tuple[str, str], str] = {
     ("otelfin.logging._otlp", "opentelemetry.sdk._logs"): "the logs SDK's ReadableLogRecord",
     ("otelfin._peer", "span"): "the ending hook's frozen attributes: one key added (peer)",
     ("otelfin._outcome", "span"): "the ending hook: outcome set on the frozen span, no closure",
+    ("otelfin.instrument._spanwrite", "span"): "a decline's writes, SDK checks skipped (measured)",
     ("otelfin._outcome", "_dict"): "BoundedAttributes' dict: public reads go through Mapping",
     ("otelfin._outcome", "_immutable"): "BoundedAttributes' freeze flag, lifted for our keys",
     # The lean server span reads the official ASGI middleware's configuration (pinned 0.66b1)

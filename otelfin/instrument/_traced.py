@@ -37,7 +37,7 @@ from opentelemetry.util.types import AttributeValue
 
 from otelfin import _internal, _outcome
 from otelfin._errors import error_code_of
-from otelfin.catalogue import CatalogueSlot
+from otelfin.catalogue import Catalogue, CatalogueSlot
 from otelfin.instrument._fastctx import REQUEST_KEY as _REQUEST_KEY
 from otelfin.instrument._fastctx import SPAN_KEY as _SPAN_KEY
 from otelfin.instrument._fastctx import (
@@ -48,6 +48,7 @@ from otelfin.instrument._fastctx import (
     detach,
     span_in,
 )
+from otelfin.instrument._spanwrite import add_text_event, set_text_attributes
 from otelfin.scrub import ScrubOptions, scrub_value
 
 __all__ = [
@@ -67,6 +68,10 @@ _TRACER_NAME = "otelfin"
 _ENTRY_KINDS = (SpanKind.SERVER, SpanKind.CONSUMER)
 _OK = _outcome.OK
 _MARK = "__otelfin_traced__"
+#: Bounds of what failed calls remember (:func:`_classified`, :func:`_type_name`); past them,
+#: lookups are computed each time instead.
+_CODES_LIMIT = 1024
+_TYPE_NAMES_LIMIT = 256
 _KINDS = {
     "internal": SpanKind.INTERNAL,
     "server": SpanKind.SERVER,
@@ -115,7 +120,7 @@ class _State:
     over is kept here, once for all of them; each wrapper holds this object in its closure.
     """
 
-    __slots__ = ("catalogue", "observer", "scrub_options", "tracer")
+    __slots__ = ("catalogue", "codes", "observer", "scrub_options", "tracer", "type_names")
 
     def __init__(self) -> None:
         self.observer: CallObserver | None = None
@@ -131,6 +136,11 @@ class _State:
         #: tests and apps may swap the global provider at any time. (A function given its own
         #: provider keeps that provider's tracer in its closure.)
         self.tracer: tuple[object, trace.Tracer | None] = (None, None)
+        #: ``(catalogue, {code: (outcome, attributes)})`` for the codes failed calls carried
+        #: (:func:`_classified`), read and written whole; a new catalogue starts it afresh.
+        self.codes: tuple[object, dict[str, tuple[str, dict[str, str]]]] = (None, {})
+        #: Exception type -> its ``exception.type`` (:func:`_type_name`).
+        self.type_names: dict[type[BaseException], str] = {}
 
 
 _state = _State()
@@ -410,6 +420,45 @@ def _starter(spec: TracedSpec) -> _Begin:
     return begin
 
 
+def _type_name(exc_type: type[BaseException]) -> str:
+    """``exception.type`` of a failed call: the qualified name, without ``builtins.``."""
+    name = _state.type_names.get(exc_type)
+    if name is None:
+        name = (
+            exc_type.__qualname__
+            if exc_type.__module__ == "builtins"
+            else f"{exc_type.__module__}.{exc_type.__qualname__}"
+        )
+        if len(_state.type_names) < _TYPE_NAMES_LIMIT:
+            _state.type_names[exc_type] = name
+    return name
+
+
+def _classified(code: str, catalogue: Catalogue) -> tuple[str, dict[str, str]]:
+    """The outcome of ``code`` in ``catalogue`` and the span attributes that say it
+    (``error.type``, ``otelfin.error_code``, ``otelfin.outcome``, in that order).
+
+    Remembered per registered code of the live catalogue (frozen: the answer cannot change
+    while it is the one in use), so a repeated code skips the catalogue's ``Mapping`` reads and
+    a new dict. Only codes the catalogue holds are kept: an unregistered code is whatever
+    string an exception carries, and a process-wide table holds nothing but catalogue codes.
+    The returned dict is shared: never write to it.
+    """
+    held, known = _state.codes  # one tuple, read and written whole: safe without a lock
+    if held is catalogue:
+        found = known.get(code)
+        if found is not None:
+            return found
+    else:
+        known = {}
+        _state.codes = (catalogue, known)
+    outcome = _outcome.of_code(code, catalogue)
+    found = (outcome, {"error.type": code, "otelfin.error_code": code, _outcome.ATTRIBUTE: outcome})
+    if code in catalogue and len(known) < _CODES_LIMIT:
+        known[code] = found
+    return found
+
+
 def _record_error(
     spec: TracedSpec,
     span: Span,
@@ -425,46 +474,44 @@ def _record_error(
     UNSET; anything else sets ERROR. Contained by the caller.
     """
     code = error_code_of(exc)
-    outcome = _outcome.of_code(code, _state.catalogue.current())
-    if code is not None and not entry:
-        request = current_context().get(_REQUEST_KEY)
-        if request is not None and request is not span:
-            _outcome.note_code(request, code)
+    items: dict[str, str] | None = None
+    if code is None:
+        outcome = _outcome.ERROR
+    else:
+        outcome, items = _classified(code, _state.catalogue.current())
+        if not entry:
+            request = current_context().get(_REQUEST_KEY)
+            if request is not None and request is not span:
+                _outcome.note_code(request, code)
     if span.is_recording():
         exc_type = type(exc)
-        type_name = (
-            exc_type.__qualname__
-            if exc_type.__module__ == "builtins"
-            else f"{exc_type.__module__}.{exc_type.__qualname__}"
-        )
-        if code is not None:
-            span.set_attribute("error.type", code)
-            span.set_attribute("otelfin.error_code", code)
+        type_name = _type_name(exc_type)
+        if items is not None:
             try:
                 extra = getattr(exc, "attributes", None)
-                if isinstance(extra, dict):
-                    for key, value in extra.items():
-                        converted = _to_attribute(value)
-                        if converted is not None:
-                            span.set_attribute(f"otelfin.error.{key}", converted)
             except Exception as err:  # a hostile attributes property: the span still fails
                 _internal.report("traced.error_attributes", err)
+                extra = None
+            if isinstance(extra, dict) and extra:
+                _record_error_attributes(span, items, extra)
+            else:
+                # The decline's common case: three attributes, one write.
+                set_text_attributes(span, items)
         else:
             span.set_attribute("error.type", type_name)
+            span.set_attribute(_outcome.ATTRIBUTE, outcome)
         try:
             message = str(exc)
             unprintable = False
         except Exception:  # a broken __str__: the SDK's record_exception would raise too
             message = f"<unprintable {type_name}>"
             unprintable = True
-        span.set_attribute(_outcome.ATTRIBUTE, outcome)
         if unprintable or outcome == _outcome.DECLINED:
             # An expected business outcome (a decline): record what happened, skip the
             # stack trace. Formatting it is most of the cost of an exception on a span.
             # (An unprintable exception takes this path too: record_exception calls str().)
-            span.add_event(
-                "exception",
-                {"exception.type": type_name, "exception.message": message},
+            add_text_event(
+                span, "exception", {"exception.type": type_name, "exception.message": message}
             )
         else:
             span.record_exception(exc)
@@ -472,6 +519,21 @@ def _record_error(
             span.set_status(Status(StatusCode.ERROR, f"{exc_type.__name__}: {message}"))
     if observer is not None:
         _hook(spec, observer)(perf_counter() - t0, attrs, code, exc, span, outcome, entry)
+
+
+def _record_error_attributes(span: Span, items: dict[str, str], extra: dict[Any, Any]) -> None:
+    """The code's attributes with the exception's own (``otelfin.error.<key>``, scrubbed on
+    export) between them and the outcome, which is set last as on every failed span."""
+    span.set_attribute("error.type", items["error.type"])
+    span.set_attribute("otelfin.error_code", items["otelfin.error_code"])
+    try:
+        for key, value in extra.items():
+            converted = _to_attribute(value)
+            if converted is not None:
+                span.set_attribute(f"otelfin.error.{key}", converted)
+    except Exception as err:  # a hostile mapping: the span still fails
+        _internal.report("traced.error_attributes", err)
+    span.set_attribute(_outcome.ATTRIBUTE, items[_outcome.ATTRIBUTE])
 
 
 def _done(spec: TracedSpec, started: _Started, exc: BaseException | None = None) -> None:
