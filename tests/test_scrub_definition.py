@@ -130,6 +130,8 @@ SHAPES = {
     "glued before": f"ref{VISA}",
     "glued after": f"{VISA}USD",
     "glued grouped": "card:4111 1111 1111 1111EUR",
+    "glued to a long word": f"{'Zz' * 150}{VISA}{'q' * 300}",
+    "full-width glued to a long word": "Zz" * 150 + digits_of(0xFF10, VISA),
     "decimal": f"{VISA}.00",
     "float repr": f"{float(VISA)!r}",
     "percent-encoded spaces": "4111%201111%201111%201111",
@@ -137,6 +139,23 @@ SHAPES = {
     "form-encoded": "4111+1111+1111+1111",
     "percent no-break": "4111%C2%A01111%C2%A01111%C2%A01111",
 }
+
+
+def test_long_words_are_words_not_blobs() -> None:
+    """A card number glued to a long word is found whatever the word's length (words of more
+    than 256 letters used to count as opaque blobs); one glued to a long all-hex run is part
+    of a hex word (a hash), as a short one is."""
+    for text in (
+        "z" * 300 + VISA,
+        VISA + "z" * 5000,
+        "note " + "a" * 255 + "z" + VISA,  # hex letters, then one that is not
+        "k" * 1000 + "4111 1111 1111 1111" + "k" * 1000,
+    ):
+        assert len(find_pans(text)) == 1, text[:20]
+        assert find_pans(scrub_text(text)) == []
+    for text in ("a" * 300 + VISA, VISA + "f" * 300, "e3b0c442" * 40 + VISA + "98fc"):
+        assert find_pans(text) == []
+        assert scrub_text(text) == text
 
 
 @pytest.mark.parametrize("shape", list(SHAPES))

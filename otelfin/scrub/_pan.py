@@ -91,7 +91,8 @@ _THIRTEEN = b"0" * PAN_MIN
 # Digits only: where a group of three or more digits starts, found at C speed.
 _DIGIT_SHAPE = bytes(48 if chr(i) in "0123456789" else 120 for i in range(256))
 _HEX = frozenset("0123456789abcdefABCDEF")
-_WORD_SCAN = 256  # a word longer than this around a run is a blob: opaque
+#: How far a glued word is read to tell whether it is all hex (see :func:`_side`).
+_WORD_SCAN = 256
 _IBAN = re.compile(r"[A-Z]{2}[0-9]{2}(?:[ ]?[A-Z0-9]{4}){2,7}(?:[ ]?[A-Z0-9]{1,3})?")
 # Luhn: each digit's contribution when it is not doubled / when it is doubled.
 _DOUBLE_TABLE = bytes.maketrans(b"0123456789", b"0246813579")
@@ -192,19 +193,20 @@ def _groups(text: str, ascii_shape: tuple[bytes, bytes] | None = None) -> Iterat
 
 
 def _side(text: str, i: int, step: int) -> bool:
-    """The letters touching a group at ``i`` (read in direction ``step``) are all hex, or
-    a blob longer than the scan limit."""
+    """The letters and digits touching a group at ``i`` (read in direction ``step``) are all
+    hex: the group is part of a hex word (a trace id, a hash). Reading stops at the first
+    letter that is not hex, and after ``_WORD_SCAN`` characters: a longer all-hex run counts
+    as a hex word, which keeps the scan linear on adversarial input."""
     n = 0
-    hexy = True
     size = len(text)
     while 0 <= i < size and text[i].isalnum():
-        if hexy and text[i] not in _HEX:
-            hexy = False
+        if text[i] not in _HEX:
+            return False
         n += 1
-        if n > _WORD_SCAN:
+        if n >= _WORD_SCAN:
             return True
         i += step
-    return hexy
+    return True
 
 
 def _iban_covers(text: str, start: int, end: int) -> bool:
@@ -284,26 +286,16 @@ def _scan(text: str, ascii_shape: tuple[bytes, bytes] | None = None) -> _Found:
 
 
 def _opaque(text: str, a: int, b: int, glued_left: bool, glued_right: bool) -> bool:
-    """A glued group belongs to a masked number (``X``), an all-hex word or a blob; a group
-    glued on both sides is one word, all hex only when both sides are."""
+    """A glued group belongs to a masked number (``X``) or an all-hex word; a group glued on
+    both sides is one word, all hex only when both sides are. A long word is no exception:
+    a card number glued to 300 letters is still a card number."""
     if (glued_left and text[a - 1] == "X") or (glued_right and text[b] == "X"):
         return True
-    if not text[a:b].isascii():  # non-ASCII digits are never hex: only a blob is opaque
-        return (glued_left and _blob(text, a - 1, -1)) or (glued_right and _blob(text, b, 1))
+    if not text[a:b].isascii():  # non-ASCII digits are never hex
+        return False
     left = _side(text, a - 1, -1) if glued_left else True
     right = _side(text, b, 1) if glued_right else True
     return left and right
-
-
-def _blob(text: str, i: int, step: int) -> bool:
-    """The word read from ``i`` in direction ``step`` is longer than the scan limit."""
-    n = 0
-    while 0 <= i < len(text) and text[i].isalnum():
-        n += 1
-        if n > _WORD_SCAN:
-            return True
-        i += step
-    return False
 
 
 def _take(text: str, buf: list[_Group], out: _Found) -> None:
