@@ -45,8 +45,8 @@ from otelfin.metrics._buckets import (
     exact_quantile,
     histogram_quantile,
     latency_buckets,
-    suggest_buckets,
 )
+from otelfin.metrics._design import suggest_buckets
 
 Q = 0.99
 WINDOW = 3000

@@ -30,7 +30,7 @@ from opentelemetry.sdk.trace import SpanProcessor
 from opentelemetry.sdk.trace import TracerProvider as SdkTracerProvider
 from opentelemetry.sdk.trace.export import SpanExporter
 
-from otelfin import _exporters, _internal, _keep, _lifecycle, _sampling, _settings, _tail
+from otelfin import _exporters, _internal, _keep, _lifecycle, _sampling, _settings
 from otelfin._burst import import_burst
 from otelfin.catalogue import Catalogue, default_catalogue, load_catalogue
 from otelfin.pillar import FIELDS, Config, Installed, Tracing
@@ -376,6 +376,8 @@ def _setup_tracing(
             else None,
         )
         if rules is not None:
+            from otelfin import _tail  # tail sampling is opt-in (keep_traces)
+
             delegate = _tail.TailSamplingProcessor(
                 delegate,
                 rules,

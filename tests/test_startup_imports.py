@@ -122,3 +122,71 @@ def test_configure_with_otlp_http_defers_the_exporter_to_the_first_export() -> N
     assert "otelfin._exporters._sliced" in exported
     assert not _loaded(exported, "grpc"), _loaded(exported, "grpc")
     assert not _loaded(exported, "opentelemetry.exporter.otlp.proto.grpc")
+
+
+_DEFERRED_CHILD = r"""
+import json, sys
+import otelfin
+otelfin.configure(service_name="payment-api")
+from otelfin.scrub import _sql
+seen = {
+    "configure": sorted(
+        m for m in ("otelfin.metrics._design", "otelfin.metrics._server",
+                    "otelfin.instrument._include", "otelfin._tail")
+        if m in sys.modules
+    ),
+    "sql_compiled": _sql._patterns.cache_info().currsize,
+}
+
+# First use after configure() loads each deferred piece, and it works.
+from otelfin.metrics import BucketDesign, WindowAccuracy, evaluate_buckets, suggest_buckets
+design = suggest_buckets([0.001 * (1 + i % 250) for i in range(2000)], slo=0.2)
+seen["design"] = [isinstance(design, BucketDesign), 0.2 in design.buckets,
+                  isinstance(design.window_accuracy, WindowAccuracy),
+                  evaluate_buckets(design.buckets, [0.05] * 300, windows=2)[0] >= 0]
+
+from otelfin.scrub import scrub_attributes
+attrs = scrub_attributes({"db.statement": "UPDATE cards SET cvv = '123' WHERE id = 7"})
+seen["sql"] = [attrs["db.statement"], _sql._patterns.cache_info().currsize]
+
+import types
+shop = types.ModuleType("shop")
+exec("def charge(amount):\n    return amount * 2\n", shop.__dict__)
+sys.modules["shop"] = shop
+otelfin.configure(service_name="payment-api", methods_include="shop:charge")
+from otelfin.instrument import applied
+seen["include"] = [applied(), shop.charge(21), hasattr(shop.charge, "__wrapped__")]
+otelfin.configure(service_name="payment-api")  # the list dropped: the original is back
+seen["include_undone"] = [applied(), hasattr(shop.charge, "__wrapped__")]
+
+from otelfin.metrics import metrics_server, start_metrics_server, MetricsServer
+otelfin.configure(service_name="payment-api", metrics_port=0, metrics_addr="127.0.0.1")
+server = metrics_server()
+seen["server"] = [isinstance(server, MetricsServer), callable(start_metrics_server)]
+otelfin.shutdown()
+print(json.dumps(seen))
+"""
+
+
+def test_pieces_configure_defers_load_and_work_on_first_use() -> None:
+    """configure() leaves out bucket design, the /metrics server, the include list, tail
+    sampling and the SQL statement patterns when nothing asks for them; each loads on first
+    use afterwards and behaves as before (a design, a redacted statement, a traced method that
+    is put back when the list is dropped, a server on an asked-for port)."""
+    clean = {k: v for k, v in os.environ.items() if not k.startswith(("OTEL_", "OTELFIN_"))}
+    out = subprocess.run(
+        [sys.executable, "-c", _DEFERRED_CHILD],
+        env={**clean, "OTEL_TRACES_EXPORTER": "none"},
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=120,
+    )
+    seen = json.loads(out.stdout.strip().splitlines()[-1])
+    assert seen["configure"] == []
+    assert seen["sql_compiled"] == 0
+    assert seen["design"] == [True, True, True, True]
+    assert seen["sql"] == ["UPDATE cards SET cvv = '[REDACTED]' WHERE id = 7", 1]
+    assert seen["include"] == [["shop:charge"], 42, True]
+    assert seen["include_undone"] == [[], False]
+    assert seen["server"] == [True, True]

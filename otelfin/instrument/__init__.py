@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import sys
 from typing import TYPE_CHECKING, Any
 
 from otelfin._outcome import OutcomeSpanProcessor
@@ -103,19 +104,15 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
 
     Returns the processor that puts ``otelfin.outcome`` on the transports' spans.
     """
-    from otelfin.instrument._include import (
-        instrument_methods,
-        parse_entries_reporting,
-        uninstrument,
-    )
-
     use_catalogue(config.catalogue)
     _traced.use_scrub_options(tracing.scrub_options)
     # The metrics pillar's recorder, passed on by configure(): @traced calls report to it.
     set_call_observer(tracing.call_observer)
     _state.given_observer = tracing.call_observer
-    uninstrument()
+    _uninstrument_methods()
     if config.methods_include:
+        from otelfin.instrument._include import instrument_methods, parse_entries_reporting
+
         instrument_methods(parse_entries_reporting(config.methods_include))
     _install_threading()
     from otelfin.instrument import transports
@@ -129,6 +126,20 @@ def install_pillar(config: Config, tracing: Tracing) -> Installed:
     else:
         transports.install(None if wanted is True else wanted)
     return Installed(span_processors=(_state.outcomes,))
+
+
+def _uninstrument_methods() -> None:
+    """Undo the include list, if one was ever applied in this process.
+
+    The include-list module (its dataclasses, wrapt's post-import machinery) loads only when
+    an include list is given or something imported it (``opentelemetry-instrument``'s entry
+    point, the application): until then nothing can have been wrapped, so there is nothing to
+    undo and ``configure()`` does not pay for loading it.
+    """
+    # (A module another thread is still importing has wrapped nothing yet either.)
+    undo = getattr(sys.modules.get(f"{__name__}._include"), "uninstrument", None)
+    if undo is not None:
+        undo()
 
 
 def _install_threading() -> None:
@@ -147,14 +158,12 @@ def _install_threading() -> None:
 
 def uninstall_pillar() -> None:
     """Undo :func:`install_pillar` (called by ``otelfin.shutdown``)."""
-    from otelfin.instrument._include import uninstrument
-
     use_catalogue(None)
     _traced.use_scrub_options(None)
     if _state.given_observer is not None and call_observer() is _state.given_observer:
         set_call_observer(None)  # an observer the application set itself stays
     _state.given_observer = None
-    uninstrument()
+    _uninstrument_methods()
     if _state.threading_by_us:
         from opentelemetry.instrumentation.threading import ThreadingInstrumentor
 

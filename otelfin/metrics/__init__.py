@@ -34,17 +34,13 @@ from otelfin._keep import keep_rules
 from otelfin.metrics._buckets import (
     DEFAULT_PROMETHEUS_BUCKETS,
     ROUND_TIMEOUTS,
-    BucketDesign,
-    WindowAccuracy,
     check_slo_bound,
     default_buckets,
-    evaluate_buckets,
     histogram_quantile,
     latency_buckets,
     le_text,
     nearest_bounds,
     operation_buckets,
-    suggest_buckets,
 )
 from otelfin.metrics._collectors import (
     ExportHealthCollector,
@@ -73,11 +69,17 @@ from otelfin.metrics._red import (
     latency_histogram,
     red_metrics,
 )
-from otelfin.metrics._server import MetricsServer, multiprocess_registry, start_metrics_server
 from otelfin.metrics._transport import TransportMetricsProcessor
 from otelfin.pillar import Installed
 
 if TYPE_CHECKING:
+    from otelfin.metrics._design import (
+        BucketDesign,
+        WindowAccuracy,
+        evaluate_buckets,
+        suggest_buckets,
+    )
+    from otelfin.metrics._server import MetricsServer, multiprocess_registry, start_metrics_server
     from otelfin.pillar import Config, Tracing
 
 _log = logging.getLogger("otelfin")
@@ -168,6 +170,30 @@ class _State:
 
 
 _state = _State()
+
+#: Names whose module loads on first use: bucket design from samples (``otelfin buckets
+#: suggest``) and the ``/metrics`` server (``metrics_port``), which configure() does not need
+#: in a service that only builds the default layouts and serves no port of its own.
+_LAZY = {
+    "BucketDesign": "_design",
+    "WindowAccuracy": "_design",
+    "evaluate_buckets": "_design",
+    "suggest_buckets": "_design",
+    "MetricsServer": "_server",
+    "multiprocess_registry": "_server",
+    "start_metrics_server": "_server",
+}
+
+
+def __getattr__(name: str) -> Any:
+    module = _LAZY.get(name)
+    if module is None:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
+    globals()[name] = value
+    return value
 
 
 def _transport_target() -> tuple[RedMetrics, str] | None:
@@ -320,6 +346,8 @@ def _setup_server(config: Config, registry: CollectorRegistry) -> None:
     _stop_server()
     if port is None:
         return
+    from otelfin.metrics._server import multiprocess_registry, start_metrics_server
+
     serve: CollectorRegistry | None = registry
     if registry is REGISTRY and is_multiprocess():
         serve = multiprocess_registry()

@@ -15,6 +15,7 @@ Only literals are touched (quoted strings and numbers); placeholders (``%s``, ``
 
 from __future__ import annotations
 
+import functools
 import re
 
 from otelfin.scrub._options import ScrubOptions
@@ -29,13 +30,33 @@ _STRING = r"(?:[EeNn]?'(?:[^']|'')*')"
 _NUMBER = r"(?:[-+]?\d+(?:\.\d+)?)"
 _LITERAL = rf"(?:{_STRING}|{_NUMBER})"
 _IDENT = r'(?:"(?:[^"]|"")+"|`[^`]+`|\[[^\]]+\]|[A-Za-z_][A-Za-z0-9_$]*)'
-_PASSWORD = re.compile(rf"(?i)\b(PASSWORD|IDENTIFIED\s+BY)(\s+)({_STRING})")
-_COMPARED = re.compile(rf"({_IDENT})(\s*(?:=|<>|!=)\s*)({_LITERAL})")
-_INSERT = re.compile(
-    rf"(?is)\bINSERT\s+INTO\s+{_IDENT}(?:\s*\.\s*{_IDENT})*\s*\(([^()]*)\)\s*VALUES\s*"
-)
+#: The cheap test every statement gets: without one of these words there is nothing to redact.
 _HINT = re.compile(r"(?i)password|identified|=|<>|values")
 _QUOTED = f"'{REDACTED}'"
+
+
+class _Patterns:
+    """The statement patterns, compiled by the first statement that passes :data:`_HINT`.
+
+    Compiling them took ~1 ms of ``configure()`` (which imports this module with the
+    scrubber) in every service, most of which never record a statement; the first database
+    span's scrub pays it instead, on the export thread unless spans are scrubbed as they end.
+    """
+
+    __slots__ = ("compared", "insert", "literal", "password")
+
+    def __init__(self) -> None:
+        self.password = re.compile(rf"(?i)\b(PASSWORD|IDENTIFIED\s+BY)(\s+)({_STRING})")
+        self.compared = re.compile(rf"({_IDENT})(\s*(?:=|<>|!=)\s*)({_LITERAL})")
+        self.insert = re.compile(
+            rf"(?is)\bINSERT\s+INTO\s+{_IDENT}(?:\s*\.\s*{_IDENT})*\s*\(([^()]*)\)\s*VALUES\s*"
+        )
+        self.literal = re.compile(_LITERAL)
+
+
+@functools.cache
+def _patterns() -> _Patterns:
+    return _Patterns()
 
 
 def _name(identifier: str) -> str:
@@ -78,7 +99,8 @@ def _split_values(text: str, start: int) -> tuple[list[tuple[int, int]], int] | 
 
 
 def _redact_insert(statement: str, opts: ScrubOptions | None) -> str:
-    match = _INSERT.search(statement)
+    patterns = _patterns()
+    match = patterns.insert.search(statement)
     if match is None:
         return statement
     columns = [_name(c.strip()) for c in match.group(1).split(",")]
@@ -95,7 +117,7 @@ def _redact_insert(statement: str, opts: ScrubOptions | None) -> str:
         items, position = split
         for index, (begin, end) in enumerate(items):
             value = statement[begin:end].strip()
-            if index in secret and re.fullmatch(_LITERAL, value):
+            if index in secret and patterns.literal.fullmatch(value):
                 out.append(statement[last:begin])
                 out.append(statement[begin:end].replace(value, _QUOTED, 1))
                 last = end
@@ -114,7 +136,8 @@ def redact_sql_secrets(statement: str, options: ScrubOptions | None = None) -> s
     there were none."""
     if not _HINT.search(statement):
         return statement
-    text = _PASSWORD.sub(lambda m: f"{m.group(1)}{m.group(2)}{_QUOTED}", statement)
-    text = _COMPARED.sub(lambda m: _redact_compared(m, options), text)
+    patterns = _patterns()
+    text = patterns.password.sub(lambda m: f"{m.group(1)}{m.group(2)}{_QUOTED}", statement)
+    text = patterns.compared.sub(lambda m: _redact_compared(m, options), text)
     text = _redact_insert(text, options)
     return statement if text == statement else text

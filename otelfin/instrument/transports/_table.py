@@ -230,11 +230,15 @@ def install(names: Iterable[str] | None = None) -> list[str]:
     if unknown:
         raise ValueError(f"unknown transports {unknown}: expected some of {', '.join(TRANSPORTS)}")
     todo: list[tuple[Row, bool]] = []
+    # Several rows share a library (five for grpc): each is looked up once.
+    present: dict[str, bool] = {}
     with _switch.lock:
         for row in TABLE:
             if row.name not in wanted or row in _switch.wanted:
                 continue
-            if not _installed_library(row.library):
+            if row.library not in present:
+                present[row.library] = _installed_library(row.library)
+            if not present[row.library]:
                 continue
             _switch.wanted[row] = None
             _switch.settled.discard(row)
