@@ -798,24 +798,20 @@ def free_port() -> int:
 
 
 def cpu_seconds(pid: int) -> float:
-    with open(f"/proc/{pid}/stat") as stat:
-        fields = stat.read().rpartition(")")[2].split()
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
+    """CPU seconds of the whole server process (all its threads)."""
+    return _stat_seconds(f"/proc/{pid}/stat")
 
 
 def request_thread_seconds(pid: int) -> float:
     """CPU seconds of the server's main thread (uvicorn's event loop: the requests and
     everything done on their path), apart from its other threads (the exporters')."""
-    return cpu_seconds_of(f"/proc/{pid}/task/{pid}/stat")
+    return _stat_seconds(f"/proc/{pid}/task/{pid}/stat")
 
 
-def cpu_seconds_of(path: str) -> float:
-    try:
-        with open(path) as stat:
-            fields = stat.read().rpartition(")")[2].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
+def _stat_seconds(path: str) -> float:
+    with open(path) as stat:
+        fields = stat.read().rpartition(")")[2].split()
+    return (int(fields[11]) + int(fields[12])) / CLK_TCK  # utime + stime
 
 
 def collector_ms(server: "Server") -> float:
