@@ -220,3 +220,19 @@ def reset() -> None:
         _state.export_failures.clear()
         _state.logs_dropped.clear()
         _state.otlp_failures.clear()
+
+
+def lazy_attribute(
+    package: str, table: dict[str, str], namespace: dict[str, Any], name: str
+) -> Any:
+    """PEP 562 ``__getattr__`` for a package whose names live in submodules loaded on first
+    use: ``table`` maps each name to its submodule; the value is kept in ``namespace`` (the
+    package's globals), so the lookup runs once per name."""
+    import importlib
+
+    module = table.get(name)
+    if module is None:
+        raise AttributeError(f"module {package!r} has no attribute {name!r}")
+    value = getattr(importlib.import_module(f"{package}.{module}"), name)
+    namespace[name] = value
+    return value

@@ -5,6 +5,7 @@ from __future__ import annotations
 import sys
 from typing import TYPE_CHECKING, Any
 
+from otelfin import _internal
 from otelfin._outcome import OutcomeSpanProcessor
 from otelfin.instrument import _traced
 from otelfin.instrument._traced import (
@@ -70,17 +71,12 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    import importlib
-
     # ``otelfin.instrument.transports`` after a plain ``import otelfin``, imported on first use.
     if name == "transports":
+        import importlib
+
         return importlib.import_module(f"{__name__}.transports")
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+    return _internal.lazy_attribute(__name__, _LAZY, globals(), name)
 
 
 class _State:

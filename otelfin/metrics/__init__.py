@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING, Any
 
 from prometheus_client import REGISTRY, CollectorRegistry
 
+from otelfin import _internal
 from otelfin._keep import keep_rules
 from otelfin.metrics._buckets import (
     DEFAULT_PROMETHEUS_BUCKETS,
@@ -186,14 +187,7 @@ _LAZY = {
 
 
 def __getattr__(name: str) -> Any:
-    module = _LAZY.get(name)
-    if module is None:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    import importlib
-
-    value = getattr(importlib.import_module(f"{__name__}.{module}"), name)
-    globals()[name] = value
-    return value
+    return _internal.lazy_attribute(__name__, _LAZY, globals(), name)
 
 
 def _transport_target() -> tuple[RedMetrics, str] | None:
