@@ -25,8 +25,10 @@ class _Keep(SpanExporter):
 
 @pytest.fixture(autouse=True)
 def only_these_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pipelines other tests left alive must not decide these tests' backlog."""
+    """Pipelines other tests left alive must not decide these tests' backlog, nor earlier
+    pauses which ones are left out."""
     monkeypatch.setattr(_accounting, "_live", weakref.WeakSet())
+    monkeypatch.setattr(_accounting, "_pauses", _accounting._Pauses())
 
 
 @pytest.fixture
@@ -82,3 +84,61 @@ def test_a_simple_processor_never_counts_as_a_backlog() -> None:
         assert not _accounting.backlogged()
     finally:
         pipeline.shutdown()
+
+
+class _Clock:
+    """``time.perf_counter`` and ``time.sleep`` for the pauses: each sleep takes ``next`` s."""
+
+    def __init__(self) -> None:
+        self.now = 0.0
+        self.next = _accounting.PAUSE_S
+        self.sleeps = 0
+
+    def perf_counter(self) -> float:
+        return self.now
+
+    def sleep(self, seconds: float) -> None:
+        self.sleeps += 1
+        self.now += self.next
+
+
+@pytest.fixture
+def clock(monkeypatch: pytest.MonkeyPatch) -> _Clock:
+    fake = _Clock()
+    monkeypatch.setattr(_accounting.time, "perf_counter", fake.perf_counter)
+    monkeypatch.setattr(_accounting.time, "sleep", fake.sleep)
+    return fake
+
+
+def _pauses_slept(clock: _Clock, pauses: int) -> list[int]:
+    """Which of ``pauses`` calls slept (1) or were left out (0)."""
+    slept = []
+    for _ in range(pauses):
+        before = clock.sleeps
+        _accounting.pause_between_slices()
+        slept.append(clock.sleeps - before)
+    return slept
+
+
+def test_pauses_that_get_the_gil_back_in_time_all_sleep(clock: _Clock) -> None:
+    clock.next = _accounting._BUSY_S / 2
+    assert _pauses_slept(clock, 40) == [1] * 40
+
+
+def test_busy_pauses_leave_out_the_next_ones_doubling(clock: _Clock) -> None:
+    # Every pause found the request thread busy (saturated): 1, 3, 7, 15, ... left out.
+    clock.next = _accounting._BUSY_S * 2
+    slept = _pauses_slept(clock, 1 + 1 + 1 + 3 + 1 + 7 + 1 + 15 + 1)
+    assert slept == [1, 0, 1, 0, 0, 0, 1] + [0] * 7 + [1] + [0] * 15 + [1]
+    # and never more than _MOST_SKIPPED in a row
+    slept = _pauses_slept(clock, 400)
+    runs = "".join(map(str, slept)).split("1")
+    assert max(len(run) for run in runs) == _accounting._MOST_SKIPPED
+
+
+def test_a_pause_in_time_ends_the_leaving_out(clock: _Clock) -> None:
+    clock.next = _accounting._BUSY_S * 2
+    assert _pauses_slept(clock, 5) == [1, 0, 1, 0, 0]
+    clock.next = _accounting.PAUSE_S  # the request thread went idle: the pause came back fast
+    assert _pauses_slept(clock, 2) == [0, 1]  # the last one left out, then a pause in time
+    assert _pauses_slept(clock, 10) == [1] * 10  # and the pauses are back, every one
