@@ -11,7 +11,9 @@ So the batch stays whole and one POST, encoded by :mod:`otelfin._exporters._wire
 the protobuf wire format directly (the same bytes as the official encoder, for 7.5 us a span
 against 36.9 in ``benchmarks/bench_span_encoding.py``), pausing after every :data:`SLICE` spans
 (~0.2 ms of work) with a short sleep, which hands the GIL to a waiting thread (``sleep(0)``
-does not reliably). A batch the wire encoder refuses (an attribute value of a type it does not
+does not reliably). The pauses are left out while the request threads are saturated or a
+batch queue is backing up (:func:`otelfin._exporters._accounting.pause_between_slices`): there
+they buy no latency and cost CPU. A batch the wire encoder refuses (an attribute value of a type it does not
 know) is encoded by the official encoder instead, also in slices: serialized protobuf messages
 concatenate into their merge, so the slices' bytes joined are one ``ExportTraceServiceRequest``
 whose ``resource_spans`` list holds each slice's entries, valid OTLP for any collector. Sending
