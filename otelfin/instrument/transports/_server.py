@@ -16,7 +16,9 @@ request's headers), its status code attribute and status, the exceptions recorde
 ends (at the response's last body message). What it leaves out is the repeated work above.
 Callgrind, ``benchmarks/e2e_overhead.py``'s app driven in-process with otelfin configured: 3.44M
 instructions a request with the official middleware answering, 3.17M with this one (the rest of
-the request unchanged).
+the request unchanged). The span's name and ``http.route`` come from the official FastAPI
+details function, remembered for static routes (``_routes.py``: 18 us -> 0.8 us a request on a
+5-route app, timeit).
 
 Everything the fast path does not implement goes to the official middleware, whole: websocket
 connections and other scope types, receive/send spans, request hooks, captured headers, a
@@ -38,6 +40,7 @@ from opentelemetry.instrumentation.propagators import get_global_response_propag
 from opentelemetry.propagate import extract
 
 from otelfin import _internal
+from otelfin.instrument.transports._routes import route_details
 
 __all__ = ["LeanServerSpan", "adopt", "request_attributes"]
 
@@ -56,7 +59,9 @@ class LeanServerSpan:
         self.app = official  # FastAPI looks for the official middleware down the .app chain
         self.inner = official.app
         self.tracer = official.tracer
-        self.details: Callable[[Any], tuple[str, dict[str, Any]]] = official.default_span_details
+        self.details: Callable[[Any], tuple[str, dict[str, Any]]] = route_details(
+            official.default_span_details
+        )
         self.excluded = official.excluded_urls
         self.mode = official._sem_conv_opt_in_mode
         self.url_of: Any = asgi.get_host_port_url_tuple
