@@ -7,19 +7,18 @@ for it (up to the 5 ms switch interval each time), which showed in the latency t
 batches are no cure: every batch is one more HTTP POST, and 64-span batches cost 63 us of CPU
 a span against 34.6 us for 512 (same run).
 
-So the batch stays whole and one POST, encoded by :mod:`otelfin._exporters._wire`, which writes
-the protobuf wire format directly (the same bytes as the official encoder, for 7.5 us a span
-against 36.9 in ``benchmarks/bench_span_encoding.py``), pausing after every :data:`SLICE` spans
-(~0.2 ms of work) with a short sleep, which hands the GIL to a waiting thread (``sleep(0)``
-does not reliably). The pauses are left out while the request threads are saturated or a
-batch queue is backing up (:func:`otelfin._exporters._accounting.pause_between_slices`): there
-they buy no latency and cost CPU. A batch the wire encoder refuses (an attribute value of a type it does not
-know) is encoded by the official encoder instead, also in slices: serialized protobuf messages
-concatenate into their merge, so the slices' bytes joined are one ``ExportTraceServiceRequest``
-whose ``resource_spans`` list holds each slice's entries, valid OTLP for any collector. Sending
-goes through the official exporter's own HTTP client (retries, compression, headers, timeout
-unchanged); when that client is not where this version keeps it, the official ``export`` runs
-as is.
+So the batch stays whole and one POST, encoded by :mod:`otelfin._exporters._wire`, which writes the
+protobuf wire format directly (the same bytes as the official encoder, for 7.5 us a span against
+36.9 in ``benchmarks/bench_span_encoding.py``), pausing after every :data:`SLICE` spans (~0.2 ms of
+work) with a short sleep, which hands the GIL to a waiting thread (``sleep(0)`` does not reliably).
+The pauses are left out while the request threads are saturated or a batch queue is backing up
+(:func:`otelfin._exporters._accounting.pause_between_slices`): there they buy no latency and cost
+CPU. A batch the wire encoder refuses (an attribute value of a type it does not know) is encoded by
+the official encoder instead, also in slices: serialized protobuf messages concatenate into their
+merge, so the slices' bytes joined are one ``ExportTraceServiceRequest`` whose ``resource_spans``
+list holds each slice's entries, valid OTLP for any collector. Sending goes through the official
+exporter's own HTTP client (retries, compression, headers, timeout unchanged); when that client is
+not where this version keeps it, the official ``export`` runs as is.
 """
 
 from __future__ import annotations
