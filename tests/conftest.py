@@ -12,6 +12,7 @@ from collections.abc import Iterator
 import pytest
 
 from otelfin import _config, _internal, _settings
+from otelfin._exporters import _accounting
 from otelfin.testing import reset_tracer_provider
 
 # Every variable the settings table reads, plus the OTLP endpoints the exporter choice reads.
@@ -32,6 +33,9 @@ def _clean_otelfin_state(
     """Isolate tests from each other and from the developer's environment."""
     for name in _ENV:
         monkeypatch.delenv(name, raising=False)
+    # The export thread's record of busy pauses (it leaves the next ones out) is process-wide:
+    # a pause that took long in one test must not decide another's.
+    monkeypatch.setattr(_accounting, "_pauses", _accounting._Pauses())
     _internal.reset()
     yield
     _config.reset()

@@ -25,10 +25,9 @@ class _Keep(SpanExporter):
 
 @pytest.fixture(autouse=True)
 def only_these_pipelines(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Pipelines other tests left alive must not decide these tests' backlog, nor earlier
-    pauses which ones are left out."""
+    """Pipelines other tests left alive must not decide these tests' backlog (conftest resets
+    the record of busy pauses)."""
     monkeypatch.setattr(_accounting, "_live", weakref.WeakSet())
-    monkeypatch.setattr(_accounting, "_pauses", _accounting._Pauses())
 
 
 @pytest.fixture
