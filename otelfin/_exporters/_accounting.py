@@ -61,14 +61,16 @@ class _Pauses:
     pauses' worth) found the request threads busy all that time: requests are queueing behind
     one another and their latency is the queue's. Such a pause buys no latency and costs CPU:
     while it waits, the export thread is woken at every GIL release of the busy thread (each
-    socket call releases it), only to find the GIL taken again. In ``benchmarks/e2e_overhead.py``
-    at saturation the pauses took 1.5-2.5 ms (median), the export thread made 1.3 voluntary
-    context switches a request against 0.2 without pauses, and the process used ~10% more CPU a
-    request. So after a busy pause the next pauses are left out, doubling (1, 3, 7, ...,
+    socket call releases it), only to find the GIL taken again. Serving
+    ``benchmarks/e2e_overhead.py``'s app at saturation (a per-thread probe of ``/proc``), the
+    pauses took 0.6-2.5 ms (median), the export thread made 1.3 voluntary context switches a
+    request against 0.2 without pauses, and the process used 1-22% more CPU a request (6 paired
+    runs). So after a busy pause the next pauses are left out, doubling (1, 3, 7, ...,
     :data:`_MOST_SKIPPED`) while pauses stay busy; the first pause that gets the GIL back in time
-    ends it. Measured in the same run (4 interleaved repetitions): added CPU a request 634 us
-    against 808, voluntary switches 0.5 a request against 1.3, open-loop p99 7.9 ms against 8.5.
-    The counters are plain attributes: export threads racing on them only move a pause.
+    ends it. The study itself, 4 interleaved repetitions against the code before: added CPU a
+    request 634 us against 808, open-loop p99 7.9 ms against 8.5 (and in the probe, 0.5
+    voluntary switches a request against 1.3). The counters are plain attributes: export threads
+    racing on them only move a pause.
     """
 
     skip = 0
